@@ -1,0 +1,270 @@
+"""The video index: (path, label, number of frames) for every video of a dataset.
+
+Three inputs are understood:
+
+* a **folder of class sub-folders** (``root/<class>/<video>``): labels are the sorted
+  class names' positions;
+* a **file list**, one video per line: ``path label [num_frames]`` (paths relative to
+  the list's folder; ``#`` starts a comment; label ``-1`` means unlabelled);
+* a **prepared dataset folder** (``python -m pipelines.prepare``) holding ``classes.txt``
+  and split lists such as ``train_split1.txt``: pass the folder and a split name.
+
+Frame counts that a list does not give are probed once with PyAV and cached next to the
+list (or in ``~/.cache/motionssl`` when that folder is read-only), keyed by file size and
+modification time so an edited video is probed again.
+
+Unreadable files and videos shorter than the window follow a policy instead of crashing
+mid-epoch: ``"skip"`` (log a warning naming each file), ``"error"`` (raise naming them),
+or for short videos ``"pad"`` (repeat the last frame; counted in :attr:`VideoIndex.stats`).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .video_io import VideoError, probe
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = (".webm", ".mp4", ".avi", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".ogv")
+BAD_FILE_POLICIES = ("skip", "error")
+SHORT_VIDEO_POLICIES = ("pad", "skip", "error")
+CACHE_SUFFIX = ".frames.tsv"
+
+
+@dataclass
+class VideoIndex:
+    """Parallel lists of paths, labels and frame counts, plus what was left out and why."""
+
+    paths: List[str]
+    labels: np.ndarray  # (N,) int64, -1 when unlabelled
+    num_frames: np.ndarray  # (N,) int64
+    classes: List[str] = field(default_factory=list)
+    stats: Dict[str, object] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __post_init__(self):
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        self.num_frames = np.asarray(self.num_frames, dtype=np.int64)
+        if not (len(self.paths) == len(self.labels) == len(self.num_frames)):
+            raise ValueError("paths, labels and num_frames must have the same length")
+
+    def subset(self, keep: Sequence[int]) -> "VideoIndex":
+        keep = list(keep)
+        return VideoIndex([self.paths[i] for i in keep], self.labels[keep], self.num_frames[keep],
+                          list(self.classes), dict(self.stats))
+
+    def apply_window(self, window: int, short_videos: str = "pad") -> "VideoIndex":
+        """Apply the short-video policy for windows of ``window`` frames (GUIDE §2)."""
+        if short_videos not in SHORT_VIDEO_POLICIES:
+            raise ValueError(f"short_videos={short_videos!r}; choose one of {SHORT_VIDEO_POLICIES}")
+        short = np.flatnonzero(self.num_frames < window)
+        stats = dict(self.stats, window=window, short_videos=int(len(short)), short_policy=short_videos)
+        if len(short) == 0:
+            out = self.subset(range(len(self)))
+            out.stats = stats
+            return out
+        names = ", ".join(f"{self.paths[i]} ({self.num_frames[i]} frames)" for i in short[:5])
+        more = f" and {len(short) - 5} more" if len(short) > 5 else ""
+        if short_videos == "error":
+            raise ValueError(f"{len(short)} videos are shorter than the {window}-frame window: {names}{more}. "
+                             "Use short_videos='pad' (repeat the last frame) or 'skip', or shorten the clips.")
+        if short_videos == "skip":
+            log.warning("skipping %d videos shorter than the %d-frame window: %s%s", len(short), window, names, more)
+            out = self.subset(np.flatnonzero(self.num_frames >= window))
+        else:
+            log.info("padding %d videos shorter than the %d-frame window by repeating their last frame",
+                     len(short), window)
+            out = self.subset(range(len(self)))
+        out.stats = stats
+        return out
+
+    def to_list(self, path: str) -> None:
+        """Write ``path label num_frames`` lines (paths relative to the list when possible)."""
+        base = os.path.dirname(os.path.abspath(path))
+        with open(path, "w") as f:
+            for p, y, n in zip(self.paths, self.labels, self.num_frames):
+                rel = os.path.relpath(p, base) if os.path.isabs(p) else p
+                f.write(f"{rel} {int(y)} {int(n)}\n")
+
+
+def load_index(source: str, split: Optional[str] = None, bad_files: str = "skip",
+               num_probe_threads: int = 8) -> VideoIndex:
+    """Build the index from a class folder, a prepared dataset folder or a file list.
+
+    ``split`` names a list inside a prepared dataset folder (``"train_split1"``, ``"test"``,
+    ``"train_split1.txt"``...). ``bad_files`` is ``"skip"`` or ``"error"``.
+    """
+    if bad_files not in BAD_FILE_POLICIES:
+        raise ValueError(f"bad_files={bad_files!r}; choose one of {BAD_FILE_POLICIES}")
+    if not os.path.exists(source):
+        raise FileNotFoundError(f"{source}: no such dataset folder or file list")
+    if os.path.isdir(source):
+        if split is not None or os.path.exists(os.path.join(source, "classes.txt")):
+            return _load_prepared(source, split, bad_files, num_probe_threads)
+        return _load_class_folder(source, bad_files, num_probe_threads)
+    return _load_list(source, bad_files, num_probe_threads)
+
+
+def _load_prepared(root: str, split: Optional[str], bad_files: str, threads: int) -> VideoIndex:
+    lists = sorted(f[:-4] for f in os.listdir(root) if f.endswith(".txt") and f != "classes.txt")
+    if split is None:
+        split = "all" if "all" in lists else None
+    if split is None:
+        raise ValueError(f"{root}: a prepared dataset needs a split; choose one of {lists}")
+    name = split[:-4] if split.endswith(".txt") else split
+    if name not in lists:
+        raise ValueError(f"{root}: no split {split!r}; choose one of {lists}")
+    index = _load_list(os.path.join(root, name + ".txt"), bad_files, threads)
+    with open(os.path.join(root, "classes.txt")) as f:
+        index.classes = [line.strip() for line in f if line.strip()]
+    return index
+
+
+def _load_class_folder(root: str, bad_files: str, threads: int) -> VideoIndex:
+    classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
+    if not classes:
+        raise ValueError(f"{root}: expected class sub-folders holding videos (root/<class>/<video>), found none")
+    rows = []
+    for label, name in enumerate(classes):
+        folder = os.path.join(root, name)
+        for fname in sorted(os.listdir(folder)):
+            if fname.lower().endswith(VIDEO_EXTENSIONS):
+                rows.append((os.path.join(folder, fname), label, None))
+    if not rows:
+        raise ValueError(f"{root}: the class folders hold no videos with extensions {VIDEO_EXTENSIONS}")
+    cache = _cache_path(os.path.join(root, "index"))
+    index = _finish(rows, cache, bad_files, threads, origin=root)
+    index.classes = classes
+    return index
+
+
+def parse_list_line(line: str, where: str):
+    """``path label [num_frames]`` → (path, label, num_frames or None); paths may hold spaces."""
+    text = line.strip()
+    parts = text.rsplit(maxsplit=2)
+    if len(parts) == 3 and _is_int(parts[1]) and _is_int(parts[2]):
+        path, label, frames = parts[0], int(parts[1]), int(parts[2])
+    else:
+        parts = text.rsplit(maxsplit=1)
+        if len(parts) != 2 or not _is_int(parts[1]):
+            raise ValueError(f"{where}: expected `path label [num_frames]`, got {text!r}")
+        path, label, frames = parts[0], int(parts[1]), None
+    if frames is not None and frames <= 0:
+        raise ValueError(f"{where}: num_frames must be positive, got {frames}")
+    return path, label, frames
+
+
+def _is_int(token: str) -> bool:
+    return token.lstrip("-").isdigit()
+
+
+def _load_list(path: str, bad_files: str, threads: int) -> VideoIndex:
+    base = os.path.dirname(os.path.abspath(path))
+    rows = []
+    with open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            p, label, frames = parse_list_line(line, f"{path}:{lineno}")
+            rows.append((p if os.path.isabs(p) else os.path.join(base, p), label, frames))
+    if not rows:
+        raise ValueError(f"{path}: the list holds no videos")
+    return _finish(rows, _cache_path(path), bad_files, threads, origin=path)
+
+
+def _cache_path(anchor: str) -> str:
+    """``<anchor>.frames.tsv`` when its folder is writable, else a user cache file."""
+    folder = os.path.dirname(os.path.abspath(anchor))
+    if os.access(folder, os.W_OK):
+        return anchor + CACHE_SUFFIX
+    digest = hashlib.sha1(os.path.abspath(anchor).encode()).hexdigest()[:16]
+    home = os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache"))
+    return os.path.join(home, "motionssl", "index", digest + CACHE_SUFFIX)
+
+
+def _read_cache(cache: str) -> Dict[str, tuple]:
+    entries = {}
+    if os.path.exists(cache):
+        with open(cache) as f:
+            for line in f:
+                parts = line.rstrip("\n").split("\t")
+                if len(parts) == 4:
+                    entries[parts[0]] = (int(parts[1]), int(parts[2]), int(parts[3]))
+    return entries
+
+
+def _write_cache(cache: str, entries: Dict[str, tuple]) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(cache)), exist_ok=True)
+    tmp = f"{cache}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        for p, (size, mtime, frames) in sorted(entries.items()):
+            f.write(f"{p}\t{size}\t{mtime}\t{frames}\n")
+    os.replace(tmp, cache)
+
+
+def _finish(rows, cache: str, bad_files: str, threads: int, origin: str) -> VideoIndex:
+    """Fill in missing frame counts (cache, then probe), apply the bad-file policy."""
+    cached = _read_cache(cache)
+    counts: List[Optional[int]] = []
+    to_probe = []
+    bad: List[VideoError] = []
+    for i, (p, _, frames) in enumerate(rows):
+        if frames is not None:
+            counts.append(frames)
+            continue
+        try:
+            st = os.stat(p)
+        except OSError:
+            bad.append(VideoError(p, "file not found", "check the path in your file list or dataset folder"))
+            counts.append(None)
+            continue
+        hit = cached.get(os.path.abspath(p))
+        if hit and hit[0] == st.st_size and hit[1] == int(st.st_mtime):
+            counts.append(hit[2])
+        else:
+            counts.append(None)
+            to_probe.append(i)
+    if to_probe:
+        log.info("probing %d videos for their frame counts (cached in %s)", len(to_probe), cache)
+
+        def run(i):
+            try:
+                return i, probe(rows[i][0]).num_frames, None
+            except VideoError as exc:
+                return i, None, exc
+
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+            for i, frames, exc in pool.map(run, to_probe):
+                counts[i] = frames
+                if exc is not None:
+                    bad.append(exc)
+                else:
+                    st = os.stat(rows[i][0])
+                    cached[os.path.abspath(rows[i][0])] = (st.st_size, int(st.st_mtime), frames)
+        try:
+            _write_cache(cache, cached)
+        except OSError as exc:  # a read-only cache is a slowdown, not an error
+            log.warning("could not write the frame-count cache %s: %s", cache, exc)
+    if bad:
+        listing = "\n  ".join(str(e) for e in bad[:20])
+        more = f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""
+        if bad_files == "error":
+            raise VideoError(bad[0].path, f"{len(bad)} unusable videos in {origin}:\n  {listing}{more}",
+                             "fix or remove them, or load with bad_files='skip'")
+        log.warning("skipping %d unusable videos in %s:\n  %s%s", len(bad), origin, listing, more)
+    keep = [i for i, c in enumerate(counts) if c is not None]
+    if not keep:
+        raise ValueError(f"{origin}: no usable videos")
+    return VideoIndex(paths=[rows[i][0] for i in keep], labels=[rows[i][1] for i in keep],
+                      num_frames=[counts[i] for i in keep],
+                      stats={"videos": len(keep), "skipped_unreadable": len(bad),
+                             "skipped_files": [e.path for e in bad]})

@@ -1,0 +1,90 @@
+"""Appearance disturbance: RAD noise mosaics and the BE mix (MoQuad §3.1, Fig. 3, Tab. 5 left).
+
+RAD builds a noise image ``D`` from one frame: the frame is shrunk to one tile, the tile is
+repeated ``k × k`` times and the mosaic is cut to the clip's frame size; ``D`` is then
+blended into every frame of the clip as ``(1 − λ)·V + λ·D`` with ``λ ~ U[a, b]`` drawn per
+clip (defaults ``k = 5``, ``[0.1, 0.5]``). The frame comes from another video of the batch
+(``"inter"``, the paper's choice) or from the clip's own window (``"intra"``). BE (Wang et
+al. 2021, the ablation baseline) blends one frame of the clip itself with ``λ ~ U[0, 0.3]``.
+
+The frame for "inter" is taken from the *other* video's window before augmentation, so the
+noise carries that video's appearance, not a crop of it; each sample picks the frame that
+it lends, and ``fn.permute_batch`` with a derangement hands it to another sample
+(GUIDE §4.7). Blending happens after colour jitter, on float pixels, so the noise keeps
+its own colours.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence, Tuple
+
+import numpy as np
+from nvidia.dali import fn, types
+
+APPEARANCE_OPS = ("rad_inter", "rad_intra", "be", "none")
+
+
+def draw_derangement(rng: np.random.Generator, batch_size: int) -> np.ndarray:
+    """A permutation with no fixed point: sample ``i`` borrows from ``perm[i] != i``.
+
+    Uniform over derangements by rejection (expected e ≈ 2.7 draws). A batch of one has
+    no other video; it borrows from itself.
+    """
+    if batch_size < 2:
+        return np.zeros(batch_size, dtype=np.int32)
+    while True:
+        perm = rng.permutation(batch_size)
+        if not np.any(perm == np.arange(batch_size)):
+            return perm.astype(np.int32)
+
+
+def draw_lambda(rng: np.random.Generator, bounds: Sequence[float]) -> np.ndarray:
+    lo, hi = bounds
+    if not 0.0 <= lo <= hi <= 1.0:
+        raise ValueError(f"blend weight range must satisfy 0 <= a <= b <= 1, got {list(bounds)}")
+    return np.array(rng.uniform(lo, hi), dtype=np.float32)
+
+
+def tile_size(size: Tuple[int, int], k: int) -> Tuple[int, int]:
+    """Tile height and width: ``ceil(size / k)`` so that ``k`` tiles cover the frame."""
+    if k < 1:
+        raise ValueError(f"RAD grid k must be >= 1, got {k}")
+    return math.ceil(size[0] / k), math.ceil(size[1] / k)
+
+
+def pick_frame(window, frame_index):
+    """Graph op: the single frame ``frame_index`` ((1,) int32 per sample) as a 1-frame sequence."""
+    return fn.sequence_rearrange(window, new_order=frame_index)
+
+
+def rad_noise(frame, k: int, size: Tuple[int, int], antialias: bool = False):
+    """Graph op: ``(1, h, w, C)`` uint8 frame → ``(1, H, W, C)`` uint8 ``k × k`` mosaic.
+
+    One resize and ``2k`` concatenations. A fused kernel would write the mosaic straight
+    from the frame (each output pixel reads ``frame[(y mod th)·sy, (x mod tw)·sx]``) and
+    could blend it into the clip in the same pass.
+    """
+    th, tw = tile_size(size, k)
+    tile = fn.resize(frame, size=[th, tw], interp_type=types.INTERP_LINEAR, antialias=antialias)
+    row = fn.cat(*([tile] * k), axis=2)
+    grid = fn.cat(*([row] * k), axis=1)
+    if (th * k, tw * k) != tuple(size):
+        grid = fn.crop(grid, crop=list(size), crop_pos_x=0.0, crop_pos_y=0.0)
+    return grid
+
+
+def borrow(noise, partner):
+    """Graph op: sample ``i`` receives the noise built by sample ``partner[i]`` (RAD inter)."""
+    return fn.permute_batch(noise, indices=partner)
+
+
+def blend(clip, noise, lam):
+    """Graph op: ``(1 − λ)·clip + λ·noise`` on float ``(T, H, W, C)``; ``noise`` is one frame.
+
+    Written as ``clip + λ·(noise − clip)``: three element-wise operators, each its own
+    kernel and buffer in DALI 2.4 (GUIDE §4.4) — the first place a fused kernel pays.
+    """
+    if clip.device == "gpu":
+        noise = noise.gpu() if noise.device == "cpu" else noise
+        lam = lam.gpu()
+    return clip + lam * (noise - clip)

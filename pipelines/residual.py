@@ -1,0 +1,26 @@
+"""Long-range residual clips (MCPNet §3.1, Eq. 1–2).
+
+``|F_i − F_{i+t·s}|`` for the frames ``i`` of a clip at speed ``s``; ``t = 1`` is the plain
+residual frame of Eq. 1. The planner gathers the ``2T`` frames (clip, then partners) with
+one ``sequence_rearrange`` so that cropping and colour jitter are drawn once and applied
+to both halves; this op subtracts the halves.
+
+Output scaling: the difference of two float frames in pixel units, so values lie in
+``[0, 255]`` (0 = no change). :func:`pipelines.augment.normalize` then divides by
+``255 · residual_std`` without subtracting a mean, so a static pixel stays exactly 0.
+"""
+from __future__ import annotations
+
+import nvidia.dali.math as dmath
+from nvidia.dali import fn
+
+
+def residual_clip(pairs, num_frames: int):
+    """Graph op: ``(2T, H, W, C)`` float frames (clip, then partners) → ``(T, H, W, C)`` residual.
+
+    Three operators (two rearranges share the input; subtract; abs). A fused kernel that
+    reads both halves and writes ``|a − b|`` once would save two passes over the clip.
+    """
+    first = fn.sequence_rearrange(pairs, new_order=list(range(num_frames)))
+    second = fn.sequence_rearrange(pairs, new_order=list(range(num_frames, 2 * num_frames)))
+    return dmath.abs(first - second)

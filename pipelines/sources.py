@@ -1,0 +1,289 @@
+"""The window source: one decoded window of ``W`` consecutive frames per sample (GUIDE §2, §4.10).
+
+An epoch is one window per video, at a new random start every epoch. The order of the
+videos, the window starts and every random parameter of the sample (clip positions,
+speeds, crops, colour, RAD weights) are a pure function of ``(seed, epoch, video)`` —
+drawn in Python by a *planner* and handed to the DALI graph as per-sample inputs. That
+buys three things at once: the DALI graph and the NumPy reference build identical samples
+from identical draws (exact parity tests); a run resumes mid-epoch by rebuilding the
+pipeline at ``(epoch, batch)`` with nothing to restore but two integers; and draws do not
+depend on the number of DALI threads, workers or prefetch depth.
+
+Decoding sits behind one switch (``decoder``):
+
+* ``"pyav"`` — worker processes of a parallel external source seek and decode the window
+  with PyAV (any codec; the fast CPU path, GUIDE §4.11) and hand frames to the graph;
+* ``"dali"`` — the workers only read the file's bytes and ``fn.decoders.video`` decodes
+  the batch in parallel: NVDEC on ``device="gpu"``, libavcodec on CPU (VP8/VP9/MJPEG only).
+
+Sharding (``shard_id``, ``num_shards``) splits each epoch's permutation into equal parts
+so every rank sees the same number of batches; videos within a batch are always distinct.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections import OrderedDict
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from nvidia.dali import fn, types
+
+from .index import VideoIndex
+from .video_io import (CONVERT_HINT, DALI_CPU_CODECS, DALI_GPU_CODECS, VideoError, frame_size,
+                       frame_timestamps, read_window)
+
+log = logging.getLogger(__name__)
+
+DECODERS = ("pyav", "dali")
+DEVICES = ("cpu", "gpu")
+LAST_BATCH = ("drop", "pad")
+BAD_FILE_RUNTIME = ("raise", "skip")
+
+
+class Planner:
+    """What a method draws per sample; subclasses define ``window``, ``keys`` and ``draw``.
+
+    ``draw(rng, batch_rng, slot, batch_size, valid, frame_hw)`` returns a dict whose keys
+    are exactly ``keys``: per-sample arrays (clip indices, crop boxes, colour parameters,
+    blend weights...). ``rng`` is the sample's own generator; ``batch_rng`` is shared by
+    the whole batch (the same stream in every sample of it) for draws that couple samples,
+    such as the RAD partner derangement; ``slot`` is the sample's position in the batch.
+    ``valid`` is the number of real frames in the window and ``frame_hw`` its frame size.
+    """
+
+    window: int = 1
+    keys: Tuple[str, ...] = ()
+
+    def draw(self, rng, batch_rng, slot, batch_size, valid, frame_hw) -> Dict[str, np.ndarray]:
+        raise NotImplementedError
+
+
+class _Cache(OrderedDict):
+    """A small LRU for per-file facts (frame timestamps, header) inside a worker process."""
+
+    def __init__(self, capacity: int = 4096):
+        super().__init__()
+        self.capacity = capacity
+
+    def get_or(self, key, make):
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        value = make(key)
+        self[key] = value
+        if len(self) > self.capacity:
+            self.popitem(last=False)
+        return value
+
+
+class WindowSource:
+    """Per-sample callback for ``fn.external_source(parallel=True, batch=False)``.
+
+    Picklable; holds no mutable state besides per-process caches, so DALI's worker
+    processes compute every sample from ``SampleInfo`` alone.
+
+    Args:
+        index: the videos (already filtered by the short-video policy).
+        planner: the method's per-sample draws; ``planner.window`` frames are decoded.
+        batch_size, seed, shard_id, num_shards: as their names say.
+        decoder: ``"pyav"`` (return frames) or ``"dali"`` (return encoded bytes + start).
+        shuffle: permute the videos every epoch (training) or keep index order (evaluation).
+        last_batch: ``"drop"`` the incomplete last batch, or ``"pad"`` it with the shard's
+            first videos (every video seen; the repeats are distinct within the batch).
+        samples: evaluation mode — explicit ``(video, window_start)`` pairs, in order.
+        start_epoch, start_iteration: resume position (the first epoch starts at that batch).
+        bad_files: ``"raise"`` a :class:`VideoError` naming the file, or ``"skip"`` it with a
+            logged warning and use the next video of the shard instead.
+        allowed_codecs: codecs the decoder reads (checked from the header per file).
+    """
+
+    def __init__(self, index: VideoIndex, planner: Planner, batch_size: int, seed: int = 0,
+                 shard_id: int = 0, num_shards: int = 1, decoder: str = "pyav", shuffle: bool = True,
+                 last_batch: str = "drop", samples: Optional[Sequence[Tuple[int, int]]] = None,
+                 start_epoch: int = 0, start_iteration: int = 0, bad_files: str = "raise",
+                 allowed_codecs: Optional[Sequence[str]] = None):
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder={decoder!r}; choose one of {DECODERS}")
+        if last_batch not in LAST_BATCH:
+            raise ValueError(f"last_batch={last_batch!r}; choose one of {LAST_BATCH}")
+        if bad_files not in BAD_FILE_RUNTIME:
+            raise ValueError(f"bad_files={bad_files!r}; choose one of {BAD_FILE_RUNTIME}")
+        if not 0 <= shard_id < num_shards:
+            raise ValueError(f"shard_id={shard_id} must lie in [0, num_shards={num_shards})")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.paths = list(index.paths)
+        self.labels = np.asarray(index.labels, dtype=np.int64)
+        self.num_frames = np.asarray(index.num_frames, dtype=np.int64)
+        self.planner = planner
+        self.window = int(planner.window)
+        self.batch_size = batch_size
+        self.seed = int(seed)
+        self.shard_id, self.num_shards = shard_id, num_shards
+        self.decoder = decoder
+        self.shuffle = shuffle
+        self.last_batch = last_batch
+        self.samples = None if samples is None else np.asarray(samples, dtype=np.int64).reshape(-1, 2)
+        self.start_epoch, self.start_iteration = int(start_epoch), int(start_iteration)
+        self.bad_files = bad_files
+        self.allowed_codecs = None if allowed_codecs is None else frozenset(allowed_codecs)
+        total = len(self.paths) if self.samples is None else len(self.samples)
+        # Equal shard sizes keep DDP ranks in step; shuffled training drops the remainder
+        # (a different few videos each epoch), evaluation pads by wrapping around.
+        self.shard_size = total // num_shards if shuffle else -(-total // num_shards)
+        if self.shard_size < batch_size:
+            raise ValueError(f"each of the {num_shards} shards holds {self.shard_size} samples, fewer than "
+                             f"batch_size={batch_size}; lower the batch size or add videos")
+        full, rest = divmod(self.shard_size, batch_size)
+        self.batches_per_epoch = full + (1 if rest and last_batch == "pad" else 0)
+        if self.start_iteration >= self.batches_per_epoch:
+            raise ValueError(f"start_iteration={start_iteration} >= {self.batches_per_epoch} batches per epoch")
+        self._timestamps = _Cache()
+        self._headers = _Cache()
+        self._order_epoch, self._order = None, None
+
+    # --- what a sample is -------------------------------------------------------------
+    @property
+    def keys(self) -> Tuple[str, ...]:
+        """Names of the outputs of :meth:`__call__`, in order."""
+        head = ("frames",) if self.decoder == "pyav" else ("encoded", "window_start")
+        return head + ("label", "index") + tuple(self.planner.keys)
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch
+
+    def shard_order(self, epoch: int) -> np.ndarray:
+        """Sample ids (videos, or rows of ``samples``) of this shard for ``epoch``, in order."""
+        if self._order_epoch != epoch:
+            total = len(self.paths) if self.samples is None else len(self.samples)
+            if self.shuffle:
+                order = np.random.default_rng([self.seed, epoch]).permutation(total)
+            else:
+                order = np.arange(total)
+            need = self.shard_size * self.num_shards
+            order = np.resize(order, need) if need > total else order
+            self._order = order[self.shard_id * self.shard_size:(self.shard_id + 1) * self.shard_size]
+            self._order_epoch = epoch
+        return self._order
+
+    def batch_ids(self, epoch: int, iteration: int) -> np.ndarray:
+        """Sample ids of batch ``iteration`` of ``epoch`` (padding wraps to the shard's start)."""
+        pos = iteration * self.batch_size + np.arange(self.batch_size)
+        return self.shard_order(epoch)[pos % self.shard_size]
+
+    def describe_batch(self, epoch: int, iteration: int) -> List[str]:
+        """File names of a batch — for error messages."""
+        ids = self.batch_ids(epoch, iteration)
+        return [self.paths[self._video_of(i)] for i in ids]
+
+    def _video_of(self, sample_id: int) -> int:
+        return int(sample_id) if self.samples is None else int(self.samples[sample_id, 0])
+
+    # --- the callback -------------------------------------------------------------------
+    def __call__(self, info):
+        epoch = self.start_epoch + info.epoch_idx
+        iteration = info.iteration + (self.start_iteration if info.epoch_idx == 0 else 0)
+        if iteration >= self.batches_per_epoch:
+            raise StopIteration
+        slot = info.idx_in_batch
+        pos = iteration * self.batch_size + slot
+        order = self.shard_order(epoch)
+        batch_rng = np.random.default_rng([self.seed, epoch, self.shard_id, iteration, 1])
+        for attempt in range(min(8, self.shard_size)):
+            sample_id = int(order[(pos + attempt * self.batch_size) % self.shard_size])
+            try:
+                return self._sample(sample_id, epoch, pos, slot, batch_rng)
+            except VideoError as exc:
+                if self.bad_files == "raise":
+                    raise
+                log.warning("skipping %s (%s); using another video of the shard in its place", exc.path, exc.reason)
+                batch_rng = np.random.default_rng([self.seed, epoch, self.shard_id, iteration, 1])
+        raise VideoError(self.paths[self._video_of(order[pos % self.shard_size])],
+                         "this and the following replacement videos all failed to decode",
+                         "check the dataset with `python -m pipelines.prepare`")
+
+    def _sample(self, sample_id: int, epoch: int, pos: int, slot: int, batch_rng) -> tuple:
+        video = self._video_of(sample_id)
+        path = self.paths[video]
+        n = int(self.num_frames[video])
+        # The sample's draws depend on the video and epoch, not on the shard layout;
+        # a padded repeat (pos past the shard) gets a fresh stream.
+        rng = np.random.default_rng([self.seed, epoch, video, pos // self.shard_size])
+        if self.samples is None:
+            start = int(rng.integers(0, max(n - self.window, 0) + 1))
+        else:
+            start = int(min(max(self.samples[sample_id, 1], 0), max(n - 1, 0)))
+        valid = max(1, min(n - start, self.window))
+        if self.decoder == "pyav":
+            stamps = self._timestamps.get_or(path, frame_timestamps)
+            frames = read_window(path, start, self.window, timestamps=stamps)
+            head = (frames,)
+            frame_hw = frames.shape[1:3]
+        else:
+            height, width, codec = self._headers.get_or(path, frame_size)
+            if self.allowed_codecs is not None and codec not in self.allowed_codecs:
+                raise VideoError(path, f"codec {codec} cannot be decoded by this decoder "
+                                       f"(reads {sorted(self.allowed_codecs)})",
+                                 CONVERT_HINT + ", or use decoder='pyav'")
+            head = (np.fromfile(path, dtype=np.uint8), np.array(start, dtype=np.int32))
+            frame_hw = (height, width)
+        params = self.planner.draw(rng, batch_rng, slot, self.batch_size, valid, frame_hw)
+        missing = set(self.planner.keys) - set(params)
+        if missing:
+            raise KeyError(f"planner {type(self.planner).__name__} did not draw {sorted(missing)}")
+        tail = tuple(np.asarray(params[k]) for k in self.planner.keys)
+        return head + (np.array(self.labels[video], dtype=np.int64), np.array(video, dtype=np.int64)) + tail
+
+
+def allowed_codecs(decoder: str, device: str) -> Optional[frozenset]:
+    """Codecs the chosen decoder reads; ``None`` means any (PyAV)."""
+    if decoder == "pyav":
+        return None
+    return DALI_GPU_CODECS if device == "gpu" else DALI_CPU_CODECS
+
+
+def windows(source: WindowSource, device: str = "cpu", num_workers: int = 2,
+            prefetch: int = 2) -> Dict[str, object]:
+    """Graph op: the external source plus the decoder; returns DataNodes by name.
+
+    ``"window"`` is ``(W, H, W, 3)`` uint8 ``FHWC`` on ``device``; ``"label"`` and
+    ``"index"`` are int64 scalars; every planner key is a per-sample CPU array.
+    ``num_workers=0`` runs the callback in the main process (debugging, tiny tests).
+    """
+    if device not in DEVICES:
+        raise ValueError(f"device={device!r}; choose one of {DEVICES}")
+    keys = source.keys
+    layouts = ["FHWC" if k == "frames" else "" for k in keys]
+    outputs = fn.external_source(source=source, num_outputs=len(keys), batch=False,
+                                 parallel=num_workers > 0, prefetch_queue_depth=prefetch,
+                                 layout=layouts)
+    nodes = dict(zip(keys, outputs))
+    if source.decoder == "pyav":
+        window = nodes.pop("frames")
+        if device == "gpu":
+            window = window.gpu()
+    else:
+        # pad_mode="edge" repeats the last frame for short videos, like read_window.
+        window = fn.decoders.video(nodes.pop("encoded"), device="mixed" if device == "gpu" else "cpu",
+                                   start_frame=nodes.pop("window_start"), sequence_length=source.window,
+                                   pad_mode="edge")
+    nodes["window"] = window
+    return nodes
+
+
+def start_method(device: str) -> str:
+    """``fork`` is fastest; ``spawn`` is required once CUDA is initialised in this process."""
+    if device == "gpu":
+        return "spawn"
+    try:
+        import torch
+
+        if torch.cuda.is_initialized():
+            return "spawn"
+    except ImportError:  # pragma: no cover
+        pass
+    return "fork"
+
+
+DTYPES = {"cpu": types.FLOAT, "gpu": types.FLOAT16}

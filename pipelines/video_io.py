@@ -1,0 +1,219 @@
+"""Reading and writing video files with PyAV.
+
+This is the CPU side of decoding: probing a file once for its frame count and codec
+(the video index caches the result), decoding one window of consecutive frames for the
+PyAV source (GUIDE §4.11: PyAV workers feeding the DALI graph are the fast CPU path and
+read any codec), and writing the lossless or short-GOP files that the demo data, the
+tests and dataset preparation produce.
+
+Every failure is a :class:`VideoError` that names the file, says what went wrong and
+what to do about it.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Optional
+
+import numpy as np
+
+# Codecs that DALI's CPU decoder reads (GUIDE §4.1). NVDEC reads these and h264, hevc,
+# mpeg4 (and av1 on GPUs that have it).
+DALI_CPU_CODECS = frozenset({"vp8", "vp9", "mjpeg"})
+DALI_GPU_CODECS = frozenset({"vp8", "vp9", "mjpeg", "h264", "hevc", "mpeg4", "av1"})
+
+CONVERT_HINT = (
+    "convert it with `python -m pipelines.prepare folder --src DIR --out DIR --codec vp9` "
+    "(or: ffmpeg -i IN -an -c:v libvpx-vp9 -g 16 OUT.webm)"
+)
+
+
+class VideoError(RuntimeError):
+    """A video file that cannot be used; the message names the file and the remedy."""
+
+    def __init__(self, path: str, reason: str, hint: str = ""):
+        self.path = str(path)
+        self.reason = reason
+        message = f"{path}: {reason}"
+        if hint:
+            message += f" — {hint}"
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    num_frames: int
+    width: int
+    height: int
+    fps: float
+    codec: str
+
+
+def _open(path: str):
+    import av
+
+    if not os.path.exists(path):
+        raise VideoError(path, "file not found", "check the path in your file list or dataset folder")
+    if os.path.getsize(path) == 0:
+        raise VideoError(path, "file is empty (0 bytes)", "re-download or re-encode it, or remove it from the list")
+    try:
+        container = av.open(path)
+    except Exception as exc:  # PyAV raises several error types for unreadable input
+        raise VideoError(path, f"not a readable video container ({exc.__class__.__name__}: {exc})",
+                         "re-download or re-encode it, or remove it from the list") from exc
+    if not container.streams.video:
+        container.close()
+        raise VideoError(path, "contains no video stream", "remove it from the list")
+    return container
+
+
+def frame_size(path: str) -> tuple:
+    """``(height, width, codec)`` from the container header (no decoding)."""
+    container = _open(path)
+    try:
+        ctx = container.streams.video[0].codec_context
+        return int(ctx.height), int(ctx.width), ctx.name
+    finally:
+        container.close()
+
+
+def frame_timestamps(path: str) -> np.ndarray:
+    """Presentation timestamps of every frame in display order (demux only, no decoding).
+
+    Frame ``i`` of the video is the frame whose pts is the ``i``-th smallest; seeking by
+    these values is exact for variable frame rates and B-frames alike.
+    """
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        pts = [p.pts for p in container.demux(stream) if p.size > 0 and p.pts is not None]
+    except Exception as exc:
+        raise VideoError(path, f"demuxing failed ({exc})", "the file is probably truncated; re-encode it") from exc
+    finally:
+        container.close()
+    return np.sort(np.asarray(pts, dtype=np.int64))
+
+
+def probe(path: str) -> VideoInfo:
+    """Frame count, size, rate and codec of ``path``; decodes the first frame to prove it reads."""
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        codec = stream.codec_context.name
+        fps = float(stream.average_rate or stream.guessed_rate or 0.0)
+        try:
+            first = next(container.decode(stream))
+        except StopIteration:
+            raise VideoError(path, "video stream has no decodable frame", "re-encode it or remove it") from None
+        except Exception as exc:
+            raise VideoError(path, f"cannot decode ({codec}): {exc}", "re-encode it or remove it") from exc
+        width, height = first.width, first.height
+    finally:
+        container.close()
+    num_frames = len(frame_timestamps(path))
+    if num_frames == 0:
+        raise VideoError(path, "video stream has no frames", "re-encode it or remove it")
+    return VideoInfo(num_frames=num_frames, width=width, height=height, fps=fps, codec=codec)
+
+
+def read_window(path: str, start: int, count: int, timestamps: Optional[np.ndarray] = None) -> np.ndarray:
+    """Decode frames ``start .. start+count-1`` as ``(count, H, W, 3)`` uint8 RGB.
+
+    Seeks to the keyframe before ``start`` and decodes forward, so the cost is the GOP
+    plus the window. Frames past the end of the video repeat the last frame (the index
+    decides whether short videos are padded or skipped; this only makes padding exact).
+    ``timestamps`` (from :func:`frame_timestamps`) saves the demux pass when cached.
+    """
+    if count <= 0:
+        raise ValueError(f"count must be positive, got {count}")
+    if timestamps is None:
+        timestamps = frame_timestamps(path)
+    n = len(timestamps)
+    if n == 0:
+        raise VideoError(path, "video stream has no frames", "re-encode it or remove it")
+    start = int(min(max(start, 0), n - 1))
+    stop = min(start + count, n)
+    wanted = timestamps[start:stop]
+    frames = []
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        container.seek(int(wanted[0]), stream=stream, backward=True, any_frame=False)
+        for frame in container.decode(stream):
+            if frame.pts is None or frame.pts < wanted[0]:
+                continue
+            frames.append(frame.to_ndarray(format="rgb24"))
+            if len(frames) == len(wanted):
+                break
+    except VideoError:
+        raise
+    except Exception as exc:
+        raise VideoError(path, f"decoding frames {start}..{stop - 1} failed ({exc.__class__.__name__}: {exc})",
+                         "the file is probably truncated or corrupt; re-encode it or remove it") from exc
+    finally:
+        container.close()
+    if len(frames) < len(wanted):
+        raise VideoError(path, f"decoded {len(frames)} of frames {start}..{stop - 1}",
+                         "the file is probably truncated; re-encode it or remove it")
+    while len(frames) < count:
+        frames.append(frames[-1])
+    return np.stack(frames)
+
+
+def write_video(path: str, frames: np.ndarray, fps: int = 25, codec: str = "vp9", gop: int = 16,
+                lossless: bool = False, crf: int = 32) -> None:
+    """Write ``(T, H, W, 3)`` uint8 RGB frames with no audio stream.
+
+    ``codec`` is ``"vp9"`` (``.webm``; DALI reads it on CPU and GPU), ``"h264"``
+    (``.mp4``/``.mkv``; GPU decoder only; needs even width and height), ``"mpeg4"`` (xvid-
+    like, for tests of the conversion path) or ``"mjpeg"``. ``lossless`` keeps exact pixel
+    values (VP9/H.264), which the tests use to encode frame indices in the pixels.
+    """
+    import av
+
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
+    t, h, w, _ = frames.shape
+    names = {"vp9": "libvpx-vp9", "h264": "libx264", "mpeg4": "mpeg4", "mjpeg": "mjpeg", "vp8": "libvpx"}
+    if codec not in names:
+        raise ValueError(f"unknown codec {codec!r}; choose one of {sorted(names)}")
+    if codec in ("h264", "mpeg4") and (h % 2 or w % 2):
+        raise ValueError(f"{codec} needs even width and height, got {w}x{h}")
+    options = {}
+    pix_fmt = "yuv420p"
+    if codec == "vp9":
+        options = {"deadline": "realtime", "cpu-used": "8", "row-mt": "1"}
+        options.update({"lossless": "1"} if lossless else {"crf": str(crf), "b": "0"})
+    elif codec == "vp8":
+        options = {"deadline": "realtime", "cpu-used": "8", "crf": str(max(crf, 4)), "b": "1M"}
+    elif codec == "h264":
+        options = {"preset": "veryfast", "tune": "fastdecode"}
+        options.update({"qp": "0"} if lossless else {"crf": str(min(crf, 51))})
+        if lossless:
+            pix_fmt = "yuv444p"
+    elif codec == "mpeg4":
+        options = {"qscale": "3"}
+    elif codec == "mjpeg":
+        pix_fmt = "yuvj420p"
+    tmp = f"{path}.part{os.getpid()}"
+    fmt = {"vp9": "webm", "vp8": "webm"}.get(codec)
+    if fmt is None:
+        ext = os.path.splitext(path)[1].lower()
+        fmt = {".mp4": "mp4", ".mkv": "matroska", ".avi": "avi", ".webm": "webm"}.get(ext, "matroska")
+    try:
+        with av.open(tmp, mode="w", format=fmt) as container:
+            stream = container.add_stream(names[codec], rate=Fraction(fps).limit_denominator(1001), options=options)
+            stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
+            stream.codec_context.gop_size = gop
+            for image in frames:
+                for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
