@@ -36,6 +36,7 @@ VIDEO_EXTENSIONS = (".webm", ".mp4", ".avi", ".mkv", ".mov", ".m4v", ".mpg", ".m
 BAD_FILE_POLICIES = ("skip", "error")
 SHORT_VIDEO_POLICIES = ("pad", "skip", "error")
 CACHE_SUFFIX = ".frames.tsv"
+NOT_SPLITS = ("classes.txt", "failed.txt")  # text files of a prepared dataset that are not splits
 
 
 @dataclass
@@ -115,7 +116,7 @@ def load_index(source: str, split: Optional[str] = None, bad_files: str = "skip"
 
 
 def _load_prepared(root: str, split: Optional[str], bad_files: str, threads: int) -> VideoIndex:
-    lists = sorted(f[:-4] for f in os.listdir(root) if f.endswith(".txt") and f != "classes.txt")
+    lists = sorted(f[:-4] for f in os.listdir(root) if f.endswith(".txt") and f not in NOT_SPLITS)
     if split is None:
         split = "all" if "all" in lists else None
     if split is None:

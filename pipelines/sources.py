@@ -217,6 +217,9 @@ class WindowSource:
         valid = max(1, min(n - start, self.window))
         if self.decoder == "pyav":
             stamps = self._timestamps.get_or(path, frame_timestamps)
+            if len(stamps) < n:
+                raise VideoError(path, f"holds {len(stamps)} frames but the index says {n}",
+                                 "the file changed or is truncated since indexing; re-encode it or rebuild the index")
             frames = read_window(path, start, self.window, timestamps=stamps)
             head = (frames,)
             frame_hw = frames.shape[1:3]
@@ -255,9 +258,8 @@ def windows(source: WindowSource, device: str = "cpu", num_workers: int = 2,
         raise ValueError(f"device={device!r}; choose one of {DEVICES}")
     keys = source.keys
     layouts = ["FHWC" if k == "frames" else "" for k in keys]
-    outputs = fn.external_source(source=source, num_outputs=len(keys), batch=False,
-                                 parallel=num_workers > 0, prefetch_queue_depth=prefetch,
-                                 layout=layouts)
+    parallel = {"parallel": True, "prefetch_queue_depth": prefetch} if num_workers > 0 else {}
+    outputs = fn.external_source(source=source, num_outputs=len(keys), batch=False, layout=layouts, **parallel)
     nodes = dict(zip(keys, outputs))
     if source.decoder == "pyav":
         window = nodes.pop("frames")

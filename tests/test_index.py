@@ -1,0 +1,108 @@
+"""The video index: folders, lists, prepared datasets, the frame-count cache and bad files."""
+import logging
+import os
+
+import numpy as np
+import pytest
+
+from pipelines.index import load_index, parse_list_line
+from pipelines.video_io import VideoError, write_video
+from tests.fixtures import id_frames, write_id_videos
+
+
+def test_list_index_probes_once_and_caches(tmp_path, monkeypatch):
+    lst = write_id_videos(str(tmp_path), [20, 9, 14])
+    index = load_index(lst)
+    assert list(index.num_frames) == [20, 9, 14] and list(index.labels) == [0, 1, 0]
+    assert os.path.exists(lst + ".frames.tsv")
+    import pipelines.index as mod
+
+    def fail(path):
+        raise AssertionError(f"probed {path} again")
+
+    monkeypatch.setattr(mod, "probe", fail)
+    again = load_index(lst)
+    assert list(again.num_frames) == [20, 9, 14]
+
+
+def test_list_with_frame_counts_needs_no_probe(tmp_path, monkeypatch):
+    (tmp_path / "a b.webm").write_bytes(b"not opened")
+    (tmp_path / "list.txt").write_text("# comment\na b.webm 3 17\n\n")
+    import pipelines.index as mod
+
+    monkeypatch.setattr(mod, "probe", lambda p: (_ for _ in ()).throw(AssertionError("probed")))
+    index = load_index(str(tmp_path / "list.txt"))
+    assert index.paths == [str(tmp_path / "a b.webm")] and index.labels[0] == 3 and index.num_frames[0] == 17
+
+
+def test_parse_list_line():
+    assert parse_list_line("x/y z.avi 4 100", "f:1") == ("x/y z.avi", 4, 100)
+    assert parse_list_line("v.webm -1", "f:2") == ("v.webm", -1, None)
+    with pytest.raises(ValueError, match="f:3"):
+        parse_list_line("only_a_path.avi", "f:3")
+    with pytest.raises(ValueError, match="positive"):
+        parse_list_line("v.webm 1 0", "f:4")
+
+
+def test_class_folder_index(tmp_path):
+    for name, n in (("b_class", 2), ("a_class", 1)):
+        os.makedirs(tmp_path / name)
+        for i in range(n):
+            write_video(str(tmp_path / name / f"{i}.webm"), id_frames(6, 16, 16), lossless=True)
+    (tmp_path / "a_class" / "notes.txt").write_text("ignored")
+    index = load_index(str(tmp_path))
+    assert index.classes == ["a_class", "b_class"]
+    assert sorted(index.labels.tolist()) == [0, 1, 1] and set(index.num_frames.tolist()) == {6}
+
+
+def test_bad_files_skip_or_error(tmp_path, caplog):
+    write_video(str(tmp_path / "good.webm"), id_frames(8, 16, 16), lossless=True)
+    (tmp_path / "empty.webm").write_bytes(b"")
+    (tmp_path / "text.webm").write_text("hello, not a video")
+    good = (tmp_path / "good.webm").read_bytes()
+    (tmp_path / "truncated.webm").write_bytes(good[: len(good) // 3])
+    (tmp_path / "list.txt").write_text("good.webm 0\nempty.webm 0\ntext.webm 1\nmissing.webm 1\ntruncated.webm 0\n")
+    with caplog.at_level(logging.WARNING):
+        index = load_index(str(tmp_path / "list.txt"))
+    assert [os.path.basename(p) for p in index.paths][0] == "good.webm"
+    for name in ("empty.webm", "text.webm", "missing.webm"):
+        assert name in caplog.text
+    assert index.stats["skipped_unreadable"] >= 3
+    with pytest.raises(VideoError, match="empty.webm"):
+        load_index(str(tmp_path / "list.txt"), bad_files="error")
+
+
+def test_short_video_policies(tmp_path, caplog):
+    lst = write_id_videos(str(tmp_path), [20, 6, 14])
+    index = load_index(lst)
+    padded = index.apply_window(10, "pad")
+    assert len(padded) == 3 and padded.stats["short_videos"] == 1
+    with caplog.at_level(logging.WARNING):
+        skipped = index.apply_window(10, "skip")
+    assert len(skipped) == 2 and "v001" in caplog.text
+    with pytest.raises(ValueError, match="shorter than the 10-frame window.*v001"):
+        index.apply_window(10, "error")
+    with pytest.raises(ValueError, match="choose one of"):
+        index.apply_window(10, "truncate")
+
+
+def test_prepared_dataset_folder(tmp_path):
+    write_id_videos(str(tmp_path), [8, 8])
+    (tmp_path / "classes.txt").write_text("up\ndown\n")
+    (tmp_path / "train.txt").write_text("videos/v000.webm 0 8\n")
+    (tmp_path / "test.txt").write_text("videos/v001.webm 1 8\n")
+    index = load_index(str(tmp_path), split="test")
+    assert index.classes == ["up", "down"] and index.labels.tolist() == [1]
+    with pytest.raises(ValueError, match="choose one of"):
+        load_index(str(tmp_path), split="val")
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        load_index(str(tmp_path / "nowhere"))
+
+
+def test_index_to_list_roundtrip(tmp_path):
+    lst = write_id_videos(str(tmp_path), [9, 12])
+    index = load_index(lst)
+    out = tmp_path / "copy.txt"
+    index.to_list(str(out))
+    again = load_index(str(out))
+    assert again.paths == index.paths and np.array_equal(again.num_frames, index.num_frames)

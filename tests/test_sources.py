@@ -1,0 +1,197 @@
+"""The window source: exact frames, speeds and gaps, seeding, sharding, resume, bad input."""
+import os
+
+import numpy as np
+import pytest
+from nvidia.dali import pipeline_def, types, fn
+
+from pipelines import clips, residual
+from pipelines.index import load_index
+from pipelines.sources import Planner, WindowSource, allowed_codecs, windows
+from pipelines.video_io import VideoError
+from tests.fixtures import decode_ids, write_id_videos
+
+T, SPEEDS, GAP, W = 4, (1, 2), 3, 20
+
+
+class ClipAndResidual(Planner):
+    """A clip at a random speed and a residual clip at the same speed (test planner)."""
+
+    window = W
+    keys = ("speed", "clip", "pairs")
+
+    def draw(self, rng, batch_rng, slot, batch_size, valid, frame_hw):
+        speed = clips.draw_speed(rng, SPEEDS)
+        return {"speed": np.array(speed, np.int32),
+                "clip": clips.draw_clip_indices(rng, T, speed, valid),
+                "pairs": clips.draw_residual_indices(rng, T, speed, GAP, valid)}
+
+
+def run_epochs(source, epochs=1, device="cpu", num_workers=0):
+    """All batches of ``epochs`` epochs as dicts of per-sample NumPy arrays."""
+
+    @pipeline_def(batch_size=source.batch_size, num_threads=2, device_id=0 if device == "gpu" else None,
+                  py_num_workers=max(num_workers, 1), py_start_method="fork", seed=1)
+    def pipe():
+        n = windows(source, device, num_workers=num_workers)
+        pairs = fn.cast(clips.cut(n["window"], n["pairs"]), dtype=types.FLOAT)
+        return (n["window"], clips.cut(n["window"], n["clip"]), residual.residual_clip(pairs, T),
+                n["index"], n["label"], n["speed"])
+
+    p = pipe()
+    p.build()
+    names = ("window", "clip", "residual", "index", "label", "speed")
+    out = []
+    for _ in range(epochs):
+        batches = []
+        while True:
+            try:
+                result = p.run()
+            except StopIteration:
+                p.reset()
+                break
+            batches.append({k: [np.array(r.as_cpu()[i] if device == "gpu" else r[i]) for i in range(len(r))]
+                            for k, r in zip(names, result)})
+        out.append(batches)
+    return out
+
+
+@pytest.fixture(scope="module")
+def id_list(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ids")
+    return write_id_videos(str(folder), [40, 33, 24, 50, 12, 30, 45, 21])
+
+
+def make_source(id_list, **kw):
+    index = load_index(id_list).apply_window(W, "pad")
+    return WindowSource(index, ClipAndResidual(), **{"batch_size": 2, "seed": 3, **kw})
+
+
+@pytest.mark.parametrize("decoder,device,workers", [
+    ("pyav", "cpu", 0), ("dali", "cpu", 0), ("pyav", "cpu", 2),
+    pytest.param("dali", "gpu", 2, marks=pytest.mark.gpu), pytest.param("pyav", "gpu", 2, marks=pytest.mark.gpu)])
+def test_windows_clips_and_residuals_are_exact(id_list, decoder, device, workers):
+    source = make_source(id_list, decoder=decoder, allowed_codecs=allowed_codecs(decoder, device))
+    (epoch,) = run_epochs(source, device=device, num_workers=workers)
+    n_frames = load_index(id_list).num_frames
+    assert len(epoch) == len(source) == 4
+    for batch in epoch:
+        for s in range(2):
+            video, speed = int(batch["index"][s]), int(batch["speed"][s])
+            n = n_frames[video]
+            window = decode_ids(batch["window"][s])
+            start = window[0]
+            # W consecutive frames from a start that fits; short videos repeat their last frame
+            np.testing.assert_array_equal(window, np.minimum(start + np.arange(W), n - 1))
+            assert 0 <= start <= max(n - W, 0)
+            clip = decode_ids(batch["clip"][s])
+            valid = min(n - start, W)
+            if clips.clip_span(T, speed) <= valid:
+                assert np.all(np.diff(clip) == speed)
+            res = batch["residual"][s]
+            levels = res.mean(axis=(1, 2, 3))
+            if clips.residual_span(T, speed, GAP) <= valid:  # |F_i − F_{i+t·s}| = 4·t·s everywhere
+                np.testing.assert_allclose(levels, 4 * GAP * speed, atol=1.5)
+            assert batch["label"][s] == video % 2
+
+
+def test_epochs_are_permutations_with_new_starts(id_list):
+    source = make_source(id_list)
+    e0, e1 = run_epochs(source, epochs=2)
+    for epoch in (e0, e1):
+        seen = [int(i) for b in epoch for i in b["index"]]
+        assert sorted(seen) == list(range(8))  # one window per video
+        for b in epoch:
+            assert len(set(int(i) for i in b["index"])) == len(b["index"])  # distinct videos per batch
+    starts0 = {int(i): decode_ids(w)[0] for b in e0 for i, w in zip(b["index"], b["window"])}
+    starts1 = {int(i): decode_ids(w)[0] for b in e1 for i, w in zip(b["index"], b["window"])}
+    assert starts0 != starts1
+    order0 = [int(i) for b in e0 for i in b["index"]]
+    order1 = [int(i) for b in e1 for i in b["index"]]
+    assert order0 != order1
+
+
+def test_seeded_runs_reproduce(id_list):
+    a = run_epochs(make_source(id_list, seed=11))[0]
+    b = run_epochs(make_source(id_list, seed=11))[0]
+    c = run_epochs(make_source(id_list, seed=12))[0]
+    for x, y in zip(a, b):
+        for key in ("window", "clip", "index"):
+            for u, v in zip(x[key], y[key]):
+                np.testing.assert_array_equal(u, v)
+    assert [int(i) for b in a for i in b["index"]] != [int(i) for b in c for i in b["index"]]
+
+
+def test_two_shards_cover_the_epoch_once(id_list):
+    shards = [run_epochs(make_source(id_list, shard_id=r, num_shards=2, seed=5))[0] for r in range(2)]
+    assert len(shards[0]) == len(shards[1]) == 2
+    seen = [int(i) for epoch in shards for b in epoch for i in b["index"]]
+    assert sorted(seen) == list(range(8))
+
+
+def test_resume_yields_the_same_next_batches(id_list):
+    full = run_epochs(make_source(id_list), epochs=2)
+    resumed = run_epochs(make_source(id_list, start_epoch=0, start_iteration=3), epochs=2)
+    expected = full[0][3:] + full[1]
+    got = resumed[0] + resumed[1]
+    assert len(got) == len(expected)
+    for x, y in zip(got, expected):
+        for key in ("window", "clip", "index"):
+            for u, v in zip(x[key], y[key]):
+                np.testing.assert_array_equal(u, v)
+
+
+def test_pad_last_batch_sees_every_video(id_list):
+    index = load_index(id_list).apply_window(W, "pad")
+    source = WindowSource(index, ClipAndResidual(), batch_size=3, seed=0, last_batch="pad")
+    (epoch,) = run_epochs(source)
+    assert len(epoch) == 3
+    seen = [int(i) for b in epoch for i in b["index"]]
+    assert set(seen) == set(range(8))
+    assert all(len(set(int(i) for i in b["index"])) == 3 for b in epoch)
+
+
+def test_evaluation_samples_at_given_starts(id_list):
+    index = load_index(id_list).apply_window(W, "pad")
+    samples = [(0, 0), (0, 17), (3, 25), (4, 0)]
+    source = WindowSource(index, ClipAndResidual(), batch_size=2, shuffle=False, samples=samples)
+    (epoch,) = run_epochs(source)
+    got = [(int(i), decode_ids(w)[0]) for b in epoch for i, w in zip(b["index"], b["window"])]
+    assert got == samples
+
+
+def test_bad_arguments_are_named(id_list):
+    index = load_index(id_list)
+    with pytest.raises(ValueError, match="fewer than batch_size"):
+        WindowSource(index, ClipAndResidual(), batch_size=9)
+    with pytest.raises(ValueError, match="decoder"):
+        WindowSource(index, ClipAndResidual(), batch_size=2, decoder="ffmpeg")
+    with pytest.raises(ValueError, match="shard_id"):
+        WindowSource(index, ClipAndResidual(), batch_size=2, shard_id=2, num_shards=2)
+
+
+def test_file_broken_after_indexing_is_named_or_skipped(tmp_path):
+    lst = write_id_videos(str(tmp_path), [30, 30, 30, 30])
+    index = load_index(lst).apply_window(W)
+    victim = index.paths[2]
+    with open(victim, "r+b") as f:  # corrupt the file after its frames were counted
+        f.truncate(os.path.getsize(victim) // 4)
+    source = WindowSource(index, ClipAndResidual(), batch_size=2, seed=0)
+    with pytest.raises(Exception, match="v002"):
+        run_epochs(source)
+    skipping = WindowSource(index, ClipAndResidual(), batch_size=2, seed=0, bad_files="skip")
+    (epoch,) = run_epochs(skipping)
+    seen = [int(i) for b in epoch for i in b["index"]]
+    assert 2 not in seen and len(seen) == 4
+
+
+def test_h264_on_dali_cpu_names_the_conversion(tmp_path):
+    lst = write_id_videos(str(tmp_path), [24, 24], codec="h264")
+    index = load_index(lst).apply_window(W)
+    dali_cpu = WindowSource(index, ClipAndResidual(), batch_size=2, decoder="dali",
+                            allowed_codecs=allowed_codecs("dali", "cpu"))
+    with pytest.raises(Exception, match=r"v00\d\.mp4.*h264.*pipelines\.prepare"):
+        run_epochs(dali_cpu)
+    pyav = WindowSource(index, ClipAndResidual(), batch_size=2, decoder="pyav")
+    (epoch,) = run_epochs(pyav)  # PyAV reads any codec
+    assert len(epoch) == 1
