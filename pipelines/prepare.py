@@ -1,0 +1,687 @@
+"""Turn a downloaded video dataset into short-GOP files and index lists the pipelines read fast.
+
+::
+
+    python -m pipelines.prepare ucf101   --src UCF-101 --splits ucfTrainTestlist --out data/ucf101
+    python -m pipelines.prepare hmdb51   --src hmdb51  --splits testTrainMulti_7030_splits --out data/hmdb51
+    python -m pipelines.prepare kinetics --src k400/videos --splits k400/annotations --out data/k400 --short-side 256
+    python -m pipelines.prepare folder   --src my_videos --out data/mine          # my_videos/<class>/<video>
+
+Why: UCF-101 and HMDB-51 ship as xvid AVI, which DALI's CPU decoder cannot read at all
+and NVDEC reads unreliably; Kinetics ships as H.264 of mixed sizes with long keyframe
+intervals, so every random window decodes from a distant keyframe (GUIDE §4.1, §4.12).
+Every input is stream-decoded with PyAV (one frame in memory at a time), optionally
+resized, and re-encoded with a keyframe every ``--gop`` frames (default 16), even width
+and height, and no audio stream.
+
+Codecs (``--codec``):
+
+* ``vp9`` (default, ``.webm``, libvpx-vp9): the only choice that both DALI decoders read —
+  CPU (``fn.decoders.video(device="cpu")``) and GPU (NVDEC) — so one prepared copy serves
+  laptops, CI and GPU servers.
+* ``h264`` (``.mp4``, libx264): encodes faster and NVDEC decodes it faster, but DALI's CPU
+  decoder cannot read it (the PyAV source still can). Pick it for GPU-only training.
+
+Output layout (the contract the rest of the toolkit reads)::
+
+    OUT/videos/<class>/<stem>.<webm|mp4>   converted videos
+    OUT/classes.txt                        one class name per line; label = 0-based line number
+    OUT/train_split{k}.txt, test_split{k}.txt   UCF-101 and HMDB-51, k = 1..3
+    OUT/train.txt, val.txt, test.txt       Kinetics (those splits its CSVs have), folder with --splits
+    OUT/all.txt                            every converted video
+    OUT/prepare_report.json                summary and every failure with its reason
+    OUT/failed.txt                         ``src_path<TAB>reason`` per failed input
+    OUT/.manifest.jsonl                    finished outputs (makes re-runs free)
+
+Index lines are ``path label num_frames``: the path is relative to OUT, the label indexes
+``classes.txt`` and ``num_frames`` is the frame count of the output file. Class folder
+and file names are made whitespace-free (anything but letters, digits, ``.``, ``_`` and
+``-`` becomes ``_``) because DALI file lists split on whitespace; ``classes.txt`` keeps
+the original names (Kinetics' "air drumming").
+
+Every output is verified (opens, first and last frames decode) before it counts. Inputs
+that fail — unreadable, empty, not a video, no frames, listed in a split file but missing
+on disk — are skipped and reported, never fatal. A run can be interrupted and started
+again: finished outputs are recorded in the manifest and skipped without any decoding.
+Nothing under ``--src`` is ever written: the output folder must lie outside it.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import multiprocessing
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import av
+from tqdm import tqdm
+
+from .video_io import DALI_CPU_CODECS, VideoError, probe, read_window
+
+# Extensions that ``folder`` and ``kinetics`` pick up when scanning --src; broader than
+# what the pipelines read, because raw downloads come in every container.
+INPUT_EXTENSIONS = frozenset({".avi", ".mp4", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg",
+                              ".flv", ".wmv", ".3gp", ".ogv", ".ts"})
+MANIFEST = ".manifest.jsonl"
+ALL_INDEX = "all"
+
+
+@dataclass(frozen=True)
+class Codec:
+    """How one ``--codec`` choice is written."""
+
+    encoder: str
+    extension: str
+    container: str
+    default_crf: int
+    options: Tuple[Tuple[str, str], ...]
+
+
+# libvpx realtime/cpu-used 8 is ~6x faster than "good"/cpu-used 5 at ~1.5x the size: on a
+# dataset of thousands of clips the encode time is what users feel. Realtime mode also
+# makes no alt-ref (hidden) frames, so every packet is one displayed frame.
+CODECS: Dict[str, Codec] = {
+    "vp9": Codec("libvpx-vp9", ".webm", "webm", 32,
+                 (("deadline", "realtime"), ("cpu-used", "8"), ("row-mt", "1"), ("b", "0"))),
+    "h264": Codec("libx264", ".mp4", "mp4", 23, (("preset", "veryfast"),)),
+}
+
+
+@dataclass
+class Item:
+    """One input video: where it is, its class, and the index files that list it.
+
+    ``splits`` maps an index name (``"train_split1"``) to where the split file listed the
+    video (``"trainlist01.txt line 12"``), so a missing file can be reported precisely.
+    """
+
+    src: Path
+    class_name: str
+    splits: Dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Dataset:
+    """What a layout reader found: classes in label order, videos, and the index names to write."""
+
+    classes: List[str]
+    items: List[Item]
+    index_names: List[str]
+
+
+def _fail(message: str):
+    """Stop with a message for the user (no traceback): what is wrong and what to do."""
+    raise SystemExit(f"prepare: error: {message}")
+
+
+def _lines(path: Path) -> List[Tuple[int, str]]:
+    """Non-blank lines of a split file with their 1-based numbers."""
+    if not path.is_file():
+        _fail(f"split file {path} not found; check --splits")
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return [(n, line.strip()) for n, line in enumerate(f, 1) if line.strip()]
+
+
+def _add(items: Dict[Path, Item], src: Path, class_name: str, split: Optional[str], where: str) -> None:
+    """Record ``src`` (once, however many split files list it) and its split membership."""
+    item = items.setdefault(src, Item(src, class_name))
+    if item.class_name != class_name:
+        _fail(f"{where}: {src.name} is listed with class {class_name!r} but earlier with {item.class_name!r}")
+    if split is not None:
+        item.splits.setdefault(split, where)
+
+
+# --------------------------------------------------------------------------- layouts
+
+
+def ucf101(src: Path, splits: Optional[Path]) -> Dataset:
+    """UCF-101: ``src/<Class>/v_*.avi`` with ``classInd.txt``, ``trainlist0k.txt``, ``testlist0k.txt``.
+
+    Split files default to ``src/ucfTrainTestlist`` (where the official zip unpacks) or
+    ``src``. Labels follow ``classInd.txt`` (1-based there, 0-based in ``classes.txt``).
+    """
+    split_dir = splits or (src / "ucfTrainTestlist" if (src / "ucfTrainTestlist").is_dir() else src)
+    class_file = split_dir / "classInd.txt"
+    classes: List[str] = []
+    for n, line in _lines(class_file):
+        parts = line.split()
+        if len(parts) != 2 or not parts[0].isdigit():
+            _fail(f"{class_file} line {n}: expected `index ClassName`, got {line!r}")
+        if int(parts[0]) != len(classes) + 1:
+            _fail(f"{class_file} line {n}: class indices must run 1, 2, 3, ...; got {parts[0]} "
+                  f"where {len(classes) + 1} was expected")
+        classes.append(parts[1])
+    label_of = {name: i for i, name in enumerate(classes)}
+
+    items: Dict[Path, Item] = {}
+    index_names = []
+    for k in (1, 2, 3):
+        train, test = split_dir / f"trainlist0{k}.txt", split_dir / f"testlist0{k}.txt"
+        if not train.exists() and not test.exists():
+            continue
+        for split_file, split in ((train, f"train_split{k}"), (test, f"test_split{k}")):
+            for n, line in _lines(split_file):
+                where = f"{split_file} line {n}"
+                parts = line.split()
+                rel = parts[0].replace("\\", "/")
+                class_name = rel.split("/")[0]
+                # trainlists carry the 1-based label, testlists do not; a label that is
+                # present must agree with classInd.txt or the labels would silently shift.
+                if len(parts) > 2 or "/" not in rel or (len(parts) == 2 and not parts[1].isdigit()):
+                    _fail(f"{where}: expected `Class/video.avi [label]`, got {line!r}")
+                if class_name not in label_of:
+                    _fail(f"{where}: class {class_name!r} is not in {class_file}")
+                if len(parts) == 2 and int(parts[1]) != label_of[class_name] + 1:
+                    _fail(f"{where}: label {parts[1]} disagrees with {class_file}, "
+                          f"which gives {class_name} the index {label_of[class_name] + 1}")
+                _add(items, src / rel, class_name, split, where)
+        index_names += [f"train_split{k}", f"test_split{k}"]
+    if not index_names:
+        _fail(f"no trainlist01.txt/testlist01.txt in {split_dir}; pass the unpacked ucfTrainTestlist folder "
+              "with --splits")
+    return Dataset(classes, list(items.values()), index_names)
+
+
+HMDB_SPLIT_FILE = re.compile(r"^(?P<cls>.+)_test_split(?P<k>\d+)\.txt$")
+
+
+def hmdb51(src: Path, splits: Optional[Path]) -> Dataset:
+    """HMDB-51: ``src/<class>/<video>.avi`` with ``<class>_test_split<k>.txt`` files.
+
+    Split lines are ``video.avi 0|1|2`` (1 = train, 2 = test, 0 = not used by that split).
+    Every listed video is converted (a video unused in split 1 is used in another), so
+    ``all.txt`` holds the whole dataset. Labels are the sorted class names, as is usual.
+    Split files default to ``src/testTrainMulti_7030_splits`` or ``src``.
+    """
+    split_dir = splits or (src / "testTrainMulti_7030_splits"
+                           if (src / "testTrainMulti_7030_splits").is_dir() else src)
+    if not split_dir.is_dir():
+        _fail(f"--splits {split_dir} is not a folder; pass the folder holding <class>_test_split1.txt files")
+    found: Dict[int, Dict[str, Path]] = {}
+    for path in split_dir.iterdir():
+        match = HMDB_SPLIT_FILE.match(path.name)
+        if match:
+            found.setdefault(int(match["k"]), {})[match["cls"]] = path
+    if not found:
+        _fail(f"no <class>_test_split1.txt files in {split_dir}; pass the unpacked "
+              "testTrainMulti_7030_splits folder with --splits")
+    classes = sorted(set().union(*found.values()))
+    items: Dict[Path, Item] = {}
+    index_names = []
+    for k in sorted(found):
+        missing = [c for c in classes if c not in found[k]]
+        if missing:
+            _fail(f"{split_dir / f'{missing[0]}_test_split{k}.txt'} not found ({len(missing)} classes lack a "
+                  f"split-{k} file); every class needs one file per split")
+        for class_name in classes:
+            split_file = found[k][class_name]
+            for n, line in _lines(split_file):
+                parts = line.split()
+                if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
+                    _fail(f"{split_file} line {n}: expected `video.avi 0|1|2`, got {line!r}")
+                split = {"1": f"train_split{k}", "2": f"test_split{k}", "0": None}[parts[1]]
+                _add(items, src / class_name / parts[0], class_name, split, f"{split_file} line {n}")
+        index_names += [f"train_split{k}", f"test_split{k}"]
+    return Dataset(classes, list(items.values()), index_names)
+
+
+KINETICS_COLUMNS = ("label", "youtube_id", "time_start", "time_end", "split")
+KINETICS_SPLITS = {"train": "train", "val": "val", "validate": "val", "validation": "val", "test": "test"}
+KINETICS_NAME = re.compile(r"^(?P<id>.+)_(?P<start>\d{6})_(?P<end>\d{6})$")
+
+
+def _video_files(root: Path):
+    """Video files under ``root`` (recursively), skipping hidden files such as macOS ``._x.mp4``."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in INPUT_EXTENSIONS:
+                yield Path(dirpath) / name
+
+
+def kinetics(src: Path, splits: Optional[Path]) -> Dataset:
+    """Kinetics: CSV annotations ``label,youtube_id,time_start,time_end,split`` and downloaded clips.
+
+    Clips are named ``<youtube_id>_<start:06d>_<end:06d>.<ext>``, in class folders or one
+    flat folder; a row matches the file with exactly that name, else the only file whose
+    name starts with its youtube id. ``--splits`` is one CSV or a folder of CSVs (default:
+    the CSVs in ``src``). Labels are the sorted unique label names.
+    """
+    source = splits or src
+    csv_files = sorted(source.glob("*.csv")) if source.is_dir() else [source]
+    if not csv_files:
+        _fail(f"no Kinetics CSV annotations in {source}; pass a CSV file or a folder of them with --splits")
+
+    rows = []
+    for csv_file in csv_files:
+        if not csv_file.is_file():
+            _fail(f"annotation file {csv_file} not found; check --splits")
+        with open(csv_file, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in KINETICS_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                _fail(f"{csv_file} line 1: header lacks {missing}; expected {','.join(KINETICS_COLUMNS)}")
+            for row in reader:
+                where = f"{csv_file.name} line {reader.line_num}"
+                try:
+                    start, end = int(float(row["time_start"])), int(float(row["time_end"]))
+                except (TypeError, ValueError):
+                    _fail(f"{csv_file} line {reader.line_num}: time_start/time_end must be numbers, got "
+                          f"{row['time_start']!r}, {row['time_end']!r}")
+                split = KINETICS_SPLITS.get((row["split"] or "").strip())
+                if split is None or not row["label"] or not row["youtube_id"]:
+                    _fail(f"{csv_file} line {reader.line_num}: needs a label, a youtube_id and a split in "
+                          f"{sorted(KINETICS_SPLITS)}, got {row}")
+                rows.append((row["label"].strip(), row["youtube_id"].strip(), start, end, split, where))
+
+    # Scanned after the CSVs are read, so a wrong --splits fails before a long walk of --src.
+    by_id: Dict[str, List[Path]] = {}
+    for path in _video_files(src):
+        match = KINETICS_NAME.match(path.stem)
+        by_id.setdefault(match["id"] if match else path.stem, []).append(path)
+    classes = sorted({label for label, *_ in rows})
+    items: Dict[Path, Item] = {}
+    for label, youtube_id, start, end, split, where in rows:
+        candidates = by_id.get(youtube_id, [])
+        exact = [p for p in candidates if p.stem == f"{youtube_id}_{start:06d}_{end:06d}"]
+        found = exact or (candidates if len(candidates) == 1 else [])
+        # A clip that was never downloaded (Kinetics loses ~5-10% to deleted YouTube
+        # videos) becomes an item with a non-existent path: it is reported, not fatal.
+        path = found[0] if found else src / f"{youtube_id}_{start:06d}_{end:06d}.mp4"
+        _add(items, path, label, split, where)
+    index_names = [s for s in ("train", "val", "test") if any(r[4] == s for r in rows)]
+    return Dataset(classes, list(items.values()), index_names)
+
+
+FOLDER_LISTS = ("train", "val", "test")
+# Trailing `label [num_frames]` columns of a list line; what precedes them is the path,
+# which may hold spaces (a video path never ends in a bare number: it has an extension).
+LIST_COLUMNS = re.compile(r"(\s+-?\d+){1,2}$")
+
+
+def folder(src: Path, splits: Optional[Path]) -> Dataset:
+    """Any ``src/<class>/<video>`` tree (videos may sit in sub-folders of a class folder).
+
+    Labels are the sorted class-folder names. With ``--splits DIR`` holding ``train.txt``,
+    ``val.txt`` and/or ``test.txt`` (lines: a path relative to ``src``, optionally followed
+    by ``label [num_frames]``, which are ignored) those index files are written too.
+    """
+    classes = sorted(d.name for d in src.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        _fail(f"--src {src} has no class sub-folders; the folder layout is SRC/<class>/<video>")
+    items: Dict[Path, Item] = {}
+    for class_name in classes:
+        for path in _video_files(src / class_name):
+            _add(items, path, class_name, None, "")
+    index_names = []
+    if splits is not None:
+        if not splits.is_dir():
+            _fail(f"--splits {splits} is not a folder; for `folder` it holds train.txt / val.txt / test.txt")
+        for name in FOLDER_LISTS:
+            list_file = splits / f"{name}.txt"
+            if not list_file.exists():
+                continue
+            for n, line in _lines(list_file):
+                rel = LIST_COLUMNS.sub("", line).replace("\\", "/")
+                class_name = rel.split("/")[0]
+                if "/" not in rel or class_name not in classes:
+                    _fail(f"{list_file} line {n}: {rel!r} is not inside a class folder of --src "
+                          f"(expected <class>/<video>, classes: {', '.join(classes[:5])}...)")
+                _add(items, src / rel, class_name, name, f"{list_file} line {n}")
+            index_names.append(name)
+        if not index_names:
+            _fail(f"--splits {splits} holds none of {', '.join(n + '.txt' for n in FOLDER_LISTS)}")
+    if not items:
+        _fail(f"no videos under the class folders of {src} (extensions: {', '.join(sorted(INPUT_EXTENSIONS))})")
+    return Dataset(classes, list(items.values()), index_names)
+
+
+DATASETS = {"ucf101": ucf101, "hmdb51": hmdb51, "kinetics": kinetics, "folder": folder}
+
+
+# --------------------------------------------------------------------------- conversion
+
+
+def safe_name(name: str) -> str:
+    """``name`` with every character but letters, digits, ``.``, ``_``, ``-`` replaced by ``_``."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+
+
+def output_size(width: int, height: int, short_side: Optional[int]) -> Tuple[int, int]:
+    """Target (width, height): short side scaled to ``short_side`` (aspect kept), both even.
+
+    H.264 and 4:2:0 chroma need even sizes; rounding to the nearest even number changes
+    the aspect by at most one pixel.
+    """
+    def even(x: float) -> int:  # nearest even number, halves up (round() would send 33 to 32)
+        return max(2, 2 * int(x / 2 + 0.5))
+
+    if short_side is None:
+        return max(2, width - width % 2), max(2, height - height % 2)
+    scale = short_side / min(width, height)
+    return even(width * scale), even(height * scale)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One conversion, as sent to a worker process (plain data, so it pickles)."""
+
+    src: str
+    dst: str
+    codec: str
+    short_side: Optional[int]
+    gop: int
+    crf: int
+    threads: int
+    existing: bool  # dst exists without a manifest record: verify it instead of converting
+
+
+@dataclass
+class Result:
+    """What a worker reports back; ``status`` is ``converted``, ``verified`` or ``failed``."""
+
+    src: str
+    status: str
+    num_frames: int = 0
+    fps: float = 0.0
+    bytes: int = 0
+    reason: str = ""
+
+
+def _transcode(job: Job, tmp: str) -> None:
+    """Stream-decode ``job.src``, resize, and encode to ``tmp``; one frame in memory at a time."""
+    codec = CODECS[job.codec]
+    with av.open(job.src, mode="r") as inp:
+        stream = inp.streams.video[0]
+        stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = job.threads
+        width, height = output_size(stream.codec_context.width, stream.codec_context.height, job.short_side)
+        # Frames are re-timed at a constant rate: the pipelines index frames, not seconds,
+        # and a constant rate keeps num_frames / fps an honest duration.
+        rate = Fraction(stream.average_rate or stream.guessed_rate or 25).limit_denominator(1001)
+        with av.open(tmp, mode="w", format=codec.container) as out:
+            options = dict(codec.options, crf=str(job.crf))
+            ostream = out.add_stream(codec.encoder, rate=rate, options=options)
+            ostream.width, ostream.height, ostream.pix_fmt = width, height, "yuv420p"
+            ostream.codec_context.gop_size = job.gop
+            ostream.codec_context.thread_count = job.threads
+            count = 0
+            for frame in inp.decode(stream):
+                image = frame.reformat(width=width, height=height, format="yuv420p", interpolation="AREA")
+                image.pts, image.time_base = count, 1 / rate
+                count += 1
+                for packet in ostream.encode(image):
+                    out.mux(packet)
+            for packet in ostream.encode():
+                out.mux(packet)
+    if count == 0:
+        raise VideoError(job.src, "no frame could be decoded", "re-download it or remove it from the split files")
+
+
+def _verify(path: str, codec: str):
+    """Open ``path``, decode its first and last frames; return its probe info."""
+    info = probe(path)  # opens it and decodes the first frame
+    if info.codec != codec:
+        raise VideoError(path, f"is {info.codec}, expected {codec}", "delete it so it is converted again")
+    read_window(path, info.num_frames - 1, 1)
+    return info
+
+
+def convert(job: Job) -> Result:
+    """The worker: convert (or verify an existing) output; every failure becomes a reason."""
+    tmp = str(Path(job.dst).with_name(f".{Path(job.dst).name}.part"))
+    try:
+        if job.existing:
+            try:
+                info = _verify(job.dst, job.codec)
+                return Result(job.src, "verified", info.num_frames, info.fps, os.path.getsize(job.dst))
+            except VideoError:
+                pass  # a broken leftover (e.g. from another tool): convert again
+        probe(job.src)  # names empty, non-video or frameless inputs before any encoding
+        os.makedirs(os.path.dirname(job.dst), exist_ok=True)
+        _transcode(job, tmp)
+        info = _verify(tmp, job.codec)
+        os.replace(tmp, job.dst)  # only verified files ever carry the final name
+        return Result(job.src, "converted", info.num_frames, info.fps, os.path.getsize(job.dst))
+    except VideoError as exc:
+        return Result(job.src, "failed", reason=exc.reason)
+    except Exception as exc:  # one odd file must not end a run over thousands
+        return Result(job.src, "failed", reason=f"{exc.__class__.__name__}: {exc}".replace("\n", " "))
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+# --------------------------------------------------------------------------- bookkeeping
+
+
+def _load_manifest(out: Path) -> Dict[str, dict]:
+    """Finished outputs by relative path; a torn last line (interrupted run) is ignored."""
+    records = {}
+    path = out / MANIFEST
+    if path.exists():
+        with open(path) as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                    records[record["video"]] = record
+                except (json.JSONDecodeError, KeyError):
+                    continue
+    return records
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write atomically, so a reader never sees half an index file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_indexes(out: Path, dataset: Dataset, done: Dict[Path, Tuple[str, int]]) -> Dict[str, int]:
+    """Write ``classes.txt`` and one ``path label num_frames`` list per index; return line counts.
+
+    ``done`` maps each converted input to (output path relative to ``out``, frame count).
+    Lines keep the order of the split files; failed inputs are left out.
+    """
+    _write_text(out / "classes.txt", "".join(f"{c}\n" for c in dataset.classes))
+    label_of = {c: i for i, c in enumerate(dataset.classes)}
+    counts = {}
+    for name in dataset.index_names + [ALL_INDEX]:
+        lines = [f"{done[item.src][0]} {label_of[item.class_name]} {done[item.src][1]}\n"
+                 for item in dataset.items
+                 if item.src in done and (name == ALL_INDEX or name in item.splits)]
+        _write_text(out / f"{name}.txt", "".join(lines))
+        counts[name] = len(lines)
+    return counts
+
+
+def _check_locations(src: Path, out: Path) -> None:
+    """Refuse output folders that overlap the source tree, so --src is never written to."""
+    if not src.is_dir():
+        _fail(f"--src {src} is not a folder; point it at the unpacked dataset")
+    s, o = src.resolve(), out.resolve()
+    if o == s or s in o.parents or o in s.parents:
+        _fail(f"--out {out} overlaps --src {src}; choose an output folder outside the source tree "
+              "(and not containing it): prepare never writes under --src")
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def prepare(dataset: str, src, out, splits=None, codec: str = "vp9", short_side: Optional[int] = None,
+            gop: int = 16, crf: Optional[int] = None, workers: Optional[int] = None,
+            progress: bool = True) -> dict:
+    """Convert a dataset and write its index files; return the summary written to the report.
+
+    Arguments mirror the command line. Errors in the arguments or split files raise
+    ``SystemExit`` with a message; failures of single videos are reported, not raised.
+    """
+    if dataset not in DATASETS:
+        _fail(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    if codec not in CODECS:
+        _fail(f"unknown --codec {codec!r}; choose one of {', '.join(CODECS)}")
+    for flag, value in (("--short-side", short_side), ("--gop", gop), ("--workers", workers)):
+        if value is not None and value < 1:
+            _fail(f"{flag} must be a positive integer, got {value}")
+    src, out = Path(os.path.abspath(src)), Path(os.path.abspath(out))
+    _check_locations(src, out)
+    found = DATASETS[dataset](src, Path(os.path.abspath(splits)) if splits else None)
+    crf = CODECS[codec].default_crf if crf is None else crf
+    settings = {"codec": codec, "short_side": short_side, "gop": gop, "crf": crf}
+
+    # Output names: videos/<class>/<stem><ext>; two inputs must never share one.
+    target: Dict[Path, str] = {}
+    owner: Dict[str, Path] = {}
+    for item in found.items:
+        rel = f"videos/{safe_name(item.class_name)}/{safe_name(item.src.stem)}{CODECS[codec].extension}"
+        if rel in owner:
+            _fail(f"{item.src} and {owner[rel]} would both be written to {rel}; rename one of them")
+        owner[rel], target[item.src] = item.src, rel
+
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = _load_manifest(out)
+    done: Dict[Path, Tuple[str, int]] = {}
+    failures: List[Tuple[str, str]] = []
+    pending: List[Item] = []
+    for item in found.items:
+        rel, dst = target[item.src], out / target[item.src]
+        record = manifest.get(rel)
+        # Done = recorded with these settings and still the recorded size: no decoding needed.
+        if (record and record["src"] == str(item.src.relative_to(src)) and record["settings"] == settings
+                and dst.is_file() and dst.stat().st_size == record["bytes"]):
+            done[item.src] = (rel, record["num_frames"])
+        elif not item.src.is_file():
+            listed = f" (listed in {next(iter(item.splits.values()))})" if item.splits else ""
+            failures.append((str(item.src), f"file not found{listed}"))
+        else:
+            pending.append(item)
+    skipped = len(done)
+    workers = min(workers or os.cpu_count() or 1, max(1, len(pending)))
+    # Split the cores between workers: with fewer videos than cores, the codecs thread.
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    jobs = [Job(str(item.src), str(out / target[item.src]), codec, short_side, gop, crf, threads,
+                existing=(out / target[item.src]).is_file() and target[item.src] not in manifest)
+            for item in pending]
+
+    converted = 0
+    started = time.perf_counter()
+    if jobs:
+        src_of = {str(item.src): item.src for item in found.items}
+        bar = tqdm(total=len(jobs), unit="video", desc=f"prepare {dataset}", disable=not progress)
+        # spawn, not fork: the caller may have DALI or CUDA threads that a fork would copy
+        # half-initialised. Results arrive as they finish, so the manifest grows
+        # line by line and an interrupted run loses at most the videos in flight.
+        pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None
+        results = pool.imap_unordered(convert, jobs) if pool else map(convert, jobs)
+        try:
+            with open(out / MANIFEST, "a") as manifest_file:
+                for result in results:
+                    bar.update()
+                    if result.status == "failed":
+                        failures.append((result.src, result.reason))
+                        continue
+                    item_src = src_of[result.src]
+                    rel = target[item_src]
+                    manifest_file.write(json.dumps({
+                        "video": rel, "src": str(item_src.relative_to(src)), "settings": settings,
+                        "num_frames": result.num_frames, "fps": result.fps, "bytes": result.bytes}) + "\n")
+                    manifest_file.flush()
+                    done[item_src] = (rel, result.num_frames)
+                    manifest[rel] = {"num_frames": result.num_frames, "fps": result.fps, "bytes": result.bytes}
+                    converted += result.status == "converted"
+                    skipped += result.status == "verified"
+        finally:
+            bar.close()
+            if pool:
+                pool.terminate()
+                pool.join()
+    seconds = time.perf_counter() - started
+
+    counts = write_indexes(out, found, done)
+    records = [manifest[rel] for rel, _ in done.values()]
+    summary = {
+        "dataset": dataset, "src": str(src), "out": str(out), **settings,
+        "classes": len(found.classes), "videos": len(found.items),
+        "converted": converted, "skipped": skipped, "failed": len(failures),
+        "hours": sum(r["num_frames"] / r["fps"] for r in records if r["fps"]) / 3600,
+        "disk_bytes": sum(r["bytes"] for r in records),
+        "seconds": seconds, "videos_per_s": converted / seconds if converted else 0.0,
+        "indexes": counts,
+        "failures": [{"src": s, "reason": r} for s, r in sorted(failures)],
+    }
+    _write_text(out / "prepare_report.json", json.dumps(summary, indent=2) + "\n")
+    _write_text(out / "failed.txt", "".join(f"{s}\t{r}\n" for s, r in sorted(failures)))
+    return summary
+
+
+def main(argv: Optional[List[str]] = None) -> dict:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.prepare", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Convert a video dataset to short-GOP VP9/H.264 files plus index lists\n"
+                    "(`path label num_frames`) that the pipelines read directly.",
+        epilog="examples:\n"
+               "  python -m pipelines.prepare ucf101 --src UCF-101 --splits ucfTrainTestlist --out data/ucf101\n"
+               "  python -m pipelines.prepare hmdb51 --src hmdb51 --splits testTrainMulti_7030_splits "
+               "--out data/hmdb51\n"
+               "  python -m pipelines.prepare kinetics --src k400 --splits k400/annotations --out data/k400 "
+               "--short-side 256\n"
+               "  python -m pipelines.prepare folder --src my_videos --out data/mine\n\n"
+               "output: OUT/videos/<class>/*, OUT/classes.txt, OUT/<split>.txt, OUT/all.txt,\n"
+               "OUT/prepare_report.json, OUT/failed.txt. Re-running skips finished videos.")
+    parser.add_argument("dataset", choices=list(DATASETS),
+                        help="layout of --src: ucf101, hmdb51, kinetics (CSV annotations) or folder "
+                             "(SRC/<class>/<video>)")
+    parser.add_argument("--src", required=True, metavar="DIR",
+                        help="the downloaded dataset (read only, never modified)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder; must lie outside --src")
+    parser.add_argument("--splits", metavar="DIR_OR_CSV",
+                        help="split files: ucf101 the ucfTrainTestlist folder (default SRC/ucfTrainTestlist "
+                             "or SRC); hmdb51 the folder of <class>_test_split<k>.txt (default "
+                             "SRC/testTrainMulti_7030_splits or SRC); kinetics a CSV or folder of CSVs "
+                             "(default SRC); folder a folder with train.txt/val.txt/test.txt (optional)")
+    parser.add_argument("--codec", choices=list(CODECS), default="vp9",
+                        help="vp9 (.webm): DALI decodes it on CPU and GPU (default); h264 (.mp4): faster "
+                             "to encode and on NVDEC, but GPU-only in DALI")
+    parser.add_argument("--short-side", type=int, metavar="N",
+                        help="resize so the short side is N pixels (aspect kept, rounded to even); "
+                             "default: keep the size (rounded down to even)")
+    parser.add_argument("--gop", type=int, default=16, metavar="N",
+                        help="keyframe interval in frames (default 16); a random window decodes at most "
+                             "this many extra frames")
+    parser.add_argument("--crf", type=int, metavar="Q",
+                        help="quality: lower is better and larger (default: vp9 32, h264 23)")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="parallel conversions (default: the number of CPUs)")
+    args = parser.parse_args(argv)
+
+    summary = prepare(args.dataset, args.src, args.out, splits=args.splits, codec=args.codec,
+                      short_side=args.short_side, gop=args.gop, crf=args.crf, workers=args.workers)
+    print(f"converted {summary['converted']}, skipped {summary['skipped']} (already done), "
+          f"failed {summary['failed']}; {summary['hours']:.2f} h of video, "
+          f"{_human_bytes(summary['disk_bytes'])} on disk, {summary['videos_per_s']:.2f} videos/s "
+          f"({summary['seconds']:.1f} s)")
+    if summary["failed"]:
+        print(f"failures and their reasons: {Path(summary['out']) / 'failed.txt'}")
+    if args.codec not in DALI_CPU_CODECS:
+        print(f"note: DALI's CPU decoder cannot read {args.codec}; decode it on the GPU or with the PyAV source")
+    print(f"index files: {', '.join(f'{n}.txt ({c})' for n, c in summary['indexes'].items())} "
+          f"in {summary['out']}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
