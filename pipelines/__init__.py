@@ -10,6 +10,8 @@ Importable on its own (no ``models``, no training code). The building blocks:
 """
 from .augment import AugmentConfig
 from .index import VideoIndex, load_index
+from .iterators import PIPELINES, VideoIterator, make_iterator
 from .sources import Planner, WindowSource
 
-__all__ = ["AugmentConfig", "Planner", "VideoIndex", "WindowSource", "load_index"]
+__all__ = ["AugmentConfig", "PIPELINES", "Planner", "VideoIndex", "VideoIterator", "WindowSource", "load_index",
+           "make_iterator"]

@@ -58,6 +58,17 @@ class Planner:
     def draw(self, rng, batch_rng, slot, batch_size, valid, frame_hw) -> Dict[str, np.ndarray]:
         raise NotImplementedError
 
+    # A method's planner also names its batch outputs and builds them twice: ``graph``
+    # (DALI nodes from the window and the parameter nodes) and ``reference`` (NumPy, from
+    # the batch's windows and parameter dicts, for sample ``slot``).
+    outputs: Tuple[str, ...] = ()
+
+    def graph(self, window, params: Dict, dtype) -> Dict:
+        raise NotImplementedError
+
+    def reference(self, windows, params, slot) -> Dict[str, np.ndarray]:
+        raise NotImplementedError
+
 
 class _Cache(OrderedDict):
     """A small LRU for per-file facts (frame timestamps, header) inside a worker process."""
@@ -186,19 +197,21 @@ class WindowSource:
         iteration = info.iteration + (self.start_iteration if info.epoch_idx == 0 else 0)
         if iteration >= self.batches_per_epoch:
             raise StopIteration
-        slot = info.idx_in_batch
+        return self.sample(epoch, iteration, info.idx_in_batch)
+
+    def sample(self, epoch: int, iteration: int, slot: int) -> tuple:
+        """Outputs (in :attr:`keys` order) of sample ``slot`` of batch ``iteration`` of ``epoch``."""
         pos = iteration * self.batch_size + slot
         order = self.shard_order(epoch)
-        batch_rng = np.random.default_rng([self.seed, epoch, self.shard_id, iteration, 1])
         for attempt in range(min(8, self.shard_size)):
             sample_id = int(order[(pos + attempt * self.batch_size) % self.shard_size])
+            batch_rng = np.random.default_rng([self.seed, epoch, self.shard_id, iteration, 1])
             try:
                 return self._sample(sample_id, epoch, pos, slot, batch_rng)
             except VideoError as exc:
                 if self.bad_files == "raise":
                     raise
                 log.warning("skipping %s (%s); using another video of the shard in its place", exc.path, exc.reason)
-                batch_rng = np.random.default_rng([self.seed, epoch, self.shard_id, iteration, 1])
         raise VideoError(self.paths[self._video_of(order[pos % self.shard_size])],
                          "this and the following replacement videos all failed to decode",
                          "check the dataset with `python -m pipelines.prepare`")

@@ -1,0 +1,98 @@
+"""MCPNet samples (Huang et al., MCPNet §3, Fig. 2; ablations Tab. 1–3).
+
+For every video of the batch, from one decoded window:
+
+* ``rgb``       r  — an RGB clip at speed s_r;
+* ``res_same``  l1 — a long-range residual clip at s_r (MIP positive, Eq. 3);
+* ``res_diff``  l2 — a long-range residual clip at s_d ≠ s_r (MIP negative);
+* ``cip_same``     — per sample, whether CIP pairs r with l1 (True) or l2 (False): the
+  paper's "different speed" setting is all False; Tab. 2's "same" and "random" settings
+  are all True and a coin per sample. No extra clip is cut, so the model encodes each
+  clip once.
+
+The residual clip of speed s and gap t subtracts frames t·s apart (Eq. 2 applied to the
+accelerated clip); ``residual_view`` switches it to the plain residual (t = 1) or to RGB
+(Tab. 3), ``gap`` is Tab. 1's t.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import clips, recipe
+from .recipe import ClipConfig
+from .sources import Planner
+
+CIP_SPEEDS = ("different", "same", "random")
+RESIDUAL_VIEWS = ("long_range", "residual", "rgb")
+
+
+@dataclass
+class MCPNetConfig:
+    clip: ClipConfig = field(default_factory=lambda: ClipConfig(speeds=(1, 2)))
+    gap: int = 4  # t of Eq. 2 (Tab. 1)
+    cip_speed: str = "different"  # Tab. 2
+    residual_view: str = "long_range"  # Tab. 3
+
+    def __post_init__(self):
+        if isinstance(self.clip, dict):
+            self.clip = ClipConfig(**self.clip)
+        if self.cip_speed not in CIP_SPEEDS:
+            raise ValueError(f"mcpnet cip_speed={self.cip_speed!r}; choose one of {CIP_SPEEDS}")
+        if self.residual_view not in RESIDUAL_VIEWS:
+            raise ValueError(f"mcpnet residual_view={self.residual_view!r}; choose one of {RESIDUAL_VIEWS}")
+        if self.gap < 1:
+            raise ValueError(f"mcpnet gap must be >= 1, got {self.gap}")
+        if len(set(self.clip.speeds)) < 2:
+            raise ValueError(f"mcpnet needs two different speeds for l1 and l2, got speeds={list(self.clip.speeds)}")
+
+
+class MCPNetPlanner(Planner):
+    outputs = ("rgb", "res_same", "res_diff", "speed_rgb", "speed_diff", "cip_same")
+
+    def __init__(self, cfg: MCPNetConfig):
+        self.cfg = cfg
+        c = cfg.clip
+        self.gap = 1 if cfg.residual_view == "residual" else cfg.gap
+        top = max(c.speeds)
+        self.window = max(clips.clip_span(c.frames, top),
+                          clips.residual_span(c.frames, top, self.gap) if cfg.residual_view != "rgb" else 0)
+        self.keys = ("speed_rgb", "speed_diff", "cip_same") + tuple(
+            k for name in ("rgb", "res_same", "res_diff") for k in recipe.keys_of(name))
+
+    def draw(self, rng, batch_rng, slot, batch_size, valid, frame_hw):
+        c = self.cfg.clip
+        s_r = clips.draw_speed(rng, c.speeds)
+        s_d = clips.draw_speed(rng, c.speeds, exclude=s_r)
+        if self.cfg.cip_speed == "random":
+            cip_same = clips.draw_speed(rng, c.speeds) == s_r
+        else:
+            cip_same = self.cfg.cip_speed == "same"
+        params = {"speed_rgb": recipe.scalar(s_r), "speed_diff": recipe.scalar(s_d),
+                  "cip_same": np.array(cip_same, dtype=bool)}
+        params.update(recipe.draw_rgb(rng, "rgb", c, s_r, valid, frame_hw))
+        for name, speed in (("res_same", s_r), ("res_diff", s_d)):
+            if self.cfg.residual_view == "rgb":
+                params.update(recipe.draw_rgb(rng, name, c, speed, valid, frame_hw))
+            else:
+                params.update(recipe.draw_residual(rng, name, c, speed, self.gap, valid, frame_hw))
+        return params
+
+    def graph(self, window, p, dtype):
+        c = self.cfg.clip
+        out = {"rgb": recipe.rgb_graph(window, p, "rgb", c, dtype)}
+        for name in ("res_same", "res_diff"):
+            out[name] = (recipe.rgb_graph(window, p, name, c, dtype) if self.cfg.residual_view == "rgb"
+                         else recipe.residual_graph(window, p, name, c, dtype))
+        out.update(speed_rgb=p["speed_rgb"], speed_diff=p["speed_diff"], cip_same=p["cip_same"])
+        return out
+
+    def reference(self, windows, params, slot):
+        c, p = self.cfg.clip, params[slot]
+        out = {"rgb": recipe.rgb_reference(windows, params, slot, "rgb", c)}
+        for name in ("res_same", "res_diff"):
+            out[name] = (recipe.rgb_reference(windows, params, slot, name, c) if self.cfg.residual_view == "rgb"
+                         else recipe.residual_reference(windows[slot], p, name, c))
+        out.update(speed_rgb=p["speed_rgb"], speed_diff=p["speed_diff"], cip_same=p["cip_same"])
+        return out

@@ -1,0 +1,94 @@
+"""MoQuad samples (Liu et al., MoQuad §3.1, Fig. 2a; warm-up Eq. 2 and Algorithm 1).
+
+For every video of the batch, from one decoded window:
+
+* ``anchor``        A   — a clip at speed n;
+* ``positive``      P̄   — another clip at speed n, appearance-disturbed (RAD);
+* ``intra_neg``     N   — a clip at speed m ≠ n (the motion is disturbed);
+* ``intra_neg_ad``  N̄   — a clip at speed m, appearance-disturbed as well.
+
+Each clip has its own random position in the window and its own augmentation draw. The
+warm-up graph (appearance task, Eq. 2) yields ``clip_n`` and ``clip_m``: two clips of the
+same video at speeds n and m. Switches reproduce the paper's ablations: quadruple members
+(Tab. 4), the appearance operation rad_inter / rad_intra / be (Tab. 5 left), the motion
+operation speed / reverse / shuffle (Tab. 5 right; reverse and shuffle keep speed n and
+disturb the order instead) and the set of speeds.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Tuple
+
+import numpy as np
+
+from . import clips, recipe
+from .recipe import AppearanceConfig, ClipConfig
+from .sources import Planner
+
+MODES = ("quad", "warmup")
+
+
+@dataclass
+class MoQuadConfig:
+    clip: ClipConfig = field(default_factory=lambda: ClipConfig(speeds=(1, 2, 4)))
+    appearance: AppearanceConfig = field(default_factory=AppearanceConfig)
+    motion: str = "speed"  # Tab. 5 right: speed / reverse / shuffle
+    positive_ad: bool = True  # Tab. 4: disturb the positive's appearance
+    intra_neg: bool = True  # Tab. 4: include N
+    intra_neg_ad: bool = True  # Tab. 4: include N̄
+    mode: str = "quad"  # "warmup": the appearance task of Eq. 2
+
+    def __post_init__(self):
+        if isinstance(self.clip, dict):
+            self.clip = ClipConfig(**self.clip)
+        if isinstance(self.appearance, dict):
+            self.appearance = AppearanceConfig(**self.appearance)
+        if self.motion not in clips.MOTION_OPS:
+            raise ValueError(f"moquad motion={self.motion!r}; choose one of {clips.MOTION_OPS}")
+        if self.mode not in MODES:
+            raise ValueError(f"moquad mode={self.mode!r}; choose one of {MODES}")
+        needs_two = self.mode == "warmup" or (self.motion == "speed" and (self.intra_neg or self.intra_neg_ad))
+        if needs_two and len(set(self.clip.speeds)) < 2:
+            raise ValueError(f"moquad needs two different speeds for n and m, got speeds={list(self.clip.speeds)}")
+
+
+class MoQuadPlanner(Planner):
+    def __init__(self, cfg: MoQuadConfig):
+        self.cfg = cfg
+        c = cfg.clip
+        self.window = clips.clip_span(c.frames, max(c.speeds))
+        ad = cfg.appearance if cfg.appearance.op != "none" else None
+        if cfg.mode == "warmup":
+            self.clips = {"clip_n": None, "clip_m": None}
+        else:
+            self.clips = {"anchor": None, "positive": ad if cfg.positive_ad else None}
+            if cfg.intra_neg:
+                self.clips["intra_neg"] = None
+            if cfg.intra_neg_ad:
+                self.clips["intra_neg_ad"] = ad
+        self.keys = ("speed_n", "speed_m") + tuple(k for name, a in self.clips.items() for k in recipe.keys_of(name, a))
+        self.outputs = tuple(self.clips) + ("speed_n", "speed_m")
+
+    def draw(self, rng, batch_rng, slot, batch_size, valid, frame_hw):
+        c = self.cfg.clip
+        n = clips.draw_speed(rng, c.speeds)
+        # reverse/shuffle disturb the order at the anchor's speed; speed picks m ≠ n
+        m = clips.draw_speed(rng, c.speeds, exclude=n) if (self.cfg.motion == "speed" or self.cfg.mode == "warmup") else n
+        params = {"speed_n": recipe.scalar(n), "speed_m": recipe.scalar(m)}
+        for name, appearance in self.clips.items():
+            at_m = name in ("intra_neg", "intra_neg_ad", "clip_m")
+            motion = self.cfg.motion if (at_m and self.cfg.mode == "quad") else "speed"
+            params.update(recipe.draw_rgb(rng, name, c, m if at_m else n, valid, frame_hw, motion, appearance,
+                                          batch_rng, slot, batch_size))
+        return params
+
+    def graph(self, window, p, dtype):
+        out = {name: recipe.rgb_graph(window, p, name, self.cfg.clip, dtype, a) for name, a in self.clips.items()}
+        out.update(speed_n=p["speed_n"], speed_m=p["speed_m"])
+        return out
+
+    def reference(self, windows, params, slot):
+        out = {name: recipe.rgb_reference(windows, params, slot, name, self.cfg.clip, a)
+               for name, a in self.clips.items()}
+        out.update(speed_n=params[slot]["speed_n"], speed_m=params[slot]["speed_m"])
+        return out
