@@ -1,0 +1,12 @@
+"""Models for self-supervised video learning, pure PyTorch and independent of DALI.
+
+    models.backbones    BACKBONES, create_backbone: clip (B, C, T, H, W) -> feature (B, F)
+    models.heads        ProjectionHead, MCPNetHeads
+    models.losses       MoQuad / MCPNet / SimCLR losses as pure functions
+    models.distributed  all_gather_with_grad for negatives from every rank
+    models.methods      METHODS, create_method: batch dict -> {"loss", parts, diagnostics}
+    models.optim        LARS, build_optimizer, cosine_schedule, learning-rate scaling rules
+
+Submodules are imported on demand (`from models.methods import create_method`)
+so that the losses load without torchvision, e.g. in spawned worker processes.
+"""
