@@ -204,11 +204,13 @@ class TinyVideoNet(VideoBackbone):
                 nn.ReLU(inplace=True),
             ]
             channels = width
-        self.trunk = nn.Sequential(*layers)
+        # Channels-last weights and inputs: PyTorch's CPU Conv3d backward is ~7x faster in
+        # this layout than in the default NCDHW one (measured on the 2-core dev machine).
+        self.trunk = nn.Sequential(*layers).to(memory_format=torch.channels_last_3d)
         self.feature_dim = channels
 
     def features(self, x: Tensor) -> Tensor:
-        return self.trunk(x).mean(dim=(2, 3, 4))
+        return self.trunk(x.contiguous(memory_format=torch.channels_last_3d)).mean(dim=(2, 3, 4))
 
 
 def tiny(in_channels: int = 3, widths: tuple[int, ...] = (16, 32, 64, 128)) -> VideoBackbone:

@@ -140,6 +140,12 @@ class VideoIterator:
             self.iteration += 1
             yield outputs[0]
 
+    def seek(self, epoch: int, iteration: int = 0) -> None:
+        """Make the next batch be batch ``iteration`` of ``epoch`` (rebuilds the pipeline if needed)."""
+        if (epoch, iteration) != (self.epoch, self.iteration):
+            self.epoch, self.iteration = int(epoch), int(iteration)
+            self._dali = None
+
     def state_dict(self) -> Dict[str, Any]:
         """Where the next batch comes from, and what must match to resume there."""
         return {"name": self.name, "epoch": self.epoch, "iteration": self.iteration, "seed": self.seed,
@@ -151,8 +157,7 @@ class VideoIterator:
             mine = self.state_dict()[key]
             if state.get(key) != mine:
                 raise ValueError(f"cannot resume: iterator state has {key}={state.get(key)!r}, this iterator {mine!r}")
-        self.epoch, self.iteration = int(state["epoch"]), int(state["iteration"])
-        self._dali = None  # rebuilt at the resume point on the next iteration
+        self.seek(state["epoch"], state["iteration"])
 
 
 def make_iterator(name: str, data: Union[str, VideoIndex], batch_size: int, device: str = "cpu", seed: int = 0,

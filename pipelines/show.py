@@ -1,0 +1,93 @@
+"""See what a pipeline feeds the model: ``python -m pipelines.show --pipeline moquad --out batch.png``.
+
+Writes a grid for the first samples of one batch: one row per clip of a sample (anchor,
+positive, negatives — or rgb and residuals), one column per frame, samples stacked with a
+gap. Clips are un-normalised for display; residual clips are scaled to their maximum so
+small motion stays visible. With no data argument it uses the demo dataset.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Dict, Optional
+
+import numpy as np
+
+from . import demo
+from .augment import AugmentConfig
+from .iterators import PIPELINES, make_iterator
+
+DEMO_CLIP = {"frames": 8, "augment": {"size": [64, 64], "flip_prob": 0.0}}
+
+
+def to_images(clip: np.ndarray, mean, std, residual: bool) -> np.ndarray:
+    """``(C, T, H, W)`` normalised clip → ``(T, H, W, 3)`` uint8 for display."""
+    x = clip.astype(np.float32).transpose(1, 2, 3, 0)
+    if residual:
+        x = x / max(float(x.max()), 1e-6)
+    else:
+        x = x * np.asarray(std) + np.asarray(mean)
+    return (np.clip(x, 0, 1) * 255).astype(np.uint8)
+
+
+def grid(batch: Dict, names, mean, std, samples: int = 2, gap: int = 4) -> np.ndarray:
+    """One picture of ``samples`` samples × ``names`` rows × frames columns."""
+    blocks = []
+    for s in range(min(samples, len(batch["index"]))):
+        rows = [np.concatenate(list(to_images(batch[n][s].float().cpu().numpy(), mean, std, n.startswith("res"))),
+                               axis=1) for n in names]
+        block = np.concatenate(rows, axis=0)
+        blocks.append(np.pad(block, ((0, gap), (0, 0), (0, 0)), constant_values=255))
+    return np.concatenate(blocks, axis=0)
+
+
+def main(argv: Optional[list] = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pipeline", default="moquad", choices=sorted(PIPELINES))
+    parser.add_argument("--data", default=None, help="index, folder or list (default: the demo data)")
+    parser.add_argument("--split", default=None, help="split of a prepared dataset (default: train for the demo)")
+    parser.add_argument("--out", default="batch.png")
+    parser.add_argument("--samples", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    from PIL import Image, ImageDraw
+
+    data, split = args.data, args.split
+    config = None
+    if data is None:
+        data, split, config = demo.generate(), split or "train", {"clip": dict(DEMO_CLIP)}
+        if args.pipeline == "moquad":
+            config["clip"]["speeds"] = [1, 2, 3]
+    it = make_iterator(args.pipeline, data, args.batch_size, device=args.device, seed=args.seed, split=split,
+                       config=config, num_workers=0)
+    batch = next(iter(it))
+    names = [n for n in it.planner.outputs if batch[n].ndim == 5]
+    aug: AugmentConfig = it.config.clip.augment
+    picture = grid(batch, names, aug.mean, aug.std, args.samples)
+    scale = max(1, 640 // picture.shape[1])
+    label_w = 110
+    image = Image.new("RGB", (picture.shape[1] * scale + label_w, picture.shape[0] * scale), "white")
+    image.paste(Image.fromarray(picture).resize((picture.shape[1] * scale, picture.shape[0] * scale),
+                                                Image.NEAREST), (label_w, 0))
+    draw = ImageDraw.Draw(image)
+    row_h = aug.size[0] * scale
+    block_h = (len(names) * aug.size[0] + 4) * scale
+    extras = [k for k in it.planner.outputs if batch[k].ndim == 1]
+    for s in range(min(args.samples, len(batch["index"]))):
+        info = " ".join(f"{k}={int(batch[k][s])}" for k in extras)
+        for r, name in enumerate(names):
+            y = s * block_h + r * row_h
+            draw.text((4, y + 4), name, fill="black")
+            if r == 0:
+                draw.text((4, y + 18), f"video {int(batch['index'][s])}", fill="gray")
+                draw.text((4, y + 32), info[:18], fill="gray")
+                draw.text((4, y + 46), info[18:36], fill="gray")
+    image.save(args.out)
+    print(f"wrote {args.out}: {args.pipeline}, rows {names}, {len(batch['index'])} videos, "
+          f"{batch[names[0]].shape[2]} frames each")
+    return args.out
+
+
+if __name__ == "__main__":
+    main()
