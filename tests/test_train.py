@@ -111,3 +111,10 @@ def test_ddp_two_processes_on_gloo(small_demo, tmp_path):
     assert state["step"] == 2
     rows = losses(out)
     assert sorted(rows) == [1, 2]
+
+
+def test_the_default_command_runs_on_the_embedded_demo(tmp_path):
+    """`python train.py --pipeline moquad` as the README says, cut to two steps."""
+    out = str(tmp_path / "default")
+    path = train.main(["--pipeline", "moquad", "--out", out, "max_steps=2", "retrieval=false"])
+    assert load_checkpoint(path)["step"] == 2
