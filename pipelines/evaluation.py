@@ -1,0 +1,228 @@
+"""Deterministic evaluation views: ``num_clips`` clips × ``num_crops`` crops of every video.
+
+The protocol of both papers (MoQuad §4.1, MCPNet §4.1, after Feichtenhofer et al.): every
+video is seen through clips at uniformly spaced starts, each cut into one centre crop or
+three spatial crops, and whatever is computed from the views (features for retrieval,
+softmax probabilities for classification) is averaged per video.
+
+    loader = make_eval_iterator(index, frames=16, size=(112, 112), num_clips=10, num_crops=3)
+    for batch in loader:             # dict of torch tensors, one row per view
+        batch["clips"]               # (B·num_crops, C, T, H, W), normalised
+        batch["index"], batch["clip_id"]
+
+**Clip starts.** A clip of ``T`` frames at ``stride`` s spans ``L = (T−1)·s + 1`` frames. In a
+video of ``n`` frames, clip ``k`` of ``K`` starts at
+
+    start_k = ⌊k · max(n − L, 0) / (K − 1)⌋    (K > 1; the first clip starts at frame 0,
+                                                the last one ends on the last frame)
+    start_0 = ⌊max(n − L, 0) / 2⌋              (K = 1: the centre clip)
+
+in integer arithmetic, so starts are exact and identical on every machine. A video shorter
+than ``L`` gives ``K`` clips at start 0, padded by repeating the last frame, as the
+training source pads (``clips.draw_clip_indices``).
+
+**Crops.** The largest crop with the output's aspect ratio (``augment.center_crop``); with
+three crops it also slides to both ends of the axis that has room left — left / centre /
+right on a landscape frame, top / centre / bottom on a portrait one (three equal crops when
+the frame already has the output's aspect). Each crop is resized to ``size`` and
+normalised with the training mean/std to ``(C, T, H, W)``.
+
+**Samples and padding.** One sample of the :class:`~.sources.WindowSource` is one
+``(video, clip start)`` pair, decoded once; its crops are cut from the same window. The
+source pads the last batch (and shards of unequal length) by repeating samples, so a
+consumer must drop repeated ``(index, clip_id)`` pairs — ``models.evaluation.average_views``
+does. ``clip_id = k · num_crops + c`` numbers the views of a video (clip ``k``, crop ``c``).
+"""
+from __future__ import annotations
+
+from typing import Dict, Iterator, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from nvidia.dali import pipeline_def
+
+from . import augment, clips, reference
+from .augment import KINETICS_MEAN, KINETICS_STD
+from .index import VideoIndex, load_index
+from .iterators import default_decoder
+from .sources import DEVICES, DTYPES, Planner, WindowSource, allowed_codecs, start_method, windows
+
+NUM_CROPS = (1, 3)
+
+
+def clip_starts(num_frames: int, span: int, num_clips: int) -> np.ndarray:
+    """``(num_clips,)`` int64 first frames of uniformly spaced clips of ``span`` frames (module doc)."""
+    if num_clips < 1:
+        raise ValueError(f"num_clips must be >= 1, got {num_clips}")
+    room = max(int(num_frames) - int(span), 0)
+    if num_clips == 1:
+        return np.array([room // 2], dtype=np.int64)
+    return (np.arange(num_clips, dtype=np.int64) * room) // (num_clips - 1)
+
+
+def eval_samples(num_frames: Sequence[int], span: int, num_clips: int) -> np.ndarray:
+    """``(V·num_clips, 2)`` rows ``(video, start)``, video-major: row ``v·num_clips + k`` is clip ``k`` of ``v``."""
+    rows = [(v, s) for v, n in enumerate(num_frames) for s in clip_starts(n, span, num_clips)]
+    return np.asarray(rows, dtype=np.int64).reshape(-1, 2)
+
+
+def spatial_crops(frame_hw: Sequence[int], size: Sequence[int], num_crops: int) -> np.ndarray:
+    """``(num_crops, 4)`` float32 ROIs ``[y0, x0, y1, x1]``: centre, or start / centre / end (module doc)."""
+    if num_crops not in NUM_CROPS:
+        raise ValueError(f"num_crops={num_crops}; choose one of {NUM_CROPS}")
+    centre = augment.center_crop(frame_hw, size)
+    if num_crops == 1:
+        return centre[None]
+    y0, x0, y1, x1 = (float(v) for v in centre)
+    # The centred crop leaves x0 (or y0) on each side; slide it to 0 and to twice that.
+    if x0 >= y0:
+        rois = [[y0, 0.0, y1, x1 - x0], [y0, x0, y1, x1], [y0, 2 * x0, y1, x1 + x0]]
+    else:
+        rois = [[0.0, x0, y1 - y0, x1], [y0, x0, y1, x1], [2 * y0, x0, y1 + y0, x1]]
+    return np.asarray(rois, dtype=np.float32)
+
+
+class EvalPlanner(Planner):
+    """One clip from the start of the window, cut into ``num_crops`` crops; nothing is random.
+
+    The window is exactly one clip span, so the sample's start (given by the source) is the
+    clip's start; ``idx`` clamps past the video's real frames (padding, module doc).
+    """
+
+    def __init__(self, frames: int, size: Sequence[int], mean: Sequence[float], std: Sequence[float],
+                 num_crops: int = 1, stride: int = 1, antialias: bool = False):
+        if frames < 1 or stride < 1:
+            raise ValueError(f"need frames >= 1 and stride >= 1, got frames={frames} stride={stride}")
+        if num_crops not in NUM_CROPS:
+            raise ValueError(f"num_crops={num_crops}; choose one of {NUM_CROPS}")
+        self.frames, self.stride, self.num_crops = int(frames), int(stride), int(num_crops)
+        self.size = tuple(int(v) for v in size)
+        self.mean, self.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
+        self.antialias = antialias
+        self.window = clips.clip_span(self.frames, self.stride)
+        self.keys = ("idx",) + tuple(f"roi{c}" for c in range(self.num_crops))
+        self.outputs = tuple(f"crop{c}" for c in range(self.num_crops))
+
+    def draw(self, rng, batch_rng, slot, batch_size, valid, frame_hw):
+        params = {"idx": np.minimum(self.stride * np.arange(self.frames), valid - 1).astype(np.int32)}
+        for c, roi in enumerate(spatial_crops(frame_hw, self.size, self.num_crops)):
+            params[f"roi{c}"] = roi
+        return params
+
+    def graph(self, window, p, dtype):
+        """DALI nodes: cut the clip once → per crop: crop/resize → normalise; each ``(C, T, H, W)``."""
+        clip = clips.cut(window, p["idx"])
+        return {f"crop{c}": augment.normalize(augment.crop_resize(clip, p[f"roi{c}"], self.size, self.antialias),
+                                              self.mean, self.std, dtype)
+                for c in range(self.num_crops)}
+
+    def reference(self, windows, params, slot):
+        """NumPy twin of :meth:`graph` (no antialiasing, like :func:`reference.resize_roi`)."""
+        p = params[slot]
+        clip = reference.cut(windows[slot], p["idx"])
+        return {f"crop{c}": reference.normalize(reference.resize_roi(clip, p[f"roi{c}"], self.size),
+                                                self.mean, self.std)
+                for c in range(self.num_crops)}
+
+
+class EvalIterator:
+    """One pass over the evaluation views of one shard; every pass yields the same batches.
+
+    Each DALI batch holds ``batch_size`` (video, clip) samples; a yielded batch holds their
+    ``num_crops`` crops each, sample-major: ``clips`` (B·num_crops, C, T, H, W) — float32 on
+    CPU, float16 on GPU — and ``index``, ``label``, ``clip_id`` (B·num_crops,) int64 on CPU.
+    """
+
+    def __init__(self, index: VideoIndex, frames: int = 16, size: Sequence[int] = (112, 112),
+                 mean: Sequence[float] = KINETICS_MEAN, std: Sequence[float] = KINETICS_STD, num_clips: int = 10,
+                 num_crops: int = 1, stride: int = 1, batch_size: int = 16, device: str = "cpu", shard_id: int = 0,
+                 num_shards: int = 1, decoder: Optional[str] = None, num_workers: int = 2, num_threads: int = 2,
+                 antialias: bool = False, device_id: int = 0, prefetch: int = 2):
+        if device not in DEVICES:
+            raise ValueError(f"device={device!r}; choose one of {DEVICES}")
+        self.planner = EvalPlanner(frames, size, mean, std, num_crops, stride, antialias)
+        self.num_clips, self.num_crops = int(num_clips), int(num_crops)
+        self.index = index.apply_window(self.planner.window, "pad")  # evaluation never skips a video
+        self.samples = eval_samples(self.index.num_frames, self.planner.window, self.num_clips)
+        self.device, self.device_id = device, device_id
+        self.decoder = decoder or default_decoder(device)
+        self.num_workers, self.num_threads, self.prefetch = num_workers, num_threads, prefetch
+        # A shard smaller than the batch (tiny test sets, many ranks) just gets smaller batches.
+        shard_size = -(-len(self.samples) // num_shards)
+        self.batch_size = min(batch_size, shard_size)
+        self.shard_id, self.num_shards = shard_id, num_shards
+        self.source = self._source(self.decoder)
+        self.output_names = self.planner.outputs + ("label", "index")
+
+    def _source(self, decoder: str) -> WindowSource:
+        return WindowSource(self.index, self.planner, self.batch_size, shard_id=self.shard_id,
+                            num_shards=self.num_shards, decoder=decoder, shuffle=False, last_batch="pad",
+                            samples=self.samples, bad_files="raise",
+                            allowed_codecs=allowed_codecs(decoder, self.device))
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __iter__(self) -> Iterator[Dict[str, torch.Tensor]]:
+        from nvidia.dali.plugin.pytorch import DALIGenericIterator
+
+        source, planner, device = self.source, self.planner, self.device
+
+        @pipeline_def(batch_size=self.batch_size, num_threads=self.num_threads,
+                      device_id=self.device_id if device == "gpu" else None,
+                      py_num_workers=max(1, self.num_workers), py_start_method=start_method(device),
+                      prefetch_queue_depth=self.prefetch)
+        def pipe():
+            nodes = windows(source, device, self.num_workers, self.prefetch)
+            out = planner.graph(nodes.pop("window"), nodes, DTYPES[device])
+            return tuple(out[k] for k in planner.outputs) + (nodes["label"], nodes["index"])
+
+        loader = DALIGenericIterator([pipe()], list(self.output_names))
+        for iteration in range(len(self)):
+            try:
+                out = next(loader)[0]
+            except Exception as exc:
+                files = sorted(set(source.describe_batch(0, iteration)))
+                raise RuntimeError(f"evaluation pipeline failed at batch {iteration} (one of these files, "
+                                   f"or one of the next batch): {files}\n{exc}") from exc
+            yield self.collate([out[k] for k in planner.outputs], out["label"], out["index"], iteration)
+
+    def collate(self, crops: List[torch.Tensor], label: torch.Tensor, index: torch.Tensor,
+                iteration: int) -> Dict[str, torch.Tensor]:
+        """Per-crop ``(B, C, T, H, W)`` tensors of batch ``iteration`` → the batch of views (class doc)."""
+        # Sample ids are rows of `samples` (video-major), so a sample's clip number is its id mod num_clips.
+        clip = torch.from_numpy(self.source.batch_ids(0, iteration) % self.num_clips)
+        crop = torch.arange(self.num_crops)
+        return {"clips": torch.stack(crops, dim=1).flatten(0, 1),
+                "index": index.repeat_interleave(self.num_crops),
+                "label": label.repeat_interleave(self.num_crops),
+                "clip_id": (clip[:, None] * self.num_crops + crop).flatten()}
+
+
+def reference_batch(iterator: EvalIterator, iteration: int) -> Dict[str, torch.Tensor]:
+    """Batch ``iteration`` of ``iterator`` built with PyAV and :mod:`.reference` (the parity oracle)."""
+    source = iterator.source if iterator.decoder == "pyav" else iterator._source("pyav")
+    samples = [dict(zip(source.keys, source.sample(0, iteration, slot))) for slot in range(source.batch_size)]
+    frames = [s["frames"] for s in samples]
+    built = [iterator.planner.reference(frames, samples, slot) for slot in range(len(samples))]
+    crops = [torch.from_numpy(np.stack([b[name] for b in built])) for name in iterator.planner.outputs]
+    label = torch.from_numpy(np.stack([s["label"] for s in samples]))
+    index = torch.from_numpy(np.stack([s["index"] for s in samples]))
+    return iterator.collate(crops, label, index, iteration)
+
+
+def make_eval_iterator(index: Union[str, VideoIndex], frames: int = 16, size: Sequence[int] = (112, 112),
+                       mean: Sequence[float] = KINETICS_MEAN, std: Sequence[float] = KINETICS_STD,
+                       num_clips: int = 10, num_crops: int = 1, stride: int = 1, batch_size: int = 16,
+                       device: str = "cpu", shard_id: int = 0, num_shards: int = 1, decoder: Optional[str] = None,
+                       num_workers: int = 2, split: Optional[str] = None, num_threads: int = 2,
+                       antialias: bool = False, device_id: int = 0, prefetch: int = 2) -> EvalIterator:
+    """The evaluation views of ``index`` (a :class:`VideoIndex`, or a folder / list with ``split``).
+
+    ``antialias`` should match the training augmentation; MoQuad's linear evaluation uses
+    ``frames=32, stride=2``.
+    """
+    if not isinstance(index, VideoIndex):
+        index = load_index(index, split=split)
+    return EvalIterator(index, frames, size, mean, std, num_clips, num_crops, stride, batch_size, device,
+                        shard_id, num_shards, decoder, num_workers, num_threads, antialias, device_id, prefetch)

@@ -1,0 +1,147 @@
+"""eval.py: checkpoints per the motionssl/1 contract, clear errors for bad ones, and each
+sub-command end to end on a small demo dataset (tiny backbone, 4-frame 32×32 clips)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import eval as evaluate
+from models.methods import create_method
+from pipelines import demo, load_index
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLIP = {"frames": 4, "speeds": [1], "augment": {"size": [32, 32], "mean": [0.45, 0.45, 0.45],
+                                                "std": [0.25, 0.25, 0.25], "flip_prob": 0.0}}
+SMALL = ["--num-clips", "2", "--num-workers", "1", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory):
+    return demo.generate(str(tmp_path_factory.mktemp("data") / "demo"), per_class=3, test_per_class=1)
+
+
+def save_checkpoint(path, config=None, model=None, fmt="motionssl/1"):
+    torch.manual_seed(0)
+    method = create_method("simclr", "tiny", proj_hidden_dim=32, proj_dim=16)
+    config = config or {"pipeline": "simclr", "backbone": "tiny", "backbone_kwargs": {},
+                        "pipeline_config": {"clip": CLIP}}
+    torch.save({"format": fmt, "config": config, "model": method.state_dict() if model is None else model,
+                "optimizer": {}, "scheduler": {}, "step": 10, "epoch": 1, "iterator": {}, "rng": {}}, path)
+    return method
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("run") / "ckpt-00000010.pt")
+    return path, save_checkpoint(path)
+
+
+def test_load_backbone_takes_the_backbone_weights(checkpoint):
+    path, method = checkpoint
+    backbone, config = evaluate.load_backbone(path)
+    assert config["backbone"] == "tiny" and config["pipeline_config"]["clip"]["frames"] == 4
+    want = method.backbone.state_dict()
+    assert all(torch.equal(v, want[k]) for k, v in backbone.state_dict().items())
+
+
+def _base_config():
+    return {"pipeline": "simclr", "backbone": "tiny", "backbone_kwargs": {}, "pipeline_config": {"clip": CLIP}}
+
+
+@pytest.mark.parametrize("case,match", [
+    ("corrupt", "cannot be read .* corrupt"),
+    ("format", "not a motionssl/1 checkpoint"),
+    ("widths", r"do not match backbone 'tiny' with \{'widths': \[8, 16\]\}: unexpected keys \['trunk.10.bias'"),
+    ("name", r"cannot build backbone 'r4d' .*choose one of \['r2plus1d_18'"),
+    ("config", r"lacks \['pipeline_config'\]"),
+    ("no_backbone", r"no 'backbone.\*' entries \(its keys start \['head."),
+    ("missing", r"missing keys \['trunk.0.weight'\]"),
+])
+def test_bad_checkpoints_name_the_mismatch(tmp_path, case, match):
+    path = str(tmp_path / "bad.pt")
+    config = _base_config()
+    if case == "corrupt":
+        with open(path, "wb") as f:
+            f.write(b"not a checkpoint" * 8)
+    elif case == "format":
+        save_checkpoint(path, fmt="something/2")
+    elif case == "widths":
+        save_checkpoint(path, dict(config, backbone_kwargs={"widths": [8, 16]}))
+    elif case == "name":
+        save_checkpoint(path, dict(config, backbone="r4d"))
+    elif case == "config":
+        save_checkpoint(path, {k: v for k, v in config.items() if k != "pipeline_config"})
+    else:
+        state = create_method("simclr", "tiny", proj_hidden_dim=32, proj_dim=16).state_dict()
+        drop = "backbone." if case == "no_backbone" else "backbone.trunk.0.weight"
+        save_checkpoint(path, config, {k: v for k, v in state.items() if not k.startswith(drop)})
+    with pytest.raises(evaluate.CheckpointError, match=match):
+        evaluate.load_backbone(path)
+
+
+def test_run_retrieval_contract(demo_root, checkpoint):
+    backbone, _ = evaluate.load_backbone(checkpoint[0])
+    backbone.train()
+    train, test = load_index(demo_root, split="train"), load_index(demo_root, split="test")
+    result = evaluate.run_retrieval(backbone, train, test, frames=4, size=(32, 32), mean=CLIP["augment"]["mean"],
+                                    std=CLIP["augment"]["std"], num_clips=2, num_workers=1)
+    assert (result["num_queries"], result["num_gallery"]) == (8, 16)
+    assert all(0.0 <= result[f"top{k}"] <= 1.0 for k in (1, 5, 10, 20, 50))
+    assert result["top20"] == result["top50"] == 1.0 and result["clipped_k"] == {"top20": 16, "top50": 16}
+    assert backbone.training  # the caller's mode is restored
+
+
+@pytest.mark.slow
+def test_cli_retrieval_writes_table_json_and_figure(demo_root, checkpoint):
+    path = checkpoint[0]
+    run = subprocess.run([sys.executable, "eval.py", "retrieval", "--checkpoint", path, "--train", demo_root,
+                          "--show", "2", *SMALL], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "top-1" in run.stdout and "top-50" in run.stdout
+    stem = os.path.splitext(path)[0]
+    with open(stem + ".retrieval.json") as f:
+        record = json.load(f)
+    assert record["checkpoint"] == path and not record["random_init"]
+    assert record["views"]["frames"] == 4 and record["views"]["size"] == [32, 32]  # from the checkpoint
+    assert record["counts"] == {"train_videos": 16, "test_videos": 8, "train_clips": 32, "test_clips": 16}
+    assert set(record["metrics"]) >= {"top1", "top5", "top10", "top20", "top50", "num_queries", "num_gallery"}
+    assert os.path.getsize(stem + ".retrieval.png") > 0
+
+
+@pytest.mark.slow
+def test_cli_linear_and_finetune_on_the_demo_by_default(demo_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(evaluate.demo, "generate", lambda: demo_root)  # no data arguments → the demo data
+    out = str(tmp_path / "out")
+    common = ["--random-init", "--backbone", "tiny", "--frames", "4", "--size", "32", "--out", out, *SMALL]
+    linear = evaluate.main(["linear", *common, "--epochs", "3", "--test-crops", "3"])
+    assert linear["counts"] == {"train_videos": 16, "test_videos": 8, "train_clips": 32, "test_clips": 48,
+                                "num_classes": 8}
+    assert linear["data"]["train"] == demo_root and os.path.exists(os.path.join(out, "random-init-tiny.linear.json"))
+    finetune = evaluate.main(["finetune", *common, "--epochs", "1", "--batch-size", "8"])
+    assert finetune["counts"]["test_clips"] == 8 * 2 * 3 and finetune["counts"]["train_clips_per_epoch"] == 16
+    assert {"top1", "top5", "final_train_loss"} <= set(finetune["metrics"])
+    printed = capsys.readouterr().out
+    assert "linear:" in printed and "finetune:" in printed and "epoch 1/1" in printed
+
+
+def test_cli_errors_are_one_clear_line(tmp_path, checkpoint, capsys):
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"\x00" * 64)
+    with pytest.raises(SystemExit) as exit_:
+        evaluate.main(["retrieval", "--checkpoint", str(corrupt)])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("eval.py retrieval: error: checkpoint") and "Traceback" not in err
+    no_frames = str(tmp_path / "no_frames.pt")
+    save_checkpoint(no_frames, dict(_base_config(), pipeline_config={"clip": {"augment": {"size": [32, 32]}}}))
+    with pytest.raises(SystemExit):
+        evaluate.main(["retrieval", "--checkpoint", no_frames])
+    assert "pipeline_config.clip lacks ['frames', 'augment.mean', 'augment.std']" in capsys.readouterr().err
+    for argv, message in ((["linear"], "give --checkpoint"),
+                          (["retrieval", "--checkpoint", checkpoint[0], "--backbone", "tiny"], "--backbone chooses")):
+        with pytest.raises(SystemExit):
+            evaluate.main(argv)
+        assert message in capsys.readouterr().err
