@@ -2,9 +2,12 @@
 
 Each video shows one textured object over a textured background. The class says how the
 object moves — up, down, left, right, clockwise or anticlockwise rotation, zooming in or
-out — at a speed drawn per video; the object's shape, colours, texture, size, starting
-place and the background are drawn independently of the class, so appearance does not
-give the class away and a model must look at motion.
+out — at a speed drawn per video; the object's shape, texture, size, starting place and
+the background are drawn independently of the class, so appearance does not give the
+class away and a model must look at motion. Backgrounds and object textures come from
+small shared pools (``APPEARANCES`` each), so many videos of every class look alike:
+telling two videos apart — the contrastive task — then needs their motion too, as the
+background bias that MoQuad and MCPNet address would otherwise let a model skip it.
 
 Horizontal flip maps left onto right and clockwise onto anticlockwise, so the demo
 configuration turns flip off (``augment.flip_prob: 0``).
@@ -37,7 +40,8 @@ log = logging.getLogger(__name__)
 
 CLASSES = ("move_up", "move_down", "move_left", "move_right",
            "rotate_clockwise", "rotate_anticlockwise", "zoom_in", "zoom_out")
-VERSION = 1  # bump when the generator's output changes, so caches are rebuilt
+VERSION = 4  # bump when the generator's output changes, so caches are rebuilt
+APPEARANCES = 2  # backgrounds in the pool, and object textures in the pool
 
 
 def default_root(seed: int = 0) -> str:
@@ -66,10 +70,11 @@ def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return t[..., None] * c1 + (1 - t[..., None]) * c2
 
 
-def render(label: int, rng: np.random.Generator, size: int = 64, num_frames: int = 32) -> np.ndarray:
+def render(label: int, rng: np.random.Generator, size: int = 64, num_frames: int = 32,
+           pool_seed: int = 0) -> np.ndarray:
     """Frames ``(T, size, size, 3)`` uint8 of one video of class ``CLASSES[label]``."""
-    background = _texture(rng, size, size)
-    tex = _texture(rng, size, size)
+    background = _texture(np.random.default_rng([pool_seed, 1, rng.integers(APPEARANCES)]), size, size)
+    tex = _texture(np.random.default_rng([pool_seed, 2, rng.integers(APPEARANCES)]), size, size)
     shape = rng.integers(3)  # 0 square, 1 disc, 2 bar (a bar makes rotation visible)
     radius = rng.uniform(0.16, 0.26) * size
     name = CLASSES[label]
@@ -79,22 +84,24 @@ def render(label: int, rng: np.random.Generator, size: int = 64, num_frames: int
     angle = np.full_like(t, angle0)
     shift = np.zeros((num_frames, 2), np.float32)
     if name.startswith("move"):
-        speed = rng.uniform(0.6, 1.3)  # px per frame
+        speed = rng.uniform(1.5, 3.0)  # px per frame; the object wraps around the frame edges
         direction = {"move_up": (-1, 0), "move_down": (1, 0), "move_left": (0, -1), "move_right": (0, 1)}[name]
         shift = np.outer(t - t.mean(), direction) * speed
     elif name.startswith("rotate"):
-        omega = rng.uniform(0.06, 0.16) * (1 if name == "rotate_clockwise" else -1)  # rad per frame
+        omega = rng.uniform(0.12, 0.25) * (1 if name == "rotate_clockwise" else -1)  # rad per frame
         angle = angle0 + omega * t
         shape = 2 if shape == 1 else shape  # a disc would not show its rotation
     else:
-        rate = rng.uniform(0.02, 0.035) * (1 if name == "zoom_in" else -1)
+        rate = rng.uniform(0.035, 0.05) * (1 if name == "zoom_in" else -1)
         scale = np.exp(rate * (t - t.mean()))
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     frames = np.empty((num_frames, size, size, 3), np.uint8)
     for i in range(num_frames):
         cy, cx = centre + shift[i]
-        # Object coordinates: undo translation, rotation (clockwise on screen) and scale.
-        dy, dx = yy - cy, xx - cx
+        # Object coordinates: undo translation (on a torus, so a fast object wraps around
+        # instead of leaving), rotation (clockwise on screen) and scale.
+        dy = (yy - cy + size / 2) % size - size / 2
+        dx = (xx - cx + size / 2) % size - size / 2
         ca, sa = np.cos(angle[i]), np.sin(angle[i])
         u = (ca * dx + sa * dy) / scale[i]
         v = (-sa * dx + ca * dy) / scale[i]
@@ -114,7 +121,7 @@ def render(label: int, rng: np.random.Generator, size: int = 64, num_frames: int
 def _write_one(job) -> tuple:
     root, seed, video, label, size, num_frames = job
     rng = np.random.default_rng([seed, video])
-    frames = render(label, rng, size, num_frames)
+    frames = render(label, rng, size, num_frames, pool_seed=seed)
     rel = os.path.join("videos", CLASSES[label], f"{CLASSES[label]}_{video:04d}.webm")
     write_video(os.path.join(root, rel), frames, fps=25, codec="vp9", gop=8, crf=30)
     return rel, label, len(frames)
