@@ -13,7 +13,7 @@ Horizontal flip maps left onto right and clockwise onto anticlockwise, so the de
 configuration turns flip off (``augment.flip_prob: 0``).
 
 Everything is a pure function of ``seed``: the same seed writes the same frames. The
-default (8 classes × 30 videos, 64×64 px, 32 frames) is written in well under a minute on
+default (8 classes × 40 videos, 30 for training and 10 for testing, 64×64 px, 32 frames) is written in well under a minute on
 two cores and cached; ``python -m pipelines.demo --out DIR`` writes it anywhere.
 
 Layout (the prepared-dataset layout of ``pipelines.prepare``)::
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 CLASSES = ("move_up", "move_down", "move_left", "move_right",
            "rotate_clockwise", "rotate_anticlockwise", "zoom_in", "zoom_out")
-VERSION = 4  # bump when the generator's output changes, so caches are rebuilt
+VERSION = 5  # bump when the generator's output changes, so caches are rebuilt
 APPEARANCES = 2  # backgrounds in the pool, and object textures in the pool
 
 
@@ -127,7 +127,7 @@ def _write_one(job) -> tuple:
     return rel, label, len(frames)
 
 
-def generate(root: Optional[str] = None, seed: int = 0, per_class: int = 30, test_per_class: int = 6,
+def generate(root: Optional[str] = None, seed: int = 0, per_class: int = 40, test_per_class: int = 10,
              size: int = 64, num_frames: int = 32, workers: Optional[int] = None) -> str:
     """Write the demo dataset into ``root`` (default: the cache) unless it is already complete.
 
@@ -175,8 +175,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="Write the motion-class demo dataset (VP9 .webm).")
     parser.add_argument("--out", default=None, help="folder to write (default: the cache folder)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--per-class", type=int, default=30)
-    parser.add_argument("--test-per-class", type=int, default=6)
+    parser.add_argument("--per-class", type=int, default=40)
+    parser.add_argument("--test-per-class", type=int, default=10)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--frames", type=int, default=32)
     parser.add_argument("--workers", type=int, default=None)
