@@ -92,20 +92,25 @@ class VideoIterator:
         self.epoch, self.iteration = 0, 0
         self.output_names = tuple(self.planner.outputs) + ("label", "index")
         self._dali = None
-        self.source = self._source()  # validates sizes now, before any worker starts
+        self.source = self.make_source()  # validates sizes now, before any worker starts
 
-    def _source(self, epoch: int = 0, iteration: int = 0) -> WindowSource:
+    def make_source(self, epoch: int = 0, iteration: int = 0, decoder: Optional[str] = None) -> WindowSource:
+        """The window source of this iterator's shard, starting at ``(epoch, iteration)``.
+
+        ``decoder="pyav"`` gives the same samples decoded on the CPU (the reference loader).
+        """
+        decoder = decoder or self.decoder
         return WindowSource(self.index, self.planner, self.batch_size, self.seed, self.shard_id, self.num_shards,
-                            self.decoder, shuffle=True, last_batch=self.last_batch, start_epoch=epoch,
+                            decoder, shuffle=True, last_batch=self.last_batch, start_epoch=epoch,
                             start_iteration=iteration, bad_files=self.bad_files,
-                            allowed_codecs=allowed_codecs(self.decoder, self.device))
+                            allowed_codecs=allowed_codecs(decoder, self.device))
 
     def _build(self):
         from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
         if self.iteration >= len(self.source):  # stopped right after an epoch's last batch
             self.epoch, self.iteration = self.epoch + 1, 0
-        source = self.source = self._source(self.epoch, self.iteration)
+        source = self.source = self.make_source(self.epoch, self.iteration)
         planner, device = self.planner, self.device
 
         @pipeline_def(batch_size=self.batch_size, num_threads=self.num_threads,

@@ -22,9 +22,7 @@ class ReferenceBatches(Dataset):
     """Batch ``i`` of the current epoch of ``iterator``'s shard, built with NumPy."""
 
     def __init__(self, iterator: VideoIterator, epoch: int = 0):
-        if iterator.decoder != "pyav":
-            iterator = _with_pyav(iterator)
-        self.source = iterator._source()
+        self.source = iterator.make_source(decoder="pyav")
         self.planner = iterator.planner
         self.outputs = iterator.output_names
         self.epoch = epoch
@@ -43,12 +41,6 @@ class ReferenceBatches(Dataset):
         batch["label"] = torch.from_numpy(np.stack([s["label"] for s in samples]))
         batch["index"] = torch.from_numpy(np.stack([s["index"] for s in samples]))
         return batch
-
-
-def _with_pyav(iterator: VideoIterator) -> VideoIterator:
-    clone = object.__new__(VideoIterator)
-    clone.__dict__.update(iterator.__dict__, decoder="pyav", _dali=None)
-    return clone
 
 
 def reference_loader(iterator: VideoIterator, epoch: int = 0, num_workers: int = 2,
