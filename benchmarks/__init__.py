@@ -1,0 +1,10 @@
+"""Benchmarks of the data pipelines (issue 8): data generation, throughput and data stall.
+
+Run them as modules from the repository root::
+
+    python -m benchmarks.make_data              # benchmarks/data/{vp9,h264}/list.txt
+    python -m benchmarks.throughput --device cpu
+    python -m benchmarks.data_stall --device cpu --pipeline simclr
+
+``benchmarks/RESULTS.md`` holds the measured figures, the commands and the hardware.
+"""

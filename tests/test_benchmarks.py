@@ -1,0 +1,133 @@
+"""Smoke tests of the benchmark scripts: they run end to end on tiny data and write what they promise.
+
+No timing assertions: speed claims belong in benchmarks/RESULTS.md, never in unit tests.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks import data_stall, throughput
+from benchmarks.make_data import SMALL
+from pipelines import PIPELINES
+from pipelines.index import load_index
+from pipelines.reference_loader import reference_loader
+from pipelines.video_io import frame_timestamps, probe, read_window
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Tiny settings: 4-frame clips at 32², batches of 2; the small videos hold 40 frames,
+# more than the longest window (MCPNet: 3·2 + 4·2 + 1 = 15 frames).
+TINY = ["--frames", "4", "--size", "32", "--batch-size", "2", "--batches", "1", "--repeats", "2", "--warmup", "1",
+        "--workers", "1", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """``make_data.py --small`` run as the command a user types; returns the output folder."""
+    out = tmp_path_factory.mktemp("bench")
+    subprocess.run([sys.executable, "-m", "benchmarks.make_data", "--small", "--out", str(out)], cwd=ROOT,
+                   check=True, capture_output=True, text=True)
+    return out
+
+
+def test_make_data_small_writes_readable_videos(small):
+    for codec in ("vp9", "h264"):
+        index = load_index(str(small / codec / "list.txt"))
+        assert len(index) == SMALL["videos"]
+        assert sorted(set(index.labels.tolist())) == list(range(SMALL["videos"]))
+        for path in index.paths:
+            info = probe(path)
+            assert info.codec == codec
+            assert (info.width, info.height) == (SMALL["width"], SMALL["height"])
+            assert info.num_frames == round(SMALL["seconds"] * SMALL["fps"])
+        frames = read_window(index.paths[0], 5, 8)
+        assert frames.shape == (8, SMALL["height"], SMALL["width"], 3)
+        assert frames.std() > 10  # textured and moving, not flat frames
+        assert np.abs(np.diff(frames.astype(np.float32), axis=0)).mean() > 1
+        manifest = json.loads((small / codec / "manifest.json").read_text())
+        assert manifest["gop"] == 16 and manifest["codec"] == codec
+
+
+def test_make_data_rerun_keeps_files(small):
+    before = os.path.getmtime(small / "vp9" / "videos" / "v0000.webm")
+    subprocess.run([sys.executable, "-m", "benchmarks.make_data", "--small", "--out", str(small), "--codecs", "vp9"],
+                   cwd=ROOT, check=True, capture_output=True)
+    assert os.path.getmtime(small / "vp9" / "videos" / "v0000.webm") == before
+
+
+def test_one_thread_decode_matches_read_window(small):
+    path = load_index(str(small / "vp9" / "list.txt")).paths[1]
+    stamps = frame_timestamps(path)
+    np.testing.assert_array_equal(throughput.decode_window_one_thread(path, 20, 30, stamps),
+                                  read_window(path, 20, 30, timestamps=stamps))  # padded past the end too
+
+
+def test_decode_only_pipeline_outputs_the_window(small):
+    index = load_index(str(small / "vp9" / "list.txt"))
+    it = throughput.build_iterator("decode", index, 2, "cpu", 0, {"window": 6}, num_workers=0)
+    assert "decode" not in PIPELINES  # registered only while the iterator is built
+    batch = next(iter(it))
+    assert batch["window"].shape == (2, 6, SMALL["height"], SMALL["width"], 3)
+    assert batch["window"].dtype == torch.uint8
+    want = next(iter(reference_loader(it, num_workers=0)))  # the same windows, decoded by the baseline
+    assert torch.equal(batch["window"], want["window"]) and torch.equal(batch["index"], want["index"])
+    throughput.close(it)
+
+
+def test_throughput_end_to_end_writes_json(small, tmp_path):
+    out = tmp_path / "throughput.json"
+    result = throughput.main(["--data", str(small / "vp9" / "list.txt"), "--pipelines", "decode", "mcpnet",
+                              "--operators", "--profile", "--out", str(out)] + TINY)
+    saved = json.loads(out.read_text())
+    assert saved["pipelines"].keys() == result["pipelines"].keys() == {"decode", "mcpnet"}
+    env = saved["environment"]
+    for key in ("device", "cpu_model", "cpu_count", "torch", "dali", "pyav", "numpy"):
+        assert env[key]
+    assert saved["resolution"] == [SMALL["width"], SMALL["height"]] and saved["codec"] == "vp9"
+    assert saved["batch_size"] == 2 and saved["workers"] == 1 and "window length" in saved["definition"]
+    mcpnet = saved["pipelines"]["mcpnet"]
+    assert mcpnet["frames_per_clip"] == 4 and mcpnet["window"] == 15 and mcpnet["size"] == 32
+    producers = {r["producer"] for r in mcpnet["results"]}
+    assert producers == {"pipeline[pyav]", "pipeline[dali]", "reference", "ceiling"}
+    for row in mcpnet["results"]:
+        assert len(row["seconds"]) == 2
+        assert row["windows_per_s"] > 0 and row["decoded_frames_per_s"] == pytest.approx(15 * row["windows_per_s"])
+        assert row["vs_reference"] > 0 and row["vs_ceiling"] > 0
+        assert len(row["other_load"]) == 2  # the other processes' CPU share, shown next to each figure
+    assert {r["clips_per_sample"] for r in mcpnet["results"] if r["producer"] != "ceiling"} == {3}
+    ops = mcpnet["operators_per_batch"]
+    assert ops["Resize"] == 3 and ops["CropMirrorNormalize"] == 3
+    assert set(mcpnet["profile"]) >= {"decode_1thread", "decode_read_window", "draw", "graph_1thread", "handoff"}
+
+
+def test_throughput_skips_dali_cpu_decoder_on_h264(small, tmp_path):
+    result = throughput.main(["--data", str(small / "h264" / "list.txt"), "--pipelines", "decode", "--no-reference",
+                              "--out", str(tmp_path / "t.json")] + TINY)
+    rows = result["pipelines"]["decode"]["results"]
+    assert [r["producer"] for r in rows] == ["pipeline[pyav]", "ceiling"]
+    assert result["codec"] == "h264"
+
+
+@pytest.mark.parametrize("name", ["simclr", "moquad"])
+def test_throughput_every_method(small, tmp_path, name):
+    result = throughput.main(["--data", str(small / "vp9" / "list.txt"), "--pipelines", name, "--decoders", "pyav",
+                              "--out", str(tmp_path / "t.json")] + TINY)
+    assert result["pipelines"][name]["results"][0]["clips_per_sample"] == {"simclr": 2, "moquad": 4}[name]
+
+
+def test_data_stall_end_to_end_writes_json(small, tmp_path):
+    out = tmp_path / "stall.json"
+    data_stall.main(["--data", str(small / "vp9" / "list.txt"), "--pipeline", "mcpnet", "--frames", "4", "--size",
+                     "32", "--batch-size", "2", "--steps", "1", "--repeats", "1", "--warmup", "1", "--workers", "1",
+                     "--threads", "1", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["backbone"] == "tiny" and saved["pipeline"] == "mcpnet"
+    assert saved["steps_per_s_real"] > 0 and saved["steps_per_s_synthetic"] > 0
+    assert saved["stall_percent"] == pytest.approx(
+        100 * (1 - saved["steps_per_s_real"] / saved["steps_per_s_synthetic"]))
+    assert saved["batch"]["rgb"][0] == [2, 3, 4, 32, 32] and saved["batch"]["rgb"][1] == "torch.float32"
+    assert saved["environment"]["cpu_model"]
