@@ -25,17 +25,21 @@ import itertools
 import json
 import os
 import statistics
+import sys
 import time
 from typing import Callable, Dict, Iterator
 
 import torch
 
-from benchmarks.throughput import (DEFAULT_SIZE, HERE, OtherLoad, build_iterator, close, default_data, describe, environment,
-                                   load_average, pipeline_config, replicate, synchronizer, usable_cores,
-                                   wait_for_idle, warn_if_busy)
-from models.methods import create_method
-from models.optim import build_optimizer, mcpnet_lr, moquad_lr
-from pipelines.index import load_index
+if __package__ in (None, ""):  # run as a file (python benchmarks/data_stall.py): the repository root is the path
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.throughput import (DEFAULT_SIZE, HERE, OtherLoad, build_iterator, close,  # noqa: E402
+                                   default_data, describe, environment, load_average, pipeline_config,
+                                   replicate, synchronizer, usable_cores, wait_for_idle, warn_if_busy)
+from models.methods import create_method  # noqa: E402
+from models.optim import build_optimizer, mcpnet_lr, moquad_lr  # noqa: E402
+from pipelines.index import load_index  # noqa: E402
 
 METHOD_PIPELINES = ("simclr", "mcpnet", "moquad")
 # The papers' optimisers: LARS for MoQuad (and SimCLR/CVRL), SGD for MCPNet (models/optim.py).
@@ -140,7 +144,8 @@ def run(args) -> dict:
             "amp": bool(args.amp and args.device == "gpu"), "steps": args.steps, "warmup": args.warmup,
             "repeats": args.repeats, "data": os.path.abspath(data), "batch": shapes,
             "seconds": {"real": real["seconds"], "synthetic": synthetic["seconds"]},
-            "other_load": {"real": real["other_load"], "synthetic": synthetic["other_load"]}, "steps_per_s_real": rate["real"],
+            "other_load": {"real": real["other_load"], "synthetic": synthetic["other_load"]},
+            "steps_per_s_real": rate["real"],
             "steps_per_s_synthetic": rate["synthetic"], "stall_percent": 100.0 * stall}
 
 
@@ -167,7 +172,8 @@ def parse_args(argv=None):
     parser.add_argument("--wait-idle", type=float, default=0.0,
                         help="on a shared machine: wait up to this many seconds for other processes to use "
                              "< 10%% of the CPU before each loop")
-    parser.add_argument("--out", default=None, help="JSON file (default: benchmarks/data_stall-<device>-<pipeline>.json)")
+    parser.add_argument("--out", default=None,
+                        help="JSON file (default: benchmarks/data_stall-<device>-<pipeline>.json)")
     args = parser.parse_args(argv)
     cores = usable_cores()
     gpu = args.device == "gpu"
@@ -181,8 +187,6 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> dict:
-    import sys
-
     args = parse_args(argv)
     result = run(args)
     result["command"] = "python -m benchmarks.data_stall " + " ".join(sys.argv[1:] if argv is None else argv)

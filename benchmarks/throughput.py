@@ -44,6 +44,7 @@ import math
 import os
 import platform
 import statistics
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -58,6 +59,8 @@ from pipelines.sources import DTYPES, Planner, WindowSource, windows
 from pipelines.video_io import DALI_CPU_CODECS, frame_size, frame_timestamps, read_window
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+if __package__ in (None, ""):  # run as a file (python benchmarks/throughput.py): make `benchmarks` importable
+    sys.path.insert(0, os.path.dirname(HERE))
 ALL_PIPELINES = ("decode", "simclr", "mcpnet", "moquad")
 # Paper-like clip sizes: MCPNet (and the SimCLR/CVRL baseline) at 112², MoQuad at 224².
 DEFAULT_SIZE = {"decode": None, "simclr": 112, "mcpnet": 112, "moquad": 224}
@@ -781,8 +784,7 @@ def parse_args(argv=None):
 def main(argv=None) -> dict:
     args = parse_args(argv)
     result = run(args)
-    result["command"] = "python -m benchmarks.throughput " + " ".join(argv if argv is not None else
-                                                                      __import__("sys").argv[1:])
+    result["command"] = "python -m benchmarks.throughput " + " ".join(sys.argv[1:] if argv is None else argv)
     print_table(result)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))

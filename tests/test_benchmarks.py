@@ -98,7 +98,8 @@ def test_throughput_end_to_end_writes_json(small, tmp_path):
         assert row["windows_per_s"] > 0 and row["decoded_frames_per_s"] == pytest.approx(15 * row["windows_per_s"])
         assert row["vs_reference"] > 0 and row["vs_ceiling"] > 0
         assert len(row["other_load"]) == 2  # the other processes' CPU share, shown next to each figure
-    assert {r["clips_per_sample"] for r in mcpnet["results"] if r["producer"] != "ceiling"} == {3}
+    loaders = [r for r in mcpnet["results"] if r["producer"] != "ceiling"]
+    assert {r["clips_per_sample"] for r in loaders} == {3}
     ops = mcpnet["operators_per_batch"]
     assert ops["Resize"] == 3 and ops["CropMirrorNormalize"] == 3
     assert set(mcpnet["profile"]) >= {"decode_1thread", "decode_read_window", "draw", "graph_1thread", "handoff"}
