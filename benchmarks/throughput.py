@@ -55,7 +55,7 @@ import numpy as np
 from pipelines import PIPELINES, make_iterator
 from pipelines.index import VideoIndex, load_index
 from pipelines.iterators import PipelineSpec
-from pipelines.sources import DTYPES, Planner, WindowSource, windows
+from pipelines.sources import DTYPES, Planner, WindowSource, usable_cores, windows
 from pipelines.video_io import DALI_CPU_CODECS, frame_size, frame_timestamps, read_window
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -136,13 +136,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def environment(device: str) -> dict:
@@ -427,30 +420,12 @@ def timed_windows(args, name: str, index: VideoIndex, config: dict, first: Optio
 
 
 def decode_window_one_thread(path: str, start: int, count: int, stamps: np.ndarray) -> np.ndarray:
-    """:func:`pipelines.video_io.read_window` with the codec limited to one thread (the ceiling's unit).
+    """The ceiling's unit: :func:`pipelines.video_io.read_window` with one codec thread.
 
     Open, seek to the keyframe before ``start``, decode forward, convert ``count`` frames to
-    RGB (padding past the end by repeating the last frame, as the pipeline does).
+    RGB (padding past the end by repeating the last frame), as the pipeline's workers do.
     """
-    import av
-
-    n = len(stamps)
-    start = int(min(max(start, 0), n - 1))
-    wanted = stamps[start:min(start + count, n)]
-    frames = []
-    with av.open(path) as container:
-        stream = container.streams.video[0]
-        stream.codec_context.thread_count = 1  # one thread: the ceiling is per core
-        container.seek(int(wanted[0]), stream=stream, backward=True, any_frame=False)
-        for frame in container.decode(stream):
-            if frame.pts is None or frame.pts < wanted[0]:
-                continue
-            frames.append(frame.to_ndarray(format="rgb24"))
-            if len(frames) == len(wanted):
-                break
-    while len(frames) < count:
-        frames.append(frames[-1])
-    return np.stack(frames)
+    return read_window(path, start, count, timestamps=stamps, threads=1)
 
 
 def measure_ceiling(args, name: str, index: VideoIndex, config: dict, window: int) -> dict:
@@ -506,7 +481,8 @@ def profile(args, name: str, index: VideoIndex, config: dict) -> dict:
 
     out["decode_1thread"] = per_sample(lambda: [decode_window_one_thread(p, s, W, stamps[p]) for p, s in plan],
                                        len(plan))
-    out["decode_read_window"] = per_sample(lambda: [read_window(p, s, W, timestamps=stamps[p]) for p, s in plan],
+    out["decode_read_window"] = per_sample(lambda: [read_window(p, s, W, timestamps=stamps[p], threads=0)
+                                                    for p, s in plan],
                                            len(plan))
     hw = samples[0][0].shape[1:3]
     rng, batch_rng = np.random.default_rng(0), np.random.default_rng(1)

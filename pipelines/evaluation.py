@@ -45,7 +45,7 @@ from . import augment, clips, reference
 from .augment import KINETICS_MEAN, KINETICS_STD
 from .index import VideoIndex, load_index
 from .iterators import default_decoder
-from .sources import DEVICES, DTYPES, Planner, WindowSource, allowed_codecs, start_method, windows
+from .sources import DEVICES, DTYPES, Planner, WindowSource, allowed_codecs, usable_cores, start_method, windows
 
 NUM_CROPS = (1, 3)
 
@@ -158,7 +158,8 @@ class EvalIterator:
         return WindowSource(self.index, self.planner, self.batch_size, shard_id=self.shard_id,
                             num_shards=self.num_shards, decoder=decoder, shuffle=False, last_batch="pad",
                             samples=self.samples, bad_files="raise",
-                            allowed_codecs=allowed_codecs(decoder, self.device))
+                            allowed_codecs=allowed_codecs(decoder, self.device),
+                            codec_threads=1 if self.num_workers >= usable_cores() else 0)
 
     def __len__(self) -> int:
         return len(self.source)

@@ -24,7 +24,7 @@ from .index import VideoIndex, load_index
 from .mcpnet import MCPNetConfig, MCPNetPlanner
 from .moquad import MoQuadConfig, MoQuadPlanner
 from .simclr import SimCLRConfig, SimCLRPlanner
-from .sources import DTYPES, WindowSource, allowed_codecs, start_method, windows
+from .sources import DTYPES, WindowSource, allowed_codecs, start_method, usable_cores, windows
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,8 @@ class VideoIterator:
         return WindowSource(self.index, self.planner, self.batch_size, self.seed, self.shard_id, self.num_shards,
                             decoder, shuffle=True, last_batch=self.last_batch, start_epoch=epoch,
                             start_iteration=iteration, bad_files=self.bad_files,
-                            allowed_codecs=allowed_codecs(decoder, self.device))
+                            allowed_codecs=allowed_codecs(decoder, self.device),
+                            codec_threads=1 if self.num_workers >= usable_cores() else 0)
 
     def _build(self):
         from nvidia.dali.plugin.pytorch import DALIGenericIterator

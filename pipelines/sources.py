@@ -88,6 +88,35 @@ class _Cache(OrderedDict):
         return value
 
 
+class _Timestamps:
+    """Frame timestamps per file inside a worker process, demuxed at most once per file.
+
+    Demuxing a whole file for its timestamps costs about a fifth of decoding a 16-frame
+    window (benchmarks/RESULTS.md), so it must not happen per sample. Evenly spaced
+    timestamps (constant frame rate, as prepared data is) are kept as three numbers, so
+    every file of a Kinetics-sized dataset stays cached; irregular ones (variable rate,
+    millisecond-rounded rates) go to an LRU of full arrays.
+    """
+
+    def __init__(self, capacity: int = 16384):
+        self.regular: Dict[str, Tuple[int, int, int]] = {}
+        self.irregular = _Cache(capacity)
+
+    def get(self, path: str) -> np.ndarray:
+        if path in self.regular:
+            first, step, n = self.regular[path]
+            return first + step * np.arange(n, dtype=np.int64)
+        if path in self.irregular:
+            return self.irregular.get_or(path, frame_timestamps)
+        stamps = frame_timestamps(path)
+        steps = np.diff(stamps)
+        if len(stamps) > 1 and steps[0] > 0 and np.all(steps == steps[0]):
+            self.regular[path] = (int(stamps[0]), int(steps[0]), len(stamps))
+        else:
+            self.irregular.get_or(path, lambda _: stamps)
+        return stamps
+
+
 class WindowSource:
     """Per-sample callback for ``fn.external_source(parallel=True, batch=False)``.
 
@@ -107,13 +136,15 @@ class WindowSource:
         bad_files: ``"raise"`` a :class:`VideoError` naming the file, or ``"skip"`` it with a
             logged warning and use the next video of the shard instead.
         allowed_codecs: codecs the decoder reads (checked from the header per file).
+        codec_threads: PyAV's codec threads per window (``read_window``'s ``threads``): 1
+            when the worker processes already fill the cores, 0 lets the codec choose.
     """
 
     def __init__(self, index: VideoIndex, planner: Planner, batch_size: int, seed: int = 0,
                  shard_id: int = 0, num_shards: int = 1, decoder: str = "pyav", shuffle: bool = True,
                  last_batch: str = "drop", samples: Optional[Sequence[Tuple[int, int]]] = None,
                  start_epoch: int = 0, start_iteration: int = 0, bad_files: str = "raise",
-                 allowed_codecs: Optional[Sequence[str]] = None):
+                 allowed_codecs: Optional[Sequence[str]] = None, codec_threads: int = 0):
         if decoder not in DECODERS:
             raise ValueError(f"decoder={decoder!r}; choose one of {DECODERS}")
         if last_batch not in LAST_BATCH:
@@ -124,6 +155,8 @@ class WindowSource:
             raise ValueError(f"shard_id={shard_id} must lie in [0, num_shards={num_shards})")
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if codec_threads < 0:
+            raise ValueError(f"codec_threads must be >= 0, got {codec_threads}")
         self.paths = list(index.paths)
         self.labels = np.asarray(index.labels, dtype=np.int64)
         self.num_frames = np.asarray(index.num_frames, dtype=np.int64)
@@ -150,7 +183,8 @@ class WindowSource:
         self.batches_per_epoch = full + (1 if rest and last_batch == "pad" else 0)
         if self.start_iteration >= self.batches_per_epoch:
             raise ValueError(f"start_iteration={start_iteration} >= {self.batches_per_epoch} batches per epoch")
-        self._timestamps = _Cache()
+        self.codec_threads = int(codec_threads)
+        self._timestamps = _Timestamps()
         self._headers = _Cache()
         self._order_epoch, self._order = None, None
 
@@ -229,11 +263,11 @@ class WindowSource:
             start = int(min(max(self.samples[sample_id, 1], 0), max(n - 1, 0)))
         valid = max(1, min(n - start, self.window))
         if self.decoder == "pyav":
-            stamps = self._timestamps.get_or(path, frame_timestamps)
+            stamps = self._timestamps.get(path)
             if len(stamps) < n:
                 raise VideoError(path, f"holds {len(stamps)} frames but the index says {n}",
                                  "the file changed or is truncated since indexing; re-encode it or rebuild the index")
-            frames = read_window(path, start, self.window, timestamps=stamps)
+            frames = read_window(path, start, self.window, timestamps=stamps, threads=self.codec_threads)
             head = (frames,)
             frame_hw = frames.shape[1:3]
         else:
@@ -250,6 +284,14 @@ class WindowSource:
             raise KeyError(f"planner {type(self.planner).__name__} did not draw {sorted(missing)}")
         tail = tuple(np.asarray(params[k]) for k in self.planner.keys)
         return head + (np.array(self.labels[video], dtype=np.int64), np.array(video, dtype=np.int64)) + tail
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (the affinity mask, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def allowed_codecs(decoder: str, device: str) -> Optional[frozenset]:

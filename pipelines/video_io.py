@@ -117,14 +117,21 @@ def probe(path: str) -> VideoInfo:
     return VideoInfo(num_frames=num_frames, width=width, height=height, fps=fps, codec=codec)
 
 
-def read_window(path: str, start: int, count: int, timestamps: Optional[np.ndarray] = None) -> np.ndarray:
+def read_window(path: str, start: int, count: int, timestamps: Optional[np.ndarray] = None,
+                threads: int = 0) -> np.ndarray:
     """Decode frames ``start .. start+count-1`` as ``(count, H, W, 3)`` uint8 RGB.
 
     Seeks to the keyframe before ``start`` and decodes forward, so the cost is the GOP
     plus the window. Frames past the end of the video repeat the last frame (the index
     decides whether short videos are padded or skipped; this only makes padding exact).
     ``timestamps`` (from :func:`frame_timestamps`) saves the demux pass when cached.
+    ``threads`` is the codec's thread count: 0 lets the codec choose (frame and slice
+    threads, best for one process); 1 is best when one process per core already fills
+    the cores, as the pipeline's decoding workers do, since codec threading then only
+    adds work (H.264: +13-28 % CPU per window, VP9: +1-6 %; benchmarks/RESULTS.md).
     """
+    if threads < 0:
+        raise ValueError(f"threads must be >= 0, got {threads}")
     if count <= 0:
         raise ValueError(f"count must be positive, got {count}")
     if timestamps is None:
@@ -139,7 +146,12 @@ def read_window(path: str, start: int, count: int, timestamps: Optional[np.ndarr
     container = _open(path)
     try:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        if threads == 1:
+            stream.codec_context.thread_count = 1
+        else:
+            stream.thread_type = "AUTO"
+            if threads:
+                stream.codec_context.thread_count = threads
         container.seek(int(wanted[0]), stream=stream, backward=True, any_frame=False)
         for frame in container.decode(stream):
             if frame.pts is None or frame.pts < wanted[0]:

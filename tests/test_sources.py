@@ -195,3 +195,62 @@ def test_h264_on_dali_cpu_names_the_conversion(tmp_path):
     pyav = WindowSource(index, ClipAndResidual(), batch_size=2, decoder="pyav")
     (epoch,) = run_epochs(pyav)  # PyAV reads any codec
     assert len(epoch) == 1
+
+
+def _write_vfr_video(path: str, num_frames: int = 20) -> np.ndarray:
+    """A lossless VP9 id video whose frame gaps alternate 40/40/80 ms (variable frame rate)."""
+    from fractions import Fraction
+
+    import av
+
+    from tests.fixtures import id_frames
+
+    pts = np.cumsum([0] + [40 if i % 3 else 80 for i in range(1, num_frames)])
+    with av.open(path, "w") as container:
+        stream = container.add_stream("libvpx-vp9", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 48, 32, "yuv420p"
+        stream.time_base = stream.codec_context.time_base = Fraction(1, 1000)
+        stream.options = {"lossless": "1", "deadline": "realtime", "cpu-used": "8"}
+        for i, image in enumerate(id_frames(num_frames)):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = int(pts[i]), Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return pts
+
+
+def test_timestamps_are_demuxed_once_per_file_and_kept_compact(tmp_path, monkeypatch):
+    from pipelines import sources
+    from pipelines.video_io import frame_timestamps
+
+    regular = load_index(write_id_videos(str(tmp_path), [24])).paths[0]
+    irregular = str(tmp_path / "vfr.mkv")
+    pts = _write_vfr_video(irregular)
+    calls = []
+    monkeypatch.setattr(sources, "frame_timestamps", lambda p: calls.append(p) or frame_timestamps(p))
+    cache = sources._Timestamps(capacity=1)
+    for _ in range(3):
+        np.testing.assert_array_equal(cache.get(regular), frame_timestamps(regular))
+        np.testing.assert_array_equal(cache.get(irregular), pts)
+    assert calls == [regular, irregular]  # once each, however often asked
+    assert regular in cache.regular and irregular not in cache.regular  # 3 numbers, not an array
+    assert list(cache.irregular) == [irregular]
+
+
+def test_variable_frame_rate_windows_count_frames_not_time(tmp_path):
+    from pipelines.video_io import read_window
+
+    path = str(tmp_path / "vfr.mkv")
+    _write_vfr_video(path)
+    for threads in (0, 1, 2):
+        np.testing.assert_array_equal(decode_ids(read_window(path, 5, 6, threads=threads)), np.arange(5, 11))
+    with pytest.raises(ValueError, match="threads"):
+        read_window(path, 0, 4, threads=-1)
+    (tmp_path / "list.txt").write_text(f"{path} 0\n")
+    index = load_index(str(tmp_path / "list.txt"))
+    assert index.num_frames[0] == 20
+    source = WindowSource(index, ClipAndResidual(), batch_size=1, shuffle=False, samples=[(0, 0)], codec_threads=1)
+    sample = dict(zip(source.keys, source.sample(0, 0, 0)))
+    np.testing.assert_array_equal(decode_ids(sample["frames"]), np.arange(W))
+    with pytest.raises(ValueError, match="codec_threads"):
+        WindowSource(index, ClipAndResidual(), batch_size=1, codec_threads=-1)
