@@ -117,6 +117,8 @@ def main(argv=None):
     model.train()
     while step < last_steps:
         it = loaders[modes[0] if epoch < warm_epochs else modes[-1]]
+        if it is main_loader and len(modes) == 2:
+            loaders[modes[0]].close()  # warm-up over: stop its graph's worker processes
         it.seek(epoch, iteration)
         tick = time.perf_counter()
         for batch in it:

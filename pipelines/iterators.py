@@ -14,6 +14,7 @@ state is the epoch and the batch number and resuming rebuilds the pipeline there
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Type, Union
@@ -151,6 +152,11 @@ class VideoIterator:
         if (epoch, iteration) != (self.epoch, self.iteration):
             self.epoch, self.iteration = int(epoch), int(iteration)
             self._dali = None
+
+    def close(self) -> None:
+        """Release the pipeline and its worker processes; iterating again rebuilds them."""
+        self._dali = None
+        gc.collect()  # DALI stops a pipeline's workers when the pipeline object is freed
 
     def state_dict(self) -> Dict[str, Any]:
         """Where the next batch comes from, and what must match to resume there."""

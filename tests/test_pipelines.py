@@ -148,6 +148,21 @@ def test_seeded_iterators_reproduce(ids):
     assert not torch.equal(a[0]["rgb"], c[0]["rgb"])
 
 
+def test_close_stops_the_workers_and_iterating_again_rebuilds(ids):
+    import multiprocessing
+
+    before = set(multiprocessing.active_children())
+    it = make_iterator("simclr", ids, B, seed=7, config=cfg("simclr"), num_workers=2)
+    first = batches(it, 1)
+    assert len(set(multiprocessing.active_children()) - before) == 2  # the two decoding workers
+    it.close()
+    assert not set(multiprocessing.active_children()) - before
+    it.seek(0, 0)
+    again = batches(it, 1)
+    assert torch.equal(first[0]["view1"], again[0]["view1"])
+    it.close()
+
+
 def test_two_shards_cover_an_epoch_once(ids):
     seen = []
     for rank in range(2):
