@@ -52,15 +52,15 @@ from typing import Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 
-from pipelines import PIPELINES, make_iterator
-from pipelines.index import VideoIndex, load_index
-from pipelines.iterators import PipelineSpec
-from pipelines.sources import DTYPES, Planner, WindowSource, usable_cores, windows
-from pipelines.video_io import DALI_CPU_CODECS, frame_size, frame_timestamps, read_window
-
 HERE = os.path.dirname(os.path.abspath(__file__))
-if __package__ in (None, ""):  # run as a file (python benchmarks/throughput.py): make `benchmarks` importable
+if __package__ in (None, ""):  # run as a file (python benchmarks/throughput.py): the repository root is the path
     sys.path.insert(0, os.path.dirname(HERE))
+
+from pipelines import PIPELINES, make_iterator  # noqa: E402
+from pipelines.index import VideoIndex, load_index  # noqa: E402
+from pipelines.iterators import PipelineSpec  # noqa: E402
+from pipelines.sources import DTYPES, Planner, WindowSource, usable_cores, windows  # noqa: E402
+from pipelines.video_io import DALI_CPU_CODECS, frame_size, frame_timestamps, read_window  # noqa: E402
 ALL_PIPELINES = ("decode", "simclr", "mcpnet", "moquad")
 # Paper-like clip sizes: MCPNet (and the SimCLR/CVRL baseline) at 112², MoQuad at 224².
 DEFAULT_SIZE = {"decode": None, "simclr": 112, "mcpnet": 112, "moquad": 224}
