@@ -45,7 +45,8 @@ from . import augment, clips, reference
 from .augment import KINETICS_MEAN, KINETICS_STD
 from .index import VideoIndex, load_index
 from .iterators import default_decoder
-from .sources import DEVICES, DTYPES, Planner, WindowSource, allowed_codecs, usable_cores, start_method, windows
+from .sources import (DEVICES, DTYPES, Planner, WindowSource, allowed_codecs, start_method, windows,
+                      worker_codec_threads)
 
 NUM_CROPS = (1, 3)
 
@@ -159,7 +160,7 @@ class EvalIterator:
                             num_shards=self.num_shards, decoder=decoder, shuffle=False, last_batch="pad",
                             samples=self.samples, bad_files="raise",
                             allowed_codecs=allowed_codecs(decoder, self.device),
-                            codec_threads=1 if self.num_workers >= usable_cores() else 0)
+                            codec_threads=worker_codec_threads(self.num_workers))
 
     def __len__(self) -> int:
         return len(self.source)

@@ -25,7 +25,7 @@ from .index import VideoIndex, load_index
 from .mcpnet import MCPNetConfig, MCPNetPlanner
 from .moquad import MoQuadConfig, MoQuadPlanner
 from .simclr import SimCLRConfig, SimCLRPlanner
-from .sources import DTYPES, WindowSource, allowed_codecs, start_method, usable_cores, windows
+from .sources import DTYPES, WindowSource, allowed_codecs, start_method, windows, worker_codec_threads
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class VideoIterator:
                             decoder, shuffle=True, last_batch=self.last_batch, start_epoch=epoch,
                             start_iteration=iteration, bad_files=self.bad_files,
                             allowed_codecs=allowed_codecs(decoder, self.device),
-                            codec_threads=1 if self.num_workers >= usable_cores() else 0)
+                            codec_threads=worker_codec_threads(self.num_workers))
 
     def _build(self):
         from nvidia.dali.plugin.pytorch import DALIGenericIterator
@@ -155,6 +155,8 @@ class VideoIterator:
 
     def close(self) -> None:
         """Release the pipeline and its worker processes; iterating again rebuilds them."""
+        if self._dali is None:
+            return
         self._dali = None
         gc.collect()  # DALI stops a pipeline's workers when the pipeline object is freed
 

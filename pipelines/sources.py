@@ -294,6 +294,11 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def worker_codec_threads(num_workers: int) -> int:
+    """``codec_threads`` for a source read by ``num_workers`` processes: 1 once they fill the cores."""
+    return 1 if num_workers >= usable_cores() else 0
+
+
 def allowed_codecs(decoder: str, device: str) -> Optional[frozenset]:
     """Codecs the chosen decoder reads; ``None`` means any (PyAV)."""
     if decoder == "pyav":

@@ -146,12 +146,10 @@ def read_window(path: str, start: int, count: int, timestamps: Optional[np.ndarr
     container = _open(path)
     try:
         stream = container.streams.video[0]
-        if threads == 1:
-            stream.codec_context.thread_count = 1
-        else:
+        if threads != 1:
             stream.thread_type = "AUTO"
-            if threads:
-                stream.codec_context.thread_count = threads
+        if threads:
+            stream.codec_context.thread_count = threads
         container.seek(int(wanted[0]), stream=stream, backward=True, any_frame=False)
         for frame in container.decode(stream):
             if frame.pts is None or frame.pts < wanted[0]:
