@@ -1,4 +1,4 @@
-"""Benchmarks of the data pipelines (issue 8): data generation, throughput and data stall.
+"""Benchmarks of the data pipelines: data generation, throughput, data stall, the GPU acceptance check.
 
 Run them as modules from the repository root::
 

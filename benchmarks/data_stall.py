@@ -34,12 +34,14 @@ import torch
 if __package__ in (None, ""):  # run as a file (python benchmarks/data_stall.py): the repository root is the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.throughput import (DEFAULT_SIZE, HERE, OtherLoad, build_iterator, close,  # noqa: E402
-                                   default_data, describe, environment, load_average, pipeline_config,
-                                   replicate, synchronizer, usable_cores, wait_for_idle, warn_if_busy)
+from benchmarks.common import (DEFAULT_SIZE, HERE, OtherLoad, close, default_data, describe,  # noqa: E402
+                               environment, load_average, pipeline_config, replicate, synchronizer, wait_for_idle,
+                               warn_if_busy)
+from benchmarks.decode_only import build_iterator  # noqa: E402
 from models.methods import create_method  # noqa: E402
 from models.optim import build_optimizer, mcpnet_lr, moquad_lr  # noqa: E402
 from pipelines.index import load_index  # noqa: E402
+from pipelines.pipeline import usable_cores  # noqa: E402
 
 METHOD_PIPELINES = ("simclr", "mcpnet", "moquad")
 # The papers' optimisers: LARS for MoQuad (and SimCLR/CVRL), SGD for MCPNet (models/optim.py).

@@ -19,9 +19,14 @@ from torchvision.models.video.s3d import SepInceptionBlock3D
 
 
 class VideoBackbone(nn.Module):
-    """Base class: subclasses set `feature_dim` and implement `features`."""
+    """Base class: subclasses set `feature_dim` and implement `features`.
+
+    `channels_last` is True when the weights are channels-last (`to_channels_last`);
+    `models.methods.as_backbone_input` then hands over clips in that layout.
+    """
 
     feature_dim: int
+    channels_last: bool = False
 
     def features(self, x: Tensor) -> Tensor:
         """(B, C, T, H, W) float -> (B, feature_dim), pooled over T, H, W."""
@@ -208,6 +213,7 @@ class TinyVideoNet(VideoBackbone):
         # this layout than in the default NCDHW one (measured on the 2-core dev machine).
         self.trunk = nn.Sequential(*layers).to(memory_format=torch.channels_last_3d)
         self.feature_dim = channels
+        self.channels_last = True
 
     def features(self, x: Tensor) -> Tensor:
         return self.trunk(x.contiguous(memory_format=torch.channels_last_3d)).mean(dim=(2, 3, 4))
@@ -224,6 +230,17 @@ BACKBONES: dict[str, Callable[..., VideoBackbone]] = {
     "r3d_50": r3d_50,
     "tiny": tiny,
 }
+
+
+def to_channels_last(backbone: VideoBackbone) -> VideoBackbone:
+    """Make the backbone's 5-D weights channels-last (``channels_last_3d``), in place.
+
+    On GPUs with tensor cores cuDNN's 3D convolutions in bf16/fp16 prefer this layout;
+    the clips follow it (``models.methods.as_backbone_input``). train.py applies it on GPU.
+    """
+    backbone.to(memory_format=torch.channels_last_3d)
+    backbone.channels_last = True
+    return backbone
 
 
 def create_backbone(name: str, **kwargs) -> VideoBackbone:

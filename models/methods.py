@@ -44,18 +44,32 @@ def encode_views(backbone: nn.Module, views: Sequence[Tensor]) -> list[Tensor]:
     fewer, larger kernels, and BatchNorm then normalises with statistics over
     all views together, as SimCLR does with its two views.
     """
-    # Pipelines hand over float16 clips on GPU: cast to the weights' dtype so
-    # the backbone also runs outside autocast (inside, convs cast back down).
-    dtype = next(backbone.parameters()).dtype
     groups: dict[torch.Size, list[int]] = {}
     for i, view in enumerate(views):
         groups.setdefault(view.shape, []).append(i)
     features: list[Tensor] = [None] * len(views)  # type: ignore[list-item]
     for members in groups.values():
-        out = backbone(torch.cat([views[i] for i in members]).to(dtype))
+        out = backbone(as_backbone_input(torch.cat([views[i] for i in members]), backbone))
         for i, f in zip(members, out.chunk(len(members))):
             features[i] = f
     return features
+
+
+def as_backbone_input(clips: Tensor, backbone: nn.Module) -> Tensor:
+    """Clips in the dtype and memory layout the backbone computes in, in one copy at most.
+
+    Pipelines hand over float16 clips on the GPU. Under autocast the convolutions run in
+    the autocast dtype (bfloat16 in train.py), so the clips go straight to it rather than
+    up to float32 and back down; outside autocast they take the weights' dtype. A backbone
+    whose weights are channels-last (:func:`models.backbones.to_channels_last`) gets its
+    input in that layout in the same copy.
+    """
+    device_type = clips.device.type
+    autocast = device_type in ("cuda", "cpu") and torch.is_autocast_enabled(device_type)
+    dtype = torch.get_autocast_dtype(device_type) if autocast else next(backbone.parameters()).dtype
+    if getattr(backbone, "channels_last", False) and clips.ndim == 5:
+        return clips.to(dtype=dtype, memory_format=torch.channels_last_3d)
+    return clips.to(dtype)
 
 
 @torch.no_grad()

@@ -1,14 +1,16 @@
 """What the training loop needs besides the model: its config, checkpoints and logs.
 
 * :class:`TrainConfig` — one dataclass for a run; YAML files and ``key=value`` overrides
-  fill it (command line over file over defaults) and unknown keys are rejected with the
-  valid names. The defaults are the CPU demo run; ``configs/`` holds the papers' settings.
+  fill it (command line over file over defaults). It is built by the toolkit's one config
+  builder (``pipelines.config.build``): unknown keys are rejected with the valid names and
+  every value is converted to its field's type or refused, naming the key. The defaults
+  are the CPU demo run; ``configs/`` holds the papers' settings.
 * :class:`Checkpointer` — atomic checkpoints (temporary file + rename), the last N kept,
   everything needed to continue mid-epoch exactly: model, optimiser, scheduler, step,
   iterator position, RNG states, config.
 * :class:`MetricsLog` — a JSONL file and, when the package is present, TensorBoard.
 
-Pure PyTorch: nothing here imports the pipelines.
+Besides PyTorch, only the config builder of ``pipelines`` is used here.
 """
 from __future__ import annotations
 
@@ -25,7 +27,11 @@ import numpy as np
 import torch
 import yaml
 
+from pipelines.config import ConfigError, build
+
 CHECKPOINT_FORMAT = "motionssl/1"
+DEVICES = ("auto", "cpu", "gpu")
+PRECISIONS = ("auto", "bf16", "fp32")
 
 
 @dataclass
@@ -35,6 +41,13 @@ class OptimConfig:
     weight_decay: float = 1e-4
     momentum: float = 0.9
     warmup_epochs: float = 0.0  # linear learning-rate warm-up before the cosine decay
+
+    def __post_init__(self):
+        if self.lr is not None and not self.lr > 0:
+            raise ValueError(f"optim.lr must be positive, got {self.lr}")
+        if self.weight_decay < 0 or self.momentum < 0 or self.warmup_epochs < 0:
+            raise ValueError(f"optim.weight_decay, optim.momentum and optim.warmup_epochs must be >= 0, got "
+                             f"{self.weight_decay}, {self.momentum}, {self.warmup_epochs}")
 
 
 @dataclass
@@ -62,14 +75,22 @@ class TrainConfig:
     checkpoint_every: int = 0  # steps between checkpoints; 0: at the end of every epoch
     keep_checkpoints: int = 3
     retrieval: bool = True  # quick retrieval on test_split vs a random-init backbone at the end
+    sync_batchnorm: bool = True  # under DDP on GPUs: BatchNorm statistics over the global batch
     out: Optional[str] = None  # run folder; default runs/<pipeline>-<time>
 
-
-def _check_keys(cls, values: Dict[str, Any], where: str) -> None:
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ValueError(f"unknown config key(s) {unknown} in {where}; valid keys: {sorted(names)}")
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "log_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_steps", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0: off), got {getattr(self, name)}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device={self.device!r}; choose one of {list(DEVICES)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r}; choose one of {list(PRECISIONS)}")
+        if not 0.0 <= self.appearance_warmup < 1.0:
+            raise ValueError(f"appearance_warmup is a fraction of the epochs in [0, 1), got {self.appearance_warmup}")
 
 
 def _merge(base: Dict[str, Any], update: Dict[str, Any]) -> Dict[str, Any]:
@@ -79,27 +100,17 @@ def _merge(base: Dict[str, Any], update: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
-def _build(cls, values: Dict[str, Any], where: str):
-    _check_keys(cls, values, where)
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in values:
-            continue
-        value = values[f.name]
-        if dataclasses.is_dataclass(f.default_factory() if f.default_factory is not dataclasses.MISSING else None):
-            if not isinstance(value, dict):
-                raise ValueError(f"{where}: {f.name} must be a mapping, got {value!r}")
-            value = _build(type(f.default_factory()), value, f"{where}:{f.name}")
-        kwargs[f.name] = value
-    return cls(**kwargs)
-
-
 def parse_override(text: str) -> Dict[str, Any]:
     """``a.b=value`` → ``{"a": {"b": value}}``; the value is parsed as YAML (numbers, lists, null)."""
     if "=" not in text:
-        raise ValueError(f"override {text!r} must look like key=value (e.g. optim.lr=0.1)")
+        raise ConfigError(f"override {text!r} must look like key=value (e.g. optim.lr=0.1)")
     key, raw = text.split("=", 1)
-    value: Any = yaml.safe_load(raw) if raw.strip() else None
+    if not key.strip() or any(not part for part in key.strip().split(".")):
+        raise ConfigError(f"override {text!r}: the key before '=' is empty or has an empty part")
+    try:
+        value: Any = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: the value is not valid YAML ({_yaml_problem(exc)})") from None
     for part in reversed(key.strip().split(".")):
         value = {part: value}
     return value
@@ -114,17 +125,27 @@ def load_config(files: List[str] = (), overrides: List[str] = (), **top: Any) ->
     values: Dict[str, Any] = {}
     for path in files:
         if not os.path.exists(path):
-            raise FileNotFoundError(f"config file {path} not found")
-        with open(path) as f:
-            loaded = yaml.safe_load(f) or {}
+            raise ConfigError(f"config file {path} not found")
+        try:
+            with open(path) as f:
+                loaded = yaml.safe_load(f) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(exc)})") from None
         if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: a config file must be a mapping of keys to values")
+            raise ConfigError(f"{path}: a config file must be a mapping of keys to values")
         values = _merge(values, loaded)
     values = _merge(values, {k: v for k, v in top.items() if v is not None})
     for text in overrides:
         values = _merge(values, parse_override(text))
-    where = ", ".join(list(files) + list(overrides)) or "defaults"
-    return _build(TrainConfig, values, where)
+    origin = ", ".join(list(files) + list(overrides)) or "defaults"
+    return build(TrainConfig, values, origin=origin)
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """A YAML error in one line: what and where (line and column, 1-based)."""
+    mark = getattr(exc, "problem_mark", None)
+    what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"{what} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else what
 
 
 def to_dict(cfg) -> Dict[str, Any]:
@@ -133,32 +154,59 @@ def to_dict(cfg) -> Dict[str, Any]:
 
 # --- checkpoints -----------------------------------------------------------------------------
 def rng_state() -> Dict[str, Any]:
+    """Every RNG a run draws from. CUDA's only where this process uses CUDA already: asking
+    ``torch.cuda.is_available()`` would initialise the driver in a CPU run, after which its
+    decoding workers could no longer be forked."""
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
+    if torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
-def set_rng_state(state: Dict[str, Any]) -> None:
+def set_rng_state(state: Dict[str, Any], cuda: bool = False) -> None:
+    """Restore :func:`rng_state`; the CUDA generators too when ``cuda`` (a GPU run)."""
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
+    if cuda and "cuda" in state:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
 class Checkpointer:
-    """``ckpt-<step>.pt`` files in ``folder``, written atomically, the newest ``keep`` kept."""
+    """``ckpt-<step>.pt`` files in ``folder``, written atomically and durably, the newest ``keep`` kept.
 
-    def __init__(self, folder: str, keep: int = 3):
-        self.folder, self.keep = folder, max(1, keep)
-        os.makedirs(folder, exist_ok=True)
+    A checkpoint is written to a temporary file, flushed to disk (``fsync``), renamed over
+    its final name and the folder entry flushed too: a crash or power loss leaves either the
+    complete new checkpoint or none, never a truncated one under the real name. Temporary
+    files of a save that was killed midway are removed when the next run opens the folder.
+    Only the ``writer`` process (rank 0) writes; the others get the path it writes.
+    """
+
+    def __init__(self, folder: str, keep: int = 3, writer: bool = True):
+        self.folder, self.keep, self.writer = folder, max(1, keep), writer
+        if writer:
+            os.makedirs(folder, exist_ok=True)
+            for stale in glob.glob(os.path.join(folder, "ckpt-*.pt.tmp*")):
+                os.remove(stale)
+
+    def path(self, step: int) -> str:
+        return os.path.join(self.folder, f"ckpt-{step:08d}.pt")
 
     def save(self, state: Dict[str, Any], step: int) -> str:
-        path = os.path.join(self.folder, f"ckpt-{step:08d}.pt")
+        path = self.path(step)
+        if not self.writer:
+            return path
         tmp = f"{path}.tmp{os.getpid()}"
-        torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
-        os.replace(tmp, path)  # a crash mid-write never leaves a truncated checkpoint under the real name
+        try:
+            with open(tmp, "wb") as f:
+                torch.save({"format": CHECKPOINT_FORMAT, **state}, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        _fsync_dir(self.folder)
         for old in self.list()[:-self.keep]:
             os.remove(old)
         return path
@@ -169,6 +217,25 @@ class Checkpointer:
     def latest(self) -> Optional[str]:
         found = self.list()
         return found[-1] if found else None
+
+    def latest_step(self) -> Optional[int]:
+        """The step of the newest checkpoint, or ``None``."""
+        latest = self.latest()
+        return int(os.path.basename(latest)[5:-3]) if latest else None
+
+
+def _fsync_dir(folder: str) -> None:
+    """Flush a folder's entries (a rename) to disk; a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def load_checkpoint(path: str) -> Dict[str, Any]:
@@ -193,22 +260,130 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
     return state
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot give a backbone; the message names the file and the mismatch."""
+
+
+def _listing(items, limit: int = 8) -> str:
+    items = list(items)
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return f"{items[:limit]}{more}"
+
+
+def read_checkpoint(path: str) -> Dict[str, Any]:
+    """The checkpoint dict (``path`` is a file or a run's folder) with what evaluation needs checked."""
+    try:
+        state = load_checkpoint(path)
+    except (ValueError, FileNotFoundError) as exc:  # missing, corrupt file or another format
+        raise CheckpointError(str(exc)) from exc
+    config = state.get("config")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{state['path']}: no 'config' dict; a {CHECKPOINT_FORMAT} checkpoint stores the "
+                              "run's config")
+    missing = [k for k in ("backbone", "backbone_kwargs", "pipeline_config") if k not in config]
+    if missing or not isinstance(state.get("model"), dict):
+        raise CheckpointError(f"{state['path']}: the checkpoint lacks {missing or ['model']} "
+                              f"(config keys: {sorted(config)})")
+    return state
+
+
+def build_backbone(name: str, kwargs: Dict[str, Any], where: str):
+    """``create_backbone(name, **kwargs)``; a :class:`CheckpointError` naming ``where`` if it cannot be built."""
+    from models.backbones import create_backbone
+
+    try:
+        return create_backbone(name, **kwargs)
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{where}: cannot build backbone {name!r} with {kwargs}: {exc}") from exc
+
+
+def backbone_from_state(state: Dict[str, Any]):
+    """The checkpoint's backbone with its weights (the ``backbone.*`` entries of ``model``).
+
+    Any mismatch between the weights and the architecture the config names — missing or
+    unexpected keys, other shapes — is a :class:`CheckpointError` listing them.
+    """
+    path, config = state["path"], state["config"]
+    name, kwargs = config["backbone"], dict(config["backbone_kwargs"])
+    backbone = build_backbone(name, kwargs, path)
+    weights = {k[len("backbone."):]: v for k, v in state["model"].items() if k.startswith("backbone.")}
+    if not weights:
+        raise CheckpointError(f"{path}: the model state holds no 'backbone.*' entries "
+                              f"(its keys start {_listing(sorted(state['model']), 5)})")
+    expected = backbone.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    shapes = [f"{k}: {tuple(weights[k].shape)} vs {tuple(expected[k].shape)}"
+              for k in sorted(set(weights) & set(expected)) if weights[k].shape != expected[k].shape]
+    if missing or unexpected or shapes:
+        problems = [f"{what} {_listing(keys)}" for what, keys in
+                    (("missing keys", missing), ("unexpected keys", unexpected),
+                     ("shape mismatches (checkpoint vs model)", shapes)) if keys]
+        raise CheckpointError(f"{path}: the backbone weights do not match backbone {name!r} with {kwargs}: "
+                              + "; ".join(problems))
+    backbone.load_state_dict(weights)
+    return backbone
+
+
+def load_backbone(path: str):
+    """``(backbone with the checkpoint's weights, the run's config)``; :class:`CheckpointError` names any mismatch."""
+    state = read_checkpoint(path)
+    return backbone_from_state(state), state["config"]
+
+
+def clip_settings(config: Dict[str, Any], where: str):
+    """``(frames per clip, augmentation dict)`` of a run's saved ``pipeline_config``, its contract keys checked."""
+    clip = config.get("pipeline_config", {}).get("clip", {})
+    augment = dict(clip.get("augment", {}))
+    missing = [k for k in ("frames",) if k not in clip] + [f"augment.{k}" for k in ("size", "mean", "std")
+                                                          if k not in augment]
+    if missing:
+        raise CheckpointError(f"{where}: pipeline_config.clip lacks {missing}; cannot rebuild the training clips")
+    return int(clip["frames"]), augment
+
+
 # --- logs ------------------------------------------------------------------------------------
 class MetricsLog:
-    """Scalars to ``metrics.jsonl`` (always) and TensorBoard (when installed)."""
+    """Scalars to ``metrics.jsonl`` (always) and TensorBoard (when installed).
 
-    def __init__(self, folder: str, enabled: bool = True):
+    ``resume_step``: a run resumed from the checkpoint of that step replays the steps after
+    it, so their rows (written before the interruption) are dropped first — the log then
+    holds every step once, as the uninterrupted run's would.
+    """
+
+    def __init__(self, folder: str, enabled: bool = True, resume_step: int = 0):
         self.enabled = enabled
         self.path = os.path.join(folder, "metrics.jsonl")
         self.board = None
-        if enabled:
-            os.makedirs(folder, exist_ok=True)
-            try:
-                from torch.utils.tensorboard import SummaryWriter
+        if not enabled:
+            return
+        os.makedirs(folder, exist_ok=True)
+        self._truncate(resume_step)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
 
-                self.board = SummaryWriter(os.path.join(folder, "tb"))
-            except ImportError:  # TensorBoard is optional; the JSONL file has the same numbers
-                self.board = None
+            self.board = SummaryWriter(os.path.join(folder, "tb"), purge_step=resume_step + 1 if resume_step else None)
+        except ImportError:  # the JSONL file has the same numbers
+            self.board = None
+
+    def _truncate(self, step: int) -> None:
+        """Keep the rows of steps <= ``step`` (all of them for a fresh run's empty log)."""
+        if not os.path.exists(self.path):
+            return
+        with open(self.path) as f:
+            rows = f.readlines()
+        kept = []
+        for row in rows:
+            try:
+                if json.loads(row)["step"] <= step:
+                    kept.append(row)
+            except (ValueError, KeyError, TypeError):  # a line cut short by a kill: drop it
+                continue
+        if len(kept) != len(rows):
+            tmp = f"{self.path}.tmp{os.getpid()}"
+            with open(tmp, "w") as f:
+                f.writelines(kept)
+            os.replace(tmp, self.path)
 
     def write(self, step: int, scalars: Dict[str, float]) -> None:
         if not self.enabled:

@@ -1,17 +1,24 @@
 """DALI pipelines for motion-focused self-supervised video learning.
 
-Importable on its own (no ``models``, no training code). The building blocks:
+Importable on its own (no ``models``, no training code). The public API:
 
-* :func:`load_index` — videos, labels and frame counts from a folder or a list;
-* :class:`WindowSource` and :func:`sources.windows` — one decoded window per sample;
-* clip ops in :mod:`.clips`, :mod:`.residual`, :mod:`.rad`, :mod:`.augment`, each with a
-  NumPy twin in :mod:`.reference`;
+* :func:`make_iterator` and :data:`PIPELINES` — the drop-in iterator of a method;
+* :func:`load_index` / :class:`VideoIndex` — videos, labels and frame counts;
+* :func:`build_pipeline` — the one DALI pipeline definition (window source + planner +
+  device), for custom loops; :class:`WindowSource` and :class:`Planner` are its parts;
+* :func:`check_batch` — the batch contract, checked;
 * :mod:`.demo` — the embedded motion-class demo dataset.
+
+The design, the batch contract and the DALI facts the code relies on are written down in
+``docs/design.md``.
 """
 from .augment import AugmentConfig
+from .contract import check_batch
 from .index import VideoIndex, load_index
 from .iterators import PIPELINES, VideoIterator, make_iterator
-from .sources import Planner, WindowSource
+from .pipeline import build_pipeline
+from .planner import Planner
+from .sources import WindowSource
 
-__all__ = ["AugmentConfig", "PIPELINES", "Planner", "VideoIndex", "VideoIterator", "WindowSource", "load_index",
-           "make_iterator"]
+__all__ = ["AugmentConfig", "PIPELINES", "Planner", "VideoIndex", "VideoIterator", "WindowSource", "build_pipeline",
+           "check_batch", "load_index", "make_iterator"]

@@ -51,7 +51,6 @@ class AugmentConfig:
     antialias: bool = False
 
     def __post_init__(self):
-        self.size = tuple(int(v) for v in self.size)
         for name in ("flip_prob", "jitter_prob", "grayscale_prob"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:

@@ -6,9 +6,9 @@ three spatial crops, and whatever is computed from the views (features for retri
 softmax probabilities for classification) is averaged per video.
 
     loader = make_eval_iterator(index, frames=16, size=(112, 112), num_clips=10, num_crops=3)
-    for batch in loader:             # dict of torch tensors, one row per view
+    for batch in loader:             # dict of torch tensors, one row per view, all on the pipeline's device
         batch["clips"]               # (B·num_crops, C, T, H, W), normalised
-        batch["index"], batch["clip_id"]
+        batch["index"], batch["label"], batch["clip_id"]
 
 **Clip starts.** A clip of ``T`` frames at ``stride`` s spans ``L = (T−1)·s + 1`` frames. In a
 video of ``n`` frames, clip ``k`` of ``K`` starts at
@@ -39,14 +39,15 @@ from typing import Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from nvidia.dali import pipeline_def
 
 from . import augment, clips, reference
 from .augment import KINETICS_MEAN, KINETICS_STD
+from .decoding import DEVICES, choose_decoder
 from .index import VideoIndex, load_index
-from .iterators import default_decoder
-from .sources import (DEVICES, DTYPES, Planner, WindowSource, allowed_codecs, start_method, windows,
-                      worker_codec_threads)
+from .pipeline import build_pipeline, output_names, worker_codec_threads
+from .planner import Planner
+from .reference_loader import reference_batch as assemble_reference_batch
+from .sources import WindowSource
 
 NUM_CROPS = (1, 3)
 
@@ -131,7 +132,8 @@ class EvalIterator:
 
     Each DALI batch holds ``batch_size`` (video, clip) samples; a yielded batch holds their
     ``num_crops`` crops each, sample-major: ``clips`` (B·num_crops, C, T, H, W) — float32 on
-    CPU, float16 on GPU — and ``index``, ``label``, ``clip_id`` (B·num_crops,) int64 on CPU.
+    CPU, float16 on GPU — and ``index``, ``label``, ``clip_id`` (B·num_crops,) int64, every
+    tensor on the pipeline's device.
     """
 
     def __init__(self, index: VideoIndex, frames: int = 16, size: Sequence[int] = (112, 112),
@@ -143,23 +145,22 @@ class EvalIterator:
             raise ValueError(f"device={device!r}; choose one of {DEVICES}")
         self.planner = EvalPlanner(frames, size, mean, std, num_crops, stride, antialias)
         self.num_clips, self.num_crops = int(num_clips), int(num_crops)
+        self.decoder, index = choose_decoder(index, decoder, device, bad_files="error")  # keep every video
         self.index = index.apply_window(self.planner.window, "pad")  # evaluation never skips a video
         self.samples = eval_samples(self.index.num_frames, self.planner.window, self.num_clips)
         self.device, self.device_id = device, device_id
-        self.decoder = decoder or default_decoder(device)
         self.num_workers, self.num_threads, self.prefetch = num_workers, num_threads, prefetch
         # A shard smaller than the batch (tiny test sets, many ranks) just gets smaller batches.
         shard_size = -(-len(self.samples) // num_shards)
         self.batch_size = min(batch_size, shard_size)
         self.shard_id, self.num_shards = shard_id, num_shards
         self.source = self._source(self.decoder)
-        self.output_names = self.planner.outputs + ("label", "index")
+        self.output_names = output_names(self.planner)
 
     def _source(self, decoder: str) -> WindowSource:
         return WindowSource(self.index, self.planner, self.batch_size, shard_id=self.shard_id,
                             num_shards=self.num_shards, decoder=decoder, shuffle=False, last_batch="pad",
                             samples=self.samples, bad_files="raise",
-                            allowed_codecs=allowed_codecs(decoder, self.device),
                             codec_threads=worker_codec_threads(self.num_workers))
 
     def __len__(self) -> int:
@@ -168,18 +169,10 @@ class EvalIterator:
     def __iter__(self) -> Iterator[Dict[str, torch.Tensor]]:
         from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
-        source, planner, device = self.source, self.planner, self.device
-
-        @pipeline_def(batch_size=self.batch_size, num_threads=self.num_threads,
-                      device_id=self.device_id if device == "gpu" else None,
-                      py_num_workers=max(1, self.num_workers), py_start_method=start_method(device),
-                      prefetch_queue_depth=self.prefetch)
-        def pipe():
-            nodes = windows(source, device, self.num_workers, self.prefetch)
-            out = planner.graph(nodes.pop("window"), nodes, DTYPES[device])
-            return tuple(out[k] for k in planner.outputs) + (nodes["label"], nodes["index"])
-
-        loader = DALIGenericIterator([pipe()], list(self.output_names))
+        source, planner = self.source, self.planner
+        pipe = build_pipeline(source, planner, self.device, self.num_workers, self.num_threads, self.prefetch,
+                              self.device_id)
+        loader = DALIGenericIterator([pipe], list(self.output_names))
         for iteration in range(len(self)):
             try:
                 out = next(loader)[0]
@@ -193,8 +186,9 @@ class EvalIterator:
                 iteration: int) -> Dict[str, torch.Tensor]:
         """Per-crop ``(B, C, T, H, W)`` tensors of batch ``iteration`` → the batch of views (class doc)."""
         # Sample ids are rows of `samples` (video-major), so a sample's clip number is its id mod num_clips.
-        clip = torch.from_numpy(self.source.batch_ids(0, iteration) % self.num_clips)
-        crop = torch.arange(self.num_crops)
+        device = crops[0].device
+        clip = torch.from_numpy(self.source.batch_ids(0, iteration) % self.num_clips).to(device)
+        crop = torch.arange(self.num_crops, device=device)
         return {"clips": torch.stack(crops, dim=1).flatten(0, 1),
                 "index": index.repeat_interleave(self.num_crops),
                 "label": label.repeat_interleave(self.num_crops),
@@ -202,15 +196,11 @@ class EvalIterator:
 
 
 def reference_batch(iterator: EvalIterator, iteration: int) -> Dict[str, torch.Tensor]:
-    """Batch ``iteration`` of ``iterator`` built with PyAV and :mod:`.reference` (the parity oracle)."""
+    """Batch ``iteration`` of ``iterator`` built with PyAV and :mod:`.reference` (the parity oracle), on the CPU."""
     source = iterator.source if iterator.decoder == "pyav" else iterator._source("pyav")
-    samples = [dict(zip(source.keys, source.sample(0, iteration, slot))) for slot in range(source.batch_size)]
-    frames = [s["frames"] for s in samples]
-    built = [iterator.planner.reference(frames, samples, slot) for slot in range(len(samples))]
-    crops = [torch.from_numpy(np.stack([b[name] for b in built])) for name in iterator.planner.outputs]
-    label = torch.from_numpy(np.stack([s["label"] for s in samples]))
-    index = torch.from_numpy(np.stack([s["index"] for s in samples]))
-    return iterator.collate(crops, label, index, iteration)
+    batch = assemble_reference_batch(source, iterator.planner, 0, iteration)
+    return iterator.collate([batch[name] for name in iterator.planner.outputs], batch["label"], batch["index"],
+                            iteration)
 
 
 def make_eval_iterator(index: Union[str, VideoIndex], frames: int = 16, size: Sequence[int] = (112, 112),

@@ -9,9 +9,11 @@ Three inputs are understood:
 * a **prepared dataset folder** (``python -m pipelines.prepare``) holding ``classes.txt``
   and split lists such as ``train_split1.txt``: pass the folder and a split name.
 
-Frame counts that a list does not give are probed once with PyAV and cached next to the
-list (or in ``~/.cache/motionssl`` when that folder is read-only), keyed by file size and
-modification time so an edited video is probed again.
+Frame counts that a list does not give are probed once with PyAV (which also reads each
+file's frame size, codec and pixel format) and cached in the toolkit's cache folder
+(``$MOTIONSSL_CACHE``, else ``~/.cache/motionssl``), one file per list or folder, keyed by
+each video's size and modification time so an edited video is probed again. Nothing is
+written into the dataset folder, which may be read-only or shared.
 
 Unreadable files and videos shorter than the window follow a policy instead of crashing
 mid-epoch: ``"skip"`` (log a warning naming each file), ``"error"`` (raise naming them),
@@ -28,14 +30,14 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .video_io import VideoError, probe
+from .video_io import Media, VideoError, header, probe
 
 log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".webm", ".mp4", ".avi", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".ogv")
 BAD_FILE_POLICIES = ("skip", "error")
 SHORT_VIDEO_POLICIES = ("pad", "skip", "error")
-CACHE_SUFFIX = ".frames.tsv"
+CACHE_VERSION = "# motionssl index cache 2: path size mtime frames height width codec pix_fmt"
 NOT_SPLITS = ("classes.txt", "failed.txt")  # text files of a prepared dataset that are not splits
 
 
@@ -48,6 +50,8 @@ class VideoIndex:
     num_frames: np.ndarray  # (N,) int64
     classes: List[str] = field(default_factory=list)
     stats: Dict[str, object] = field(default_factory=dict)
+    media: Optional[List[Optional[Media]]] = None  # per video, None where not probed yet
+    cache: Optional[str] = None  # the cache file of the list or folder this index was read from
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -57,21 +61,63 @@ class VideoIndex:
         self.num_frames = np.asarray(self.num_frames, dtype=np.int64)
         if not (len(self.paths) == len(self.labels) == len(self.num_frames)):
             raise ValueError("paths, labels and num_frames must have the same length")
+        if self.media is None:
+            self.media = [None] * len(self.paths)
+        if len(self.media) != len(self.paths):
+            raise ValueError("media must hold one entry per video")
 
     def subset(self, keep: Sequence[int]) -> "VideoIndex":
         keep = list(keep)
         return VideoIndex([self.paths[i] for i in keep], self.labels[keep], self.num_frames[keep],
-                          list(self.classes), dict(self.stats))
+                          list(self.classes), dict(self.stats, videos=len(keep)), [self.media[i] for i in keep],
+                          self.cache)
+
+    def with_media(self, bad_files: str = "error", threads: int = 8) -> "VideoIndex":
+        """This index with every video's frame size, codec and pixel format known.
+
+        Headers not known yet are read (no decoding) in ``threads`` threads and cached with
+        the frame counts. An unreadable file raises (``bad_files="error"``) or is left out
+        with a logged warning (``"skip"``).
+        """
+        if bad_files not in BAD_FILE_POLICIES:
+            raise ValueError(f"bad_files={bad_files!r}; choose one of {BAD_FILE_POLICIES}")
+        missing = [i for i, m in enumerate(self.media) if m is None]
+        if not missing:
+            return self
+        log.info("reading the headers of %d videos (cached in %s)", len(missing), self.cache)
+
+        def read(i):
+            try:
+                return i, header(self.paths[i]), None
+            except VideoError as exc:
+                return i, None, exc
+
+        media, bad = list(self.media), []
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+            for i, found, exc in pool.map(read, missing):
+                media[i] = found
+                if exc is not None:
+                    bad.append(exc)
+        if self.cache:
+            entries = _read_cache(self.cache)
+            for i in missing:
+                if media[i] is not None:
+                    _remember(entries, self.paths[i], media=media[i])
+            _save_cache(self.cache, entries)
+        _report_bad(bad, bad_files, "the index")
+        out = VideoIndex(list(self.paths), self.labels, self.num_frames, list(self.classes), dict(self.stats),
+                         media, self.cache)
+        return out.subset([i for i, m in enumerate(media) if m is not None]) if bad else out
 
     def apply_window(self, window: int, short_videos: str = "pad") -> "VideoIndex":
-        """Apply the short-video policy for windows of ``window`` frames (GUIDE §2)."""
+        """Apply the short-video policy for windows of ``window`` frames (docs/design.md, "Window sampling")."""
         if short_videos not in SHORT_VIDEO_POLICIES:
             raise ValueError(f"short_videos={short_videos!r}; choose one of {SHORT_VIDEO_POLICIES}")
         short = np.flatnonzero(self.num_frames < window)
         stats = dict(self.stats, window=window, short_videos=int(len(short)), short_policy=short_videos)
         if len(short) == 0:
             out = self.subset(range(len(self)))
-            out.stats = stats
+            out.stats.update(stats)
             return out
         names = ", ".join(f"{self.paths[i]} ({self.num_frames[i]} frames)" for i in short[:5])
         more = f" and {len(short) - 5} more" if len(short) > 5 else ""
@@ -82,10 +128,10 @@ class VideoIndex:
             log.warning("skipping %d videos shorter than the %d-frame window: %s%s", len(short), window, names, more)
             out = self.subset(np.flatnonzero(self.num_frames >= window))
         else:
-            log.info("padding %d videos shorter than the %d-frame window by repeating their last frame",
-                     len(short), window)
+            log.warning("padding %d videos shorter than the %d-frame window by repeating their last frame: "
+                        "%s%s", len(short), window, names, more)
             out = self.subset(range(len(self)))
-        out.stats = stats
+        out.stats.update(stats)
         return out
 
     def to_list(self, path: str) -> None:
@@ -142,7 +188,7 @@ def _load_class_folder(root: str, bad_files: str, threads: int) -> VideoIndex:
                 rows.append((os.path.join(folder, fname), label, None))
     if not rows:
         raise ValueError(f"{root}: the class folders hold no videos with extensions {VIDEO_EXTENSIONS}")
-    cache = _cache_path(os.path.join(root, "index"))
+    cache = _cache_path(root)
     index = _finish(rows, cache, bad_files, threads, origin=root)
     index.classes = classes
     return index
@@ -182,90 +228,131 @@ def _load_list(path: str, bad_files: str, threads: int) -> VideoIndex:
     return _finish(rows, _cache_path(path), bad_files, threads, origin=path)
 
 
+def cache_dir() -> str:
+    """The toolkit's cache folder: ``$MOTIONSSL_CACHE``, else ``~/.cache/motionssl``."""
+    return os.environ.get("MOTIONSSL_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "motionssl")
+
+
 def _cache_path(anchor: str) -> str:
-    """``<anchor>.frames.tsv`` when its folder is writable, else a user cache file."""
-    folder = os.path.dirname(os.path.abspath(anchor))
-    if os.access(folder, os.W_OK):
-        return anchor + CACHE_SUFFIX
+    """The cache file of a list or folder: ``<cache_dir>/index/<hash of its absolute path>.tsv``."""
     digest = hashlib.sha1(os.path.abspath(anchor).encode()).hexdigest()[:16]
-    home = os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache"))
-    return os.path.join(home, "motionssl", "index", digest + CACHE_SUFFIX)
+    return os.path.join(cache_dir(), "index", f"{os.path.basename(os.path.normpath(anchor))[:40]}-{digest}.tsv")
 
 
+# A cache entry: (size, mtime, frames or -1, Media or None), keyed by the video's absolute path.
 def _read_cache(cache: str) -> Dict[str, tuple]:
-    entries = {}
-    if os.path.exists(cache):
+    entries: Dict[str, tuple] = {}
+    try:
         with open(cache) as f:
-            for line in f:
-                parts = line.rstrip("\n").split("\t")
-                if len(parts) == 4:
-                    entries[parts[0]] = (int(parts[1]), int(parts[2]), int(parts[3]))
+            lines = f.read().splitlines()
+    except OSError:
+        return entries
+    if not lines or lines[0] != CACHE_VERSION:
+        return entries  # another format: probe again
+    for line in lines[1:]:
+        parts = line.split("\t")
+        if len(parts) != 8:
+            continue
+        try:
+            size, mtime, frames, height, width = (int(v) for v in parts[1:6])
+        except ValueError:
+            continue
+        media = Media(height, width, parts[6], parts[7]) if height > 0 else None
+        entries[parts[0]] = (size, mtime, frames, media)
     return entries
 
 
-def _write_cache(cache: str, entries: Dict[str, tuple]) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(cache)), exist_ok=True)
+def _lookup(entries: Dict[str, tuple], path: str):
+    """``(frames or None, Media or None)`` cached for ``path`` if the file is unchanged since."""
+    hit = entries.get(os.path.abspath(path))
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None, None
+    if not hit or hit[0] != st.st_size or hit[1] != int(st.st_mtime):
+        return None, None
+    return (hit[2] if hit[2] > 0 else None), hit[3]
+
+
+def _remember(entries: Dict[str, tuple], path: str, frames: Optional[int] = None, media: Optional[Media] = None):
+    st = os.stat(path)
+    key = os.path.abspath(path)
+    old = entries.get(key)
+    if old and old[:2] == (st.st_size, int(st.st_mtime)):
+        frames = frames if frames is not None else (old[2] if old[2] > 0 else None)
+        media = media or old[3]
+    entries[key] = (st.st_size, int(st.st_mtime), frames if frames is not None else -1, media)
+
+
+def _save_cache(cache: str, entries: Dict[str, tuple]) -> None:
+    """Write the cache atomically; a cache that cannot be written is a slowdown, not an error."""
     tmp = f"{cache}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        for p, (size, mtime, frames) in sorted(entries.items()):
-            f.write(f"{p}\t{size}\t{mtime}\t{frames}\n")
-    os.replace(tmp, cache)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(cache)), exist_ok=True)
+        with open(tmp, "w") as f:
+            f.write(CACHE_VERSION + "\n")
+            for p, (size, mtime, frames, media) in sorted(entries.items()):
+                m = media or Media(-1, -1, "", "")
+                f.write(f"{p}\t{size}\t{mtime}\t{frames}\t{m.height}\t{m.width}\t{m.codec}\t{m.pix_fmt}\n")
+        os.replace(tmp, cache)
+    except OSError as exc:
+        log.warning("could not write the index cache %s: %s", cache, exc)
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _report_bad(bad: List[VideoError], bad_files: str, origin: str) -> None:
+    if not bad:
+        return
+    listing = "\n  ".join(str(e) for e in bad[:20])
+    more = f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""
+    if bad_files == "error":
+        raise VideoError(bad[0].path, f"{len(bad)} unusable videos in {origin}:\n  {listing}{more}",
+                         "fix or remove them, or load with bad_files='skip'")
+    log.warning("skipping %d unusable videos in %s:\n  %s%s", len(bad), origin, listing, more)
 
 
 def _finish(rows, cache: str, bad_files: str, threads: int, origin: str) -> VideoIndex:
     """Fill in missing frame counts (cache, then probe), apply the bad-file policy."""
-    cached = _read_cache(cache)
+    entries = _read_cache(cache)
     counts: List[Optional[int]] = []
+    media: List[Optional[Media]] = []
     to_probe = []
     bad: List[VideoError] = []
     for i, (p, _, frames) in enumerate(rows):
-        if frames is not None:
-            counts.append(frames)
-            continue
-        try:
-            st = os.stat(p)
-        except OSError:
+        if not os.path.exists(p):
             bad.append(VideoError(p, "file not found", "check the path in your file list or dataset folder"))
             counts.append(None)
+            media.append(None)
             continue
-        hit = cached.get(os.path.abspath(p))
-        if hit and hit[0] == st.st_size and hit[1] == int(st.st_mtime):
-            counts.append(hit[2])
-        else:
-            counts.append(None)
+        cached_frames, cached_media = _lookup(entries, p)
+        counts.append(frames if frames is not None else cached_frames)
+        media.append(cached_media)
+        if counts[-1] is None:
             to_probe.append(i)
     if to_probe:
         log.info("probing %d videos for their frame counts (cached in %s)", len(to_probe), cache)
 
         def run(i):
             try:
-                return i, probe(rows[i][0]).num_frames, None
+                return i, probe(rows[i][0]), None
             except VideoError as exc:
                 return i, None, exc
 
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-            for i, frames, exc in pool.map(run, to_probe):
-                counts[i] = frames
+            for i, info, exc in pool.map(run, to_probe):
                 if exc is not None:
                     bad.append(exc)
-                else:
-                    st = os.stat(rows[i][0])
-                    cached[os.path.abspath(rows[i][0])] = (st.st_size, int(st.st_mtime), frames)
-        try:
-            _write_cache(cache, cached)
-        except OSError as exc:  # a read-only cache is a slowdown, not an error
-            log.warning("could not write the frame-count cache %s: %s", cache, exc)
-    if bad:
-        listing = "\n  ".join(str(e) for e in bad[:20])
-        more = f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""
-        if bad_files == "error":
-            raise VideoError(bad[0].path, f"{len(bad)} unusable videos in {origin}:\n  {listing}{more}",
-                             "fix or remove them, or load with bad_files='skip'")
-        log.warning("skipping %d unusable videos in %s:\n  %s%s", len(bad), origin, listing, more)
+                    continue
+                counts[i], media[i] = info.num_frames, info.media
+                _remember(entries, rows[i][0], info.num_frames, info.media)
+        _save_cache(cache, entries)
+    _report_bad(bad, bad_files, origin)
     keep = [i for i, c in enumerate(counts) if c is not None]
     if not keep:
         raise ValueError(f"{origin}: no usable videos")
     return VideoIndex(paths=[rows[i][0] for i in keep], labels=[rows[i][1] for i in keep],
                       num_frames=[counts[i] for i in keep],
                       stats={"videos": len(keep), "skipped_unreadable": len(bad),
-                             "skipped_files": [e.path for e in bad]})
+                             "skipped_files": [e.path for e in bad]},
+                      media=[media[i] for i in keep], cache=cache)

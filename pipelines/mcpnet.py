@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import clips, recipe
-from .recipe import ClipConfig
-from .sources import Planner
+from . import clip_kinds, clips
+from .clip_kinds import ClipConfig
+from .planner import Planner
 
 CIP_SPEEDS = ("different", "same", "random")
 RESIDUAL_VIEWS = ("long_range", "residual", "rgb")
@@ -36,8 +36,6 @@ class MCPNetConfig:
     residual_view: str = "long_range"  # Tab. 3
 
     def __post_init__(self):
-        if isinstance(self.clip, dict):
-            self.clip = ClipConfig(**self.clip)
         if self.cip_speed not in CIP_SPEEDS:
             raise ValueError(f"mcpnet cip_speed={self.cip_speed!r}; choose one of {CIP_SPEEDS}")
         if self.residual_view not in RESIDUAL_VIEWS:
@@ -50,6 +48,7 @@ class MCPNetConfig:
 
 class MCPNetPlanner(Planner):
     outputs = ("rgb", "res_same", "res_diff", "speed_rgb", "speed_diff", "cip_same")
+    values = {"speed_rgb": "int64", "speed_diff": "int64", "cip_same": "bool"}
 
     def __init__(self, cfg: MCPNetConfig):
         self.cfg = cfg
@@ -59,7 +58,7 @@ class MCPNetPlanner(Planner):
         self.window = max(clips.clip_span(c.frames, top),
                           clips.residual_span(c.frames, top, self.gap) if cfg.residual_view != "rgb" else 0)
         self.keys = ("speed_rgb", "speed_diff", "cip_same") + tuple(
-            k for name in ("rgb", "res_same", "res_diff") for k in recipe.keys_of(name))
+            k for name in ("rgb", "res_same", "res_diff") for k in clip_kinds.keys_of(name))
 
     def draw(self, rng, batch_rng, slot, batch_size, valid, frame_hw):
         c = self.cfg.clip
@@ -69,30 +68,30 @@ class MCPNetPlanner(Planner):
             cip_same = clips.draw_speed(rng, c.speeds) == s_r
         else:
             cip_same = self.cfg.cip_speed == "same"
-        params = {"speed_rgb": recipe.scalar(s_r), "speed_diff": recipe.scalar(s_d),
+        params = {"speed_rgb": clip_kinds.scalar(s_r), "speed_diff": clip_kinds.scalar(s_d),
                   "cip_same": np.array(cip_same, dtype=bool)}
-        params.update(recipe.draw_rgb(rng, "rgb", c, s_r, valid, frame_hw))
+        params.update(clip_kinds.draw_rgb(rng, "rgb", c, s_r, valid, frame_hw))
         for name, speed in (("res_same", s_r), ("res_diff", s_d)):
             if self.cfg.residual_view == "rgb":
-                params.update(recipe.draw_rgb(rng, name, c, speed, valid, frame_hw))
+                params.update(clip_kinds.draw_rgb(rng, name, c, speed, valid, frame_hw))
             else:
-                params.update(recipe.draw_residual(rng, name, c, speed, self.gap, valid, frame_hw))
+                params.update(clip_kinds.draw_residual(rng, name, c, speed, self.gap, valid, frame_hw))
         return params
 
     def graph(self, window, p, dtype):
         c = self.cfg.clip
-        out = {"rgb": recipe.rgb_graph(window, p, "rgb", c, dtype)}
+        out = {"rgb": clip_kinds.rgb_graph(window, p, "rgb", c, dtype)}
         for name in ("res_same", "res_diff"):
-            out[name] = (recipe.rgb_graph(window, p, name, c, dtype) if self.cfg.residual_view == "rgb"
-                         else recipe.residual_graph(window, p, name, c, dtype))
+            out[name] = (clip_kinds.rgb_graph(window, p, name, c, dtype) if self.cfg.residual_view == "rgb"
+                         else clip_kinds.residual_graph(window, p, name, c, dtype))
         out.update(speed_rgb=p["speed_rgb"], speed_diff=p["speed_diff"], cip_same=p["cip_same"])
         return out
 
     def reference(self, windows, params, slot):
         c, p = self.cfg.clip, params[slot]
-        out = {"rgb": recipe.rgb_reference(windows, params, slot, "rgb", c)}
+        out = {"rgb": clip_kinds.rgb_reference(windows, params, slot, "rgb", c)}
         for name in ("res_same", "res_diff"):
-            out[name] = (recipe.rgb_reference(windows, params, slot, name, c) if self.cfg.residual_view == "rgb"
-                         else recipe.residual_reference(windows[slot], p, name, c))
+            out[name] = (clip_kinds.rgb_reference(windows, params, slot, name, c) if self.cfg.residual_view == "rgb"
+                         else clip_kinds.residual_reference(windows[slot], p, name, c))
         out.update(speed_rgb=p["speed_rgb"], speed_diff=p["speed_diff"], cip_same=p["cip_same"])
         return out

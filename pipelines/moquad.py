@@ -17,13 +17,11 @@ disturb the order instead) and the set of speeds.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Tuple
 
-import numpy as np
 
-from . import clips, recipe
-from .recipe import AppearanceConfig, ClipConfig
-from .sources import Planner
+from . import clip_kinds, clips
+from .clip_kinds import AppearanceConfig, ClipConfig
+from .planner import Planner
 
 MODES = ("quad", "warmup")
 
@@ -39,10 +37,6 @@ class MoQuadConfig:
     mode: str = "quad"  # "warmup": the appearance task of Eq. 2
 
     def __post_init__(self):
-        if isinstance(self.clip, dict):
-            self.clip = ClipConfig(**self.clip)
-        if isinstance(self.appearance, dict):
-            self.appearance = AppearanceConfig(**self.appearance)
         if self.motion not in clips.MOTION_OPS:
             raise ValueError(f"moquad motion={self.motion!r}; choose one of {clips.MOTION_OPS}")
         if self.mode not in MODES:
@@ -53,42 +47,45 @@ class MoQuadConfig:
 
 
 class MoQuadPlanner(Planner):
+    values = {"speed_n": "int64", "speed_m": "int64"}
+
     def __init__(self, cfg: MoQuadConfig):
         self.cfg = cfg
         c = cfg.clip
         self.window = clips.clip_span(c.frames, max(c.speeds))
         ad = cfg.appearance if cfg.appearance.op != "none" else None
         if cfg.mode == "warmup":
-            self.clips = {"clip_n": None, "clip_m": None}
+            self.members = {"clip_n": None, "clip_m": None}
         else:
-            self.clips = {"anchor": None, "positive": ad if cfg.positive_ad else None}
+            self.members = {"anchor": None, "positive": ad if cfg.positive_ad else None}
             if cfg.intra_neg:
-                self.clips["intra_neg"] = None
+                self.members["intra_neg"] = None
             if cfg.intra_neg_ad:
-                self.clips["intra_neg_ad"] = ad
-        self.keys = ("speed_n", "speed_m") + tuple(k for name, a in self.clips.items() for k in recipe.keys_of(name, a))
-        self.outputs = tuple(self.clips) + ("speed_n", "speed_m")
+                self.members["intra_neg_ad"] = ad
+        self.keys = ("speed_n", "speed_m") + tuple(k for name, a in self.members.items()
+                                                   for k in clip_kinds.keys_of(name, a))
+        self.outputs = tuple(self.members) + ("speed_n", "speed_m")
 
     def draw(self, rng, batch_rng, slot, batch_size, valid, frame_hw):
         c = self.cfg.clip
         n = clips.draw_speed(rng, c.speeds)
         # reverse/shuffle disturb the order at the anchor's speed; speed picks m ≠ n
         m = clips.draw_speed(rng, c.speeds, exclude=n) if (self.cfg.motion == "speed" or self.cfg.mode == "warmup") else n
-        params = {"speed_n": recipe.scalar(n), "speed_m": recipe.scalar(m)}
-        for name, appearance in self.clips.items():
+        params = {"speed_n": clip_kinds.scalar(n), "speed_m": clip_kinds.scalar(m)}
+        for name, appearance in self.members.items():
             at_m = name in ("intra_neg", "intra_neg_ad", "clip_m")
             motion = self.cfg.motion if (at_m and self.cfg.mode == "quad") else "speed"
-            params.update(recipe.draw_rgb(rng, name, c, m if at_m else n, valid, frame_hw, motion, appearance,
+            params.update(clip_kinds.draw_rgb(rng, name, c, m if at_m else n, valid, frame_hw, motion, appearance,
                                           batch_rng, slot, batch_size))
         return params
 
     def graph(self, window, p, dtype):
-        out = {name: recipe.rgb_graph(window, p, name, self.cfg.clip, dtype, a) for name, a in self.clips.items()}
+        out = {name: clip_kinds.rgb_graph(window, p, name, self.cfg.clip, dtype, a) for name, a in self.members.items()}
         out.update(speed_n=p["speed_n"], speed_m=p["speed_m"])
         return out
 
     def reference(self, windows, params, slot):
-        out = {name: recipe.rgb_reference(windows, params, slot, name, self.cfg.clip, a)
-               for name, a in self.clips.items()}
+        out = {name: clip_kinds.rgb_reference(windows, params, slot, name, self.cfg.clip, a)
+               for name, a in self.members.items()}
         out.update(speed_n=params[slot]["speed_n"], speed_m=params[slot]["speed_m"])
         return out

@@ -2,50 +2,82 @@
 
 It draws exactly what the DALI pipeline draws (the same :class:`~.sources.WindowSource`
 plans every sample), decodes with PyAV and builds the clips with :mod:`.reference`, so
-the two producers yield the same batch contract and — up to uint8 rounding — the same
-pixels. The tests use it as the oracle; the benchmarks use it as the baseline that a
-plain PyTorch data loader would be. Items are whole batches, because a RAD "inter" clip
-reads another sample's window.
+the two producers yield the same batch contract (:mod:`.contract`, devices included) and
+— up to uint8 rounding — the same pixels. The tests use it as the oracle; the benchmarks
+use it as the baseline that a plain NumPy loader would be. Items are whole batches,
+because a RAD "inter" clip reads another sample's window.
+
+:func:`reference_batch` is the one assembler of a reference batch; the evaluation views
+(:mod:`.evaluation`) use it too.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict, Iterator, Optional
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .iterators import VideoIterator
+from .contract import to_device, torch_device
+from .planner import Planner
+from .sources import WindowSource
+
+
+def reference_batch(source: WindowSource, planner: Planner, epoch: int, iteration: int) -> Dict[str, torch.Tensor]:
+    """Batch ``iteration`` of ``epoch`` of a PyAV ``source``, built with ``planner.reference``, on the CPU.
+
+    Keys: ``planner.outputs``, ``label``, ``index`` (the pipeline's output names).
+    """
+    if source.decoder != "pyav":
+        raise ValueError("the reference batch decodes with PyAV: give a source with decoder='pyav'")
+    samples = [dict(zip(source.keys, source.sample(epoch, iteration, slot))) for slot in range(source.batch_size)]
+    windows = [s["frames"] for s in samples]
+    built = [planner.reference(windows, samples, slot) for slot in range(len(samples))]
+    batch = {name: torch.from_numpy(np.stack([np.asarray(b[name]) for b in built])) for name in planner.outputs}
+    batch["label"] = torch.from_numpy(np.stack([s["label"] for s in samples]))
+    batch["index"] = torch.from_numpy(np.stack([s["index"] for s in samples]))
+    return batch
 
 
 class ReferenceBatches(Dataset):
-    """Batch ``i`` of the current epoch of ``iterator``'s shard, built with NumPy."""
+    """Batch ``i`` of one epoch of ``iterator``'s shard, built with NumPy, on the CPU."""
 
-    def __init__(self, iterator: VideoIterator, epoch: int = 0):
+    def __init__(self, iterator, epoch: int = 0):
         self.source = iterator.make_source(decoder="pyav")
         self.planner = iterator.planner
-        self.outputs = iterator.output_names
         self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.source)
 
     def __getitem__(self, iteration: int) -> Dict[str, torch.Tensor]:
-        keys = self.source.keys
-        samples = [dict(zip(keys, self.source.sample(self.epoch, iteration, slot)))
-                   for slot in range(self.source.batch_size)]
-        windows = [s["frames"] for s in samples]
-        built = [self.planner.reference(windows, samples, slot) for slot in range(len(samples))]
-        batch = {name: torch.from_numpy(np.stack([np.asarray(b[name]) for b in built]))
-                 for name in self.planner.outputs}
-        batch["label"] = torch.from_numpy(np.stack([s["label"] for s in samples]))
-        batch["index"] = torch.from_numpy(np.stack([s["index"] for s in samples]))
-        return batch
+        return reference_batch(self.source, self.planner, self.epoch, iteration)
 
 
-def reference_loader(iterator: VideoIterator, epoch: int = 0, num_workers: int = 2,
-                     prefetch_factor: Optional[int] = 2) -> DataLoader:
-    """A ``DataLoader`` over :class:`ReferenceBatches` with ``num_workers`` processes."""
-    return DataLoader(ReferenceBatches(iterator, epoch), batch_size=None, shuffle=False, num_workers=num_workers,
-                      prefetch_factor=prefetch_factor if num_workers > 0 else None,
-                      persistent_workers=False)
+class ReferenceLoader:
+    """A ``DataLoader`` over :class:`ReferenceBatches` whose batches land on the iterator's device.
+
+    On GPU the workers' batches are pinned and copied asynchronously, and floating-point
+    clips become float16, as the DALI iterator yields them.
+    """
+
+    def __init__(self, iterator, epoch: int = 0, num_workers: int = 2, prefetch_factor: Optional[int] = 2):
+        self.device = torch_device(iterator.device, iterator.device_id)
+        gpu = self.device.type == "cuda"
+        self.loader = DataLoader(ReferenceBatches(iterator, epoch), batch_size=None, shuffle=False,
+                                 num_workers=num_workers, prefetch_factor=prefetch_factor if num_workers > 0 else None,
+                                 persistent_workers=False, pin_memory=gpu)
+        self.clip_dtype = torch.float16 if gpu else None
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[Dict[str, torch.Tensor]]:
+        for batch in self.loader:
+            yield batch if self.device.type == "cpu" else to_device(batch, self.device, self.clip_dtype)
+
+
+def reference_loader(iterator, epoch: int = 0, num_workers: int = 2,
+                     prefetch_factor: Optional[int] = 2) -> ReferenceLoader:
+    """The reference loader of ``iterator``'s epoch ``epoch``, with ``num_workers`` processes."""
+    return ReferenceLoader(iterator, epoch, num_workers, prefetch_factor)

@@ -1,9 +1,13 @@
-"""See what a pipeline feeds the model: ``python -m pipelines.show --pipeline moquad --out batch.png``.
+"""Pictures of what the pipelines feed and what a model retrieves.
 
-Writes a grid for the first samples of one batch: one row per clip of a sample (anchor,
-positive, negatives — or rgb and residuals), one column per frame, samples stacked with a
-gap. Clips are un-normalised for display; residual clips are scaled to their maximum so
-small motion stays visible. With no data argument it uses the demo dataset.
+``python -m pipelines.show --pipeline moquad --out batch.png`` writes a grid for the first
+samples of one batch: one row per clip of a sample (anchor, positive, negatives — or rgb
+and residuals), one column per frame, samples stacked with a gap. Clips are
+un-normalised for display; residual clips are scaled to their maximum so small motion
+stays visible. With no data argument it uses the demo dataset.
+
+:func:`save_neighbours` draws retrieval queries with their nearest train videos
+(``eval.py retrieval --show N``).
 """
 from __future__ import annotations
 
@@ -14,7 +18,9 @@ import numpy as np
 
 from . import demo
 from .augment import AugmentConfig
+from .index import VideoIndex
 from .iterators import PIPELINES, make_iterator
+from .video_io import read_window
 
 DEMO_CLIP = {"frames": 8, "augment": {"size": [64, 64], "flip_prob": 0.0}}
 
@@ -38,6 +44,44 @@ def grid(batch: Dict, names, mean, std, samples: int = 2, gap: int = 4) -> np.nd
         block = np.concatenate(rows, axis=0)
         blocks.append(np.pad(block, ((0, gap), (0, 0), (0, 0)), constant_values=255))
     return np.concatenate(blocks, axis=0)
+
+
+def first_frame(path: str, size: int) -> np.ndarray:
+    """The first frame of a video as a ``size × size`` RGB picture."""
+    from PIL import Image
+
+    frame = read_window(path, 0, 1)[0]
+    return np.asarray(Image.fromarray(frame).resize((size, size)))
+
+
+def save_neighbours(path: str, queries: VideoIndex, gallery: VideoIndex, nearest, count: int,
+                    tile: int = 96) -> str:
+    """PNG: ``count`` queries (evenly spread over the test set) and their nearest neighbours (MCPNet Fig. 3).
+
+    ``nearest`` is ``(queries, k)`` gallery rows, nearest first. One row per query: its
+    first frame, then its neighbours' first frames framed green when they share its class,
+    red otherwise; class names underneath.
+    """
+    from PIL import Image, ImageDraw
+
+    rows = np.unique(np.linspace(0, len(queries) - 1, min(count, len(queries))).round().astype(int))
+    pad, text, gap = 4, 14, 16
+    width = (tile + 2 * pad) * (1 + nearest.shape[1]) + gap
+    canvas = Image.new("RGB", (width, len(rows) * (tile + 2 * pad + text)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for r, q in enumerate(rows):
+        y = r * (tile + 2 * pad + text)
+        cells = [(queries, q, "black")] + [(gallery, int(g), "green" if gallery.labels[g] == queries.labels[q]
+                                            else "red") for g in nearest[q]]
+        for c, (index, i, colour) in enumerate(cells):
+            x = c * (tile + 2 * pad) + (gap if c else 0)
+            draw.rectangle([x, y, x + tile + 2 * pad - 1, y + tile + 2 * pad - 1], fill=colour)
+            canvas.paste(Image.fromarray(first_frame(index.paths[i], tile)), (x + pad, y + pad))
+            label = int(index.labels[i])
+            draw.text((x + pad, y + tile + 2 * pad), (index.classes[label] if index.classes else str(label))[:18],
+                      fill="black")
+    canvas.save(path)
+    return path
 
 
 def main(argv: Optional[list] = None) -> str:

@@ -3,18 +3,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import clips, recipe
-from .recipe import ClipConfig
-from .sources import Planner
+from . import clip_kinds, clips
+from .clip_kinds import ClipConfig
+from .planner import Planner
 
 
 @dataclass
 class SimCLRConfig:
     clip: ClipConfig = field(default_factory=lambda: ClipConfig(speeds=(1,)))
-
-    def __post_init__(self):
-        if isinstance(self.clip, dict):
-            self.clip = ClipConfig(**self.clip)
 
 
 class SimCLRPlanner(Planner):
@@ -23,17 +19,17 @@ class SimCLRPlanner(Planner):
     def __init__(self, cfg: SimCLRConfig):
         self.cfg = cfg
         self.window = clips.clip_span(cfg.clip.frames, max(cfg.clip.speeds))
-        self.keys = recipe.keys_of("view1") + recipe.keys_of("view2")
+        self.keys = clip_kinds.keys_of("view1") + clip_kinds.keys_of("view2")
 
     def draw(self, rng, batch_rng, slot, batch_size, valid, frame_hw):
         params = {}
         for name in ("view1", "view2"):
             speed = clips.draw_speed(rng, self.cfg.clip.speeds)
-            params.update(recipe.draw_rgb(rng, name, self.cfg.clip, speed, valid, frame_hw))
+            params.update(clip_kinds.draw_rgb(rng, name, self.cfg.clip, speed, valid, frame_hw))
         return params
 
     def graph(self, window, p, dtype):
-        return {name: recipe.rgb_graph(window, p, name, self.cfg.clip, dtype) for name in self.outputs}
+        return {name: clip_kinds.rgb_graph(window, p, name, self.cfg.clip, dtype) for name in self.outputs}
 
     def reference(self, windows, params, slot):
-        return {name: recipe.rgb_reference(windows, params, slot, name, self.cfg.clip) for name in self.outputs}
+        return {name: clip_kinds.rgb_reference(windows, params, slot, name, self.cfg.clip) for name in self.outputs}

@@ -1,20 +1,18 @@
-"""The window source: one decoded window of ``W`` consecutive frames per sample (GUIDE §2, §4.10).
+"""The window source: one decoded window of ``W`` consecutive frames per sample.
 
 An epoch is one window per video, at a new random start every epoch. The order of the
 videos, the window starts and every random parameter of the sample (clip positions,
 speeds, crops, colour, RAD weights) are a pure function of ``(seed, epoch, video)`` —
-drawn in Python by a *planner* and handed to the DALI graph as per-sample inputs. That
-buys three things at once: the DALI graph and the NumPy reference build identical samples
-from identical draws (exact parity tests); a run resumes mid-epoch by rebuilding the
-pipeline at ``(epoch, batch)`` with nothing to restore but two integers; and draws do not
-depend on the number of DALI threads, workers or prefetch depth.
+drawn in Python by the method's :class:`~.planner.Planner` and handed to the DALI graph
+as per-sample inputs. That buys three things at once: the DALI graph and the NumPy
+reference build identical samples from identical draws (exact parity tests); a run
+resumes mid-epoch by rebuilding the pipeline at ``(epoch, batch)`` with nothing to restore
+but two integers; and draws do not depend on the number of DALI threads, workers or
+prefetch depth (docs/design.md, "Window sampling").
 
-Decoding sits behind one switch (``decoder``):
-
-* ``"pyav"`` — worker processes of a parallel external source seek and decode the window
-  with PyAV (any codec; the fast CPU path, GUIDE §4.11) and hand frames to the graph;
-* ``"dali"`` — the workers only read the file's bytes and ``fn.decoders.video`` decodes
-  the batch in parallel: NVDEC on ``device="gpu"``, libavcodec on CPU (VP8/VP9/MJPEG only).
+The source either decodes the window itself (``decoder="pyav"``: PyAV in DALI's worker
+processes) or hands the file's bytes and the window start to DALI's decoder
+(``decoder="dali"``); :mod:`.decoding` chooses and checks the decoder.
 
 Sharding (``shard_id``, ``num_shards``) splits each epoch's permutation into equal parts
 so every rank sees the same number of batches; videos within a batch are always distinct.
@@ -22,56 +20,24 @@ so every rank sees the same number of batches; videos within a batch are always 
 from __future__ import annotations
 
 import logging
-import os
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from nvidia.dali import fn, types
 
 from .index import VideoIndex
-from .video_io import (CONVERT_HINT, DALI_CPU_CODECS, DALI_GPU_CODECS, VideoError, frame_size,
-                       frame_timestamps, read_window)
+from .planner import Planner
+from .video_io import VideoError, frame_timestamps, read_window
 
 log = logging.getLogger(__name__)
 
 DECODERS = ("pyav", "dali")
-DEVICES = ("cpu", "gpu")
 LAST_BATCH = ("drop", "pad")
 BAD_FILE_RUNTIME = ("raise", "skip")
 
 
-class Planner:
-    """What a method draws per sample; subclasses define ``window``, ``keys`` and ``draw``.
-
-    ``draw(rng, batch_rng, slot, batch_size, valid, frame_hw)`` returns a dict whose keys
-    are exactly ``keys``: per-sample arrays (clip indices, crop boxes, colour parameters,
-    blend weights...). ``rng`` is the sample's own generator; ``batch_rng`` is shared by
-    the whole batch (the same stream in every sample of it) for draws that couple samples,
-    such as the RAD partner derangement; ``slot`` is the sample's position in the batch.
-    ``valid`` is the number of real frames in the window and ``frame_hw`` its frame size.
-    """
-
-    window: int = 1
-    keys: Tuple[str, ...] = ()
-
-    def draw(self, rng, batch_rng, slot, batch_size, valid, frame_hw) -> Dict[str, np.ndarray]:
-        raise NotImplementedError
-
-    # A method's planner also names its batch outputs and builds them twice: ``graph``
-    # (DALI nodes from the window and the parameter nodes) and ``reference`` (NumPy, from
-    # the batch's windows and parameter dicts, for sample ``slot``).
-    outputs: Tuple[str, ...] = ()
-
-    def graph(self, window, params: Dict, dtype) -> Dict:
-        raise NotImplementedError
-
-    def reference(self, windows, params, slot) -> Dict[str, np.ndarray]:
-        raise NotImplementedError
-
-
 class _Cache(OrderedDict):
-    """A small LRU for per-file facts (frame timestamps, header) inside a worker process."""
+    """A small LRU for per-file facts inside a worker process."""
 
     def __init__(self, capacity: int = 4096):
         super().__init__()
@@ -135,7 +101,6 @@ class WindowSource:
         start_epoch, start_iteration: resume position (the first epoch starts at that batch).
         bad_files: ``"raise"`` a :class:`VideoError` naming the file, or ``"skip"`` it with a
             logged warning and use the next video of the shard instead.
-        allowed_codecs: codecs the decoder reads (checked from the header per file).
         codec_threads: PyAV's codec threads per window (``read_window``'s ``threads``): 1
             when the worker processes already fill the cores, 0 lets the codec choose.
     """
@@ -144,7 +109,7 @@ class WindowSource:
                  shard_id: int = 0, num_shards: int = 1, decoder: str = "pyav", shuffle: bool = True,
                  last_batch: str = "drop", samples: Optional[Sequence[Tuple[int, int]]] = None,
                  start_epoch: int = 0, start_iteration: int = 0, bad_files: str = "raise",
-                 allowed_codecs: Optional[Sequence[str]] = None, codec_threads: int = 0):
+                 codec_threads: int = 0):
         if decoder not in DECODERS:
             raise ValueError(f"decoder={decoder!r}; choose one of {DECODERS}")
         if last_batch not in LAST_BATCH:
@@ -157,6 +122,9 @@ class WindowSource:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if codec_threads < 0:
             raise ValueError(f"codec_threads must be >= 0, got {codec_threads}")
+        if decoder == "dali":  # DALI's decoder needs each frame size up front; the index probes headers once
+            index = index.with_media()
+            self.frame_hw = np.array([(m.height, m.width) for m in index.media], dtype=np.int64).reshape(-1, 2)
         self.paths = list(index.paths)
         self.labels = np.asarray(index.labels, dtype=np.int64)
         self.num_frames = np.asarray(index.num_frames, dtype=np.int64)
@@ -171,7 +139,6 @@ class WindowSource:
         self.samples = None if samples is None else np.asarray(samples, dtype=np.int64).reshape(-1, 2)
         self.start_epoch, self.start_iteration = int(start_epoch), int(start_iteration)
         self.bad_files = bad_files
-        self.allowed_codecs = None if allowed_codecs is None else frozenset(allowed_codecs)
         total = len(self.paths) if self.samples is None else len(self.samples)
         # Equal shard sizes keep DDP ranks in step; shuffled training drops the remainder
         # (a different few videos each epoch), evaluation pads by wrapping around.
@@ -185,7 +152,6 @@ class WindowSource:
             raise ValueError(f"start_iteration={start_iteration} >= {self.batches_per_epoch} batches per epoch")
         self.codec_threads = int(codec_threads)
         self._timestamps = _Timestamps()
-        self._headers = _Cache()
         self._order_epoch, self._order = None, None
 
     # --- what a sample is -------------------------------------------------------------
@@ -271,81 +237,11 @@ class WindowSource:
             head = (frames,)
             frame_hw = frames.shape[1:3]
         else:
-            height, width, codec = self._headers.get_or(path, frame_size)
-            if self.allowed_codecs is not None and codec not in self.allowed_codecs:
-                raise VideoError(path, f"codec {codec} cannot be decoded by this decoder "
-                                       f"(reads {sorted(self.allowed_codecs)})",
-                                 CONVERT_HINT + ", or use decoder='pyav'")
             head = (np.fromfile(path, dtype=np.uint8), np.array(start, dtype=np.int32))
-            frame_hw = (height, width)
+            frame_hw = tuple(self.frame_hw[video])
         params = self.planner.draw(rng, batch_rng, slot, self.batch_size, valid, frame_hw)
         missing = set(self.planner.keys) - set(params)
         if missing:
             raise KeyError(f"planner {type(self.planner).__name__} did not draw {sorted(missing)}")
         tail = tuple(np.asarray(params[k]) for k in self.planner.keys)
         return head + (np.array(self.labels[video], dtype=np.int64), np.array(video, dtype=np.int64)) + tail
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (the affinity mask, else the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def worker_codec_threads(num_workers: int) -> int:
-    """``codec_threads`` for a source read by ``num_workers`` processes: 1 once they fill the cores."""
-    return 1 if num_workers >= usable_cores() else 0
-
-
-def allowed_codecs(decoder: str, device: str) -> Optional[frozenset]:
-    """Codecs the chosen decoder reads; ``None`` means any (PyAV)."""
-    if decoder == "pyav":
-        return None
-    return DALI_GPU_CODECS if device == "gpu" else DALI_CPU_CODECS
-
-
-def windows(source: WindowSource, device: str = "cpu", num_workers: int = 2,
-            prefetch: int = 2) -> Dict[str, object]:
-    """Graph op: the external source plus the decoder; returns DataNodes by name.
-
-    ``"window"`` is ``(W, H, W, 3)`` uint8 ``FHWC`` on ``device``; ``"label"`` and
-    ``"index"`` are int64 scalars; every planner key is a per-sample CPU array.
-    ``num_workers=0`` runs the callback in the main process (debugging, tiny tests).
-    """
-    if device not in DEVICES:
-        raise ValueError(f"device={device!r}; choose one of {DEVICES}")
-    keys = source.keys
-    layouts = ["FHWC" if k == "frames" else "" for k in keys]
-    parallel = {"parallel": True, "prefetch_queue_depth": prefetch} if num_workers > 0 else {}
-    outputs = fn.external_source(source=source, num_outputs=len(keys), batch=False, layout=layouts, **parallel)
-    nodes = dict(zip(keys, outputs))
-    if source.decoder == "pyav":
-        window = nodes.pop("frames")
-        if device == "gpu":
-            window = window.gpu()
-    else:
-        # pad_mode="edge" repeats the last frame for short videos, like read_window.
-        window = fn.decoders.video(nodes.pop("encoded"), device="mixed" if device == "gpu" else "cpu",
-                                   start_frame=nodes.pop("window_start"), sequence_length=source.window,
-                                   pad_mode="edge")
-    nodes["window"] = window
-    return nodes
-
-
-def start_method(device: str) -> str:
-    """``fork`` is fastest; ``spawn`` is required once CUDA is initialised in this process."""
-    if device == "gpu":
-        return "spawn"
-    try:
-        import torch
-
-        if torch.cuda.is_initialized():
-            return "spawn"
-    except ImportError:  # pragma: no cover
-        pass
-    return "fork"
-
-
-DTYPES = {"cpu": types.FLOAT, "gpu": types.FLOAT16}

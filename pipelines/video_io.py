@@ -2,8 +2,8 @@
 
 This is the CPU side of decoding: probing a file once for its frame count and codec
 (the video index caches the result), decoding one window of consecutive frames for the
-PyAV source (GUIDE §4.11: PyAV workers feeding the DALI graph are the fast CPU path and
-read any codec), and writing the lossless or short-GOP files that the demo data, the
+PyAV source (PyAV workers feeding the DALI graph are the fast CPU path and read any
+codec), and writing the lossless or short-GOP files that the demo data, the
 tests and dataset preparation produce.
 
 Every failure is a :class:`VideoError` that names the file, says what went wrong and
@@ -18,10 +18,8 @@ from typing import Optional
 
 import numpy as np
 
-# Codecs that DALI's CPU decoder reads (GUIDE §4.1). NVDEC reads these and h264, hevc,
-# mpeg4 (and av1 on GPUs that have it).
+# Codecs that DALI 2.4's CPU video decoder reads; what NVDEC reads is in pipelines.decoding.
 DALI_CPU_CODECS = frozenset({"vp8", "vp9", "mjpeg"})
-DALI_GPU_CODECS = frozenset({"vp8", "vp9", "mjpeg", "h264", "hevc", "mpeg4", "av1"})
 
 CONVERT_HINT = (
     "convert it with `python -m pipelines.prepare folder --src DIR --out DIR --codec vp9` "
@@ -42,12 +40,31 @@ class VideoError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Media:
+    """What a decoder needs to know before it opens a file: frame size, codec and pixel format.
+
+    ``pix_fmt`` is FFmpeg's name (``yuv420p``, ``yuv444p``, ``yuv420p10le``...): it carries
+    the chroma subsampling and the bit depth, which decide whether NVDEC can decode a file.
+    """
+
+    height: int
+    width: int
+    codec: str
+    pix_fmt: str
+
+
+@dataclass(frozen=True)
 class VideoInfo:
     num_frames: int
     width: int
     height: int
     fps: float
     codec: str
+    pix_fmt: str = ""
+
+    @property
+    def media(self) -> Media:
+        return Media(self.height, self.width, self.codec, self.pix_fmt)
 
 
 def _open(path: str):
@@ -68,12 +85,12 @@ def _open(path: str):
     return container
 
 
-def frame_size(path: str) -> tuple:
-    """``(height, width, codec)`` from the container header (no decoding)."""
+def header(path: str) -> Media:
+    """Frame size, codec and pixel format from the container header (no decoding)."""
     container = _open(path)
     try:
         ctx = container.streams.video[0].codec_context
-        return int(ctx.height), int(ctx.width), ctx.name
+        return Media(int(ctx.height), int(ctx.width), ctx.name, ctx.pix_fmt or "")
     finally:
         container.close()
 
@@ -100,7 +117,7 @@ def probe(path: str) -> VideoInfo:
     container = _open(path)
     try:
         stream = container.streams.video[0]
-        codec = stream.codec_context.name
+        codec, pix_fmt = stream.codec_context.name, stream.codec_context.pix_fmt or ""
         fps = float(stream.average_rate or stream.guessed_rate or 0.0)
         try:
             first = next(container.decode(stream))
@@ -109,12 +126,13 @@ def probe(path: str) -> VideoInfo:
         except Exception as exc:
             raise VideoError(path, f"cannot decode ({codec}): {exc}", "re-encode it or remove it") from exc
         width, height = first.width, first.height
+        pix_fmt = pix_fmt or first.format.name
     finally:
         container.close()
     num_frames = len(frame_timestamps(path))
     if num_frames == 0:
         raise VideoError(path, "video stream has no frames", "re-encode it or remove it")
-    return VideoInfo(num_frames=num_frames, width=width, height=height, fps=fps, codec=codec)
+    return VideoInfo(num_frames=num_frames, width=width, height=height, fps=fps, codec=codec, pix_fmt=pix_fmt)
 
 
 def read_window(path: str, start: int, count: int, timestamps: Optional[np.ndarray] = None,

@@ -12,7 +12,10 @@ import pytest
 import torch
 
 from benchmarks import data_stall, throughput
+from benchmarks.common import close
+from benchmarks.decode_only import build_iterator
 from benchmarks.make_data import SMALL
+from benchmarks.profile import decode_window_one_thread
 from pipelines import PIPELINES
 from pipelines.index import load_index
 from pipelines.reference_loader import reference_loader
@@ -62,20 +65,20 @@ def test_make_data_rerun_keeps_files(small):
 def test_one_thread_decode_matches_read_window(small):
     path = load_index(str(small / "vp9" / "list.txt")).paths[1]
     stamps = frame_timestamps(path)
-    np.testing.assert_array_equal(throughput.decode_window_one_thread(path, 20, 30, stamps),
+    np.testing.assert_array_equal(decode_window_one_thread(path, 20, 30, stamps),
                                   read_window(path, 20, 30, timestamps=stamps))  # padded past the end too
 
 
 def test_decode_only_pipeline_outputs_the_window(small):
     index = load_index(str(small / "vp9" / "list.txt"))
-    it = throughput.build_iterator("decode", index, 2, "cpu", 0, {"window": 6}, num_workers=0)
-    assert "decode" not in PIPELINES  # registered only while the iterator is built
+    it = build_iterator("decode", index, 2, "cpu", 0, {"window": 6}, num_workers=0)
+    assert "decode" not in PIPELINES  # a spec of its own: the registry is never modified
     batch = next(iter(it))
     assert batch["window"].shape == (2, 6, SMALL["height"], SMALL["width"], 3)
     assert batch["window"].dtype == torch.uint8
     want = next(iter(reference_loader(it, num_workers=0)))  # the same windows, decoded by the baseline
     assert torch.equal(batch["window"], want["window"]) and torch.equal(batch["index"], want["index"])
-    throughput.close(it)
+    close(it)
 
 
 def test_throughput_end_to_end_writes_json(small, tmp_path):

@@ -10,6 +10,8 @@ import torch
 
 import eval as evaluate
 from models.methods import create_method
+from models.protocols import run_retrieval
+from models.training import CheckpointError, load_backbone
 from pipelines import demo, load_index
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,7 +43,7 @@ def checkpoint(tmp_path_factory):
 
 def test_load_backbone_takes_the_backbone_weights(checkpoint):
     path, method = checkpoint
-    backbone, config = evaluate.load_backbone(path)
+    backbone, config = load_backbone(path)
     assert config["backbone"] == "tiny" and config["pipeline_config"]["clip"]["frames"] == 4
     want = method.backbone.state_dict()
     assert all(torch.equal(v, want[k]) for k, v in backbone.state_dict().items())
@@ -78,15 +80,15 @@ def test_bad_checkpoints_name_the_mismatch(tmp_path, case, match):
         state = create_method("simclr", "tiny", proj_hidden_dim=32, proj_dim=16).state_dict()
         drop = "backbone." if case == "no_backbone" else "backbone.trunk.0.weight"
         save_checkpoint(path, config, {k: v for k, v in state.items() if not k.startswith(drop)})
-    with pytest.raises(evaluate.CheckpointError, match=match):
-        evaluate.load_backbone(path)
+    with pytest.raises(CheckpointError, match=match):
+        load_backbone(path)
 
 
 def test_run_retrieval_contract(demo_root, checkpoint):
-    backbone, _ = evaluate.load_backbone(checkpoint[0])
+    backbone, _ = load_backbone(checkpoint[0])
     backbone.train()
     train, test = load_index(demo_root, split="train"), load_index(demo_root, split="test")
-    result = evaluate.run_retrieval(backbone, train, test, frames=4, size=(32, 32), mean=CLIP["augment"]["mean"],
+    result = run_retrieval(backbone, train, test, frames=4, size=(32, 32), mean=CLIP["augment"]["mean"],
                                     std=CLIP["augment"]["std"], num_clips=2, num_workers=1)
     assert (result["num_queries"], result["num_gallery"]) == (8, 16)
     assert all(0.0 <= result[f"top{k}"] <= 1.0 for k in (1, 5, 10, 20, 50))

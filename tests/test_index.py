@@ -10,19 +10,44 @@ from pipelines.video_io import VideoError, write_video
 from tests.fixtures import id_frames, write_id_videos
 
 
-def test_list_index_probes_once_and_caches(tmp_path, monkeypatch):
-    lst = write_id_videos(str(tmp_path), [20, 9, 14])
+def test_list_index_probes_once_and_caches_outside_the_dataset(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOTIONSSL_CACHE", str(tmp_path / "cache"))
+    data = tmp_path / "data"
+    lst = write_id_videos(str(data), [20, 9, 14])
+    before = sorted(os.listdir(data))
     index = load_index(lst)
     assert list(index.num_frames) == [20, 9, 14] and list(index.labels) == [0, 1, 0]
-    assert os.path.exists(lst + ".frames.tsv")
+    assert sorted(os.listdir(data)) == before  # nothing written into the dataset folder
+    assert index.cache.startswith(str(tmp_path / "cache")) and os.path.exists(index.cache)
+    assert [m.codec for m in index.media] == ["vp9"] * 3 and index.media[0].pix_fmt == "yuv420p"
+    assert (index.media[0].height, index.media[0].width) == (32, 48)
     import pipelines.index as mod
 
     def fail(path):
         raise AssertionError(f"probed {path} again")
 
     monkeypatch.setattr(mod, "probe", fail)
+    monkeypatch.setattr(mod, "header", fail)
     again = load_index(lst)
     assert list(again.num_frames) == [20, 9, 14]
+    assert again.with_media().media == index.media  # headers cached with the counts
+    os.utime(again.paths[1], (1, 1))  # an edited video is probed again
+    with pytest.raises(AssertionError, match="v001"):
+        load_index(lst)
+
+
+def test_headers_of_listed_videos_are_read_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOTIONSSL_CACHE", str(tmp_path / "cache"))
+    write_id_videos(str(tmp_path), [12, 12])
+    (tmp_path / "counted.txt").write_text("videos/v000.webm 0 12\nvideos/v001.webm 1 12\n")
+    index = load_index(str(tmp_path / "counted.txt"))
+    assert index.media == [None, None]  # counts given: nothing opened yet
+    media = index.with_media().media
+    assert [m.codec for m in media] == ["vp9", "vp9"]
+    import pipelines.index as mod
+
+    monkeypatch.setattr(mod, "header", lambda p: (_ for _ in ()).throw(AssertionError("read again")))
+    assert load_index(str(tmp_path / "counted.txt")).with_media().media == media
 
 
 def test_list_with_frame_counts_needs_no_probe(tmp_path, monkeypatch):

@@ -195,9 +195,9 @@ def test_state_dict_resumes_on_the_next_batch(ids):
 def test_bad_options_are_named(ids):
     with pytest.raises(ValueError, match=r"unknown pipeline 'byol'.*mcpnet.*moquad.*simclr"):
         make_iterator("byol", ids, B)
-    with pytest.raises(ValueError, match=r"unknown moquad option\(s\) \['beta'\]"):
+    with pytest.raises(ValueError, match=r"unknown moquad key\(s\) \['beta'\]"):
         make_iterator("moquad", ids, B, config={"beta": 0.1})
-    with pytest.raises(ValueError, match=r"unknown moquad.clip.augment option\(s\) \['blur'\]"):
+    with pytest.raises(ValueError, match=r"unknown moquad.clip.augment key\(s\) \['blur'\]"):
         make_iterator("moquad", ids, B, config={"clip": {"augment": {"blur": 1}}})
     with pytest.raises(ValueError, match="unknown iterator option"):
         make_iterator("moquad", ids, B, workers=3)

@@ -3,12 +3,14 @@ import os
 
 import numpy as np
 import pytest
-from nvidia.dali import pipeline_def, types, fn
+from nvidia.dali import fn, types
 
-from pipelines import clips, residual
+from pipelines import build_pipeline, clips, residual
+from pipelines.decoding import choose_decoder
 from pipelines.index import load_index
-from pipelines.sources import Planner, WindowSource, allowed_codecs, windows
-from pipelines.video_io import VideoError
+from pipelines.pipeline import output_names
+from pipelines.planner import Planner
+from pipelines.sources import WindowSource
 from tests.fixtures import decode_ids, write_id_videos
 
 T, SPEEDS, GAP, W = 4, (1, 2), 3, 20
@@ -19,6 +21,8 @@ class ClipAndResidual(Planner):
 
     window = W
     keys = ("speed", "clip", "pairs")
+    outputs = ("window", "clip", "residual", "speed")
+    values = {"speed": "int32"}
 
     def draw(self, rng, batch_rng, slot, batch_size, valid, frame_hw):
         speed = clips.draw_speed(rng, SPEEDS)
@@ -26,21 +30,17 @@ class ClipAndResidual(Planner):
                 "clip": clips.draw_clip_indices(rng, T, speed, valid),
                 "pairs": clips.draw_residual_indices(rng, T, speed, GAP, valid)}
 
+    def graph(self, window, p, dtype):
+        pairs = fn.cast(clips.cut(window, p["pairs"]), dtype=types.FLOAT)
+        return {"window": window, "clip": clips.cut(window, p["clip"]), "residual": residual.residual_clip(pairs, T),
+                "speed": p["speed"]}
+
 
 def run_epochs(source, epochs=1, device="cpu", num_workers=0):
     """All batches of ``epochs`` epochs as dicts of per-sample NumPy arrays."""
-
-    @pipeline_def(batch_size=source.batch_size, num_threads=2, device_id=0 if device == "gpu" else None,
-                  py_num_workers=max(num_workers, 1), py_start_method="fork", seed=1)
-    def pipe():
-        n = windows(source, device, num_workers=num_workers)
-        pairs = fn.cast(clips.cut(n["window"], n["pairs"]), dtype=types.FLOAT)
-        return (n["window"], clips.cut(n["window"], n["clip"]), residual.residual_clip(pairs, T),
-                n["index"], n["label"], n["speed"])
-
-    p = pipe()
+    p = build_pipeline(source, source.planner, device, num_workers=num_workers, num_threads=2)
     p.build()
-    names = ("window", "clip", "residual", "index", "label", "speed")
+    names = output_names(source.planner)
     out = []
     for _ in range(epochs):
         batches = []
@@ -71,7 +71,7 @@ def make_source(id_list, **kw):
     ("pyav", "cpu", 0), ("dali", "cpu", 0), ("pyav", "cpu", 2),
     pytest.param("dali", "gpu", 2, marks=pytest.mark.gpu), pytest.param("pyav", "gpu", 2, marks=pytest.mark.gpu)])
 def test_windows_clips_and_residuals_are_exact(id_list, decoder, device, workers):
-    source = make_source(id_list, decoder=decoder, allowed_codecs=allowed_codecs(decoder, device))
+    source = make_source(id_list, decoder=decoder)
     (epoch,) = run_epochs(source, device=device, num_workers=workers)
     n_frames = load_index(id_list).num_frames
     assert len(epoch) == len(source) == 4
@@ -188,10 +188,9 @@ def test_file_broken_after_indexing_is_named_or_skipped(tmp_path):
 def test_h264_on_dali_cpu_names_the_conversion(tmp_path):
     lst = write_id_videos(str(tmp_path), [24, 24], codec="h264")
     index = load_index(lst).apply_window(W)
-    dali_cpu = WindowSource(index, ClipAndResidual(), batch_size=2, decoder="dali",
-                            allowed_codecs=allowed_codecs("dali", "cpu"))
-    with pytest.raises(Exception, match=r"v00\d\.mp4.*h264.*pipelines\.prepare"):
-        run_epochs(dali_cpu)
+    with pytest.raises(ValueError, match=r"v00\d\.mp4.*h264.*pipelines\.prepare"):
+        choose_decoder(index, "dali", "cpu")
+    assert choose_decoder(index, None, "cpu")[0] == "pyav"
     pyav = WindowSource(index, ClipAndResidual(), batch_size=2, decoder="pyav")
     (epoch,) = run_epochs(pyav)  # PyAV reads any codec
     assert len(epoch) == 1

@@ -2,6 +2,7 @@
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -13,7 +14,8 @@ from models.training import load_checkpoint, load_config
 from pipelines import demo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FAST = ["batch_size=4", "log_every=1", "retrieval=false", "loader.num_workers=0",
+# CPU tests stay CPU tests on a machine with a GPU: device=cpu everywhere.
+FAST = ["device=cpu", "batch_size=4", "log_every=1", "retrieval=false", "loader.num_workers=0",
         "pipeline_config.clip.augment.size=[32,32]", "pipeline_config.clip.frames=4"]
 
 
@@ -39,17 +41,52 @@ def test_runs_and_writes_config_logs_checkpoint(small_demo, tmp_path, pipeline):
     assert sorted(rows) == [1, 2, 3] and all(torch.isfinite(torch.tensor(r["loss"])) for r in rows.values())
 
 
-def test_resume_continues_exactly(small_demo, tmp_path):
-    common = ["--pipeline", "moquad", "--data", small_demo, "split=train", "epochs=3", "appearance_warmup=0.34"] + FAST
+def test_resume_from_every_checkpoint_equals_the_uninterrupted_run(small_demo, tmp_path):
+    """Checkpoints mid-epoch, on an epoch's last step and at the warm-up → quadruple switch."""
+    common = ["--pipeline", "moquad", "--data", small_demo, "split=train", "epochs=3", "appearance_warmup=0.34",
+              "checkpoint_every=2", "keep_checkpoints=20"] + FAST
     full = str(tmp_path / "full")
-    train.main(common + ["--out", full, "max_steps=9"])
-    part = str(tmp_path / "part")
-    train.main(common + ["--out", part, "max_steps=5"])  # stops mid-epoch (4 steps per epoch)
-    train.main(["--pipeline", "moquad", "--resume", part, "max_steps=9"])
-    a, b = losses(full), losses(part)
-    for step in range(6, 10):
-        assert abs(a[step]["loss"] - b[step]["loss"]) < 1e-6, step
-    assert len(glob.glob(os.path.join(part, "checkpoints", "ckpt-*.pt"))) <= 3  # keep_checkpoints
+    train.main(common + ["--out", full])  # 4 steps per epoch: epoch 0 warm-up, epochs 1-2 quadruples
+    want = losses(full)
+    assert sorted(want) == list(range(1, 13)) and "loss_appearance" in want[4] and "loss_quadruple" in want[5]
+    checkpoints = sorted(glob.glob(os.path.join(full, "checkpoints", "ckpt-*.pt")))
+    assert [load_checkpoint(c)["step"] for c in checkpoints] == [2, 4, 6, 8, 10, 12]
+    for ckpt in checkpoints[:-1]:
+        step = load_checkpoint(ckpt)["step"]
+        run = str(tmp_path / f"from{step}")
+        shutil.copytree(full, run)  # the run as it stood, its later checkpoints not yet written
+        for later in checkpoints:
+            if load_checkpoint(later)["step"] > step:
+                os.remove(later.replace(full, run))
+        final = train.main(["--pipeline", "moquad", "--resume", os.path.join(run, "checkpoints"), f"out={run}"])
+        got = losses(run)
+        with open(os.path.join(run, "metrics.jsonl")) as f:
+            assert [json.loads(r)["step"] for r in f] == list(range(1, 13)), step  # every step logged once
+        for later in range(step + 1, 13):
+            assert got[later]["epoch"] == want[later]["epoch"], (step, later)
+            assert abs(got[later]["loss"] - want[later]["loss"]) < 1e-6, (step, later)
+        assert load_checkpoint(final)["epoch"] == 3
+
+
+def test_checkpoints_are_durable_and_stale_temporaries_go(tmp_path):
+    from models.training import Checkpointer
+
+    folder = tmp_path / "ckpts"
+    folder.mkdir()
+    (folder / "ckpt-00000004.pt.tmp1234").write_bytes(b"half a checkpoint")  # a save killed midway
+    saver = Checkpointer(str(folder), keep=2)
+    assert not list(folder.glob("*.tmp*"))
+    for step in (1, 2, 3):
+        saver.save({"step": step}, step)
+    assert [os.path.basename(p) for p in saver.list()] == ["ckpt-00000002.pt", "ckpt-00000003.pt"]
+    assert saver.latest_step() == 3 and load_checkpoint(str(folder))["step"] == 3
+
+
+def test_a_fresh_run_refuses_a_folder_with_checkpoints(small_demo, tmp_path):
+    out = str(tmp_path / "run")
+    train.main(["--pipeline", "simclr", "--data", small_demo, "--out", out, "split=train", "max_steps=1"] + FAST)
+    with pytest.raises(SystemExit, match="--resume"):
+        train.main(["--pipeline", "simclr", "--data", small_demo, "--out", out, "split=train", "max_steps=1"] + FAST)
 
 
 def test_appearance_warmup_switches_graph(small_demo, tmp_path):
@@ -66,7 +103,7 @@ def test_appearance_warmup_switches_graph(small_demo, tmp_path):
 def test_config_errors_are_clear(tmp_path):
     with pytest.raises(ValueError, match=r"unknown config key\(s\) \['epoch'\].*valid keys"):
         load_config([], ["epoch=3"])
-    with pytest.raises(ValueError, match=r"unknown config key\(s\) \['lrate'\]"):
+    with pytest.raises(ValueError, match=r"unknown optim key\(s\) \['lrate'\]"):
         load_config([], ["optim.lrate=3"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("batch: 3\n")
@@ -89,7 +126,7 @@ def test_override_precedence(tmp_path):
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True)))
 def test_every_shipped_config_builds(path):
     from models.methods import create_method
-    from pipelines.iterators import build_config, pipeline_spec
+    from pipelines.iterators import build_config
 
     base = os.path.basename(path)
     files = [path]
@@ -97,20 +134,25 @@ def test_every_shipped_config_builds(path):
         files = [os.path.join(ROOT, "configs", base.split("_")[0] + "_r3d18.yaml"), path]
     pipeline = base.split("_")[0] if "demo" not in path else base[:-5]
     cfg = load_config(files, pipeline=pipeline)
-    build_config(pipeline_spec(pipeline).config, cfg.pipeline_config, pipeline)
+    build_config(pipeline, cfg.pipeline_config)
     create_method(pipeline, backbone="tiny", **cfg.method)
 
 
-def test_ddp_two_processes_on_gloo(small_demo, tmp_path):
+def test_ddp_two_processes_on_gloo_with_retrieval_at_the_end(small_demo, tmp_path):
     out = str(tmp_path / "ddp")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-           "train.py", "--pipeline", "simclr", "--data", small_demo, "--out", out, "split=train", "max_steps=2"] + FAST
+           "train.py", "--pipeline", "simclr", "--data", small_demo, "--out", out, "split=train", "test_split=test",
+           "max_steps=2"] + FAST + ["retrieval=true"]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     state = load_checkpoint(os.path.join(out, "checkpoints"))
     assert state["step"] == 2
     rows = losses(out)
     assert sorted(rows) == [1, 2]
+    assert result.stdout.count("retrieval on test (8 queries) against train (16 videos)") == 1  # rank 0 prints
+    with open(os.path.join(out, "retrieval.json")) as f:
+        table = json.load(f)
+    assert table["pre-trained"]["num_queries"] == 8 and table["random init"]["num_gallery"] == 16
 
 
 def test_the_default_command_runs_on_the_embedded_demo(tmp_path):

@@ -1,28 +1,27 @@
-"""Clips as the methods use them: one draw, one graph, one reference per clip kind.
+"""The two kinds of clip the methods cut from a window: RGB clips and residual clips.
 
 A method (``moquad.py``, ``mcpnet.py``, ``simclr.py``) is a list of named clips cut from
-the same window. Each clip kind here has three faces that must agree:
+the same window. Each kind here has three faces that must agree:
 
-* ``draw_*`` — the per-sample parameters, drawn in Python (:class:`~.sources.Planner`);
+* ``draw_*`` — the per-sample parameters, drawn in Python (:class:`~.planner.Planner`);
 * ``*_graph`` — the DALI nodes that build the clip from the window and those parameters;
 * ``*_reference`` — the same clip from NumPy arrays with :mod:`.reference` (the oracle
   and the reference loader).
 
-Parameter keys are ``"<clip>.<what>"``: ``idx`` (window frame indices), ``roi`` (crop box,
-``x0 > x1`` when flipped), ``color`` (brightness, contrast, saturation, hue°) and, for an
-appearance-disturbed clip, ``frame`` (the window frame its noise is made of — for RAD inter
-the frame this sample *lends*), ``partner`` (RAD inter: whose frame it receives) and
-``lam`` (blend weight).
+An RGB clip may be appearance-disturbed (RAD inter / intra, BE); a residual clip is
+MCPNet's long-range residual. The parameters of the clip ``name`` are named by
+:class:`~.planner.ParamKeys` ``(name)``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
 from . import augment, clips, rad, reference, residual
 from .augment import AugmentConfig
+from .planner import ParamKeys
 
 
 @dataclass
@@ -50,9 +49,6 @@ class ClipConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self):
-        if isinstance(self.augment, dict):
-            self.augment = AugmentConfig(**self.augment)
-        self.speeds = tuple(int(s) for s in self.speeds)
         if self.frames < 1 or not self.speeds or min(self.speeds) < 1:
             raise ValueError(f"need frames >= 1 and positive speeds, got frames={self.frames} speeds={self.speeds}")
 
@@ -62,9 +58,10 @@ def draw_rgb(rng, name: str, cfg: ClipConfig, speed: int, valid: int, frame_hw, 
              appearance: Optional[AppearanceConfig] = None, batch_rng=None, slot: int = 0,
              batch_size: int = 1) -> Dict[str, np.ndarray]:
     """Parameters of an RGB clip at ``speed``, optionally appearance-disturbed."""
-    params = {f"{name}.idx": clips.draw_clip_indices(rng, cfg.frames, speed, valid, motion),
-              f"{name}.roi": augment.draw_crop(rng, frame_hw, cfg.augment),
-              f"{name}.color": augment.draw_color(rng, cfg.augment)}
+    k = ParamKeys(name)
+    params = {k.idx: clips.draw_clip_indices(rng, cfg.frames, speed, valid, motion),
+              k.roi: augment.draw_crop(rng, frame_hw, cfg.augment),
+              k.color: augment.draw_color(rng, cfg.augment)}
     if appearance is not None and appearance.op != "none":
         params.update(draw_appearance(rng, name, appearance, valid, cfg.frames, batch_rng, slot, batch_size))
     return params
@@ -72,53 +69,55 @@ def draw_rgb(rng, name: str, cfg: ClipConfig, speed: int, valid: int, frame_hw, 
 
 def draw_appearance(rng, name: str, cfg: AppearanceConfig, valid: int, frames: int, batch_rng, slot: int,
                     batch_size: int) -> Dict[str, np.ndarray]:
+    k = ParamKeys(name)
     if cfg.op == "be":  # one frame of the clip itself
-        return {f"{name}.frame": np.array([rng.integers(frames)], np.int32),
-                f"{name}.lam": rad.draw_lambda(rng, cfg.be_lambda)}
-    params = {f"{name}.frame": np.array([rng.integers(valid)], np.int32),
-              f"{name}.lam": rad.draw_lambda(rng, cfg.rad_lambda)}
+        return {k.frame: np.array([rng.integers(frames)], np.int32), k.lam: rad.draw_lambda(rng, cfg.be_lambda)}
+    params = {k.frame: np.array([rng.integers(valid)], np.int32), k.lam: rad.draw_lambda(rng, cfg.rad_lambda)}
     if cfg.op == "rad_inter":
         # Every sample draws the batch's derangement from the shared stream and keeps its entry.
-        params[f"{name}.partner"] = np.array(rad.draw_derangement(batch_rng, batch_size)[slot], np.int32)
+        params[k.partner] = np.array(rad.draw_derangement(batch_rng, batch_size)[slot], np.int32)
     return params
 
 
 def draw_residual(rng, name: str, cfg: ClipConfig, speed: int, gap: int, valid: int, frame_hw) -> Dict[str, np.ndarray]:
     """Parameters of a residual clip: ``2T`` indices (clip, then partners ``gap·speed`` later)."""
-    return {f"{name}.idx": clips.draw_residual_indices(rng, cfg.frames, speed, gap, valid),
-            f"{name}.roi": augment.draw_crop(rng, frame_hw, cfg.augment),
-            f"{name}.color": augment.draw_color(rng, cfg.augment)}
+    k = ParamKeys(name)
+    return {k.idx: clips.draw_residual_indices(rng, cfg.frames, speed, gap, valid),
+            k.roi: augment.draw_crop(rng, frame_hw, cfg.augment),
+            k.color: augment.draw_color(rng, cfg.augment)}
 
 
 def keys_of(name: str, appearance: Optional[AppearanceConfig] = None) -> Tuple[str, ...]:
-    keys = [f"{name}.idx", f"{name}.roi", f"{name}.color"]
+    """The parameter names :func:`draw_rgb` / :func:`draw_residual` return for the clip ``name``."""
+    k = ParamKeys(name)
+    keys = [k.idx, k.roi, k.color]
     if appearance is not None and appearance.op != "none":
-        keys += [f"{name}.frame", f"{name}.lam"] + ([f"{name}.partner"] if appearance.op == "rad_inter" else [])
+        keys += [k.frame, k.lam] + ([k.partner] if appearance.op == "rad_inter" else [])
     return tuple(keys)
 
 
 # --- graphs --------------------------------------------------------------------------------
 def rgb_graph(window, p: Dict, name: str, cfg: ClipConfig, dtype, appearance: Optional[AppearanceConfig] = None):
     """DALI nodes: cut → crop/flip/resize → colour → (RAD | BE) → normalise; ``(C, T, H, W)``."""
-    a = cfg.augment
-    x = augment.crop_resize(clips.cut(window, p[f"{name}.idx"]), p[f"{name}.roi"], a.size, a.antialias)
-    x = augment.color_jitter(x, p[f"{name}.color"])
+    a, k = cfg.augment, ParamKeys(name)
+    x = augment.crop_resize(clips.cut(window, p[k.idx]), p[k.roi], a.size, a.antialias)
+    x = augment.color_jitter(x, p[k.color])
     if appearance is not None and appearance.op != "none":
         if appearance.op == "be":
-            noise = rad.pick_frame(x, p[f"{name}.frame"])
+            noise = rad.pick_frame(x, p[k.frame])
         else:
-            noise = rad.rad_noise(rad.pick_frame(window, p[f"{name}.frame"]), appearance.grid, a.size, a.antialias)
+            noise = rad.rad_noise(rad.pick_frame(window, p[k.frame]), appearance.grid, a.size, a.antialias)
             if appearance.op == "rad_inter":
-                noise = rad.borrow(noise, p[f"{name}.partner"])
-        x = rad.blend(x, noise, p[f"{name}.lam"])
+                noise = rad.borrow(noise, p[k.partner])
+        x = rad.blend(x, noise, p[k.lam])
     return augment.normalize(x, a.mean, a.std, dtype)
 
 
 def residual_graph(window, p: Dict, name: str, cfg: ClipConfig, dtype):
     """DALI nodes: cut 2T → crop/flip/resize → colour → |first − second| → scale; ``(C, T, H, W)``."""
-    a = cfg.augment
-    x = augment.crop_resize(clips.cut(window, p[f"{name}.idx"]), p[f"{name}.roi"], a.size, a.antialias)
-    x = residual.residual_clip(augment.color_jitter(x, p[f"{name}.color"]), cfg.frames)
+    a, k = cfg.augment, ParamKeys(name)
+    x = augment.crop_resize(clips.cut(window, p[k.idx]), p[k.roi], a.size, a.antialias)
+    x = residual.residual_clip(augment.color_jitter(x, p[k.color]), cfg.frames)
     return augment.normalize(x, (0.0, 0.0, 0.0), (a.residual_std,) * 3, dtype)
 
 
@@ -126,30 +125,27 @@ def residual_graph(window, p: Dict, name: str, cfg: ClipConfig, dtype):
 def rgb_reference(windows: Sequence[np.ndarray], params: Sequence[Dict], slot: int, name: str, cfg: ClipConfig,
                   appearance: Optional[AppearanceConfig] = None) -> np.ndarray:
     """NumPy twin of :func:`rgb_graph` for sample ``slot`` of a batch (RAD inter reads another window)."""
-    a, p, window = cfg.augment, params[slot], windows[slot]
-    x = reference.resize_roi(reference.cut(window, p[f"{name}.idx"]), p[f"{name}.roi"], a.size)
-    x = reference.color_twist(x, p[f"{name}.color"])
+    a, p, window, k = cfg.augment, params[slot], windows[slot], ParamKeys(name)
+    x = reference.resize_roi(reference.cut(window, p[k.idx]), p[k.roi], a.size)
+    x = reference.color_twist(x, p[k.color])
     if appearance is not None and appearance.op != "none":
         if appearance.op == "be":
-            noise = reference.cut(x, p[f"{name}.frame"])
+            noise = reference.cut(x, p[k.frame])
         else:
-            lender = int(p[f"{name}.partner"]) if appearance.op == "rad_inter" else slot
-            frame = reference.cut(windows[lender], params[lender][f"{name}.frame"])
+            lender = int(p[k.partner]) if appearance.op == "rad_inter" else slot
+            frame = reference.cut(windows[lender], params[lender][k.frame])
             noise = reference.rad_noise(frame, appearance.grid, a.size)
-        x = reference.blend(x, noise, p[f"{name}.lam"])
+        x = reference.blend(x, noise, p[k.lam])
     return reference.normalize(x, a.mean, a.std)
 
 
 def residual_reference(window: np.ndarray, p: Dict, name: str, cfg: ClipConfig) -> np.ndarray:
-    a = cfg.augment
-    x = reference.resize_roi(reference.cut(window, p[f"{name}.idx"]), p[f"{name}.roi"], a.size)
-    x = reference.residual(reference.color_twist(x, p[f"{name}.color"]), cfg.frames)
+    a, k = cfg.augment, ParamKeys(name)
+    x = reference.resize_roi(reference.cut(window, p[k.idx]), p[k.roi], a.size)
+    x = reference.residual(reference.color_twist(x, p[k.color]), cfg.frames)
     return reference.normalize(x, (0.0, 0.0, 0.0), (a.residual_std,) * 3)
 
 
 def scalar(value, dtype=np.int64) -> np.ndarray:
+    """A per-sample value (a speed, a flag) as the 0-d array the source hands to the graph."""
     return np.array(value, dtype=dtype)
-
-
-def as_list(value) -> List:
-    return list(value) if isinstance(value, (list, tuple)) else [value]

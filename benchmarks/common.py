@@ -1,0 +1,185 @@
+"""What every benchmark shares: where it ran, how busy the machine was, the data, the timer's sync.
+
+* :func:`environment` / :func:`describe` — hardware and library versions for every table;
+* :class:`OtherLoad` / :func:`wait_for_idle` — the share of the machine's CPU that *other*
+  processes took while a figure was timed (psutil), so a busy shared machine shows next to
+  the number it lowered instead of silently lowering it;
+* :func:`default_data` / :func:`replicate` — the generated benchmark videos, and an index
+  long enough that one epoch covers a whole measurement;
+* :func:`synchronizer` — ``torch.cuda.synchronize`` on GPU: a timer must not stop before
+  the GPU work it times has finished.
+"""
+from __future__ import annotations
+
+import gc
+import math
+import os
+import platform
+import time
+from typing import Callable, List, Optional
+
+import numpy as np
+import psutil
+
+from pipelines.index import VideoIndex
+from pipelines.pipeline import usable_cores
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+METHODS = ("simclr", "mcpnet", "moquad")
+# Paper-like clip sizes: MCPNet (and the SimCLR/CVRL baseline) at 112², MoQuad at 224².
+DEFAULT_SIZE = {"decode": None, "simclr": 112, "mcpnet": 112, "moquad": 224}
+
+
+def environment(device: str) -> dict:
+    """Hardware and library versions, for every printed table and JSON file."""
+    import av
+    import nvidia.dali
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    env = {"device": device, "cpu_model": cpu, "cpu_count": os.cpu_count(), "usable_cores": usable_cores(),
+           "memory_gib": round(psutil.virtual_memory().total / 2 ** 30, 1), "python": platform.python_version(),
+           "platform": platform.platform(), "torch": torch.__version__, "dali": nvidia.dali.__version__,
+           "pyav": av.__version__, "numpy": np.__version__}
+    if device == "gpu":
+        env["gpu"] = torch.cuda.get_device_name(0)
+        env["cuda"] = torch.version.cuda
+    return env
+
+
+def describe(env: dict) -> str:
+    where = f"{env['cpu_model']}, {env['usable_cores']} usable cores (cpu_count {env['cpu_count']})"
+    if env.get("gpu"):
+        where = f"{env['gpu']} (CUDA {env['cuda']}) + {where}"
+    return (f"{where}\npython {env['python']}, torch {env['torch']}, DALI {env['dali']}, PyAV {env['pyav']}, "
+            f"numpy {env['numpy']}")
+
+
+def load_average() -> Optional[List[float]]:
+    """1, 5 and 15 min load averages."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def warn_if_busy(cores: int) -> None:
+    load = load_average()
+    if load and load[0] > 0.5:
+        print(f"warning: load average {load[0]:.1f} on {cores} cores before the run; other processes compete for "
+              "the cores and the figures will be low and noisy")
+
+
+class OtherLoad:
+    """Share of the machine's CPU time that processes outside this benchmark used during a block.
+
+    All busy CPU time of the machine (hypervisor steal included) minus that of this
+    process and its descendants (live DALI / DataLoader workers, and reaped children).
+    ``own_cpu_seconds`` is this benchmark's own CPU time in the block: a cost that other
+    load barely changes, unlike wall time.
+    """
+
+    BUSY = ("user", "nice", "system", "irq", "softirq", "steal")
+
+    def __enter__(self):
+        self.start = self._snapshot()
+        return self
+
+    def __exit__(self, *exc):
+        self.end = self._snapshot()
+
+    @property
+    def own_cpu_seconds(self) -> float:
+        return self.end[1] - self.start[1]
+
+    @property
+    def fraction(self) -> float:
+        (b0, o0, t0), (b1, o1, t1) = self.start, self.end
+        wall = (t1 - t0) * (psutil.cpu_count() or 1)
+        return max(0.0, ((b1 - b0) - (o1 - o0)) / wall) if wall > 0 else 0.0
+
+    @classmethod
+    def _snapshot(cls):
+        times = psutil.cpu_times()
+        busy = sum(getattr(times, name, 0.0) for name in cls.BUSY)
+        me = psutil.Process()
+        own = 0.0
+        for proc in [me] + me.children(recursive=True):
+            try:
+                t = proc.cpu_times()
+            except psutil.Error:  # exited meanwhile
+                continue
+            own += t.user + t.system
+        t = me.cpu_times()
+        own += t.children_user + t.children_system
+        return busy, own, time.monotonic()
+
+
+def wait_for_idle(max_wait: float, threshold: float = 0.1, window: float = 2.0) -> Optional[float]:
+    """Wait (up to ``max_wait`` s) until other processes use < ``threshold`` of the CPU over ``window`` s.
+
+    Returns the last share seen (the measurement itself records the share during its repeats).
+    """
+    deadline = time.monotonic() + max_wait
+    share = None
+    while max_wait > 0:
+        with OtherLoad() as load:
+            time.sleep(window)
+        share = load.fraction
+        if share < threshold or time.monotonic() > deadline:
+            break
+    return share
+
+
+def default_data(device: str) -> str:
+    """The generated list for the device's codec (VP9 for CPU, H.264 for NVDEC); made if missing."""
+    codec = "h264" if device == "gpu" else "vp9"
+    path = os.path.join(HERE, "data", codec, "list.txt")
+    if not os.path.exists(path):
+        from benchmarks.make_data import generate
+
+        print(f"no benchmark data at {path}: generating it (python -m benchmarks.make_data)")
+        generate(codecs=(codec,))
+    return path
+
+
+def replicate(index: VideoIndex, min_videos: int) -> VideoIndex:
+    """The index repeated until it lists ``min_videos`` entries, so one epoch covers the whole run.
+
+    Each entry still gets its own random window; a batch may hold one file twice, which costs
+    the same to decode and does not matter for throughput.
+    """
+    k = max(1, math.ceil(min_videos / len(index)))
+    return VideoIndex([p for _ in range(k) for p in index.paths], np.tile(index.labels, k),
+                      np.tile(index.num_frames, k), list(index.classes), dict(index.stats), index.media * k,
+                      index.cache)
+
+
+def pipeline_config(name: str, frames: int, size: Optional[int]) -> dict:
+    """The config dict of ``name`` with ``frames`` per clip and ``size``² crops (defaults elsewhere)."""
+    if name == "decode":
+        return {"window": frames}
+    augment = {"size": [size, size]} if size else {}
+    return {"clip": {"frames": frames, "augment": augment}}
+
+
+def synchronizer(device: str) -> Callable[[], None]:
+    if device == "gpu":
+        import torch
+
+        return torch.cuda.synchronize  # sync point: the timer must not stop before the GPU work does
+    return lambda: None
+
+
+def close(iterator) -> None:
+    """Close an iterator so that its DALI worker processes exit before the next measurement."""
+    if hasattr(iterator, "close"):
+        iterator.close()
+    del iterator
+    gc.collect()
+    time.sleep(0.2)

@@ -1,0 +1,111 @@
+"""Where a sample's time goes (``python -m benchmarks.throughput --profile``), each stage timed alone.
+
+* ``decode_1thread`` / ``decode_read_window``: PyAV window decode with one codec thread, and
+  with :func:`pipelines.video_io.read_window` exactly as the pipeline's workers call it;
+* ``draw``: the planner's per-sample parameter draws;
+* ``graph_1thread`` / ``graph_nthreads``: the DALI graph (augmentation, RAD, residuals,
+  normalisation) fed pre-decoded windows from memory, with 1 and ``--threads`` threads
+  (wall time per sample);
+* ``handoff``: extra time per sample of ``DALIGenericIterator`` (outputs → torch tensors)
+  over ``pipe.run()`` on the same graph.
+
+The graph runs through the pipeline definition every loader uses
+(:func:`pipelines.build_pipeline`), fed by a window source that serves samples decoded
+once beforehand.
+"""
+from __future__ import annotations
+
+import gc
+import time
+from typing import Callable, Dict, List
+
+import numpy as np
+
+from benchmarks.common import synchronizer
+from benchmarks.decode_only import build_iterator
+from pipelines import build_pipeline
+from pipelines.index import VideoIndex
+from pipelines.pipeline import output_names
+from pipelines.sources import WindowSource
+from pipelines.video_io import frame_timestamps, read_window
+
+
+class CachedSource(WindowSource):
+    """A PyAV window source that serves samples decoded beforehand, batch after batch, for ever."""
+
+    def __init__(self, index: VideoIndex, planner, batch_size: int, samples: List[tuple], batches: int):
+        super().__init__(index, planner, batch_size, decoder="pyav")
+        self.cached, self.cached_batches = samples, batches
+        self.batches_per_epoch = 10 ** 9  # never ends: the benchmark decides how many batches it runs
+
+    def sample(self, epoch, iteration, slot):
+        return self.cached[(iteration % self.cached_batches) * self.batch_size + slot]
+
+
+def decode_window_one_thread(path: str, start: int, count: int, stamps: np.ndarray) -> np.ndarray:
+    """The ceiling's unit: :func:`read_window` with one codec thread (open, seek, decode, RGB)."""
+    return read_window(path, start, count, timestamps=stamps, threads=1)
+
+
+def per_sample(work: Callable[[], object], count: int) -> float:
+    start = time.perf_counter()
+    work()
+    return (time.perf_counter() - start) / count
+
+
+def profile(args, name: str, index: VideoIndex, config: dict, windows: List[tuple]) -> Dict[str, float]:
+    """Seconds per sample of each stage (module doc); ``windows`` are ``(path, start)`` to decode."""
+    from nvidia.dali.plugin.pytorch import DALIGenericIterator
+
+    it = build_iterator(name, index, args.batch_size, args.device, args.seed, config, decoder="pyav",
+                        num_workers=0)
+    planner, B, W = it.planner, args.batch_size, it.planner.window
+    n_batches = max(2, args.batches)
+    samples = [it.source.sample(0, i, s) for i in range(n_batches) for s in range(B)]  # decoded once, reused
+    stamps = {path: frame_timestamps(path) for path, _ in windows}
+    out = {"decode_1thread": per_sample(lambda: [decode_window_one_thread(p, s, W, stamps[p]) for p, s in windows],
+                                        len(windows)),
+           "decode_read_window": per_sample(lambda: [read_window(p, s, W, timestamps=stamps[p], threads=0)
+                                                     for p, s in windows], len(windows))}
+    hw = samples[0][0].shape[1:3]
+    rng, batch_rng = np.random.default_rng(0), np.random.default_rng(1)
+    out["draw"] = per_sample(lambda: [planner.draw(rng, batch_rng, i % B, B, W, hw) for i in range(len(samples))],
+                             len(samples))
+    sync = synchronizer(args.device)
+
+    def graph(threads: int):
+        source = CachedSource(it.index, planner, B, samples, n_batches)
+        pipe = build_pipeline(source, planner, args.device, num_workers=0, num_threads=threads)
+        pipe.build()
+        return pipe
+
+    def run_graph(pipe):
+        for _ in range(n_batches):
+            pipe.run()
+        sync()
+
+    def time_graph(threads: int) -> float:
+        pipe = graph(threads)
+        run_graph(pipe)  # warm-up: DALI's buffers reach their high-water mark
+        return per_sample(lambda: run_graph(pipe), n_batches * B)
+
+    def time_iterator() -> float:
+        loader = DALIGenericIterator([graph(args.threads)], list(output_names(planner)), size=-1)
+
+        def iterate():
+            for _ in range(n_batches):
+                next(loader)
+            sync()
+
+        iterate()  # warm-up
+        return per_sample(iterate, n_batches * B)
+
+    out["graph_1thread"] = time_graph(1)
+    out["graph_nthreads"] = time_graph(args.threads)
+    out["handoff"] = time_iterator() - out["graph_nthreads"]
+    gc.collect()
+    it.close()
+    # Core-seconds per sample of the whole CPU path and the rate it allows on --cores cores.
+    out["budget_core_s_per_sample"] = out["decode_read_window"] + out["draw"] + out["graph_1thread"]
+    out["budget_windows_per_s"] = args.cores / out["budget_core_s_per_sample"]
+    return out

@@ -1,0 +1,101 @@
+"""Where a process runs: its device, its place among torchrun's ranks, and the few collective steps
+the entry points share.
+
+``train.py`` and ``eval.py`` both call :func:`start`, which resolves ``auto|cpu|gpu``,
+binds the process to its GPU *before* joining the process group (so NCCL's communicator
+is created on the right device), and returns a :class:`Runtime`. :func:`rank_zero_first`
+lets rank 0 write shared data (the demo dataset) before the others read it.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable, TypeVar
+
+import torch
+import torch.distributed as dist
+
+DEVICE_CHOICES = ("auto", "cpu", "gpu")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    kind: str  # "cpu" or "gpu": the pipelines' device
+    device: torch.device  # the torch device of this process
+    rank: int
+    world: int
+    local_rank: int
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def resolve_device(choice: str) -> str:
+    """``auto`` → ``gpu`` when CUDA is available, else ``cpu``; ``gpu`` without CUDA is an error.
+
+    Asks torch about CUDA only for ``auto`` and ``gpu``: the question initialises the CUDA
+    driver, which a CPU run must not do (its decoding workers are forked).
+    """
+    if choice not in DEVICE_CHOICES:
+        raise ValueError(f"device={choice!r}; choose one of {list(DEVICE_CHOICES)}")
+    if choice == "cpu":
+        return "cpu"
+    available = torch.cuda.is_available()
+    if choice == "gpu" and not available:
+        raise ValueError("device=gpu but CUDA is not available; use device=cpu")
+    return "gpu" if available else "cpu"
+
+
+def start(choice: str = "auto") -> Runtime:
+    """Resolve the device and, under torchrun (``WORLD_SIZE`` > 1), join the process group.
+
+    NCCL on GPU (after ``torch.cuda.set_device`` and with ``device_id``, so the
+    communicator binds to this rank's GPU at once), gloo on CPU.
+    """
+    kind = resolve_device(choice)
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    device = torch.device("cpu")
+    if kind == "gpu":
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    if world > 1 and not dist.is_initialized():
+        if kind == "gpu":
+            dist.init_process_group("nccl", device_id=device)
+        else:
+            dist.init_process_group("gloo")
+    return Runtime(kind, device, rank, world, local)
+
+
+def stop(runtime: Runtime) -> None:
+    """Leave the process group (all ranks together)."""
+    if runtime.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def rank_zero_first(runtime: Runtime, make: Callable[[], T]) -> T:
+    """``make()`` on rank 0, then on every other rank once rank 0 is done (e.g. data written once)."""
+    if not runtime.distributed:
+        return make()
+    result = make() if runtime.main else None
+    dist.barrier()
+    return result if runtime.main else make()
+
+
+def any_rank(flag: bool, runtime: Runtime) -> bool:
+    """True on every rank if ``flag`` is true on any rank (one tiny all-reduce under DDP).
+
+    A rank that stops alone leaves the others waiting in the next collective until the
+    process group times out; deciding together stops them all at the same step.
+    """
+    if not runtime.distributed:
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=runtime.device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())

@@ -1,0 +1,156 @@
+"""One way to turn plain mappings (YAML, ``key=value`` overrides, keyword dicts) into config dataclasses.
+
+:func:`build` is used for every config of the toolkit — the method configs of the
+pipelines (``MoQuadConfig``, ``ClipConfig``, ``AugmentConfig``...) and the training run's
+``TrainConfig`` — so that all of them reject an unknown key with the list of valid ones,
+and convert and check every value against the field's annotated type, naming the key:
+
+* ``int`` / ``float`` take numbers, and strings that read as numbers (YAML reads ``1e-3``
+  as a string, since its floats need a dot); an ``int`` field refuses ``2.5``;
+* ``bool`` takes booleans only; ``str`` takes strings only;
+* ``Tuple[X, ...]`` and ``Tuple[X, Y]`` take lists or tuples (fixed tuples of that length);
+* ``Optional[X]`` also takes ``None`` (``null`` in YAML);
+* a nested config dataclass takes a mapping, merged over the field's *default* instance, so
+  that a method's own defaults (MoQuad's speeds ``(1, 2, 4)``) survive a partial override.
+
+Range checks (a probability in [0, 1], a positive frame count) stay in each dataclass's
+``__post_init__``; what arrives there already has the right type.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any, Mapping, Optional
+
+_NONE = type(None)
+
+
+class ConfigError(ValueError):
+    """A config value or key that cannot be used; the message names the key."""
+
+
+def build(cls, values: Optional[Mapping[str, Any]] = None, where: str = "", base: Any = None,
+          origin: Optional[str] = None):
+    """An instance of the config dataclass ``cls`` from ``values`` over ``base`` (default: the field defaults).
+
+    ``where`` is the key path of ``cls`` inside a larger config (``"moquad"`` → errors name
+    ``moquad.clip.frames``); ``origin`` says where the values came from (files, overrides)
+    and is appended to every error.
+    """
+    try:
+        return _build(cls, values, where, base)
+    except ConfigError as exc:
+        if origin:
+            raise ConfigError(f"{exc} (from {origin})") from None
+        raise
+
+
+def _build(cls, values, where: str, base: Any):
+    if isinstance(values, cls) and base is None:
+        return values
+    if values is not None and not isinstance(values, Mapping):
+        raise ConfigError(f"{where or 'the config'} must be a mapping of keys to values, got {values!r}")
+    values = dict(values or {})
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown {where or 'config'} key(s) {unknown}; valid keys: {sorted(fields)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in values.items():
+        default = getattr(base, name) if base is not None else _default(fields[name])
+        kwargs[name] = coerce(value, hints[name], f"{where}.{name}" if where else name, default)
+    try:
+        return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:  # a __post_init__ range check: keep its text, name the config
+        raise ConfigError(f"{where}: {exc}" if where else str(exc)) from exc
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+def coerce(value: Any, hint: Any, key: str, default: Any = None) -> Any:
+    """``value`` converted to the annotated type ``hint``; :class:`ConfigError` naming ``key`` otherwise."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin is typing.Union:
+        if value is None and _NONE in args:
+            return None
+        options = [a for a in args if a is not _NONE]
+        if len(options) == 1:
+            return coerce(value, options[0], key, default)
+        for option in options:
+            try:
+                return coerce(value, option, key, default)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key}={value!r}: expected one of {[_name(o) for o in options]}")
+    if dataclasses.is_dataclass(hint):
+        if isinstance(value, hint):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key} must be a mapping of its options, got {value!r}")
+        base = default if isinstance(default, hint) else None
+        return _build(hint, value, key, base)
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}={value!r}: expected a list")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"{key}={list(value)!r}: expected {len(args)} values")
+            items = [coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args))]
+        else:
+            item = args[0] if args else Any
+            items = [coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin in (dict, Mapping) or hint in (dict, Mapping):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key} must be a mapping, got {value!r}")
+        return dict(value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}={value!r}: expected true or false")
+    if hint is int:
+        number = _number(value, key)
+        if isinstance(number, float):
+            if not number.is_integer():
+                raise ConfigError(f"{key}={value!r}: expected a whole number")
+            number = int(number)
+        return number
+    if hint is float:
+        return float(_number(value, key))
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}={value!r}: expected a string")
+    return value
+
+
+def _number(value: Any, key: str):
+    if isinstance(value, bool):
+        raise ConfigError(f"{key}={value!r}: expected a number, got a boolean")
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise ConfigError(f"{key}={value!r}: expected a number")
+
+
+def _name(hint) -> str:
+    return getattr(hint, "__name__", str(hint))

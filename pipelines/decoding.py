@@ -1,0 +1,144 @@
+"""The decoder switch: which decoder reads a dataset, whether it can, and the graph op that decodes.
+
+Two decoders sit behind one window source (:class:`~.sources.WindowSource`):
+
+* ``"pyav"`` — DALI's worker processes seek and decode each window with PyAV, for any
+  codec and size, and hand RGB frames to the graph. On CPU this is the faster path (PyAV
+  workers ran 2.7× DALI's CPU decoder on the development machine, docs/design.md); on GPU
+  the frames are copied to the device and augmented there.
+* ``"dali"`` — the workers only read the file's bytes; ``fn.decoders.video`` decodes the
+  batch: NVDEC on ``device="gpu"``, libavcodec on CPU.
+
+Not every file suits DALI's decoder. Its CPU variant reads only VP8, VP9 and MJPEG; NVDEC
+refuses frames below a per-codec minimum and some chroma formats and bit depths
+(:func:`nvdec_problem`). :func:`choose_decoder` checks every video of the index *before*
+the first batch (from the headers the index caches, no decoding): when the decoder was
+left to its default it falls back to PyAV workers with one logged line; when it was asked
+for explicitly, an unusable file is an error that names it and the command that converts it.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Dict, List, Optional, Tuple
+
+from nvidia.dali import fn
+
+from .index import VideoIndex
+from .sources import DECODERS, WindowSource
+from .video_io import CONVERT_HINT, DALI_CPU_CODECS, Media
+
+log = logging.getLogger(__name__)
+
+DEVICES = ("cpu", "gpu")
+
+# What fn.decoders.video on "mixed" (NVDEC) reads in DALI 2.4.0, read from its source and
+# not yet measured on a GPU here (docs/design.md, "GPU facts"). Its GPU variant refuses
+# MJPEG although its CPU variant reads it. DALI asks the driver for each codec's limits
+# and refuses frames below the minimum ("Video is too small in at least one dimension");
+# the minimum coded sizes (width, height) below are the figures NVIDIA publishes for its
+# decoders — `python -m benchmarks.gpu_check` measures them on the GPU at hand.
+NVDEC_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "mpeg4", "av1"})
+NVDEC_MIN_SIZE: Dict[str, Tuple[int, int]] = {
+    "h264": (48, 16), "hevc": (144, 144), "vp8": (48, 16), "vp9": (128, 128), "mpeg4": (48, 16), "av1": (128, 128),
+}
+# DALI creates every NVDEC session with 8-bit 4:2:0 (NV12) output: other chroma formats
+# and bit depths either fail to open or come out wrong, so only these are accepted.
+NVDEC_PIX_FMTS = frozenset({"yuv420p", "yuvj420p", "nv12"})
+
+
+def default_decoder(device: str) -> str:
+    """NVDEC through DALI on GPU; PyAV workers on CPU (the faster CPU path, any codec)."""
+    return "dali" if device == "gpu" else "pyav"
+
+
+def nvdec_problem(media: Media) -> Optional[str]:
+    """Why NVDEC (through DALI) cannot decode a file with this header, or ``None`` if it can."""
+    if media.codec not in NVDEC_CODECS:
+        return f"codec {media.codec} is not decoded by NVDEC (reads {sorted(NVDEC_CODECS)})"
+    min_w, min_h = NVDEC_MIN_SIZE.get(media.codec, (0, 0))
+    if media.width < min_w or media.height < min_h:
+        return (f"{media.width}x{media.height} frames are below NVDEC's {min_w}x{min_h} minimum for "
+                f"{media.codec}")
+    if media.pix_fmt and media.pix_fmt not in NVDEC_PIX_FMTS:
+        return (f"pixel format {media.pix_fmt} is not 8-bit 4:2:0, the only format DALI's NVDEC decoder "
+                f"outputs")
+    return None
+
+
+def dali_cpu_problem(media: Media) -> Optional[str]:
+    """Why DALI's CPU decoder cannot decode a file with this header, or ``None`` if it can."""
+    if media.codec not in DALI_CPU_CODECS:
+        return f"codec {media.codec} is not read by DALI's CPU decoder (reads {sorted(DALI_CPU_CODECS)})"
+    return None
+
+
+def decoder_problems(index: VideoIndex, device: str) -> List[Tuple[str, str]]:
+    """``(path, reason)`` for every video of ``index`` that DALI's decoder on ``device`` cannot read."""
+    check = nvdec_problem if device == "gpu" else dali_cpu_problem
+    found = []
+    for path, media in zip(index.paths, index.media):
+        reason = check(media)
+        if reason:
+            found.append((path, reason))
+    return found
+
+
+def choose_decoder(index: VideoIndex, decoder: Optional[str], device: str,
+                   bad_files: str = "skip") -> Tuple[str, VideoIndex]:
+    """The decoder that will read ``index`` on ``device``, and the index with headers known where needed.
+
+    ``decoder=None`` means the default for the device (:func:`default_decoder`); if DALI's
+    decoder cannot read some video, the whole dataset goes through PyAV workers instead,
+    said in one logged line. An explicit ``decoder="dali"`` that cannot read a video raises
+    a ``ValueError`` naming the file, the reason and the conversion command. A file whose
+    header cannot be read is skipped with a warning (``bad_files="skip"``) or raises
+    (``"error"``, for evaluation, where every video must stay in place).
+    """
+    if device not in DEVICES:
+        raise ValueError(f"device={device!r}; choose one of {DEVICES}")
+    chosen = decoder or default_decoder(device)
+    if chosen not in DECODERS:
+        raise ValueError(f"decoder={chosen!r}; choose one of {DECODERS}")
+    if chosen == "pyav":
+        return chosen, index
+    index = index.with_media(bad_files=bad_files)
+    problems = decoder_problems(index, device)
+    if not problems:
+        return chosen, index
+    which = "NVDEC" if device == "gpu" else "DALI's CPU decoder"
+    first_path, first_reason = problems[0]
+    if decoder is None:
+        log.warning("decoding with PyAV workers instead of %s: %d of %d videos cannot be read by it, e.g. %s: %s",
+                    which, len(problems), len(index), first_path, first_reason)
+        return "pyav", index
+    more = f" (and {len(problems) - 1} more videos)" if len(problems) > 1 else ""
+    raise ValueError(f"{first_path}: {first_reason}{more}; decoder='dali' on {device} cannot read it — "
+                     f"{CONVERT_HINT}, or use decoder='pyav'")
+
+
+def windows(source: WindowSource, device: str = "cpu", num_workers: int = 2,
+            prefetch: int = 2) -> Dict[str, object]:
+    """Graph op: the external source plus the decoder; returns DataNodes by name.
+
+    ``"window"`` is ``(W, H, W, 3)`` uint8 ``FHWC`` on ``device``; ``"label"`` and
+    ``"index"`` are int64 scalars; every planner key is a per-sample CPU array.
+    ``num_workers=0`` runs the callback in the main process (debugging, tiny tests).
+    """
+    if device not in DEVICES:
+        raise ValueError(f"device={device!r}; choose one of {DEVICES}")
+    keys = source.keys
+    layouts = ["FHWC" if k == "frames" else "" for k in keys]
+    parallel = {"parallel": True, "prefetch_queue_depth": prefetch} if num_workers > 0 else {}
+    outputs = fn.external_source(source=source, num_outputs=len(keys), batch=False, layout=layouts, **parallel)
+    nodes = dict(zip(keys, outputs))
+    if source.decoder == "pyav":
+        window = nodes.pop("frames")
+        if device == "gpu":
+            window = window.gpu()
+    else:
+        # pad_mode="edge" repeats the last frame for short videos, like read_window.
+        window = fn.decoders.video(nodes.pop("encoded"), device="mixed" if device == "gpu" else "cpu",
+                                   start_frame=nodes.pop("window_start"), sequence_length=source.window,
+                                   pad_mode="edge")
+    nodes["window"] = window
+    return nodes

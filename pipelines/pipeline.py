@@ -1,0 +1,101 @@
+"""The one DALI pipeline definition: window source + planner + device → pipeline.
+
+Training (:mod:`.iterators`), evaluation (:mod:`.evaluation`), the benchmarks and the
+tests all build their pipelines here, so there is one place that decides how a sample
+becomes a batch:
+
+    window source (external source, PyAV or DALI decoder) → planner.graph → outputs
+
+and one place that writes the **batch contract** into the graph (docs/design.md, "Batch
+contract"): the planner's outputs, then ``label`` and ``index``; clips in float16 on the
+GPU and float32 on the CPU; and *every* output on the pipeline's device. DALI would
+otherwise hand per-sample values that never touched the GPU (labels, speeds, flags) to
+torch as CPU tensors next to GPU clips; here they are copied to the GPU inside the graph,
+so a consumer never mixes devices.
+
+    pipe = build_pipeline(source, planner, "gpu", num_workers=8, num_threads=4)
+    names = output_names(planner)            # the order of pipe's outputs
+"""
+from __future__ import annotations
+
+import os
+from typing import Dict, Optional, Tuple
+
+from nvidia.dali import backend, pipeline_def, types
+
+from .decoding import DEVICES, windows
+from .planner import Planner
+from .sources import WindowSource
+
+CLIP_DTYPES = {"cpu": types.FLOAT, "gpu": types.FLOAT16}
+"""DALI dtype of the clips by device (float16 halves the GPU memory traffic; CPU math is float32)."""
+
+
+def output_names(planner: Planner) -> Tuple[str, ...]:
+    """Names of a pipeline's outputs, in order: the planner's outputs, then ``label`` and ``index``."""
+    return tuple(planner.outputs) + ("label", "index")
+
+
+def method_graph(source: WindowSource, planner: Planner, device: str = "cpu", num_workers: int = 2,
+                 prefetch: int = 2) -> Dict[str, object]:
+    """The graph of one pipeline, inside a pipeline's scope: DataNodes by :func:`output_names`."""
+    if device not in DEVICES:
+        raise ValueError(f"device={device!r}; choose one of {DEVICES}")
+    nodes = windows(source, device, num_workers, prefetch)
+    window = nodes.pop("window")
+    built = planner.graph(window, nodes, CLIP_DTYPES[device])
+    missing = [k for k in planner.outputs if k not in built]
+    if missing:
+        raise KeyError(f"planner {type(planner).__name__}.graph did not build {missing}")
+    out = {k: built[k] for k in planner.outputs}
+    out.update(label=nodes["label"], index=nodes["index"])
+    if device == "gpu":  # the contract: every key on the pipeline's device
+        out = {k: v.gpu() if v.device == "cpu" else v for k, v in out.items()}
+    return out
+
+
+@pipeline_def
+def _method_pipeline(source: WindowSource, planner: Planner, device: str, num_workers: int, prefetch: int):
+    return tuple(method_graph(source, planner, device, num_workers, prefetch).values())
+
+
+def build_pipeline(source: WindowSource, planner: Planner, device: str = "cpu", num_workers: int = 2,
+                   num_threads: int = 2, prefetch: int = 2, device_id: int = 0, seed: Optional[int] = None):
+    """The DALI pipeline of ``planner`` over ``source`` on ``device`` (not yet built; iterators build it).
+
+    ``num_workers`` decoding processes (0: the source runs in this process), ``num_threads``
+    DALI threads (on GPU also the NVDEC decoder's thread pool), ``prefetch`` batches queued.
+    """
+    if device not in DEVICES:
+        raise ValueError(f"device={device!r}; choose one of {DEVICES}")
+    return _method_pipeline(source, planner, device, num_workers, prefetch, batch_size=source.batch_size,
+                            num_threads=num_threads, device_id=device_id if device == "gpu" else None,
+                            py_num_workers=max(1, num_workers), py_start_method=start_method(device),
+                            prefetch_queue_depth=prefetch, seed=seed)
+
+
+def start_method(device: str) -> str:
+    """How DALI starts the decoding workers: ``fork`` (fast) unless CUDA forbids it.
+
+    A forked child of a process whose CUDA *driver* is initialised cannot use CUDA, and
+    DALI refuses to fork then. ``torch.cuda.is_available()`` alone may initialise the
+    driver, so the test is DALI's own (``backend.IsDriverInitialized``), not torch's
+    ``is_initialized``. A GPU pipeline always spawns: the training loop initialises CUDA
+    before the pipeline's workers would start.
+    """
+    if device == "gpu" or backend.IsDriverInitialized():
+        return "spawn"
+    return "fork"
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (the affinity mask, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def worker_codec_threads(num_workers: int) -> int:
+    """PyAV codec threads per window for ``num_workers`` decoding processes: 1 once they fill the cores."""
+    return 1 if num_workers >= usable_cores() else 0

@@ -1,0 +1,90 @@
+"""What a method is, to the pipeline: a :class:`Planner`.
+
+A planner says how long a window the method needs, draws every random parameter of a
+sample in Python (clip positions, speeds, crops, colour, blend weights), and builds the
+method's batch from a decoded window and those parameters twice — as DALI graph nodes
+and as NumPy arrays (the reference). The window source calls :meth:`Planner.draw` in
+its worker processes; the pipeline definition (:mod:`.pipeline`) calls
+:meth:`Planner.graph`; the reference loader calls :meth:`Planner.reference`.
+
+Per-sample parameters travel between the three by name. :class:`ParamKeys` makes the
+names of one clip's parameters attributes (``ParamKeys("anchor").roi`` is
+``"anchor.roi"``), so a misspelt parameter is an ``AttributeError`` where it is written,
+not a ``KeyError`` in a worker process.
+"""
+from __future__ import annotations
+
+from typing import Dict, Tuple
+
+import numpy as np
+
+
+class ParamKeys:
+    """Names of the per-sample parameters of the clip called ``clip``.
+
+    ``idx`` window frame indices; ``roi`` crop box ``[y0, x0, y1, x1]`` (``x0 > x1`` when
+    flipped); ``color`` ``[brightness, contrast, saturation, hue°]``; for an
+    appearance-disturbed clip ``frame`` (the window frame its noise is made of — for RAD
+    inter, the frame this sample *lends*), ``lam`` (blend weight) and ``partner`` (RAD
+    inter: the sample whose frame it receives).
+    """
+
+    __slots__ = ("clip",)
+
+    def __init__(self, clip: str):
+        self.clip = clip
+
+    def _key(self, what: str) -> str:
+        return f"{self.clip}.{what}"
+
+    idx = property(lambda self: self._key("idx"))
+    roi = property(lambda self: self._key("roi"))
+    color = property(lambda self: self._key("color"))
+    frame = property(lambda self: self._key("frame"))
+    lam = property(lambda self: self._key("lam"))
+    partner = property(lambda self: self._key("partner"))
+
+    def __repr__(self) -> str:
+        return f"ParamKeys({self.clip!r})"
+
+
+class Planner:
+    """A method's per-sample draws and its two batch builders; subclasses fill in every part.
+
+    Attributes:
+        window: frames decoded per sample.
+        keys: names of the per-sample parameters :meth:`draw` returns.
+        outputs: names of the batch entries :meth:`graph` and :meth:`reference` build. An
+            entry is a clip ``(C, T, H, W)`` unless it is named in ``values``.
+        values: per-sample values among ``outputs`` (speeds, flags) and their NumPy dtype
+            names; each is one number per sample, ``(B,)`` in the batch.
+    """
+
+    window: int = 1
+    keys: Tuple[str, ...] = ()
+    outputs: Tuple[str, ...] = ()
+    values: Dict[str, str] = {}
+
+    def draw(self, rng: np.random.Generator, batch_rng: np.random.Generator, slot: int, batch_size: int,
+             valid: int, frame_hw) -> Dict[str, np.ndarray]:
+        """The sample's parameters, a dict whose keys are exactly :attr:`keys`.
+
+        ``rng`` is the sample's own generator; ``batch_rng`` is shared by the whole batch
+        (the same stream in every sample) for draws that couple samples, such as the RAD
+        partner derangement; ``slot`` is the sample's position in the batch; ``valid`` is
+        the number of real frames in the window and ``frame_hw`` its frame size.
+        """
+        raise NotImplementedError
+
+    def graph(self, window, params: Dict, dtype) -> Dict:
+        """DALI nodes of every output from the window node and the parameter nodes; clips in ``dtype``."""
+        raise NotImplementedError
+
+    def reference(self, windows, params, slot: int) -> Dict[str, np.ndarray]:
+        """NumPy twin of :meth:`graph` for sample ``slot``, given the batch's windows and parameter dicts."""
+        raise NotImplementedError
+
+    @property
+    def clip_outputs(self) -> Tuple[str, ...]:
+        """The outputs that are clips."""
+        return tuple(k for k in self.outputs if k not in self.values)
