@@ -4,7 +4,7 @@ Each video is a textured background panned by a moving camera, two textured obje
 moving across it and fresh per-frame sensor noise — so the encoder (and hence the
 decoder) does real work: flat or static frames decode several times faster than natural
 video and would flatter every loader. The defaults match UCF-101 after preparation:
-320×240, 10 s at 25 fps, GOP 16, no audio stream (GUIDE §4.12).
+320×240, 10 s at 25 fps, GOP 16, no audio stream (docs/design.md, "DALI facts").
 
 Two codecs, one folder each, with the same content:
 

@@ -65,7 +65,7 @@ def as_backbone_input(clips: Tensor, backbone: nn.Module) -> Tensor:
     input in that layout in the same copy.
     """
     device_type = clips.device.type
-    autocast = device_type in ("cuda", "cpu") and torch.is_autocast_enabled(device_type)
+    autocast = torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type)
     dtype = torch.get_autocast_dtype(device_type) if autocast else next(backbone.parameters()).dtype
     if getattr(backbone, "channels_last", False) and clips.ndim == 5:
         return clips.to(dtype=dtype, memory_format=torch.channels_last_3d)

@@ -1,6 +1,6 @@
 """Clip-consistent spatial and colour augmentation, and normalisation to ``(C, T, H, W)``.
 
-One draw per clip, applied to every frame of it (GUIDE §4.5), independent across clips:
+One draw per clip, applied to every frame of it, independent across clips:
 
 * random resized crop + horizontal flip, done by one ``fn.resize`` whose region of
   interest is the crop (a flipped crop has ``x0 > x1``) — crop, flip and resize in one op;

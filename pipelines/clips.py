@@ -1,9 +1,9 @@
-"""Window sampling and speed-dilated clip indices (GUIDE §2).
+"""Window sampling and speed-dilated clip indices (docs/design.md, "Window sampling").
 
 Each sample decodes one window of ``W`` consecutive frames; every clip of the sample is a
 list of frame indices into that window, applied in the graph with
 ``fn.sequence_rearrange`` (strided subscripts on the frame axis are wrong on CPU in DALI
-2.4, GUIDE §4.3). Index arrays are drawn in Python by the sample planner, so the DALI
+2.4, docs/design.md, "DALI facts"). Index arrays are drawn in Python by the sample planner, so the DALI
 graph and the reference loader build identical clips from identical draws.
 
 Speed ``s`` means every ``s``-th frame: a clip of ``T`` frames at speed ``s`` spans

@@ -139,7 +139,7 @@ class EvalIterator:
     def __init__(self, index: VideoIndex, frames: int = 16, size: Sequence[int] = (112, 112),
                  mean: Sequence[float] = KINETICS_MEAN, std: Sequence[float] = KINETICS_STD, num_clips: int = 10,
                  num_crops: int = 1, stride: int = 1, batch_size: int = 16, device: str = "cpu", shard_id: int = 0,
-                 num_shards: int = 1, decoder: Optional[str] = None, num_workers: int = 2, num_threads: int = 2,
+                 num_shards: int = 1, decoder: Optional[str] = None, num_workers: int = 2, num_threads: Optional[int] = None,
                  antialias: bool = False, device_id: int = 0, prefetch: int = 2):
         if device not in DEVICES:
             raise ValueError(f"device={device!r}; choose one of {DEVICES}")
@@ -207,7 +207,7 @@ def make_eval_iterator(index: Union[str, VideoIndex], frames: int = 16, size: Se
                        mean: Sequence[float] = KINETICS_MEAN, std: Sequence[float] = KINETICS_STD,
                        num_clips: int = 10, num_crops: int = 1, stride: int = 1, batch_size: int = 16,
                        device: str = "cpu", shard_id: int = 0, num_shards: int = 1, decoder: Optional[str] = None,
-                       num_workers: int = 2, split: Optional[str] = None, num_threads: int = 2,
+                       num_workers: int = 2, split: Optional[str] = None, num_threads: Optional[int] = None,
                        antialias: bool = False, device_id: int = 0, prefetch: int = 2) -> EvalIterator:
     """The evaluation views of ``index`` (a :class:`VideoIndex`, or a folder / list with ``split``).
 

@@ -70,7 +70,7 @@ class VideoIterator:
 
     def __init__(self, name: str, index: VideoIndex, batch_size: int, device: str = "cpu", seed: int = 0,
                  shard_id: int = 0, num_shards: int = 1, config: Any = None, decoder: Optional[str] = None,
-                 num_workers: int = 2, num_threads: int = 2, short_videos: str = "pad",
+                 num_workers: int = 2, num_threads: Optional[int] = None, short_videos: str = "pad",
                  bad_files: str = "raise", last_batch: str = "drop", prefetch: int = 2, device_id: int = 0):
         self.spec = pipeline_spec(name)
         self.name = self.spec.name

@@ -59,17 +59,25 @@ def _method_pipeline(source: WindowSource, planner: Planner, device: str, num_wo
     return tuple(method_graph(source, planner, device, num_workers, prefetch).values())
 
 
+DEFAULT_THREADS = {"cpu": 2, "gpu": 4}
+"""DALI threads when none are given: on GPU they also drive the NVDEC decoder, which feeds
+several sessions at once; on CPU the decoding workers need the remaining cores."""
+
+
 def build_pipeline(source: WindowSource, planner: Planner, device: str = "cpu", num_workers: int = 2,
-                   num_threads: int = 2, prefetch: int = 2, device_id: int = 0, seed: Optional[int] = None):
+                   num_threads: Optional[int] = None, prefetch: int = 2, device_id: int = 0,
+                   seed: Optional[int] = None):
     """The DALI pipeline of ``planner`` over ``source`` on ``device`` (not yet built; iterators build it).
 
     ``num_workers`` decoding processes (0: the source runs in this process), ``num_threads``
-    DALI threads (on GPU also the NVDEC decoder's thread pool), ``prefetch`` batches queued.
+    DALI threads (default :data:`DEFAULT_THREADS`; on GPU also the thread pool of the NVDEC
+    decoder), ``prefetch`` batches queued.
     """
     if device not in DEVICES:
         raise ValueError(f"device={device!r}; choose one of {DEVICES}")
+    threads = num_threads or DEFAULT_THREADS[device]
     return _method_pipeline(source, planner, device, num_workers, prefetch, batch_size=source.batch_size,
-                            num_threads=num_threads, device_id=device_id if device == "gpu" else None,
+                            num_threads=threads, device_id=device_id if device == "gpu" else None,
                             py_num_workers=max(1, num_workers), py_start_method=start_method(device),
                             prefetch_queue_depth=prefetch, seed=seed)
 

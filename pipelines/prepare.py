@@ -9,7 +9,7 @@
 
 Why: UCF-101 and HMDB-51 ship as xvid AVI, which DALI's CPU decoder cannot read at all
 and NVDEC reads unreliably; Kinetics ships as H.264 of mixed sizes with long keyframe
-intervals, so every random window decodes from a distant keyframe (GUIDE §4.1, §4.12).
+intervals, so every random window decodes from a distant keyframe (docs/design.md, "DALI facts").
 Every input is stream-decoded with PyAV (one frame in memory at a time), optionally
 resized, and re-encoded with a keyframe every ``--gop`` frames (default 16), even width
 and height, and no audio stream.

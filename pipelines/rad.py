@@ -10,7 +10,7 @@ al. 2021, the ablation baseline) blends one frame of the clip itself with ``λ ~
 The frame for "inter" is taken from the *other* video's window before augmentation, so the
 noise carries that video's appearance, not a crop of it; each sample picks the frame that
 it lends, and ``fn.permute_batch`` with a derangement hands it to another sample
-(GUIDE §4.7). Blending happens after colour jitter, on float pixels, so the noise keeps
+(docs/design.md, "DALI facts"). Blending happens after colour jitter, on float pixels, so the noise keeps
 its own colours.
 """
 from __future__ import annotations
@@ -82,7 +82,7 @@ def blend(clip, noise, lam):
     """Graph op: ``(1 − λ)·clip + λ·noise`` on float ``(T, H, W, C)``; ``noise`` is one frame.
 
     Written as ``clip + λ·(noise − clip)``: three element-wise operators, each its own
-    kernel and buffer in DALI 2.4 (GUIDE §4.4) — the first place a fused kernel pays.
+    kernel and buffer in DALI 2.4 (docs/design.md, "DALI facts") — the first place a fused kernel pays.
     """
     if clip.device == "gpu":
         noise = noise.gpu() if noise.device == "cpu" else noise

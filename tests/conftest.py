@@ -21,6 +21,16 @@ def cuda_available() -> bool:
         return False
 
 
+def pytest_collection_finish(session):
+    """Importing the test modules must not initialise CUDA (a GPU host would then run CPU tests differently)."""
+    import torch
+    from nvidia.dali import backend
+
+    if torch.cuda.is_initialized() or backend.IsDriverInitialized():
+        raise pytest.UsageError("collecting the tests initialised CUDA in the test process; ask about CUDA in a "
+                                "child process (tests/conftest.py: cuda_available) or inside a gpu-marked test")
+
+
 def pytest_collection_modifyitems(config, items):
     if not any("gpu" in item.keywords for item in items) or cuda_available():
         return

@@ -24,6 +24,12 @@ def ids(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def nvdec_ids(tmp_path_factory):
+    """The same videos at 128×128, NVDEC's minimum VP9 frame size."""
+    return load_index(write_id_videos(str(tmp_path_factory.mktemp("ids128")), LENGTHS, height=128, width=128))
+
+
+@pytest.fixture(scope="module")
 def textured(tmp_path_factory):
     """Two lossless videos of moving smooth colour patterns (resizing them is not trivial)."""
     folder = tmp_path_factory.mktemp("textured")
@@ -76,7 +82,8 @@ def test_spatial_crops_slide_along_the_free_axis():
 # --- the pipeline ------------------------------------------------------------------------------
 @pytest.mark.parametrize("decoder,device", [("pyav", "cpu"), ("dali", "cpu"),
                                             pytest.param("dali", "gpu", marks=pytest.mark.gpu)])
-def test_views_are_the_uniform_clips_and_every_view_once(ids, decoder, device):
+def test_views_are_the_uniform_clips_and_every_view_once(request, decoder, device):
+    ids = request.getfixturevalue("nvdec_ids" if device == "gpu" else "ids")
     loader = make_eval_iterator(ids, frames=T, size=(16, 16), stride=STRIDE, num_clips=CLIPS, num_crops=3,
                                 batch_size=4, device=device, decoder=decoder, num_workers=0, **PLAIN)
     rows = views_of(loader)
@@ -117,7 +124,8 @@ def test_dali_graph_matches_numpy_reference(textured, device):
         diff = (got["clips"].float().cpu() - want["clips"]).abs()
         assert diff.max() < 1.5 * level and diff.mean() < 0.1 * level  # uint8 rounding of the resize only
         for key in ("index", "label", "clip_id"):
-            assert torch.equal(got[key], want[key]), key
+            assert got[key].device == got["clips"].device  # every key on the pipeline's device
+            assert torch.equal(got[key].cpu(), want[key]), key
     assert batches[0]["clips"].dtype == (torch.float16 if device == "gpu" else torch.float32)
     # 3:4 output on 40×56 frames: a 40×53.3 crop slides along x; the crops differ.
     assert (batches[0]["clips"][0] - batches[0]["clips"][2]).abs().mean() > 0.1

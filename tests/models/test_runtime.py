@@ -1,0 +1,46 @@
+"""models.runtime: device choice, and the collective decisions two gloo ranks take together."""
+import os
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from models import runtime
+
+WORLD = 2
+
+
+def _worker(rank: int, init_file: str, folder: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    try:
+        rt = runtime.Runtime("cpu", torch.device("cpu"), rank, WORLD, rank)
+        # A non-finite loss on one rank stops both at the same step instead of hanging the other.
+        assert runtime.any_rank(rank == 1, rt) is True
+        assert runtime.any_rank(False, rt) is False
+
+        def write_or_read():
+            path = os.path.join(folder, "data.txt")
+            if rank == 0:
+                with open(path, "w") as f:
+                    f.write("written by rank 0")
+            with open(path) as f:  # the other rank reads what rank 0 wrote, after it finished
+                return f.read()
+
+        assert runtime.rank_zero_first(rt, write_or_read) == "written by rank 0"
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ranks_decide_together_and_rank_zero_goes_first(tmp_path):
+    mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True)
+
+
+def test_single_process_runtime():
+    rt = runtime.start("cpu")
+    assert (rt.kind, rt.rank, rt.world, rt.distributed, rt.main) == ("cpu", 0, 1, False, True)
+    assert runtime.any_rank(True, rt) and not runtime.any_rank(False, rt)
+    assert runtime.rank_zero_first(rt, lambda: 7) == 7
+    with pytest.raises(ValueError, match="device='tpu'"):
+        runtime.resolve_device("tpu")
+    assert not torch.cuda.is_initialized()  # device=cpu never asks CUDA
