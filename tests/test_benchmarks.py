@@ -37,6 +37,7 @@ def small(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_make_data_small_writes_readable_videos(small):
     for codec in ("vp9", "h264"):
         index = load_index(str(small / codec / "list.txt"))
@@ -55,6 +56,7 @@ def test_make_data_small_writes_readable_videos(small):
         assert manifest["gop"] == 16 and manifest["codec"] == codec
 
 
+@pytest.mark.slow
 def test_make_data_rerun_keeps_files(small):
     before = os.path.getmtime(small / "vp9" / "videos" / "v0000.webm")
     subprocess.run([sys.executable, "-m", "benchmarks.make_data", "--small", "--out", str(small), "--codecs", "vp9"],
@@ -81,6 +83,7 @@ def test_decode_only_pipeline_outputs_the_window(small):
     close(it)
 
 
+@pytest.mark.slow
 def test_throughput_end_to_end_writes_json(small, tmp_path):
     out = tmp_path / "throughput.json"
     result = throughput.main(["--data", str(small / "vp9" / "list.txt"), "--pipelines", "decode", "mcpnet",
@@ -116,6 +119,7 @@ def test_throughput_skips_dali_cpu_decoder_on_h264(small, tmp_path):
     assert result["codec"] == "h264"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["simclr", "moquad"])
 def test_throughput_every_method(small, tmp_path, name):
     result = throughput.main(["--data", str(small / "vp9" / "list.txt"), "--pipelines", name, "--decoders", "pyav",
@@ -123,6 +127,7 @@ def test_throughput_every_method(small, tmp_path, name):
     assert result["pipelines"][name]["results"][0]["clips_per_sample"] == {"simclr": 2, "moquad": 4}[name]
 
 
+@pytest.mark.slow
 def test_data_stall_end_to_end_writes_json(small, tmp_path):
     out = tmp_path / "stall.json"
     data_stall.main(["--data", str(small / "vp9" / "list.txt"), "--pipeline", "mcpnet", "--frames", "4", "--size",

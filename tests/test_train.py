@@ -41,6 +41,7 @@ def test_runs_and_writes_config_logs_checkpoint(small_demo, tmp_path, pipeline):
     assert sorted(rows) == [1, 2, 3] and all(torch.isfinite(torch.tensor(r["loss"])) for r in rows.values())
 
 
+@pytest.mark.slow
 def test_resume_from_every_checkpoint_equals_the_uninterrupted_run(small_demo, tmp_path):
     """Checkpoints mid-epoch, on an epoch's last step and at the warm-up → quadruple switch."""
     common = ["--pipeline", "moquad", "--data", small_demo, "split=train", "epochs=3", "appearance_warmup=0.34",
@@ -89,6 +90,7 @@ def test_a_fresh_run_refuses_a_folder_with_checkpoints(small_demo, tmp_path):
         train.main(["--pipeline", "simclr", "--data", small_demo, "--out", out, "split=train", "max_steps=1"] + FAST)
 
 
+@pytest.mark.slow
 def test_appearance_warmup_switches_graph(small_demo, tmp_path):
     out = str(tmp_path / "warm")
     train.main(["--pipeline", "moquad", "--data", small_demo, "--out", out, "split=train", "epochs=5",
@@ -100,6 +102,7 @@ def test_appearance_warmup_switches_graph(small_demo, tmp_path):
         assert ("loss_appearance" in row) == warm and ("loss_quadruple" in row) == (not warm), step
 
 
+@pytest.mark.slow
 def test_config_errors_are_clear(tmp_path):
     with pytest.raises(ValueError, match=r"unknown config key\(s\) \['epoch'\].*valid keys"):
         load_config([], ["epoch=3"])
@@ -138,6 +141,7 @@ def test_every_shipped_config_builds(path):
     create_method(pipeline, backbone="tiny", **cfg.method)
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_on_gloo_with_retrieval_at_the_end(small_demo, tmp_path):
     out = str(tmp_path / "ddp")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
@@ -155,6 +159,7 @@ def test_ddp_two_processes_on_gloo_with_retrieval_at_the_end(small_demo, tmp_pat
     assert table["pre-trained"]["num_queries"] == 8 and table["random init"]["num_gallery"] == 16
 
 
+@pytest.mark.slow
 def test_the_default_command_runs_on_the_embedded_demo(tmp_path):
     """`python train.py --pipeline moquad` as the README says, cut to two steps."""
     out = str(tmp_path / "default")

@@ -1,6 +1,7 @@
 """Two gloo processes: gathered losses and gradients equal the single-process ones on the global batch."""
 import functools
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -68,6 +69,7 @@ def local_rows(rank: int) -> slice:
     return slice(rank * 2, rank * 2 + 2)
 
 
+@pytest.mark.slow
 def test_gathered_losses_match_single_process(tmp_path):
     mp.spawn(_worker, args=(str(tmp_path / "dist_init"),), nprocs=WORLD, join=True)
 

@@ -32,6 +32,7 @@ def _worker(rank: int, init_file: str, folder: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_ranks_decide_together_and_rank_zero_goes_first(tmp_path):
     mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True)
 

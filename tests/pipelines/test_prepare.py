@@ -17,7 +17,7 @@ import pytest
 from pipelines import prepare as prep
 from pipelines.video_io import probe, read_window, write_video
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 UCF_CLASSES = ["ApplyEyeMakeup", "Basketball", "Biking"]
 
 

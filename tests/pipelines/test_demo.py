@@ -1,4 +1,5 @@
 """The embedded demo dataset: deterministic, balanced, motion-defined, readable by the pipelines."""
+import pytest
 import hashlib
 import subprocess
 import sys
@@ -45,6 +46,7 @@ def test_generate_is_deterministic_balanced_and_indexable(tmp_path):
     assert again == roots[0]
 
 
+@pytest.mark.slow
 def test_import_pipelines_does_not_import_models_or_torch_training():
     code = ("import sys, pipelines, pipelines.demo, pipelines.reference; "
             "assert 'models' not in sys.modules, 'models imported'; print('ok')")

@@ -26,7 +26,7 @@ from pipelines.video_io import read_window, write_video
 from tests.fixtures import write_id_videos
 
 pytestmark = pytest.mark.gpu
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 B, T = 4, 4
 STEP = 6  # grey level per frame index in the B-frame videos: survives lossy coding
 

@@ -5,6 +5,7 @@ from PIL import Image
 from pipelines import demo, show
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pipeline,rows", [("moquad", 4), ("mcpnet", 3), ("simclr", 2)])
 def test_show_writes_a_grid(tmp_path, pipeline, rows):
     data = demo.generate(str(tmp_path / "demo"), per_class=3, test_per_class=1, workers=1)
