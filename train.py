@@ -13,10 +13,15 @@ switch — continues with exactly the batches and losses of the uninterrupted ru
 import argparse
 import contextlib
 import dataclasses
+import logging
 import os
+import signal
+import sys
 import time
+from types import SimpleNamespace
 
 import torch
+import yaml
 from tqdm import tqdm
 
 from models import runtime
@@ -26,6 +31,8 @@ from models.optim import build_optimizer, cosine_schedule, mcpnet_lr, moquad_lr
 from models.training import (Checkpointer, MetricsLog, load_checkpoint, load_config, rng_state, set_rng_state,
                              to_dict)
 from pipelines import PIPELINES, demo, load_index, make_iterator
+from pipelines.sources import PipelineError
+from pipelines.video_io import VideoError
 
 PAPER_LR = {"moquad": moquad_lr, "mcpnet": mcpnet_lr, "simclr": moquad_lr}  # SimCLR/CVRL: LARS, 3.2 @ 256
 
@@ -41,33 +48,53 @@ def parse_args(argv=None):
     return p.parse_intermixed_args(argv)
 
 
+USER_ERRORS = (ValueError, FileNotFoundError, VideoError)  # bad config, data or checkpoint: one line, no traceback
+
+
 def main(argv=None):
     args = parse_args(argv)
+    with runtime.Termination() as term:
+        try:
+            run = setup(args)
+        except USER_ERRORS as exc:
+            raise SystemExit(f"train.py: error: {exc}") from None
+        try:
+            return train(run, term)
+        except PipelineError as exc:  # a file that fails to decode mid-run
+            raise SystemExit(f"train.py: error: {exc}") from None
+        finally:
+            for it in run.loaders.values():
+                it.close()  # stop the decoding workers on every way out
+
+
+def setup(args) -> SimpleNamespace:
+    """Config, data, loaders, model, optimiser and run folder of a new or resumed run."""
     files = args.config or [os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "demo", f"{args.pipeline}.yaml")]
     cfg = load_config(files, args.overrides, pipeline=args.pipeline, data=args.data, out=args.out)
+    state = None
     if args.resume:  # the run's own config, so the resumed run is the same run
         state = load_checkpoint(args.resume)
         cfg = load_config([], args.overrides, **state["config"])
     rt = runtime.start(cfg.device)
+    setup_logging(rt)
     torch.manual_seed(cfg.seed)
     data, split, test_split = cfg.data, cfg.split, cfg.test_split
     if data is None:  # the embedded demo: generated once into the cache (rank 0 first)
         data = runtime.rank_zero_first(rt, demo.generate)
         split, test_split = split or "train", test_split or "test"
     index = load_index(data, split=split)
-    opts = dict(cfg.loader)
     modes = ["warmup", "quad"] if cfg.pipeline == "moquad" and cfg.appearance_warmup > 0 else [None]
 
     def loader(mode):  # MoQuad Algorithm 1: the appearance task (Eq. 2) first, then quadruples
         pc = dict(cfg.pipeline_config, **({"mode": mode} if mode else {}))
         return make_iterator(cfg.pipeline, index, cfg.batch_size, rt.kind, cfg.seed, rt.rank, rt.world, config=pc,
-                             device_id=rt.local_rank, **opts)
+                             device_id=rt.local_rank, **cfg.loader)
 
     loaders = {m: loader(m) for m in modes}
     main_loader = loaders[modes[-1]]
     steps_per_epoch = len(main_loader)
-    assert all(len(it) == steps_per_epoch for it in loaders.values()), "warm-up and quadruple epochs differ"
-    warm_epochs = round(cfg.appearance_warmup * cfg.epochs) if len(modes) == 2 else 0
+    if any(len(it) != steps_per_epoch for it in loaders.values()):
+        raise ValueError("the warm-up and quadruple pipelines see different numbers of batches per epoch")
     backbone = create_backbone(cfg.backbone, **cfg.backbone_kwargs)
     if rt.kind == "gpu":
         torch.backends.cudnn.benchmark = True  # fixed clip shapes: let cuDNN pick the fastest 3D convolutions
@@ -75,62 +102,100 @@ def main(argv=None):
     method = create_method(cfg.pipeline, backbone=backbone, **cfg.method).to(rt.device)
     if rt.distributed and rt.kind == "gpu" and cfg.sync_batchnorm:
         method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)  # BN over the global batch, as SimCLR
-    model = torch.nn.parallel.DistributedDataParallel(method, device_ids=[rt.local_rank] if rt.kind == "gpu" else None) if rt.distributed else method
     lr = cfg.optim.lr if cfg.optim.lr is not None else PAPER_LR[cfg.pipeline](cfg.batch_size * rt.world)
     optimizer = build_optimizer(cfg.optim.name, method, lr, cfg.optim.weight_decay, cfg.optim.momentum)
     total = cfg.epochs * steps_per_epoch
     scheduler = cosine_schedule(optimizer, total, round(cfg.optim.warmup_epochs * steps_per_epoch))
     out = cfg.out or os.path.join("runs", f"{cfg.pipeline}-{time.strftime('%Y%m%d-%H%M%S')}")
-    saved = dataclasses.replace(cfg, out=out, pipeline_config=dataclasses.asdict(main_loader.config))
     checkpoints = Checkpointer(os.path.join(out, "checkpoints"), cfg.keep_checkpoints, writer=rt.main)
-    if not args.resume and checkpoints.latest():
-        raise SystemExit(f"{out} already holds checkpoints (up to step {checkpoints.latest_step()}): continue it "
-                         f"with --resume {out}, or choose another --out")
     step = 0
-    if args.resume:
+    if state is not None:
         method.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step = state["step"]
         set_rng_state(state["rng"], cuda=rt.kind == "gpu")
         main_loader.load_state_dict(state["iterator"])  # same data, seed, batch and world size, or a clear error
-    log = MetricsLog(out, rt.main, resume_step=step)  # a resumed run's log holds no replayed steps
+    elif checkpoints.latest():
+        raise ValueError(f"{out} already holds checkpoints (up to step {checkpoints.latest_step()}): continue it "
+                         f"with --resume {out}, or choose another --out")
+    saved = dataclasses.replace(cfg, out=out, pipeline_config=dataclasses.asdict(main_loader.config))
     if rt.main:
         os.makedirs(out, exist_ok=True)
         with open(os.path.join(out, "config.yaml"), "w") as f:
-            import yaml
             yaml.safe_dump(to_dict(saved), f, sort_keys=False)
-        print(f"{cfg.pipeline}: {len(index)} videos, {steps_per_epoch} steps/epoch x {cfg.epochs} epochs, "
-              f"batch {cfg.batch_size}x{rt.world}, lr {lr:g}, {cfg.backbone} on {rt.kind}, {main_loader.decoder} "
-              f"decoding; run folder {out}")
+        stats = main_loader.index.stats
+        print(f"{cfg.pipeline}: {len(main_loader.index)} videos ({describe_data(data, split, stats)}), "
+              f"{steps_per_epoch} steps/epoch x {cfg.epochs} epochs, batch {cfg.batch_size}x{rt.world}, lr {lr:g}, "
+              f"{cfg.backbone} on {rt.kind}, {main_loader.decoder} decoding; run folder {out}")
+    return SimpleNamespace(cfg=cfg, saved=saved, rt=rt, data=data, split=split, test_split=test_split,
+                           loaders=loaders, modes=modes, main_loader=main_loader, steps_per_epoch=steps_per_epoch,
+                           method=method, optimizer=optimizer, scheduler=scheduler, out=out, checkpoints=checkpoints,
+                           step=step, total=total)
+
+
+def describe_data(data, split, stats) -> str:
+    """One line of what the index holds and what its policies did, so nothing happens silently."""
+    parts = [f"{data}" + (f", split {split}" if split else "")]
+    if stats.get("short_videos"):
+        verb = {"pad": "padded", "skip": "skipped"}.get(stats.get("short_policy"), "short")
+        parts.append(f"{stats['short_videos']} {verb} (shorter than the {stats['window']}-frame window)")
+    if stats.get("skipped_unreadable"):
+        parts.append(f"{stats['skipped_unreadable']} unreadable skipped")
+    return "; ".join(parts)
+
+
+def setup_logging(rt) -> None:
+    """Warnings and the data summary on rank 0; only errors from the other ranks."""
+    logging.basicConfig(level=logging.INFO if rt.main else logging.ERROR,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def train(run, term) -> str:
+    """The loop. Returns the last checkpoint's path."""
+    cfg, rt, method, optimizer, scheduler = run.cfg, run.rt, run.method, run.optimizer, run.scheduler
+    steps_per_epoch, checkpoints, step = run.steps_per_epoch, run.checkpoints, run.step
+    model = torch.nn.parallel.DistributedDataParallel(method, device_ids=[rt.local_rank] if rt.kind == "gpu" else None) if rt.distributed else method
+    warm_epochs = round(cfg.appearance_warmup * cfg.epochs) if len(run.modes) == 2 else 0
+    log = MetricsLog(run.out, rt.main, resume_step=step)  # a resumed run's log holds no replayed steps
 
     def save():
-        return checkpoints.save({"config": to_dict(saved), "model": method.state_dict(),
+        return checkpoints.save({"config": to_dict(run.saved), "model": method.state_dict(),
                                  "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                                  "step": step, "epoch": step // steps_per_epoch, "rng": rng_state(),
-                                 "iterator": main_loader.state_dict()}, step)
+                                 "iterator": run.main_loader.state_dict()}, step)
 
     autocast = torch.autocast("cuda", torch.bfloat16) if rt.kind == "gpu" and cfg.precision != "fp32" else contextlib.nullcontext()
-    last_step = total if not cfg.max_steps else min(total, cfg.max_steps)
+    last_step = run.total if not cfg.max_steps else min(run.total, cfg.max_steps)
     bar = tqdm(total=last_step, initial=step, disable=not rt.main, dynamic_ncols=True)
     model.train()
     while step < last_step:
         epoch, iteration = divmod(step, steps_per_epoch)
-        it = loaders[modes[0] if epoch < warm_epochs else modes[-1]]
-        if it is main_loader and len(modes) == 2:
-            loaders[modes[0]].close()  # warm-up over: stop its graph's worker processes
+        it = run.loaders[run.modes[0] if epoch < warm_epochs else run.modes[-1]]
+        if it is run.main_loader and len(run.modes) == 2:
+            run.loaders[run.modes[0]].close()  # warm-up over: stop its graph's worker processes
         it.seek(epoch, iteration)
         tick = time.perf_counter()
         for batch in it:
             with autocast:
                 result = model(batch)
             loss = result["loss"]
-            # One host sync per step: a non-finite loss must stop before it touches the weights,
-            # and on every rank at once (a rank stopping alone would hang the others).
-            if runtime.any_rank(not torch.isfinite(loss), rt):
-                path = checkpoints.latest()
+            # One host sync per step, decided on every rank at once (a rank stopping alone would
+            # hang the others): a non-finite loss must stop before it touches the weights, and a
+            # termination signal stops here, with the weights of `step` steps saved.
+            nonfinite, terminate = runtime.agree(rt, not torch.isfinite(loss), term.requested)
+            if nonfinite:
                 raise SystemExit(f"non-finite loss at step {step} (epoch {epoch}, batch {step % steps_per_epoch}) on "
-                                 f"at least one rank; last good checkpoint: {path}. Lower optim.lr or check the data.")
+                                 f"at least one rank; last good checkpoint: {checkpoints.latest()}. Lower optim.lr or "
+                                 "check the data.")
+            if terminate:
+                path = save()
+                bar.close()
+                log.close()
+                if rt.main:
+                    print(f"\nstopped by a signal at step {step}; checkpoint {path}; continue with --resume {run.out}",
+                          file=sys.stderr)
+                raise SystemExit(128 + (term.signal or signal.SIGTERM))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -155,11 +220,12 @@ def main(argv=None):
     path = checkpoints.latest() if checkpoints.latest_step() == step else save()
     log.close()
     if rt.main:
-        print(f"done: {step} steps; checkpoint {path}; logs {os.path.join(out, 'metrics.jsonl')}")
-    for it in loaders.values():
+        print(f"done: {step} steps; checkpoint {path}; logs {os.path.join(run.out, 'metrics.jsonl')}")
+    for it in run.loaders.values():
         it.close()
-    if cfg.retrieval and test_split is not None:  # every rank extracts its shard of the views
-        report_retrieval(method.backbone, data, split, test_split, main_loader.config.clip, rt, cfg, out)
+    if cfg.retrieval and run.test_split is not None:  # every rank extracts its shard of the views
+        report_retrieval(method.backbone, run.data, run.split, run.test_split, run.main_loader.config.clip, rt, cfg,
+                         run.out)
     runtime.stop(rt)
     return path
 

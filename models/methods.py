@@ -11,6 +11,7 @@ The training loop is then method-agnostic:
 """
 from __future__ import annotations
 
+import inspect
 from typing import Mapping, Sequence
 
 import torch
@@ -110,6 +111,15 @@ def _backbone(backbone: str | nn.Module) -> nn.Module:
     return create_backbone(backbone) if isinstance(backbone, str) else backbone
 
 
+def _check_head(method: str, temperature: float, proj_hidden_dim: int, proj_dim: int, proj_layers: int) -> None:
+    """The settings every method shares; a ValueError naming the key and what is allowed."""
+    if not temperature > 0:
+        raise ValueError(f"{method}: method.temperature must be > 0 (the logits are divided by it), got {temperature}")
+    for name, value in (("proj_hidden_dim", proj_hidden_dim), ("proj_dim", proj_dim), ("proj_layers", proj_layers)):
+        if not (isinstance(value, int) and value >= 1):
+            raise ValueError(f"{method}: method.{name} must be a whole number >= 1, got {value!r}")
+
+
 class MoQuad(nn.Module):
     """MoQuad: SimCLR with a motion-focused quadruple per video (Liu et al.).
 
@@ -145,6 +155,11 @@ class MoQuad(nn.Module):
         gather: bool = True,
     ):
         super().__init__()
+        _check_head("moquad", temperature, proj_hidden_dim, proj_dim, proj_layers)
+        if not 0 <= beta <= 1:
+            raise ValueError(f"moquad: method.beta is the fraction of inter negatives kept as hard, in [0, 1], got {beta}")
+        if not alpha > 0:
+            raise ValueError(f"moquad: method.alpha weights the intra negatives and must be > 0, got {alpha}")
         self.backbone = _backbone(backbone)
         self.head = ProjectionHead(self.backbone.feature_dim, proj_hidden_dim, proj_dim, proj_layers)
         self.temperature, self.beta, self.alpha, self.gather = temperature, beta, alpha, gather
@@ -218,8 +233,11 @@ class MCPNet(nn.Module):
         gather: bool = True,
     ):
         super().__init__()
+        _check_head("mcpnet", temperature, proj_hidden_dim, proj_dim, proj_layers)
         if not 0 <= alpha <= 1:
-            raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+            raise ValueError(f"mcpnet: method.alpha must lie in [0, 1], got {alpha}")
+        if not margin >= 0:
+            raise ValueError(f"mcpnet: method.margin (gamma of Eq. 3) must be >= 0, got {margin}")
         if mip_sim not in MIP_SIMILARITIES:
             raise ValueError(f"unknown MIP similarity {mip_sim!r}; choose one of {sorted(MIP_SIMILARITIES)}")
         self.backbone = _backbone(backbone)
@@ -271,6 +289,7 @@ class SimCLR(nn.Module):
         gather: bool = True,
     ):
         super().__init__()
+        _check_head("simclr", temperature, proj_hidden_dim, proj_dim, proj_layers)
         self.backbone = _backbone(backbone)
         self.head = ProjectionHead(self.backbone.feature_dim, proj_hidden_dim, proj_dim, proj_layers)
         self.temperature, self.gather = temperature, gather
@@ -295,4 +314,8 @@ def create_method(name: str, backbone: str | VideoBackbone = "r3d_18", **cfg) ->
     """
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose one of {sorted(METHODS)}")
+    valid = set(inspect.signature(METHODS[name]).parameters) - {"backbone"}
+    unknown = sorted(set(cfg) - valid)
+    if unknown:
+        raise ValueError(f"unknown {name} method option(s) {unknown}; valid: {sorted(valid)}")
     return METHODS[name](backbone, **cfg)

@@ -9,8 +9,10 @@ lets rank 0 write shared data (the demo dataset) before the others read it.
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import Callable, List, Optional, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -94,8 +96,48 @@ def any_rank(flag: bool, runtime: Runtime) -> bool:
     A rank that stops alone leaves the others waiting in the next collective until the
     process group times out; deciding together stops them all at the same step.
     """
+    return agree(runtime, flag)[0]
+
+
+def agree(runtime: Runtime, *flags: bool) -> List[bool]:
+    """Each flag, true on every rank if it is true on any rank: several decisions in one all-reduce."""
     if not runtime.distributed:
-        return flag
-    value = torch.tensor([1.0 if flag else 0.0], device=runtime.device)
+        return [bool(f) for f in flags]
+    value = torch.tensor([1.0 if f else 0.0 for f in flags], device=runtime.device)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
+    return [bool(v) for v in value.tolist()]
+
+
+class Termination:
+    """SIGTERM and SIGINT as a request the training loop honours at the next step boundary.
+
+    The first signal only sets :attr:`signal`; the loop then saves a checkpoint, stops its
+    decoding workers and exits with ``128 + signal`` (143 for SIGTERM), as a process killed
+    by that signal would report. A second signal exits at once. Outside the main thread
+    (where signal handlers cannot be installed) it does nothing.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.signal: Optional[int] = None
+        self._previous = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signal is not None
+
+    def _handle(self, signum, frame):
+        if self.signal is not None:
+            raise SystemExit(128 + signum)
+        self.signal = signum
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc):
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous = {}

@@ -18,7 +18,8 @@ from .index import VideoIndex, load_index
 from .iterators import PIPELINES, VideoIterator, make_iterator
 from .pipeline import build_pipeline
 from .planner import Planner
-from .sources import WindowSource
+from .sources import PipelineError, WindowSource
+from .video_io import VideoError
 
-__all__ = ["AugmentConfig", "PIPELINES", "Planner", "VideoIndex", "VideoIterator", "WindowSource", "build_pipeline",
-           "check_batch", "load_index", "make_iterator"]
+__all__ = ["AugmentConfig", "PIPELINES", "PipelineError", "Planner", "VideoError", "VideoIndex", "VideoIterator",
+           "WindowSource", "build_pipeline", "check_batch", "load_index", "make_iterator"]

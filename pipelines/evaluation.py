@@ -172,14 +172,15 @@ class EvalIterator:
         source, planner = self.source, self.planner
         pipe = build_pipeline(source, planner, self.device, self.num_workers, self.num_threads, self.prefetch,
                               self.device_id)
-        loader = DALIGenericIterator([pipe], list(self.output_names))
+        try:  # building runs the first batches already
+            loader = DALIGenericIterator([pipe], list(self.output_names))
+        except Exception as exc:
+            raise source.explain(exc, 0, 0, self.prefetch) from exc
         for iteration in range(len(self)):
             try:
                 out = next(loader)[0]
             except Exception as exc:
-                files = sorted(set(source.describe_batch(0, iteration)))
-                raise RuntimeError(f"evaluation pipeline failed at batch {iteration} (one of these files, "
-                                   f"or one of the next batch): {files}\n{exc}") from exc
+                raise source.explain(exc, 0, iteration, self.prefetch) from exc
             yield self.collate([out[k] for k in planner.outputs], out["label"], out["index"], iteration)
 
     def collate(self, crops: List[torch.Tensor], label: torch.Tensor, index: torch.Tensor,

@@ -114,7 +114,7 @@ class VideoIndex:
         if short_videos not in SHORT_VIDEO_POLICIES:
             raise ValueError(f"short_videos={short_videos!r}; choose one of {SHORT_VIDEO_POLICIES}")
         short = np.flatnonzero(self.num_frames < window)
-        stats = dict(self.stats, window=window, short_videos=int(len(short)), short_policy=short_videos)
+        stats = dict(window=window, short_videos=int(len(short)), short_policy=short_videos)
         if len(short) == 0:
             out = self.subset(range(len(self)))
             out.stats.update(stats)
@@ -158,6 +158,9 @@ def load_index(source: str, split: Optional[str] = None, bad_files: str = "skip"
         if split is not None or os.path.exists(os.path.join(source, "classes.txt")):
             return _load_prepared(source, split, bad_files, num_probe_threads)
         return _load_class_folder(source, bad_files, num_probe_threads)
+    if split is not None:
+        raise ValueError(f"{source} is a file list, so split={split!r} cannot apply: splits are the lists of a "
+                         "prepared dataset folder (pass the folder), or pass each list file itself")
     return _load_list(source, bad_files, num_probe_threads)
 
 
@@ -170,9 +173,15 @@ def _load_prepared(root: str, split: Optional[str], bad_files: str, threads: int
     name = split[:-4] if split.endswith(".txt") else split
     if name not in lists:
         raise ValueError(f"{root}: no split {split!r}; choose one of {lists}")
-    index = _load_list(os.path.join(root, name + ".txt"), bad_files, threads)
+    path = os.path.join(root, name + ".txt")
+    index = _load_list(path, bad_files, threads)
     with open(os.path.join(root, "classes.txt")) as f:
         index.classes = [line.strip() for line in f if line.strip()]
+    wrong = np.flatnonzero(index.labels >= len(index.classes))
+    if len(wrong):
+        raise ValueError(f"{path}: label {index.labels[wrong[0]]} of {index.paths[wrong[0]]} is not a class of "
+                         f"{root}/classes.txt ({len(index.classes)} classes, labels 0..{len(index.classes) - 1}; "
+                         "-1 marks an unlabelled video)")
     return index
 
 
@@ -207,6 +216,8 @@ def parse_list_line(line: str, where: str):
         path, label, frames = parts[0], int(parts[1]), None
     if frames is not None and frames <= 0:
         raise ValueError(f"{where}: num_frames must be positive, got {frames}")
+    if label < -1:
+        raise ValueError(f"{where}: label {label} is not a class id (0, 1, ...) nor -1 (unlabelled)")
     return path, label, frames
 
 
@@ -339,6 +350,7 @@ def _finish(rows, cache: str, bad_files: str, threads: int, origin: str) -> Vide
             except VideoError as exc:
                 return i, None, exc
 
+        gaps = []
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
             for i, info, exc in pool.map(run, to_probe):
                 if exc is not None:
@@ -346,7 +358,13 @@ def _finish(rows, cache: str, bad_files: str, threads: int, origin: str) -> Vide
                     continue
                 counts[i], media[i] = info.num_frames, info.media
                 _remember(entries, rows[i][0], info.num_frames, info.media)
+                if info.gap:
+                    gaps.append(f"{rows[i][0]} ({info.gap})")
         _save_cache(cache, entries)
+        if gaps:
+            log.warning("%d videos in %s have frames missing from their timestamps (damaged, or dropped at the "
+                        "source): %s%s", len(gaps), origin, "; ".join(gaps[:5]),
+                        f" and {len(gaps) - 5} more" if len(gaps) > 5 else "")
     _report_bad(bad, bad_files, origin)
     keep = [i for i, c in enumerate(counts) if c is not None]
     if not keep:

@@ -106,7 +106,10 @@ class VideoIterator:
         self.source = self.make_source(self.epoch, self.iteration)
         pipeline = build_pipeline(self.source, self.planner, self.device, self.num_workers, self.num_threads,
                                   self.prefetch, self.device_id)
-        self._dali = DALIGenericIterator([pipeline], list(self.output_names), auto_reset=True)
+        try:  # building runs the first batches already
+            self._dali = DALIGenericIterator([pipeline], list(self.output_names), auto_reset=True)
+        except Exception as exc:
+            raise self.source.explain(exc, self.epoch, self.iteration, self.prefetch) from exc
 
     def __len__(self) -> int:
         return len(self.source)
@@ -121,9 +124,8 @@ class VideoIterator:
                 self.epoch, self.iteration = self.epoch + 1, 0
                 return
             except Exception as exc:
-                files = sorted(set(self.source.describe_batch(self.epoch, self.iteration)))
-                raise RuntimeError(f"{self.name} pipeline failed at epoch {self.epoch}, batch {self.iteration} "
-                                   f"(one of these files, or one of the next batch): {files}\n{exc}") from exc
+                self._dali = None  # a failed pipeline cannot go on; iterating again rebuilds it
+                raise self.source.explain(exc, self.epoch, self.iteration, self.prefetch) from exc
             self.iteration += 1
             yield outputs[0]
 

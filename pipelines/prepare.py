@@ -62,7 +62,7 @@ from typing import Dict, List, Optional, Tuple
 import av
 from tqdm import tqdm
 
-from .video_io import DALI_CPU_CODECS, VideoError, probe, read_window
+from .video_io import DALI_CPU_CODECS, VideoError, check_decoding, decoder_errors, probe
 
 # Extensions that ``folder`` and ``kinetics`` pick up when scanning --src; broader than
 # what the pipelines read, because raw downloads come in every container.
@@ -395,7 +395,22 @@ class Result:
 
 
 def _transcode(job: Job, tmp: str) -> None:
-    """Stream-decode ``job.src``, resize, and encode to ``tmp``; one frame in memory at a time."""
+    """Stream-decode ``job.src``, resize, and encode to ``tmp``; one frame in memory at a time.
+
+    A source whose decoder reports damaged data fails (and is listed in failed.txt) instead
+    of being converted into wrong frames. Frames are re-timed at a constant rate, so a gap
+    in the source's timestamps (a frame dropped at the source) is not an error here.
+    """
+    with decoder_errors() as errors:
+        count = _transcode_frames(job, tmp)
+    if errors:
+        raise VideoError(job.src, f"the decoder reported damaged data ({'; '.join(errors[:3])})",
+                         "re-download it, or remove it from the split files")
+    if count == 0:
+        raise VideoError(job.src, "no frame could be decoded", "re-download it or remove it from the split files")
+
+
+def _transcode_frames(job: Job, tmp: str) -> int:
     codec = CODECS[job.codec]
     with av.open(job.src, mode="r") as inp:
         stream = inp.streams.video[0]
@@ -420,16 +435,18 @@ def _transcode(job: Job, tmp: str) -> None:
                     out.mux(packet)
             for packet in ostream.encode():
                 out.mux(packet)
-    if count == 0:
-        raise VideoError(job.src, "no frame could be decoded", "re-download it or remove it from the split files")
+    return count
 
 
 def _verify(path: str, codec: str):
-    """Open ``path``, decode its first and last frames; return its probe info."""
-    info = probe(path)  # opens it and decodes the first frame
+    """Decode every frame of ``path`` with the decoder's error checks; return its probe info.
+
+    An output of this tool has a constant frame rate, so a gap in its timestamps is damage.
+    """
+    info = probe(path)
     if info.codec != codec:
         raise VideoError(path, f"is {info.codec}, expected {codec}", "delete it so it is converted again")
-    read_window(path, info.num_frames - 1, 1)
+    check_decoding(path)
     return info
 
 

@@ -20,6 +20,10 @@ so every rank sees the same number of batches; videos within a batch are always 
 from __future__ import annotations
 
 import logging
+import os
+import re
+import threading
+import time
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -32,8 +36,36 @@ from .video_io import VideoError, frame_timestamps, read_window
 log = logging.getLogger(__name__)
 
 DECODERS = ("pyav", "dali")
+
+
+class PipelineError(RuntimeError):
+    """A batch that could not be built, in one line: the file and the cause where they are known."""
+
 LAST_BATCH = ("drop", "pad")
 BAD_FILE_RUNTIME = ("raise", "skip")
+
+
+_watched = set()
+
+
+def watch_parent(parent: int, interval: float = 1.0) -> None:
+    """In a decoding worker: exit as soon as process ``parent`` is gone (once per process).
+
+    DALI's worker processes have no parent-death detection: after a ``kill -9`` of the
+    training process they wait for work for ever, holding their memory. A daemon thread
+    checks every ``interval`` seconds whether the worker was re-parented (its parent died)
+    and ends the process.
+    """
+    if parent in _watched or os.getppid() != parent:
+        return
+    _watched.add(parent)
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 class _Cache(OrderedDict):
@@ -153,6 +185,7 @@ class WindowSource:
         self.codec_threads = int(codec_threads)
         self._timestamps = _Timestamps()
         self._order_epoch, self._order = None, None
+        self._owner = os.getpid()  # the process that iterates; its workers watch it
 
     # --- what a sample is -------------------------------------------------------------
     @property
@@ -188,11 +221,44 @@ class WindowSource:
         ids = self.batch_ids(epoch, iteration)
         return [self.paths[self._video_of(i)] for i in ids]
 
+    def explain(self, exc: BaseException, epoch: int, iteration: int, ahead: int = 2) -> PipelineError:
+        """One line for a failure that surfaced while batch ``iteration`` of ``epoch`` was awaited.
+
+        Decoding runs ``ahead`` batches in advance, so the failing sample may belong to a
+        later batch. A :class:`VideoError` raised by the source names its file, and its line
+        is found in the text DALI passes on (worker tracebacks included); a failure of DALI's
+        own decoder names only a sample number, so the candidate files are listed with it.
+        """
+        text = str(exc)
+        paths = set(self.paths)
+        for match in re.finditer(r"^(?:[\w.]*VideoError: )?(.+?): (.+)$", text, re.MULTILINE):
+            if match.group(1) in paths:
+                return PipelineError(f"{match.group(1)}: {match.group(2)}")
+        cause = text.split("encountered:", 1)[-1]  # DALI puts the operator's own message after this word
+        cause = next((line.strip() for line in cause.splitlines()
+                      if line.strip() and not line.startswith(("Traceback", "  ", "Exception traceback",
+                                                                "Critical error", "Error in"))), text.strip())[:300]
+        sample = re.search(r"sample #(\d+)", text)
+        batches = range(iteration, min(iteration + ahead + 1, self.batches_per_epoch))
+        if sample and int(sample.group(1)) < self.batch_size:
+            slot = int(sample.group(1))
+            files = [self.paths[self._video_of(self.batch_ids(epoch, b)[slot])] for b in batches]
+            where = f"sample {slot} of batch {iteration}" + (f" or one of the {len(files) - 1} after it" if
+                                                             len(files) > 1 else "")
+        else:
+            files = [p for b in batches for p in self.describe_batch(epoch, b)]
+            where = f"batch {iteration}" + (f" or one of the {len(batches) - 1} after it" if len(batches) > 1 else "")
+        listed = ", ".join(dict.fromkeys(files))
+        return PipelineError(f"{cause} (epoch {epoch}, {where}; the file is one of: {listed}) — check it with "
+                             f"`python -m pipelines.prepare`, or decode with decoder='pyav', which names the file")
+
     def _video_of(self, sample_id: int) -> int:
         return int(sample_id) if self.samples is None else int(self.samples[sample_id, 0])
 
     # --- the callback -------------------------------------------------------------------
     def __call__(self, info):
+        if os.getpid() != self._owner:  # in a decoding worker process
+            watch_parent(self._owner)
         epoch = self.start_epoch + info.epoch_idx
         iteration = info.iteration + (self.start_iteration if info.epoch_idx == 0 else 0)
         if iteration >= self.batches_per_epoch:

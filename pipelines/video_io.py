@@ -11,10 +11,11 @@ what to do about it.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Optional
+from typing import Iterator, List, Optional
 
 import numpy as np
 
@@ -86,6 +87,7 @@ class VideoInfo:
     fps: float
     codec: str
     pix_fmt: str = ""
+    gap: Optional[str] = None  # frames missing from a constant-rate stream (timestamp_gap)
 
     @property
     def media(self) -> Media:
@@ -107,6 +109,9 @@ def _open(path: str):
     if not container.streams.video:
         container.close()
         raise VideoError(path, "contains no video stream", "remove it from the list")
+    # Check what the format allows (CRCs, bitstream conformance, buffer overruns): a damaged
+    # file then fails or logs an error instead of decoding into wrong pixels without a word.
+    container.streams.video[0].codec_context.options = {"err_detect": "crccheck+bitstream+buffer"}
     return container
 
 
@@ -118,6 +123,74 @@ def header(path: str) -> Media:
         return Media(int(ctx.height), int(ctx.width), ctx.name, ctx.pix_fmt or "")
     finally:
         container.close()
+
+
+@contextlib.contextmanager
+def decoder_errors() -> Iterator[List[str]]:
+    """Collect the errors FFmpeg's demuxers and decoders report (log level ERROR) inside the block.
+
+    Damaged H.264, HEVC and MPEG-4 streams decode "successfully" with concealed errors and
+    only say so in FFmpeg's log; with ``err_detect`` set (:func:`_open`) some raise instead.
+    The log goes to this list rather than to stderr; it is captured process-wide, since the
+    codec's own threads write it (call this where one thread decodes: a decoding worker,
+    dataset preparation). A VP9 stream carries no checksum: a
+    damaged frame payload can decode into wrong pixels without any error (damage that
+    drops a frame shows as a gap in the timestamps, :func:`timestamp_gap`).
+    """
+    import av.logging
+
+    if av.logging.get_level() is None or av.logging.get_level() > av.logging.ERROR:
+        av.logging.set_level(av.logging.ERROR)
+    errors: List[str] = []
+    with av.logging.Capture(local=False) as captured:
+        yield errors
+    errors.extend(f"{name}: {message.strip()}" for level, name, message in captured if level <= av.logging.ERROR)
+
+
+def timestamp_gap(stamps: np.ndarray) -> Optional[str]:
+    """A description of missing frames in a constant-rate stream, or ``None``.
+
+    When every step between frame timestamps is one step ``s`` except steps that are whole
+    multiples of it, frames are missing there (a damaged block the demuxer skipped). A
+    variable-rate stream has other steps too and is never flagged.
+    """
+    if len(stamps) < 3:
+        return None
+    steps = np.diff(np.asarray(stamps, dtype=np.int64))
+    values, counts = np.unique(steps, return_counts=True)
+    step = int(values[np.argmax(counts)])
+    if step <= 0 or np.any(steps % step) or np.all(steps == step):
+        return None
+    gaps = np.flatnonzero(steps != step)
+    missing = int(sum(steps[g] // step - 1 for g in gaps))
+    return f"{missing} frame(s) missing: the timestamps jump after frame {int(gaps[0])}"
+
+
+def check_decoding(path: str) -> int:
+    """Decode every frame of ``path``; a :class:`VideoError` if the decoder reports errors or frames are missing.
+
+    Returns the number of frames decoded. Costs a full decode: dataset preparation runs
+    it; the index only checks the timestamps and the first frame (:func:`probe`).
+    """
+    count = 0
+    with decoder_errors() as errors:
+        container = _open(path)
+        try:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for _ in container.decode(stream):
+                count += 1
+        except Exception as exc:
+            errors.insert(0, f"{exc.__class__.__name__}: {exc}")
+        finally:
+            container.close()
+    if errors:
+        raise VideoError(path, f"the decoder reported damaged data ({'; '.join(errors[:3])})",
+                         "re-download or re-encode it, or remove it from the list")
+    gap = timestamp_gap(frame_timestamps(path))
+    if gap:
+        raise VideoError(path, f"damaged: {gap}", "re-download or re-encode it, or remove it from the list")
+    return count
 
 
 def frame_timestamps(path: str) -> np.ndarray:
@@ -138,7 +211,12 @@ def frame_timestamps(path: str) -> np.ndarray:
 
 
 def probe(path: str) -> VideoInfo:
-    """Frame count, size, rate and codec of ``path``; decodes the first frame to prove it reads."""
+    """Frame count, size, rate and codec of ``path``; decodes the first frame to prove it reads.
+
+    ``gap`` describes frames missing from a constant-rate stream (:func:`timestamp_gap`):
+    damage, or a frame dropped at the source; the index warns about it. A full decode with
+    the decoder's error checks is :func:`check_decoding`.
+    """
     container = _open(path)
     try:
         stream = container.streams.video[0]
@@ -154,10 +232,12 @@ def probe(path: str) -> VideoInfo:
         pix_fmt = pix_fmt or first.format.name
     finally:
         container.close()
-    num_frames = len(frame_timestamps(path))
+    stamps = frame_timestamps(path)
+    num_frames = len(stamps)
     if num_frames == 0:
         raise VideoError(path, "video stream has no frames", "re-encode it or remove it")
-    return VideoInfo(num_frames=num_frames, width=width, height=height, fps=fps, codec=codec, pix_fmt=pix_fmt)
+    return VideoInfo(num_frames=num_frames, width=width, height=height, fps=fps, codec=codec, pix_fmt=pix_fmt,
+                     gap=timestamp_gap(stamps))
 
 
 def read_window(path: str, start: int, count: int, timestamps: Optional[np.ndarray] = None,
@@ -186,27 +266,31 @@ def read_window(path: str, start: int, count: int, timestamps: Optional[np.ndarr
     stop = min(start + count, n)
     wanted = timestamps[start:stop]
     frames = []
-    container = _open(path)
-    try:
-        stream = container.streams.video[0]
-        if threads != 1:
-            stream.thread_type = "AUTO"
-        if threads:
-            stream.codec_context.thread_count = threads
-        container.seek(int(wanted[0]), stream=stream, backward=True, any_frame=False)
-        for frame in container.decode(stream):
-            if frame.pts is None or frame.pts < wanted[0]:
-                continue
-            frames.append(to_rgb(frame))
-            if len(frames) == len(wanted):
-                break
-    except VideoError:
-        raise
-    except Exception as exc:
-        raise VideoError(path, f"decoding frames {start}..{stop - 1} failed ({exc.__class__.__name__}: {exc})",
-                         "the file is probably truncated or corrupt; re-encode it or remove it") from exc
-    finally:
-        container.close()
+    with decoder_errors() as errors:
+        container = _open(path)
+        try:
+            stream = container.streams.video[0]
+            if threads != 1:
+                stream.thread_type = "AUTO"
+            if threads:
+                stream.codec_context.thread_count = threads
+            container.seek(int(wanted[0]), stream=stream, backward=True, any_frame=False)
+            for frame in container.decode(stream):
+                if frame.pts is None or frame.pts < wanted[0]:
+                    continue
+                frames.append(to_rgb(frame))
+                if len(frames) == len(wanted):
+                    break
+        except VideoError:
+            raise
+        except Exception as exc:
+            raise VideoError(path, f"decoding frames {start}..{stop - 1} failed ({exc.__class__.__name__}: {exc})",
+                             "the file is probably truncated or corrupt; re-encode it or remove it") from exc
+        finally:
+            container.close()
+    if errors:
+        raise VideoError(path, f"the decoder reported damaged data in frames {start}..{stop - 1} "
+                               f"({'; '.join(errors[:2])})", "re-download or re-encode it, or remove it from the list")
     if len(frames) < len(wanted):
         raise VideoError(path, f"decoded {len(frames)} of frames {start}..{stop - 1}",
                          "the file is probably truncated; re-encode it or remove it")

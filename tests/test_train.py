@@ -165,3 +165,71 @@ def test_the_default_command_runs_on_the_embedded_demo(tmp_path):
     out = str(tmp_path / "default")
     path = train.main(["--pipeline", "moquad", "--out", out, "max_steps=2", "retrieval=false"])
     assert load_checkpoint(path)["step"] == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
+def test_a_killed_run_leaves_no_decoding_workers(small_demo, tmp_path, sig):
+    """SIGTERM: checkpoint at the step reached, workers stopped, exit 143. SIGKILL: the workers notice."""
+    import signal
+    import time
+
+    import psutil
+
+    out = str(tmp_path / "run")
+    cmd = [sys.executable, "train.py", "--pipeline", "simclr", "--data", small_demo, "--out", out, "split=train",
+           "epochs=200"] + FAST + ["loader.num_workers=2"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        metrics = os.path.join(out, "metrics.jsonl")
+        deadline = time.monotonic() + 120
+        while not (os.path.exists(metrics) and len(open(metrics).readlines()) >= 3):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
+            time.sleep(0.2)
+        workers = psutil.Process(proc.pid).children(recursive=True)
+        assert len(workers) >= 2  # DALI's decoding processes
+        proc.send_signal(getattr(signal, sig))
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+    def alive(p):
+        try:
+            return p.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    deadline = time.monotonic() + 20
+    while any(alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(w) for w in workers), [w.pid for w in workers if alive(w)]
+    if sig == "SIGTERM":
+        assert proc.returncode == 143, stderr[-2000:]
+        assert "stopped by a signal at step" in stderr and "--resume" in stderr
+        logged = max(losses(out))
+        assert load_checkpoint(os.path.join(out, "checkpoints"))["step"] >= logged  # nothing trained is lost
+    else:
+        assert proc.returncode == -signal.SIGKILL
+
+
+def test_overrides_are_typed_and_every_config_error_is_one_line(small_demo, tmp_path):
+    assert load_config([], ["optim.lr=1e-3"]).optim.lr == 0.001  # YAML reads 1e-3 as a string
+    assert load_config([], ["epochs=3.0"]).epochs == 3
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("epochs: [3\n")
+    base = ["--pipeline", "simclr", "--data", small_demo, "split=train", "--out", str(tmp_path / "r")] + FAST
+    cases = [(["epochs=abc"], r"epochs='abc': expected a number"),
+             (["epochs=2.5"], r"epochs=2.5: expected a whole number"),
+             (["optim.lr=-1"], r"optim.lr must be positive"),
+             (["device=tpu"], r"device='tpu'; choose one of \['auto', 'cpu', 'gpu'\]"),
+             (["method.temperature=0"], r"method.temperature must be > 0"),
+             (["retrieval=maybe"], r"retrieval='maybe': expected true or false"),
+             (["--config", str(bad_yaml)], r"bad.yaml: not valid YAML \(.* line \d+, column \d+\)"),
+             (["pipeline_config.clip.frames=0"], r"simclr.clip: need frames >= 1")]
+    for extra, match in cases:
+        with pytest.raises(SystemExit, match=r"^train.py: error: .*" + match):
+            train.main(base + extra)
+    run = subprocess.run([sys.executable, "train.py", "--pipeline", "simclr", "epochs=abc"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert run.returncode != 0 and run.stderr.strip().count("\n") == 0 and "Traceback" not in run.stderr

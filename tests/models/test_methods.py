@@ -120,3 +120,15 @@ def test_registry_and_batch_errors():
         create_method("moquad", backbone="tiny", **HEAD)(clips("anchor"))
     with pytest.raises(KeyError, match="cip_same"):
         create_method("mcpnet", backbone="tiny", **HEAD)(clips("rgb", "res_same", "res_diff"))
+
+
+@pytest.mark.parametrize("name,options,match", [
+    ("simclr", {"temperature": 0}, r"simclr: method.temperature must be > 0"),
+    ("moquad", {"beta": 2.0}, r"moquad: method.beta .* in \[0, 1\]"),
+    ("mcpnet", {"margin": -1.0}, r"mcpnet: method.margin"),
+    ("mcpnet", {"proj_dim": 0}, r"mcpnet: method.proj_dim must be a whole number >= 1"),
+    ("moquad", {"temprature": 0.1}, r"unknown moquad method option\(s\) \['temprature'\]; valid: .*temperature"),
+])
+def test_bad_method_settings_name_the_key(name, options, match):
+    with pytest.raises(ValueError, match=match):
+        create_method(name, backbone="tiny", **options)

@@ -131,3 +131,22 @@ def test_index_to_list_roundtrip(tmp_path):
     index.to_list(str(out))
     again = load_index(str(out))
     assert again.paths == index.paths and np.array_equal(again.num_frames, index.num_frames)
+
+
+def test_labels_and_splits_that_cannot_apply_are_errors(tmp_path):
+    lst = write_id_videos(str(tmp_path), [8, 8])
+    with pytest.raises(ValueError, match=r"list.txt is a file list, so split='test' cannot apply"):
+        load_index(lst, split="test")
+    with pytest.raises(ValueError, match=r"f:2: label -3 is not a class id"):
+        parse_list_line("v.webm -3", "f:2")
+    (tmp_path / "classes.txt").write_text("up\ndown\n")
+    (tmp_path / "train.txt").write_text("videos/v000.webm 0 8\nvideos/v001.webm 2 8\n")
+    with pytest.raises(ValueError, match=r"train.txt: label 2 of .*v001.webm is not a class of .*2 classes"):
+        load_index(str(tmp_path), split="train")
+
+
+def test_stats_follow_the_videos_kept(tmp_path):
+    index = load_index(write_id_videos(str(tmp_path), [20, 6, 14]))
+    assert index.stats["videos"] == 3
+    skipped = index.apply_window(10, "skip")
+    assert skipped.stats["videos"] == 2 and skipped.stats["short_videos"] == 1

@@ -1,5 +1,7 @@
 """The three method pipelines through their iterators: contract, exact indices, ablations,
 parity with the reference loader, seeding, sharding and resume."""
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -209,3 +211,38 @@ def test_bad_options_are_named(ids):
         make_iterator("moquad", ids, B, config={"appearance": {"op": "cutmix"}})
     with pytest.raises(ValueError, match="shorter than the"):  # window 61 > every video
         make_iterator("simclr", ids, B, config={"clip": {"frames": 31, "speeds": [2]}}, short_videos="error")
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("first", [True, False])
+def test_a_decode_failure_names_its_file_in_one_line(tmp_path, workers, first):
+    """Decoding runs batches ahead (and the first ones while the pipeline is built), so the batch
+    being awaited is not where the failure is: the message must come from the failing sample."""
+    from pipelines.sources import PipelineError
+
+    index = load_index(write_id_videos(str(tmp_path), [30] * 12))
+    it = make_iterator("simclr", index, 2, seed=0, config=cfg("simclr"), num_workers=workers)
+    order = [i for b in range(len(it)) for i in it.source.batch_ids(0, b)]
+    victim = index.paths[order[0] if first else order[9]]  # batch 0, or batch 4 of 6
+    with open(victim, "r+b") as f:
+        f.truncate(os.path.getsize(victim) // 4)
+    with pytest.raises(PipelineError) as error:
+        batches(it)
+    message = str(error.value)
+    assert message.startswith(f"{victim}: ") and "\n" not in message
+    assert sum(os.path.basename(p) in message for p in index.paths) == 1  # no innocent file named
+    it.close()
+
+
+def test_a_dali_decoder_failure_names_the_candidate_files(tmp_path):
+    """DALI's own decoder reports a sample number only: the few files it can be are named with the cause."""
+    from pipelines.sources import PipelineError
+
+    write_id_videos(str(tmp_path), [30] * 8)
+    rows = [f"videos/v{v:03d}.webm {v % 2} {120 if v == 5 else 30}" for v in range(8)]  # a stale frame count
+    (tmp_path / "stale.txt").write_text("\n".join(rows) + "\n")
+    it = make_iterator("simclr", load_index(str(tmp_path / "stale.txt")), 2, seed=0, config=cfg("simclr"),
+                       num_workers=0, decoder="dali")
+    with pytest.raises(PipelineError, match=r"^Start frame \d+ is out of bounds .*v005\.webm.*decoder='pyav'"):
+        for _ in range(4):
+            batches(it)

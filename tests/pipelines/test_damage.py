@@ -1,0 +1,123 @@
+"""Damaged video data is named, never decoded silently into wrong frames where a decoder can tell.
+
+Damage is made the way it happens on disk: bytes flipped inside one frame's payload
+(H.264: the decoder detects and reports it), and a frame missing from a constant-rate
+stream (a damaged block the demuxer skipped). A VP9 frame payload carries no checksum,
+so flipped bytes inside it cannot be detected by decoding — docs/design.md says so.
+"""
+import logging
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from pipelines import make_iterator
+from pipelines import prepare as prep
+from pipelines.index import load_index
+from pipelines.video_io import VideoError, check_decoding, probe, read_window, timestamp_gap, write_video
+
+T = 40
+
+
+def textured(num_frames=T, height=96, width=128):
+    y, x = np.mgrid[0:height, 0:width]
+    return np.stack([np.clip(127 + 100 * np.sin(0.2 * x + 0.1 * y * (1 + i / 5))[..., None] * np.ones(3), 0, 255)
+                     .astype(np.uint8) for i in range(num_frames)])
+
+
+def damage_packet(path, packet, out):
+    """Flip 40 bytes a third into the payload of one video packet; writes ``out``."""
+    with av.open(str(path)) as container:
+        packets = [(p.pos, p.size) for p in container.demux(video=0) if p.size]
+    pos, size = packets[packet]
+    data = bytearray(path.read_bytes())
+    for k in range(pos + size // 3, min(pos + size // 3 + 40, pos + size)):
+        data[k] ^= 0xA5
+    out.write_bytes(bytes(data))
+    return out
+
+
+def vp9_with_a_missing_frame(path, missing=21):
+    """A constant-rate VP9 stream whose frame ``missing`` is absent (its timestamp skipped)."""
+    with av.open(str(path), "w", format="webm") as container:
+        stream = container.add_stream("libvpx-vp9", rate=25, options={"deadline": "realtime", "cpu-used": "8"})
+        stream.width, stream.height, stream.pix_fmt = 128, 96, "yuv420p"
+        for i, image in enumerate(textured()):
+            if i == missing:
+                continue
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+@pytest.fixture(scope="module")
+def damaged(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("damage")
+    good = folder / "good.mp4"
+    write_video(str(good), textured(), codec="h264", gop=8)
+    return {"good": good, "h264": damage_packet(good, 20, folder / "damaged.mp4"),
+            "gap": vp9_with_a_missing_frame(folder / "gap.webm")}
+
+
+def test_a_full_decode_names_damage(damaged):
+    assert check_decoding(str(damaged["good"])) == T
+    with pytest.raises(VideoError, match=r"damaged\.mp4: the decoder reported damaged data \(h264: "):
+        check_decoding(str(damaged["h264"]))
+    with pytest.raises(VideoError, match=r"gap\.webm: damaged: 1 frame\(s\) missing: the timestamps jump after "
+                                         r"frame 20"):
+        check_decoding(str(damaged["gap"]))
+
+
+def test_timestamp_gaps_need_a_constant_rate():
+    assert timestamp_gap(np.arange(10) * 40) is None
+    assert timestamp_gap(np.r_[0:400:40, 440:800:40]) == "1 frame(s) missing: the timestamps jump after frame 9"
+    assert timestamp_gap(np.cumsum([0, 40, 40, 80, 40, 33, 47, 40])) is None  # variable rate: not judged
+
+
+def test_windows_over_damage_fail_and_elsewhere_read(damaged):
+    path = str(damaged["h264"])
+    np.testing.assert_array_equal(read_window(path, 0, 8), read_window(str(damaged["good"]), 0, 8))
+    with pytest.raises(VideoError, match="damaged data in frames 16..31"):
+        read_window(path, 16, 16)
+
+
+def test_training_skips_or_stops_on_a_damaged_file(damaged, tmp_path, caplog):
+    folder = damaged["good"].parent
+    rows = ["good.mp4 0", "damaged.mp4 1", "good.mp4 0", "good.mp4 1"]
+    (folder / "list.txt").write_text("\n".join(rows) + "\n")
+    index = load_index(str(folder / "list.txt"))
+    config = {"clip": {"frames": 8, "speeds": [1], "augment": {"size": [32, 32]}}}
+    strict = make_iterator("simclr", index, 2, config=config, num_workers=0)
+    from pipelines.sources import PipelineError
+
+    with pytest.raises(PipelineError, match=r"damaged\.mp4: the decoder reported damaged data"):
+        for _ in range(8):  # windows start at random frames: some epoch reaches the damage
+            list(strict)
+    lenient = make_iterator("simclr", index, 2, config=config, num_workers=0, bad_files="skip")
+    with caplog.at_level(logging.WARNING):
+        for _ in range(8):
+            list(lenient)
+    assert "skipping" in caplog.text and "damaged.mp4" in caplog.text
+
+
+def test_the_index_warns_about_missing_frames(damaged, caplog):
+    folder = damaged["gap"].parent
+    (folder / "gaps.txt").write_text("gap.webm 0\n")
+    with caplog.at_level(logging.WARNING):
+        index = load_index(str(folder / "gaps.txt"))
+    assert len(index) == 1 and "frames missing from their timestamps" in caplog.text and "gap.webm" in caplog.text
+    assert probe(str(damaged["gap"])).gap
+
+
+def test_prepare_lists_damaged_sources_in_failed_txt(damaged, tmp_path):
+    src = tmp_path / "src"
+    (src / "walk").mkdir(parents=True)
+    (src / "walk" / "good.mp4").write_bytes(damaged["good"].read_bytes())
+    (src / "walk" / "damaged.mp4").write_bytes(damaged["h264"].read_bytes())
+    summary = prep.prepare("folder", src, tmp_path / "out", workers=1, progress=False)
+    assert (summary["converted"], summary["failed"]) == (1, 1)
+    failed = (tmp_path / "out" / "failed.txt").read_text()
+    assert "damaged.mp4" in failed and "the decoder reported damaged data" in failed and "good.mp4" not in failed
