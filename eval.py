@@ -1,10 +1,10 @@
 """Evaluate a pre-trained backbone: video retrieval, linear probe, fine-tuning.
 
-    python eval.py retrieval --checkpoint runs/moquad-x/checkpoints/ckpt-00000300.pt --show 8
-    python eval.py linear    --checkpoint CKPT --train data/ucf101 --split-train train_split1 --split-test test_split1
+    python eval.py retrieval --checkpoint runs/moquad-x --show 8     # the run's data and splits
+    python eval.py linear    --checkpoint CKPT --data data/ucf101 --split train_split1 --test-split test_split1
     python eval.py finetune  --checkpoint CKPT --optimizer lars --lr 0.08 --epochs 100 --stride 2
-    python eval.py retrieval --random-init --backbone r3d_18        # the random-initialisation baseline
-    torchrun --nproc_per_node 8 eval.py retrieval --checkpoint CKPT --train data/ucf101 ...
+    python eval.py retrieval --random-init --checkpoint runs/moquad-x   # the baseline, with the run's clips
+    torchrun --nproc_per_node 8 eval.py retrieval --checkpoint CKPT --data data/ucf101 ...
 
 Every sub-command sees each video through ``--num-clips`` clips at uniformly spaced starts
 (``pipelines/evaluation.py``), with the checkpoint's clip length, frame size and training
@@ -22,11 +22,15 @@ normalisation unless ``--frames`` / ``--size`` say otherwise, and averages per v
   clip-consistently augmented clips (``view1`` of the SimCLR pipeline with the checkpoint's
   augmentation), SGD or LARS with a cosine schedule; test: 10 clips × 3 crops; top-1/5.
 
-With no data arguments the demo dataset is used (splits train / test). ``--random-init``
-evaluates a randomly initialised backbone (the checkpoint's architecture, or ``--backbone``)
-as the baseline. Results go to a table and to ``<checkpoint>.<task>.json`` beside the
-checkpoint (or into ``--out``). Under torchrun each rank extracts its shard of the views;
-rank 0 prints and writes.
+Data are named as ``train.py`` names them: ``--data`` and ``--split`` are the training
+videos (the gallery of retrieval), ``--test-split`` (or ``--test-data``) the test videos
+(the queries). Without them the checkpoint's own data and splits are used, and the demo
+data only for a demo checkpoint or no checkpoint at all; the first line printed says which.
+``--random-init`` evaluates a randomly initialised backbone (the checkpoint's architecture,
+or ``--backbone``) as the baseline, with the clip shape of the checkpoint or of ``--config``.
+Results go to a table and to ``<checkpoint>.<task>.json`` beside the checkpoint (without
+one: ``runs/eval-random-init-<backbone>/``; or into ``--out``). Under torchrun each rank
+extracts its shard of the views; rank 0 prints and writes.
 """
 from __future__ import annotations
 
@@ -36,7 +40,7 @@ import os
 import sys
 import time
 from dataclasses import asdict
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 
@@ -45,12 +49,16 @@ from models.backbones import BACKBONES
 from models.evaluation import rank_gallery
 from models.optim import OPTIMIZERS
 from models.protocols import Views
-from models.training import CheckpointError, backbone_from_state, build_backbone, clip_settings, read_checkpoint
-from pipelines import VideoIndex, demo, load_index
-from pipelines.augment import KINETICS_MEAN, KINETICS_STD
+from models.training import (CheckpointError, backbone_from_state, build_backbone, clip_settings, load_config,
+                             read_checkpoint, to_dict)
+from pipelines import VideoIndex, demo
+from pipelines.augment import KINETICS_MEAN, KINETICS_STD, AugmentConfig
+from pipelines.config import build
+from pipelines.index import load_pair
 from pipelines.evaluation import NUM_CROPS
 from pipelines.show import save_neighbours
 from pipelines.sources import DECODERS
+from pipelines.sources import PipelineError
 from pipelines.video_io import VideoError
 
 TASKS = ("retrieval", "linear", "finetune")
@@ -100,11 +108,17 @@ def parse_args(argv=None):
                         help="evaluate a randomly initialised backbone (the baseline) instead of the weights")
     common.add_argument("--backbone", choices=sorted(BACKBONES),
                         help="with --random-init: the architecture (default: the checkpoint's, else tiny)")
-    common.add_argument("--train", help="train videos / gallery: dataset folder, prepared dataset or list "
-                                        "(default: the demo data)")
-    common.add_argument("--test", help="test videos / queries (default: --train's folder with --split-test)")
-    common.add_argument("--split-train", default="train", help="split of a prepared dataset (default: train)")
-    common.add_argument("--split-test", default="test", help="split of a prepared dataset (default: test)")
+    common.add_argument("--data", "--train", dest="data",
+                        help="training videos (retrieval: the gallery): prepared dataset folder, class folder or list "
+                             "(default: the checkpoint's data; the demo data for a demo checkpoint)")
+    common.add_argument("--split", "--split-train", dest="split",
+                        help="their split of a prepared dataset, e.g. train_split1 (default: the checkpoint's)")
+    common.add_argument("--test-data", "--test", dest="test_data",
+                        help="test videos (retrieval: the queries) when they are not a split of --data")
+    common.add_argument("--test-split", "--split-test", dest="test_split",
+                        help="their split of a prepared dataset, e.g. test_split1 (default: the checkpoint's)")
+    common.add_argument("--config", help="with --random-init and no checkpoint: a training config whose clip length, "
+                                         "size and normalisation to use")
     common.add_argument("--frames", type=int, help="frames per clip (default: the checkpoint's, else 16)")
     common.add_argument("--stride", type=int, default=1, help="frame stride within a clip (default 1)")
     common.add_argument("--size", type=int, nargs="+", help="H [W] of a clip (default: the checkpoint's, else 112)")
@@ -113,7 +127,8 @@ def parse_args(argv=None):
     common.add_argument("--device", default="auto", choices=runtime.DEVICE_CHOICES)
     common.add_argument("--decoder", choices=DECODERS, help="default: dali (NVDEC) on GPU, pyav on CPU")
     common.add_argument("--num-workers", type=int, default=2, help="decoding worker processes")
-    common.add_argument("--out", help="folder for the JSON (and PNG) (default: the checkpoint's folder, else ./eval)")
+    common.add_argument("--out", help="folder for the JSON (and PNG) (default: the checkpoint's folder, else "
+                                      "runs/eval-random-init-<backbone>)")
     common.add_argument("--seed", type=int, default=0)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="task", required=True, metavar="{" + ",".join(TASKS) + "}")
@@ -146,22 +161,33 @@ def parse_args(argv=None):
     return args
 
 
-def load_data(args, rt) -> Tuple[Tuple[VideoIndex, VideoIndex], Dict]:
+def data_arguments(args, config: Optional[dict]) -> Tuple[str, Optional[str], Optional[str], Optional[str], str]:
+    """``(data, split, test_data, test_split, where from)`` from the arguments, else the checkpoint's run."""
+    if args.data or args.test_data:
+        return args.data or args.test_data, args.split, args.test_data, args.test_split, "the arguments"
+    if config and config.get("data"):
+        split = args.split or config.get("split")
+        test_data, test_split = config.get("test_data"), args.test_split or config.get("test_split")
+        if not (test_data or test_split):
+            raise ValueError(f"the checkpoint was trained on {config['data']} without test videos: give --test-split "
+                             "(a split of that dataset) or --test-data")
+        return config["data"], split, test_data, test_split, "the checkpoint's run"
+    if args.split or args.test_split:
+        raise ValueError("--split and --test-split name splits of --data: give --data too")
+    return None, args.split or "train", None, args.test_split or "test", "the demo data"
+
+
+def load_data(args, rt, config: Optional[dict]) -> Tuple[Tuple[VideoIndex, VideoIndex], Dict]:
     """(train index, test index) and a description of where they came from."""
-    if args.train is None and args.test is None:
-        root = runtime.rank_zero_first(rt, demo.generate)
-        train, test = root, root
-    else:
-        train, test = args.train or args.test, args.test or args.train
-    if train == test and not os.path.exists(os.path.join(train, "classes.txt")):
-        raise ValueError(f"{train} is not a prepared dataset with splits; give both --train and --test")
-
-    def load(path, split):
-        prepared = os.path.isdir(path) and os.path.exists(os.path.join(path, "classes.txt"))
-        return load_index(path, split=split if prepared else None)
-
-    described = {"train": train, "test": test, "split_train": args.split_train, "split_test": args.split_test}
-    return (load(train, args.split_train), load(test, args.split_test)), described
+    data, split, test_data, test_split, source = data_arguments(args, config)
+    if data is None:
+        data = runtime.rank_zero_first(rt, demo.generate)
+    train, test, describe = load_pair(data, split, test_data, test_split)
+    if rt.main:
+        print(f"data ({source}): {describe}", flush=True)
+    described = {"data": data, "split": split, "test_data": test_data or data, "test_split": test_split,
+                 "from": source}
+    return (train, test), described
 
 
 def main(argv=None) -> Dict:
@@ -174,7 +200,7 @@ def main(argv=None) -> Dict:
         raise SystemExit(2) from None
     try:
         return _run(args, rt, start)
-    except (CheckpointError, FileNotFoundError, VideoError, ValueError) as exc:
+    except (CheckpointError, FileNotFoundError, VideoError, ValueError, PipelineError) as exc:
         print(f"eval.py {args.task}: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     finally:
@@ -192,7 +218,13 @@ def _run(args, rt, start: float) -> Dict:
     else:
         backbone = backbone_from_state(state)
         name, kwargs = config["backbone"], config["backbone_kwargs"]
-    if config is None:
+    if config is None and args.config:  # a training config: its clip shape and normalisation
+        config = {"pipeline_config": to_dict(load_config([args.config])).get("pipeline_config", {})}
+        clip = config["pipeline_config"].get("clip", {})
+        augment = asdict(build(AugmentConfig, clip.get("augment", {}), "pipeline_config.clip.augment",
+                               origin=args.config))
+        frames, config = int(clip.get("frames", 16)), None
+    elif config is None:
         frames, augment = 16, {"size": [112, 112], "mean": list(KINETICS_MEAN), "std": list(KINETICS_STD)}
     else:
         frames, augment = clip_settings(config, state["path"])
@@ -202,13 +234,13 @@ def _run(args, rt, start: float) -> Dict:
                   std=tuple(augment["std"]), stride=args.stride, num_clips=args.num_clips,
                   batch_size=args.batch_size, num_workers=args.num_workers, decoder=args.decoder,
                   antialias=bool(augment.get("antialias", False)))
-    data, described = load_data(args, rt)
+    data, described = load_data(args, rt, config)
 
     if state:
         out_dir = args.out or os.path.dirname(os.path.abspath(state["path"]))
         stem = os.path.splitext(os.path.basename(state["path"]))[0] + ("-random-init" if args.random_init else "")
     else:
-        out_dir, stem = args.out or "eval", f"random-init-{name}"
+        out_dir, stem = args.out or os.path.join("runs", f"eval-random-init-{name}"), f"random-init-{name}"
     if rt.main:
         os.makedirs(out_dir, exist_ok=True)
     out_stem = os.path.join(out_dir, stem)
@@ -222,13 +254,13 @@ def _run(args, rt, start: float) -> Dict:
         train_augment = {**augment, "size": list(views.size), "mean": list(views.mean), "std": list(views.std)}
         if args.flip_prob is not None:
             train_augment["flip_prob"] = args.flip_prob
-        elif args.train is None and args.test is None:
+        elif described["from"] == "the demo data":
             train_augment["flip_prob"] = 0.0  # demo classes include left vs right: a flip changes the class
         result = cmd_finetune(args, backbone, views, data, train_augment, rt.kind)
 
     record = {"task": args.task, "checkpoint": state["path"] if state else None, "random_init": args.random_init,
               "backbone": name, "backbone_kwargs": kwargs, "data": described, "views": asdict(views),
-              "options": {k: v for k, v in vars(args).items() if k not in ("task", "checkpoint", "train", "test")},
+              "options": {k: v for k, v in vars(args).items() if k not in ("task", "checkpoint", "data", "test_data")},
               "world_size": rt.world, "seconds": round(time.time() - start, 1), **result,
               "checkpoint_config": config}
     if rt.main:

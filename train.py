@@ -1,7 +1,7 @@
 """Train MoQuad, MCPNet or the SimCLR baseline on DALI pipelines.
 
     python train.py --pipeline moquad                      # the CPU demo: demo data, tiny backbone
-    python train.py --pipeline mcpnet --config configs/mcpnet_r3d18.yaml --data data/k400 split=train
+    python train.py --pipeline mcpnet --config configs/mcpnet_r3d18.yaml --data data/k400 --split train
     torchrun --nproc_per_node 8 train.py --pipeline moquad --config configs/moquad_r3d18.yaml --data ...
 
 ``key=value`` arguments override the config files (``optim.lr=0.8``, ``pipeline_config.clip.frames=8``).
@@ -11,8 +11,10 @@ from any checkpoint — mid-epoch, on an epoch's last step, across the MoQuad wa
 switch — continues with exactly the batches and losses of the uninterrupted run.
 """
 import argparse
+import collections
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import signal
@@ -31,6 +33,7 @@ from models.optim import build_optimizer, cosine_schedule, mcpnet_lr, moquad_lr
 from models.training import (Checkpointer, MetricsLog, load_checkpoint, load_config, rng_state, set_rng_state,
                              to_dict)
 from pipelines import PIPELINES, demo, load_index, make_iterator
+from pipelines.index import load_pair
 from pipelines.sources import PipelineError
 from pipelines.video_io import VideoError
 
@@ -41,7 +44,13 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pipeline", required=True, choices=sorted(PIPELINES))
     p.add_argument("--config", action="append", default=[], help="YAML file(s); later ones win (default: configs/demo/<pipeline>.yaml)")
-    p.add_argument("--data", help="dataset folder, prepared dataset or `path label [num_frames]` list (default: demo data)")
+    p.add_argument("--data", help="prepared dataset folder, class folder or `path label [num_frames]` list "
+                                  "(default: the demo data)")
+    p.add_argument("--split", help="the training split of a prepared dataset, e.g. train_split1 (demo: train)")
+    p.add_argument("--test-data", help="videos that query the training videos in the retrieval at the end, when "
+                                       "they are not a split of --data (a list or folder)")
+    p.add_argument("--test-split", help="their split of a prepared dataset, e.g. test_split1 (demo: test); without "
+                                        "--test-split or --test-data there is no retrieval at the end")
     p.add_argument("--out", help="run folder for logs and checkpoints (default: runs/<pipeline>-<time>)")
     p.add_argument("--resume", help="checkpoint file or run folder to continue from (exactly, mid-epoch)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. epochs=5 optim.lr=0.1")
@@ -49,6 +58,7 @@ def parse_args(argv=None):
 
 
 USER_ERRORS = (ValueError, FileNotFoundError, VideoError)  # bad config, data or checkpoint: one line, no traceback
+logger = logging.getLogger("train")
 
 
 def main(argv=None):
@@ -70,7 +80,8 @@ def main(argv=None):
 def setup(args) -> SimpleNamespace:
     """Config, data, loaders, model, optimiser and run folder of a new or resumed run."""
     files = args.config or [os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "demo", f"{args.pipeline}.yaml")]
-    cfg = load_config(files, args.overrides, pipeline=args.pipeline, data=args.data, out=args.out)
+    cfg = load_config(files, args.overrides, pipeline=args.pipeline, data=args.data, out=args.out, split=args.split,
+                      test_data=args.test_data, test_split=args.test_split)
     state = None
     if args.resume:  # the run's own config, so the resumed run is the same run
         state = load_checkpoint(args.resume)
@@ -78,11 +89,16 @@ def setup(args) -> SimpleNamespace:
     rt = runtime.start(cfg.device)
     setup_logging(rt)
     torch.manual_seed(cfg.seed)
-    data, split, test_split = cfg.data, cfg.split, cfg.test_split
+    data, split, test_data, test_split = cfg.data, cfg.split, cfg.test_data, cfg.test_split
     if data is None:  # the embedded demo: generated once into the cache (rank 0 first)
         data = runtime.rank_zero_first(rt, demo.generate)
-        split, test_split = split or "train", test_split or "test"
+        split, test_split = split or "train", test_split or (None if test_data else "test")
     index = load_index(data, split=split)
+    retrieval = cfg.retrieval and bool(test_split or test_data)
+    if retrieval:  # check the test videos now, not after hours of training
+        load_pair(data, split, test_data, test_split)
+    elif cfg.retrieval:
+        logger.info("no retrieval at the end: give --test-split (a split of --data) or --test-data")
     modes = ["warmup", "quad"] if cfg.pipeline == "moquad" and cfg.appearance_warmup > 0 else [None]
 
     def loader(mode):  # MoQuad Algorithm 1: the appearance task (Eq. 2) first, then quadruples
@@ -104,7 +120,16 @@ def setup(args) -> SimpleNamespace:
         method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)  # BN over the global batch, as SimCLR
     lr = cfg.optim.lr if cfg.optim.lr is not None else PAPER_LR[cfg.pipeline](cfg.batch_size * rt.world)
     optimizer = build_optimizer(cfg.optim.name, method, lr, cfg.optim.weight_decay, cfg.optim.momentum)
-    total = cfg.epochs * steps_per_epoch
+    total = cfg.steps or cfg.epochs * steps_per_epoch
+    budget = (f"{total} steps (steps={cfg.steps}: {total / steps_per_epoch:.1f} epochs of {steps_per_epoch})"
+              if cfg.steps else f"{total} steps ({cfg.epochs} epochs x {steps_per_epoch})")
+    if cfg.max_steps and cfg.max_steps < total:
+        budget += f", stopping early at max_steps={cfg.max_steps}"
+    # MoQuad's appearance warm-up: the first fraction p of the run (whole epochs when sized in epochs).
+    warm_steps = 0
+    if len(modes) == 2:
+        warm_steps = round(cfg.appearance_warmup * total) if cfg.steps else \
+            round(cfg.appearance_warmup * cfg.epochs) * steps_per_epoch
     scheduler = cosine_schedule(optimizer, total, round(cfg.optim.warmup_epochs * steps_per_epoch))
     out = cfg.out or os.path.join("runs", f"{cfg.pipeline}-{time.strftime('%Y%m%d-%H%M%S')}")
     checkpoints = Checkpointer(os.path.join(out, "checkpoints"), cfg.keep_checkpoints, writer=rt.main)
@@ -119,23 +144,26 @@ def setup(args) -> SimpleNamespace:
     elif checkpoints.latest():
         raise ValueError(f"{out} already holds checkpoints (up to step {checkpoints.latest_step()}): continue it "
                          f"with --resume {out}, or choose another --out")
-    saved = dataclasses.replace(cfg, out=out, pipeline_config=dataclasses.asdict(main_loader.config))
+    absolute = {k: os.path.abspath(v) for k, v in (("data", cfg.data), ("test_data", test_data)) if v}
+    saved = dataclasses.replace(cfg, out=out, pipeline_config=dataclasses.asdict(main_loader.config), **absolute)
     if rt.main:
         os.makedirs(out, exist_ok=True)
         with open(os.path.join(out, "config.yaml"), "w") as f:
             yaml.safe_dump(to_dict(saved), f, sort_keys=False)
         stats = main_loader.index.stats
         print(f"{cfg.pipeline}: {len(main_loader.index)} videos ({describe_data(data, split, stats)}), "
-              f"{steps_per_epoch} steps/epoch x {cfg.epochs} epochs, batch {cfg.batch_size}x{rt.world}, lr {lr:g}, "
-              f"{cfg.backbone} on {rt.kind}, {main_loader.decoder} decoding; run folder {out}")
-    return SimpleNamespace(cfg=cfg, saved=saved, rt=rt, data=data, split=split, test_split=test_split,
-                           loaders=loaders, modes=modes, main_loader=main_loader, steps_per_epoch=steps_per_epoch,
+              f"{budget}, batch {cfg.batch_size}x{rt.world}, lr {lr:g}, {cfg.backbone} on {rt.kind}, "
+              f"{main_loader.decoder} decoding; run folder {out}")
+    return SimpleNamespace(cfg=cfg, saved=saved, rt=rt, data=data, split=split, test_data=test_data,
+                           test_split=test_split, retrieval=retrieval, loaders=loaders, modes=modes,
+                           main_loader=main_loader, steps_per_epoch=steps_per_epoch, warm_steps=warm_steps,
                            method=method, optimizer=optimizer, scheduler=scheduler, out=out, checkpoints=checkpoints,
                            step=step, total=total)
 
 
 def describe_data(data, split, stats) -> str:
     """One line of what the index holds and what its policies did, so nothing happens silently."""
+    split = stats.get("split", split)
     parts = [f"{data}" + (f", split {split}" if split else "")]
     if stats.get("short_videos"):
         verb = {"pad": "padded", "skip": "skipped"}.get(stats.get("short_policy"), "short")
@@ -156,7 +184,6 @@ def train(run, term) -> str:
     cfg, rt, method, optimizer, scheduler = run.cfg, run.rt, run.method, run.optimizer, run.scheduler
     steps_per_epoch, checkpoints, step = run.steps_per_epoch, run.checkpoints, run.step
     model = torch.nn.parallel.DistributedDataParallel(method, device_ids=[rt.local_rank] if rt.kind == "gpu" else None) if rt.distributed else method
-    warm_epochs = round(cfg.appearance_warmup * cfg.epochs) if len(run.modes) == 2 else 0
     log = MetricsLog(run.out, rt.main, resume_step=step)  # a resumed run's log holds no replayed steps
 
     def save():
@@ -168,14 +195,15 @@ def train(run, term) -> str:
     autocast = torch.autocast("cuda", torch.bfloat16) if rt.kind == "gpu" and cfg.precision != "fp32" else contextlib.nullcontext()
     last_step = run.total if not cfg.max_steps else min(run.total, cfg.max_steps)
     bar = tqdm(total=last_step, initial=step, disable=not rt.main, dynamic_ncols=True)
+    speed = ClipRate()
     model.train()
     while step < last_step:
         epoch, iteration = divmod(step, steps_per_epoch)
-        it = run.loaders[run.modes[0] if epoch < warm_epochs else run.modes[-1]]
+        warming = step < run.warm_steps
+        it = run.loaders[run.modes[0] if warming else run.modes[-1]]
         if it is run.main_loader and len(run.modes) == 2:
             run.loaders[run.modes[0]].close()  # warm-up over: stop its graph's worker processes
         it.seek(epoch, iteration)
-        tick = time.perf_counter()
         for batch in it:
             with autocast:
                 result = model(batch)
@@ -201,21 +229,19 @@ def train(run, term) -> str:
             optimizer.step()
             scheduler.step()
             step += 1
+            speed.step(sum(v.shape[0] for v in batch.values() if v.ndim == 5) * rt.world)
             if step % cfg.log_every == 0 or step == last_step:
-                now = time.perf_counter()
-                clips = sum(v.shape[0] for v in batch.values() if v.ndim == 5) * rt.world * cfg.log_every
                 scalars = {k: float(v.detach()) for k, v in result.items() if v.numel() == 1}
-                scalars.update(lr=scheduler.get_last_lr()[0], clips_per_s=clips / (now - tick), epoch=epoch)
+                scalars.update(lr=scheduler.get_last_lr()[0], clips_per_s=speed.rate, epoch=epoch)
                 log.write(step, scalars)
                 bar.set_postfix(loss=f"{scalars['loss']:.3f}", clips_s=f"{scalars['clips_per_s']:.0f}")
-                tick = now
             bar.update(1)
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                 save()
             elif not cfg.checkpoint_every and step % steps_per_epoch == 0:
                 save()  # at the end of every epoch
-            if step >= last_step:
-                break
+            if step >= last_step or (warming and step >= run.warm_steps):
+                break  # the end, or the warm-up → quadruple switch (mid-epoch in a run sized in steps)
     bar.close()
     path = checkpoints.latest() if checkpoints.latest_step() == step else save()
     log.close()
@@ -223,21 +249,39 @@ def train(run, term) -> str:
         print(f"done: {step} steps; checkpoint {path}; logs {os.path.join(run.out, 'metrics.jsonl')}")
     for it in run.loaders.values():
         it.close()
-    if cfg.retrieval and run.test_split is not None:  # every rank extracts its shard of the views
-        report_retrieval(method.backbone, run.data, run.split, run.test_split, run.main_loader.config.clip, rt, cfg,
-                         run.out)
+    if run.retrieval:  # every rank extracts its shard of the views
+        report_retrieval(method.backbone, run, run.main_loader.config.clip)
     runtime.stop(rt)
     return path
 
 
-def report_retrieval(backbone, data, split, test_split, clip, rt, cfg, out):
-    """Retrieval on the test split (queries) against the train split, trained vs random init.
+class ClipRate:
+    """Clips per second over the last ``window`` steps, across epoch boundaries (a steady figure)."""
+
+    def __init__(self, window: int = 50):
+        self.marks = collections.deque(maxlen=window + 1)  # (time, clips so far)
+        self.clips = 0
+        self.marks.append((time.perf_counter(), 0))
+
+    def step(self, clips: int) -> None:
+        self.clips += clips
+        self.marks.append((time.perf_counter(), self.clips))
+
+    @property
+    def rate(self) -> float:
+        (t0, c0), (t1, c1) = self.marks[0], self.marks[-1]
+        return (c1 - c0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+def report_retrieval(backbone, run, clip):
+    """Retrieval of the test videos (queries) against the training videos, trained vs random init.
 
     Runs on every rank (each extracts its shard of the views); rank 0 prints and writes.
     """
     from models.protocols import run_retrieval
 
-    train_index, test_index = load_index(data, split=split), load_index(data, split=test_split)
+    cfg, rt = run.cfg, run.rt
+    train_index, test_index, describe = load_pair(run.data, run.split, run.test_data, run.test_split)
     aug = clip.augment
     args = dict(frames=clip.frames, size=aug.size, mean=aug.mean, std=aug.std, device=rt.kind)
     torch.manual_seed(cfg.seed)
@@ -246,13 +290,12 @@ def report_retrieval(backbone, data, split, test_split, clip, rt, cfg, out):
             "random init": run_retrieval(random_init.eval(), train_index, test_index, **args)}
     if not rt.main:
         return
-    print(f"\nretrieval on {test_split} ({len(test_index)} queries) against {split} ({len(train_index)} videos):")
+    print(f"\nretrieval: {describe}")
     print(f"{'':>12}  {'top-1':>6}  {'top-5':>6}")
     for name, r in rows.items():
         print(f"{name:>12}  {100 * r['top1']:6.1f}  {100 * r['top5']:6.1f}")
-    with open(os.path.join(out, "retrieval.json"), "w") as f:
-        import json
-        json.dump(rows, f, indent=2)
+    with open(os.path.join(run.out, "retrieval.json"), "w") as f:
+        json.dump({"data": describe, **rows}, f, indent=2)
 
 
 if __name__ == "__main__":

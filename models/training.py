@@ -55,16 +55,18 @@ class TrainConfig:
     """A training run. Defaults: the small CPU demo (tiny backbone, demo data)."""
 
     pipeline: str = "moquad"
-    data: Optional[str] = None  # index / folder / list; None = the embedded demo dataset
-    split: Optional[str] = None  # split of a prepared dataset (demo: "train")
-    test_split: Optional[str] = None  # retrieval queries after training (demo: "test")
+    data: Optional[str] = None  # prepared dataset folder, class folder or list; None = the embedded demo dataset
+    split: Optional[str] = None  # the training split of a prepared dataset (demo: "train")
+    test_data: Optional[str] = None  # retrieval queries after training, if not a split of `data`
+    test_split: Optional[str] = None  # their split of a prepared dataset (demo: "test")
     backbone: str = "tiny"
     backbone_kwargs: Dict[str, Any] = field(default_factory=dict)
     method: Dict[str, Any] = field(default_factory=dict)  # kwargs of models.methods.create_method
     pipeline_config: Dict[str, Any] = field(default_factory=dict)  # config of pipelines.make_iterator
     loader: Dict[str, Any] = field(default_factory=dict)  # options of pipelines.make_iterator
     epochs: int = 20
-    max_steps: int = 0  # stop after this many steps (0: run all epochs)
+    steps: int = 0  # size the run in steps instead of epochs, learning-rate schedule included (0: use epochs)
+    max_steps: int = 0  # stop early after this many steps; the schedule keeps its size (0: never)
     batch_size: int = 16  # per process
     optim: OptimConfig = field(default_factory=OptimConfig)
     appearance_warmup: float = 0.2  # MoQuad Algorithm 1: fraction p of epochs on the appearance task
@@ -82,7 +84,7 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "log_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_steps", "checkpoint_every"):
+        for name in ("steps", "max_steps", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 (0: off), got {getattr(self, name)}")
         if self.device not in DEVICES:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
@@ -164,6 +165,27 @@ def load_index(source: str, split: Optional[str] = None, bad_files: str = "skip"
     return _load_list(source, bad_files, num_probe_threads)
 
 
+def load_pair(data: str, split: Optional[str] = None, test_data: Optional[str] = None,
+              test_split: Optional[str] = None, bad_files: str = "skip"):
+    """The train (gallery) and test (query) indexes of an evaluation, and a line saying what they are.
+
+    ``test_data`` defaults to ``data`` (then the two differ by split). Each side follows
+    :func:`load_index`: a prepared dataset folder needs its split, a list or a class folder
+    takes none. Testing on the very videos of training — the same list or the same split —
+    would print perfect scores that mean nothing, so it is an error.
+    """
+    test_data = test_data or data
+    if os.path.abspath(test_data) == os.path.abspath(data) and split == test_split:
+        where = f"{data}" + (f", split {split!r}" if split else "")
+        raise ValueError(f"the test videos would be the training videos ({where}): give a test split of a prepared "
+                         "dataset (--test-split) or another list or folder (--test-data)")
+    train = load_index(data, split=split, bad_files=bad_files)
+    test = load_index(test_data, split=test_split, bad_files=bad_files)
+    describe = (f"{len(train)} videos of {data}" + (f" [{split}]" if split else "") + f", {len(test)} test videos of "
+                f"{test_data}" + (f" [{test_split}]" if test_split else ""))
+    return train, test, describe
+
+
 def _load_prepared(root: str, split: Optional[str], bad_files: str, threads: int) -> VideoIndex:
     lists = sorted(f[:-4] for f in os.listdir(root) if f.endswith(".txt") and f not in NOT_SPLITS)
     if split is None:
@@ -175,6 +197,7 @@ def _load_prepared(root: str, split: Optional[str], bad_files: str, threads: int
         raise ValueError(f"{root}: no split {split!r}; choose one of {lists}")
     path = os.path.join(root, name + ".txt")
     index = _load_list(path, bad_files, threads)
+    index.stats["split"] = name
     with open(os.path.join(root, "classes.txt")) as f:
         index.classes = [line.strip() for line in f if line.strip()]
     wrong = np.flatnonzero(index.labels >= len(index.classes))
@@ -189,8 +212,24 @@ def _load_class_folder(root: str, bad_files: str, threads: int) -> VideoIndex:
     classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
     if not classes:
         raise ValueError(f"{root}: expected class sub-folders holding videos (root/<class>/<video>), found none")
+    labels = {name: label for label, name in enumerate(classes)}
+    dataset = os.path.dirname(os.path.abspath(root))
+    named = os.path.join(dataset, "classes.txt")
+    if os.path.exists(named):  # the videos/ folder of a prepared dataset: its labels, not alphabetical ones
+        with open(named) as f:
+            listed = [line.strip() for line in f if line.strip()]
+        by_folder = {re.sub(r"[^A-Za-z0-9._-]", "_", name): label for label, name in enumerate(listed)}
+        unknown = sorted(set(classes) - set(by_folder))
+        if unknown:
+            raise ValueError(f"{root}: class folders {unknown[:5]} are not in {named}")
+        labels, classes = {name: by_folder[name] for name in classes}, listed
+        splits = sorted(f[:-4] for f in os.listdir(dataset) if f.endswith(".txt") and f not in NOT_SPLITS)
+        log.warning("%s is the videos folder of the prepared dataset %s: every video of every split is loaded "
+                    "(labels from its classes.txt). To train or evaluate on a split, pass the dataset folder and a "
+                    "split (%s)", root, dataset, ", ".join(splits))
     rows = []
-    for label, name in enumerate(classes):
+    for name in sorted(labels):
+        label = labels[name]
         folder = os.path.join(root, name)
         for fname in sorted(os.listdir(folder)):
             if fname.lower().endswith(VIDEO_EXTENSIONS):
@@ -199,7 +238,7 @@ def _load_class_folder(root: str, bad_files: str, threads: int) -> VideoIndex:
         raise ValueError(f"{root}: the class folders hold no videos with extensions {VIDEO_EXTENSIONS}")
     cache = _cache_path(root)
     index = _finish(rows, cache, bad_files, threads, origin=root)
-    index.classes = classes
+    index.classes = list(classes)
     return index
 
 

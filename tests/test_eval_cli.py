@@ -99,8 +99,9 @@ def test_run_retrieval_contract(demo_root, checkpoint):
 @pytest.mark.slow
 def test_cli_retrieval_writes_table_json_and_figure(demo_root, checkpoint):
     path = checkpoint[0]
-    run = subprocess.run([sys.executable, "eval.py", "retrieval", "--checkpoint", path, "--train", demo_root,
-                          "--show", "2", *SMALL], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    run = subprocess.run([sys.executable, "eval.py", "retrieval", "--checkpoint", path, "--data", demo_root,
+                          "--split", "train", "--test-split", "test", "--show", "2", *SMALL], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "top-1" in run.stdout and "top-50" in run.stdout
     stem = os.path.splitext(path)[0]
@@ -121,7 +122,8 @@ def test_cli_linear_and_finetune_on_the_demo_by_default(demo_root, tmp_path, mon
     linear = evaluate.main(["linear", *common, "--epochs", "3", "--test-crops", "3"])
     assert linear["counts"] == {"train_videos": 16, "test_videos": 8, "train_clips": 32, "test_clips": 48,
                                 "num_classes": 8}
-    assert linear["data"]["train"] == demo_root and os.path.exists(os.path.join(out, "random-init-tiny.linear.json"))
+    assert linear["data"]["data"] == demo_root and linear["data"]["from"] == "the demo data"
+    assert os.path.exists(os.path.join(out, "random-init-tiny.linear.json"))
     finetune = evaluate.main(["finetune", *common, "--epochs", "1", "--batch-size", "8"])
     assert finetune["counts"]["test_clips"] == 8 * 2 * 3 and finetune["counts"]["train_clips_per_epoch"] == 16
     assert {"top1", "top5", "final_train_loss"} <= set(finetune["metrics"])

@@ -153,7 +153,7 @@ def test_ddp_two_processes_on_gloo_with_retrieval_at_the_end(small_demo, tmp_pat
     assert state["step"] == 2
     rows = losses(out)
     assert sorted(rows) == [1, 2]
-    assert result.stdout.count("retrieval on test (8 queries) against train (16 videos)") == 1  # rank 0 prints
+    assert result.stdout.count("retrieval: 16 videos of ") == 1 and "8 test videos of " in result.stdout  # rank 0
     with open(os.path.join(out, "retrieval.json")) as f:
         table = json.load(f)
     assert table["pre-trained"]["num_queries"] == 8 and table["random init"]["num_gallery"] == 16
