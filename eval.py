@@ -163,8 +163,13 @@ def parse_args(argv=None):
 
 def data_arguments(args, config: Optional[dict]) -> Tuple[str, Optional[str], Optional[str], Optional[str], str]:
     """``(data, split, test_data, test_split, where from)`` from the arguments, else the checkpoint's run."""
-    if args.data or args.test_data:
-        return args.data or args.test_data, args.split, args.test_data, args.test_split, "the arguments"
+    if args.data:
+        return args.data, args.split, args.test_data, args.test_split, "the arguments"
+    if args.test_data:  # other test videos against the checkpoint's training videos
+        if not (config and config.get("data")):
+            raise ValueError("--test-data gives the test videos; give the training videos (the gallery) with --data")
+        return config["data"], args.split or config.get("split"), args.test_data, args.test_split, \
+            "the checkpoint's training videos and --test-data"
     if config and config.get("data"):
         split = args.split or config.get("split")
         test_data, test_split = config.get("test_data"), args.test_split or config.get("test_split")
@@ -201,6 +206,8 @@ def main(argv=None) -> Dict:
     try:
         return _run(args, rt, start)
     except (CheckpointError, FileNotFoundError, VideoError, ValueError, PipelineError) as exc:
+        if os.environ.get("MOTIONSSL_DEBUG"):
+            raise
         print(f"eval.py {args.task}: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     finally:

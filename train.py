@@ -27,13 +27,15 @@ import yaml
 from tqdm import tqdm
 
 from models import runtime
-from models.backbones import create_backbone, to_channels_last
-from models.methods import create_method
+from models.backbones import BACKBONES, create_backbone, to_channels_last
+from models.methods import METHODS, create_method
 from models.optim import build_optimizer, cosine_schedule, mcpnet_lr, moquad_lr
 from models.training import (Checkpointer, MetricsLog, load_checkpoint, load_config, rng_state, set_rng_state,
                              to_dict)
 from pipelines import PIPELINES, demo, load_index, make_iterator
+from pipelines.config import coerce_kwargs
 from pipelines.index import load_pair
+from pipelines.iterators import VideoIterator
 from pipelines.sources import PipelineError
 from pipelines.video_io import VideoError
 
@@ -67,10 +69,14 @@ def main(argv=None):
         try:
             run = setup(args)
         except USER_ERRORS as exc:
-            raise SystemExit(f"train.py: error: {exc}") from None
+            if os.environ.get("MOTIONSSL_DEBUG"):
+                raise
+            raise SystemExit(f"train.py: error: {exc} (MOTIONSSL_DEBUG=1 shows where)") from None
         try:
             return train(run, term)
         except PipelineError as exc:  # a file that fails to decode mid-run
+            if os.environ.get("MOTIONSSL_DEBUG"):
+                raise
             raise SystemExit(f"train.py: error: {exc}") from None
         finally:
             for it in run.loaders.values():
@@ -83,9 +89,14 @@ def setup(args) -> SimpleNamespace:
     cfg = load_config(files, args.overrides, pipeline=args.pipeline, data=args.data, out=args.out, split=args.split,
                       test_data=args.test_data, test_split=args.test_split)
     state = None
-    if args.resume:  # the run's own config, so the resumed run is the same run
+    if args.resume:  # the run's own config, so the resumed run is the same run, in the checkpoint's run folder
         state = load_checkpoint(args.resume)
-        cfg = load_config([], args.overrides, **state["config"])
+        if state["config"].get("pipeline") != args.pipeline:
+            raise ValueError(f"{state['path']} is a {state['config'].get('pipeline')} run; resume it with "
+                             f"--pipeline {state['config'].get('pipeline')}")
+        folder = os.path.dirname(os.path.abspath(state["path"]))
+        folder = os.path.dirname(folder) if os.path.basename(folder) == "checkpoints" else folder
+        cfg = load_config([], args.overrides, **dict(state["config"], out=args.out or folder))
     rt = runtime.start(cfg.device)
     setup_logging(rt)
     torch.manual_seed(cfg.seed)
@@ -104,18 +115,22 @@ def setup(args) -> SimpleNamespace:
     def loader(mode):  # MoQuad Algorithm 1: the appearance task (Eq. 2) first, then quadruples
         pc = dict(cfg.pipeline_config, **({"mode": mode} if mode else {}))
         return make_iterator(cfg.pipeline, index, cfg.batch_size, rt.kind, cfg.seed, rt.rank, rt.world, config=pc,
-                             device_id=rt.local_rank, **cfg.loader)
+                             device_id=rt.local_rank, **coerce_kwargs(VideoIterator, cfg.loader, "loader"))
 
     loaders = {m: loader(m) for m in modes}
     main_loader = loaders[modes[-1]]
     steps_per_epoch = len(main_loader)
     if any(len(it) != steps_per_epoch for it in loaders.values()):
         raise ValueError("the warm-up and quadruple pipelines see different numbers of batches per epoch")
-    backbone = create_backbone(cfg.backbone, **cfg.backbone_kwargs)
+    if cfg.backbone not in BACKBONES:
+        raise ValueError(f"backbone={cfg.backbone!r}; choose one of {sorted(BACKBONES)}")
+    backbone = create_backbone(cfg.backbone, **coerce_kwargs(BACKBONES[cfg.backbone], cfg.backbone_kwargs,
+                                                             "backbone_kwargs"))
     if rt.kind == "gpu":
         torch.backends.cudnn.benchmark = True  # fixed clip shapes: let cuDNN pick the fastest 3D convolutions
         to_channels_last(backbone)
-    method = create_method(cfg.pipeline, backbone=backbone, **cfg.method).to(rt.device)
+    method_options = coerce_kwargs(METHODS[cfg.pipeline].__init__, cfg.method, "method")
+    method = create_method(cfg.pipeline, backbone=backbone, **method_options).to(rt.device)
     if rt.distributed and rt.kind == "gpu" and cfg.sync_batchnorm:
         method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)  # BN over the global batch, as SimCLR
     lr = cfg.optim.lr if cfg.optim.lr is not None else PAPER_LR[cfg.pipeline](cfg.batch_size * rt.world)
@@ -141,6 +156,9 @@ def setup(args) -> SimpleNamespace:
         step = state["step"]
         set_rng_state(state["rng"], cuda=rt.kind == "gpu")
         main_loader.load_state_dict(state["iterator"])  # same data, seed, batch and world size, or a clear error
+        for later in checkpoints.supersede_after(step):  # a resumed run writes its own future
+            logger.warning("resuming from step %d: the later checkpoint %s is kept as %s.superseded", step, later,
+                           later)
     elif checkpoints.latest():
         raise ValueError(f"{out} already holds checkpoints (up to step {checkpoints.latest_step()}): continue it "
                          f"with --resume {out}, or choose another --out")
@@ -209,33 +227,35 @@ def train(run, term) -> str:
                 result = model(batch)
             loss = result["loss"]
             # One host sync per step, decided on every rank at once (a rank stopping alone would
-            # hang the others): a non-finite loss must stop before it touches the weights, and a
-            # termination signal stops here, with the weights of `step` steps saved.
+            # hang the others): a non-finite loss must stop before it touches the weights; a
+            # termination signal stops after this step, whose forward pass already moved the
+            # BatchNorm statistics, so the checkpoint is the state after `step + 1` steps.
             nonfinite, terminate = runtime.agree(rt, not torch.isfinite(loss), term.requested)
             if nonfinite:
                 raise SystemExit(f"non-finite loss at step {step} (epoch {epoch}, batch {step % steps_per_epoch}) on "
                                  f"at least one rank; last good checkpoint: {checkpoints.latest()}. Lower optim.lr or "
                                  "check the data.")
-            if terminate:
-                path = save()
-                bar.close()
-                log.close()
-                if rt.main:
-                    print(f"\nstopped by a signal at step {step}; checkpoint {path}; continue with --resume {run.out}",
-                          file=sys.stderr)
-                raise SystemExit(128 + (term.signal or signal.SIGTERM))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
             step += 1
             speed.step(sum(v.shape[0] for v in batch.values() if v.ndim == 5) * rt.world)
-            if step % cfg.log_every == 0 or step == last_step:
+            if step % cfg.log_every == 0 or step == last_step or terminate:
                 scalars = {k: float(v.detach()) for k, v in result.items() if v.numel() == 1}
                 scalars.update(lr=scheduler.get_last_lr()[0], clips_per_s=speed.rate, epoch=epoch)
                 log.write(step, scalars)
                 bar.set_postfix(loss=f"{scalars['loss']:.3f}", clips_s=f"{scalars['clips_per_s']:.0f}")
             bar.update(1)
+            if terminate:
+                path = save()
+                runtime.barrier(rt)  # every rank waits until rank 0 has written the checkpoint
+                bar.close()
+                log.close()
+                if rt.main:
+                    print(f"\nstopped by a signal after step {step}; checkpoint {path}; continue with --resume "
+                          f"{run.out}", file=sys.stderr)
+                raise SystemExit(128 + (term.signal or signal.SIGTERM))
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                 save()
             elif not cfg.checkpoint_every and step % steps_per_epoch == 0:

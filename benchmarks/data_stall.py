@@ -112,7 +112,8 @@ def run(args) -> dict:
 
     # Synthetic: one real batch, cloned (it must outlive the iterator), reused every step.
     # The iterator is closed first, so its worker processes do not compete for the cores.
-    it = build_iterator(args.pipeline, base, args.batch_size, args.device, args.seed, config, **options)
+    it = build_iterator(args.pipeline, replicate(base, args.batch_size), args.batch_size, args.device, args.seed,
+                        config, **options)
     batches = iter(it)
     batch = {k: v.clone() for k, v in next(batches).items()}
     batches.close()

@@ -95,23 +95,10 @@ def stage_pytest(args) -> dict:
 
 
 def _probe_decode(path: str) -> str:
-    """``"ok"`` if NVDEC (DALI's mixed video decoder) decodes the file's first frames, else the error's first line."""
-    from nvidia.dali import fn, pipeline_def
+    """``"ok"`` if NVDEC decodes the file's first frames, else the error's first line."""
+    from pipelines.decoding import nvdec_probe
 
-    data = np.fromfile(path, dtype=np.uint8)
-
-    @pipeline_def(batch_size=1, num_threads=1, device_id=0)
-    def pipe():
-        encoded = fn.external_source(source=lambda: [data], batch=True)
-        return fn.decoders.video(encoded, device="mixed", sequence_length=2)
-
-    try:
-        p = pipe()
-        p.build()
-        p.run()
-        return "ok"
-    except Exception as exc:  # DALI raises RuntimeError with the NVDEC / FFmpeg reason
-        return str(exc).strip().splitlines()[0][:300]
+    return nvdec_probe(path) or "ok"
 
 
 def stage_nvdec_sizes(args) -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from typing import Callable, List, Optional, TypeVar
 
@@ -111,16 +112,20 @@ def agree(runtime: Runtime, *flags: bool) -> List[bool]:
 class Termination:
     """SIGTERM and SIGINT as a request the training loop honours at the next step boundary.
 
-    The first signal only sets :attr:`signal`; the loop then saves a checkpoint, stops its
-    decoding workers and exits with ``128 + signal`` (143 for SIGTERM), as a process killed
-    by that signal would report. A second signal exits at once. Outside the main thread
-    (where signal handlers cannot be installed) it does nothing.
+    The first signal only sets :attr:`signal`; the loop then finishes its step, saves a
+    checkpoint, stops its decoding workers and exits with ``128 + signal`` (143 for SIGTERM,
+    130 for SIGINT), as a process killed by that signal would report. The same signal often
+    arrives twice — torchrun forwards it to workers that got it from the terminal or the job
+    scheduler already — so repeats within ``grace`` seconds are ignored; a signal after
+    that exits at once. Outside the main thread (no signal handlers there) it does nothing.
     """
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-    def __init__(self):
+    def __init__(self, grace: float = 10.0):
         self.signal: Optional[int] = None
+        self.grace = grace
+        self._first = 0.0
         self._previous = {}
 
     @property
@@ -128,9 +133,10 @@ class Termination:
         return self.signal is not None
 
     def _handle(self, signum, frame):
-        if self.signal is not None:
+        if self.signal is None:
+            self.signal, self._first = signum, time.monotonic()
+        elif time.monotonic() - self._first > self.grace:
             raise SystemExit(128 + signum)
-        self.signal = signum
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -141,3 +147,9 @@ class Termination:
         for s, handler in self._previous.items():
             signal.signal(s, handler)
         self._previous = {}
+
+
+def barrier(runtime: Runtime) -> None:
+    """Wait for every rank (a no-op in one process)."""
+    if runtime.distributed:
+        dist.barrier()

@@ -156,22 +156,23 @@ def to_dict(cfg) -> Dict[str, Any]:
 
 # --- checkpoints -----------------------------------------------------------------------------
 def rng_state() -> Dict[str, Any]:
-    """Every RNG a run draws from. CUDA's only where this process uses CUDA already: asking
+    """Every RNG a run draws from; on GPU the current device's only (a run may resume on a
+    machine with fewer GPUs). CUDA's only where this process uses CUDA already: asking
     ``torch.cuda.is_available()`` would initialise the driver in a CPU run, after which its
     decoding workers could no longer be forked."""
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
 def set_rng_state(state: Dict[str, Any], cuda: bool = False) -> None:
-    """Restore :func:`rng_state`; the CUDA generators too when ``cuda`` (a GPU run)."""
+    """Restore :func:`rng_state`; the current CUDA device's generator too when ``cuda`` (a GPU run)."""
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
-    if cuda and "cuda" in state:
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if cuda and isinstance(state.get("cuda"), torch.Tensor):
+        torch.cuda.set_rng_state(state["cuda"])
 
 
 class Checkpointer:
@@ -215,6 +216,15 @@ class Checkpointer:
 
     def list(self) -> List[str]:
         return sorted(glob.glob(os.path.join(self.folder, "ckpt-*.pt")))
+
+    def supersede_after(self, step: int) -> List[str]:
+        """Rename the checkpoints of steps after ``step`` to ``*.superseded`` (a run resumed from an
+        earlier one writes its own); returns their former paths. Nothing is deleted."""
+        later = [p for p in self.list() if int(os.path.basename(p)[5:-3]) > step]
+        if self.writer:
+            for path in later:
+                os.replace(path, path + ".superseded")
+        return later
 
     def latest(self) -> Optional[str]:
         found = self.list()
@@ -346,11 +356,11 @@ def clip_settings(config: Dict[str, Any], where: str):
 
 # --- logs ------------------------------------------------------------------------------------
 class MetricsLog:
-    """Scalars to ``metrics.jsonl`` (always) and TensorBoard (when installed).
+    """Scalars to ``metrics.jsonl`` (always) and TensorBoard.
 
     ``resume_step``: a run resumed from the checkpoint of that step replays the steps after
-    it, so their rows (written before the interruption) are dropped first — the log then
-    holds every step once, as the uninterrupted run's would.
+    it, so their rows (written before the interruption) move to ``metrics-superseded.jsonl``
+    first — the log then holds every step once, as the uninterrupted run's would.
     """
 
     def __init__(self, folder: str, enabled: bool = True, resume_step: int = 0):
@@ -374,14 +384,16 @@ class MetricsLog:
             return
         with open(self.path) as f:
             rows = f.readlines()
-        kept = []
+        kept, later = [], []
         for row in rows:
             try:
-                if json.loads(row)["step"] <= step:
-                    kept.append(row)
+                (kept if json.loads(row)["step"] <= step else later).append(row)
             except (ValueError, KeyError, TypeError):  # a line cut short by a kill: drop it
                 continue
         if len(kept) != len(rows):
+            if later:
+                with open(os.path.join(os.path.dirname(self.path), "metrics-superseded.jsonl"), "a") as f:
+                    f.writelines(later)
             tmp = f"{self.path}.tmp{os.getpid()}"
             with open(tmp, "w") as f:
                 f.writelines(kept)

@@ -68,6 +68,29 @@ def _build(cls, values, where: str, base: Any):
         raise ConfigError(f"{where}: {exc}" if where else str(exc)) from exc
 
 
+def coerce_kwargs(fn, values: Optional[Mapping[str, Any]], where: str) -> dict:
+    """Keyword arguments for ``fn`` from a mapping, each converted to its parameter's annotated type.
+
+    For the config entries that are passed on to a constructor as they are (``method``,
+    ``backbone_kwargs``, ``loader``): an unknown name lists the valid ones, a value of the
+    wrong type names its key (``method.temperature='5e-2'`` becomes 0.05).
+    """
+    import inspect
+
+    values = dict(values or {})
+    params = {name: p for name, p in inspect.signature(fn).parameters.items()
+              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    open_ended = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
+    unknown = sorted(set(values) - set(params))
+    if unknown and not open_ended:
+        raise ConfigError(f"unknown {where} key(s) {unknown}; valid keys: {sorted(params)}")
+    try:
+        hints = typing.get_type_hints(fn)
+    except (NameError, TypeError):  # annotations that cannot be evaluated: leave the values as they are
+        hints = {}
+    return {name: coerce(value, hints.get(name, Any), f"{where}.{name}") for name, value in values.items()}
+
+
 def _default(f: dataclasses.Field) -> Any:
     if f.default is not dataclasses.MISSING:
         return f.default

@@ -11,15 +11,16 @@ Two decoders sit behind one window source (:class:`~.sources.WindowSource`):
 
 Not every file suits DALI's decoder. Its CPU variant reads only VP8, VP9 and MJPEG; NVDEC
 refuses frames below a per-codec minimum and some chroma formats and bit depths
-(:func:`nvdec_problem`). :func:`choose_decoder` checks every video of the index *before*
-the first batch (from the headers the index caches, no decoding): when the decoder was
+(:func:`nvdec_problem`), and a given GPU may refuse more (:func:`probe_problems` asks it).
+:func:`choose_decoder` checks every video of the index *before* the first batch (from
+the headers the index caches, and on a GPU a probe decode of a few): when the decoder was
 left to its default it falls back to PyAV workers with one logged line; when it was asked
 for explicitly, an unusable file is an error that names it and the command that converts it.
 """
 from __future__ import annotations
 
 import logging
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from nvidia.dali import fn
 
@@ -103,6 +104,8 @@ def choose_decoder(index: VideoIndex, decoder: Optional[str], device: str,
         return chosen, index
     index = index.with_media(bad_files=bad_files)
     problems = decoder_problems(index, device)
+    if not problems and device == "gpu":
+        problems = probe_problems(index)
     if not problems:
         return chosen, index
     which = "NVDEC" if device == "gpu" else "DALI's CPU decoder"
@@ -114,6 +117,51 @@ def choose_decoder(index: VideoIndex, decoder: Optional[str], device: str,
     more = f" (and {len(problems) - 1} more videos)" if len(problems) > 1 else ""
     raise ValueError(f"{first_path}: {first_reason}{more}; decoder='dali' on {device} cannot read it — "
                      f"{CONVERT_HINT}, or use decoder='pyav'")
+
+
+def nvdec_probe(path: str) -> Optional[str]:
+    """``None`` if NVDEC, through DALI's mixed video decoder, decodes the first frames of ``path``;
+    else the first line of its error. Builds a one-sample GPU pipeline: only on a GPU machine."""
+    import numpy as np
+    from nvidia.dali import pipeline_def
+
+    data = np.fromfile(path, dtype=np.uint8)
+
+    @pipeline_def(batch_size=1, num_threads=1, device_id=0)
+    def probe():
+        encoded = fn.external_source(source=lambda: [data], batch=True)
+        return fn.decoders.video(encoded, device="mixed", sequence_length=2, pad_mode="edge")
+
+    try:
+        pipe = probe()
+        pipe.build()
+        pipe.run()
+        return None
+    except Exception as exc:  # DALI raises RuntimeError with the driver's or FFmpeg's reason
+        lines = [line.strip() for line in str(exc).split("encountered:", 1)[-1].splitlines() if line.strip()]
+        return (lines[0] if lines else type(exc).__name__)[:300]
+
+
+def probe_problems(index: VideoIndex, probe: Callable[[str], Optional[str]] = None) -> List[Tuple[str, str]]:
+    """``(path, reason)`` for the videos whose kind the GPU at hand refuses, found by decoding a few.
+
+    The table in :func:`nvdec_problem` is what NVIDIA publishes; what a given GPU and driver
+    accept (AV1 only on recent chips, maximum sizes) is known only by asking. Videos are
+    grouped by codec and pixel format, and the smallest and the largest of each group are
+    decoded; if either fails, the whole group is reported.
+    """
+    probe = probe or nvdec_probe
+    groups: Dict[Tuple[str, str], List[int]] = {}
+    for i, media in enumerate(index.media):
+        groups.setdefault((media.codec, media.pix_fmt), []).append(i)
+    found = []
+    for members in groups.values():
+        by_area = sorted(members, key=lambda i: index.media[i].height * index.media[i].width)
+        reason = next((r for r in (probe(index.paths[i]) for i in dict.fromkeys([by_area[0], by_area[-1]])) if r),
+                      None)
+        if reason:
+            found += [(index.paths[i], f"NVDEC refused a video of this kind on this GPU: {reason}") for i in members]
+    return found
 
 
 def windows(source: WindowSource, device: str = "cpu", num_workers: int = 2,

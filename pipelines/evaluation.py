@@ -44,7 +44,7 @@ from . import augment, clips, reference
 from .augment import KINETICS_MEAN, KINETICS_STD
 from .decoding import DEVICES, choose_decoder
 from .index import VideoIndex, load_index
-from .pipeline import build_pipeline, output_names, worker_codec_threads
+from .pipeline import build_pipeline, output_names, signals_ignored, worker_codec_threads
 from .planner import Planner
 from .reference_loader import reference_batch as assemble_reference_batch
 from .sources import WindowSource
@@ -172,15 +172,22 @@ class EvalIterator:
         source, planner = self.source, self.planner
         pipe = build_pipeline(source, planner, self.device, self.num_workers, self.num_threads, self.prefetch,
                               self.device_id)
-        try:  # building runs the first batches already
-            loader = DALIGenericIterator([pipe], list(self.output_names))
+        try:  # building starts the decoding workers (deaf to the terminal's signals) and runs the first batches
+            with signals_ignored():
+                loader = DALIGenericIterator([pipe], list(self.output_names))
         except Exception as exc:
-            raise source.explain(exc, 0, 0, self.prefetch) from exc
+            error = source.explain(exc, 0, 0, self.prefetch)
+            if error is None:
+                raise
+            raise error from exc
         for iteration in range(len(self)):
             try:
                 out = next(loader)[0]
             except Exception as exc:
-                raise source.explain(exc, 0, iteration, self.prefetch) from exc
+                error = source.explain(exc, 0, iteration, self.prefetch)
+                if error is None:
+                    raise
+                raise error from exc
             yield self.collate([out[k] for k in planner.outputs], out["label"], out["index"], iteration)
 
     def collate(self, crops: List[torch.Tensor], label: torch.Tensor, index: torch.Tensor,

@@ -26,7 +26,7 @@ from .decoding import choose_decoder
 from .index import VideoIndex, load_index
 from .mcpnet import MCPNetConfig, MCPNetPlanner
 from .moquad import MoQuadConfig, MoQuadPlanner
-from .pipeline import build_pipeline, output_names, worker_codec_threads
+from .pipeline import build_pipeline, output_names, signals_ignored, worker_codec_threads
 from .simclr import SimCLRConfig, SimCLRPlanner
 from .sources import WindowSource
 
@@ -106,10 +106,14 @@ class VideoIterator:
         self.source = self.make_source(self.epoch, self.iteration)
         pipeline = build_pipeline(self.source, self.planner, self.device, self.num_workers, self.num_threads,
                                   self.prefetch, self.device_id)
-        try:  # building runs the first batches already
-            self._dali = DALIGenericIterator([pipeline], list(self.output_names), auto_reset=True)
+        try:  # building starts the decoding workers (deaf to the terminal's signals) and runs the first batches
+            with signals_ignored():
+                self._dali = DALIGenericIterator([pipeline], list(self.output_names), auto_reset=True)
         except Exception as exc:
-            raise self.source.explain(exc, self.epoch, self.iteration, self.prefetch) from exc
+            error = self.source.explain(exc, self.epoch, self.iteration, self.prefetch)
+            if error is None:
+                raise
+            raise error from exc
 
     def __len__(self) -> int:
         return len(self.source)
@@ -125,7 +129,10 @@ class VideoIterator:
                 return
             except Exception as exc:
                 self._dali = None  # a failed pipeline cannot go on; iterating again rebuilds it
-                raise self.source.explain(exc, self.epoch, self.iteration, self.prefetch) from exc
+                error = self.source.explain(exc, self.epoch, self.iteration, self.prefetch)
+                if error is None:
+                    raise
+                raise error from exc
             self.iteration += 1
             yield outputs[0]
 

@@ -221,19 +221,23 @@ class WindowSource:
         ids = self.batch_ids(epoch, iteration)
         return [self.paths[self._video_of(i)] for i in ids]
 
-    def explain(self, exc: BaseException, epoch: int, iteration: int, ahead: int = 2) -> PipelineError:
-        """One line for a failure that surfaced while batch ``iteration`` of ``epoch`` was awaited.
+    def explain(self, exc: BaseException, epoch: int, iteration: int, ahead: int = 2) -> Optional[PipelineError]:
+        """One line for a data failure that surfaced while batch ``iteration`` of ``epoch`` was awaited.
 
         Decoding runs ``ahead`` batches in advance, so the failing sample may belong to a
         later batch. A :class:`VideoError` raised by the source names its file, and its line
         is found in the text DALI passes on (worker tracebacks included); a failure of DALI's
-        own decoder names only a sample number, so the candidate files are listed with it.
+        own video decoder names only a sample number, so the candidate files are listed with
+        it. Any other failure (a bug, CUDA out of memory) is not a data error: ``None``, and
+        the caller lets the original exception and its traceback through.
         """
         text = str(exc)
         paths = set(self.paths)
         for match in re.finditer(r"^(?:[\w.]*VideoError: )?(.+?): (.+)$", text, re.MULTILINE):
             if match.group(1) in paths:
                 return PipelineError(f"{match.group(1)}: {match.group(2)}")
+        if "fn.decoders.video" not in text:
+            return None
         cause = text.split("encountered:", 1)[-1]  # DALI puts the operator's own message after this word
         cause = next((line.strip() for line in cause.splitlines()
                       if line.strip() and not line.startswith(("Traceback", "  ", "Exception traceback",

@@ -139,12 +139,18 @@ def decoder_errors() -> Iterator[List[str]]:
     """
     import av.logging
 
-    if av.logging.get_level() is None or av.logging.get_level() > av.logging.ERROR:
+    level, skip = av.logging.get_level(), av.logging.get_skip_repeated()
+    if level is None or level > av.logging.ERROR:
         av.logging.set_level(av.logging.ERROR)
+    av.logging.set_skip_repeated(False)  # a repeat of the previous file's last error must still be seen
     errors: List[str] = []
-    with av.logging.Capture(local=False) as captured:
-        yield errors
-    errors.extend(f"{name}: {message.strip()}" for level, name, message in captured if level <= av.logging.ERROR)
+    try:
+        with av.logging.Capture(local=False) as captured:
+            yield errors
+    finally:
+        av.logging.set_skip_repeated(skip)
+        av.logging.set_level(level)
+    errors.extend(f"{name}: {message.strip()}" for lvl, name, message in captured if lvl <= av.logging.ERROR)
 
 
 def timestamp_gap(stamps: np.ndarray) -> Optional[str]:

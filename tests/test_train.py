@@ -55,11 +55,11 @@ def test_resume_from_every_checkpoint_equals_the_uninterrupted_run(small_demo, t
     for ckpt in checkpoints[:-1]:
         step = load_checkpoint(ckpt)["step"]
         run = str(tmp_path / f"from{step}")
-        shutil.copytree(full, run)  # the run as it stood, its later checkpoints not yet written
-        for later in checkpoints:
-            if load_checkpoint(later)["step"] > step:
-                os.remove(later.replace(full, run))
-        final = train.main(["--pipeline", "moquad", "--resume", os.path.join(run, "checkpoints"), f"out={run}"])
+        shutil.copytree(full, run)  # the finished run, resumed from an earlier checkpoint of its own
+        final = train.main(["--pipeline", "moquad", "--resume", os.path.join(run, "checkpoints",
+                                                                             os.path.basename(ckpt))])
+        superseded = sorted(glob.glob(os.path.join(run, "checkpoints", "*.superseded")))
+        assert len(superseded) == len([c for c in checkpoints if load_checkpoint(c)["step"] > step])  # kept aside
         got = losses(run)
         with open(os.path.join(run, "metrics.jsonl")) as f:
             assert [json.loads(r)["step"] for r in f] == list(range(1, 13)), step  # every step logged once
@@ -206,7 +206,7 @@ def test_a_killed_run_leaves_no_decoding_workers(small_demo, tmp_path, sig):
     assert not any(alive(w) for w in workers), [w.pid for w in workers if alive(w)]
     if sig == "SIGTERM":
         assert proc.returncode == 143, stderr[-2000:]
-        assert "stopped by a signal at step" in stderr and "--resume" in stderr
+        assert "stopped by a signal after step" in stderr and "--resume" in stderr
         logged = max(losses(out))
         assert load_checkpoint(os.path.join(out, "checkpoints"))["step"] >= logged  # nothing trained is lost
     else:

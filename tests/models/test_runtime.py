@@ -45,3 +45,41 @@ def test_single_process_runtime():
     with pytest.raises(ValueError, match="device='tpu'"):
         runtime.resolve_device("tpu")
     assert not torch.cuda.is_initialized()  # device=cpu never asks CUDA
+
+
+def test_termination_waits_for_the_step_and_ignores_a_forwarded_repeat(monkeypatch):
+    import signal
+
+    now = [100.0]
+    monkeypatch.setattr(runtime.time, "monotonic", lambda: now[0])
+    with runtime.Termination(grace=10.0) as term:
+        assert not term.requested
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)  # torchrun forwarding the same signal: ignored
+        assert term.requested and term.signal == signal.SIGTERM
+        now[0] += 11.0
+        with pytest.raises(SystemExit) as exit_:  # a signal after the grace period: at once
+            os.kill(os.getpid(), signal.SIGINT)
+        assert exit_.value.code == 128 + signal.SIGINT
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+
+
+def test_workers_started_in_the_quiet_block_ignore_terminal_signals():
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from pipelines.pipeline import signals_ignored
+
+    with signals_ignored():
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        time.sleep(0.5)
+        child.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert child.poll() is None  # ignored: the training process decides when its workers stop
+    finally:
+        child.kill()
+        child.wait()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

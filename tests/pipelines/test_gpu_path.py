@@ -182,3 +182,21 @@ def test_test_fixtures_and_benchmark_data_against_nvdec(tmp_path):
     bench = load_index(str(tmp_path / "bench.txt")).with_media()
     assert bench.media[0].pix_fmt == "yuv420p" and decoder_problems(bench, "gpu") == []
     assert (SMALL["width"], SMALL["height"]) >= NVDEC_MIN_SIZE["h264"]
+
+
+def test_a_gpu_that_refuses_a_kind_of_video_is_asked_not_assumed(tmp_path):
+    """AV1 passes the published table but not every GPU decodes it: a probe decode per kind decides."""
+    from pipelines.decoding import probe_problems
+
+    lst = write_id_videos(str(tmp_path), [8, 8, 8], height=128, width=128)
+    index = load_index(lst).with_media()
+    asked = []
+
+    def refuses_vp9(path):
+        asked.append(path)
+        return "Codec configuration not supported on this GPU" if path.endswith(".webm") else None
+
+    problems = probe_problems(index, refuses_vp9)
+    assert len(asked) == 1  # one kind (vp9, yuv420p), all of one size: one probe
+    assert len(problems) == 3 and "NVDEC refused a video of this kind on this GPU" in problems[0][1]
+    assert probe_problems(index, lambda path: None) == []
