@@ -45,7 +45,8 @@ def to_rgb(frame) -> np.ndarray:
     resolution with accurate rounding — libswscale with the flags DALI 2.4's CPU decoder
     uses, so PyAV workers and DALI's CPU decoder return the same bytes. PyAV's default
     ``to_ndarray(format="rgb24")`` takes libswscale's fast path at even frame sizes, which
-    differed from DALI by 12 grey levels on average (up to 76) on a textured video.
+    differed from DALI by 12 grey levels on average (up to 76) on a textured video. The
+    accurate path costs more CPU per frame (``python -m benchmarks.colour``).
     """
     flags, bt601, ranges = _rgb_converter()
     source_range = ranges.JPEG if int(frame.color_range) == int(ranges.JPEG) else ranges.MPEG
