@@ -182,9 +182,10 @@ def test_a_killed_run_leaves_no_decoding_workers(small_demo, tmp_path, sig):
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         metrics = os.path.join(out, "metrics.jsonl")
-        deadline = time.monotonic() + 120
+        give_up = time.monotonic() + 600  # a guard against a hang, not a speed claim
         while not (os.path.exists(metrics) and len(open(metrics).readlines()) >= 3):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
+            if proc.poll() is not None or time.monotonic() > give_up:
+                pytest.fail(f"the run ended or hung before its third step: {proc.communicate()[1][-2000:]}")
             time.sleep(0.2)
         workers = psutil.Process(proc.pid).children(recursive=True)
         assert len(workers) >= 2  # DALI's decoding processes
@@ -200,8 +201,8 @@ def test_a_killed_run_leaves_no_decoding_workers(small_demo, tmp_path, sig):
         except psutil.NoSuchProcess:
             return False
 
-    deadline = time.monotonic() + 20
-    while any(alive(w) for w in workers) and time.monotonic() < deadline:
+    give_up = time.monotonic() + 60  # the workers check for their parent every second
+    while any(alive(w) for w in workers) and time.monotonic() < give_up:
         time.sleep(0.2)
     assert not any(alive(w) for w in workers), [w.pid for w in workers if alive(w)]
     if sig == "SIGTERM":
