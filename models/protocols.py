@@ -31,6 +31,11 @@ from pipelines.contract import torch_device
 from pipelines.evaluation import make_eval_iterator
 
 
+def current_device(device: str) -> torch.device:
+    """The torch device of the pipelines' ``device`` (``cpu``, or ``gpu``: the current CUDA device)."""
+    return torch_device(device, torch.cuda.current_device() if device == "gpu" else 0)
+
+
 @dataclass
 class Views:
     """How every video is seen: the arguments of ``pipelines.evaluation.make_eval_iterator``."""
@@ -55,19 +60,20 @@ def view_outputs(model, index: VideoIndex, views: Views, device: str = "cpu", de
     device). Returns ``(outputs (N, D), video (N,), clip_id (N,))`` with padded repeats
     (see ``models.evaluation.average_views``). Each rank reads its shard (``shard_id=rank``).
     """
-    device_id = torch.cuda.current_device() if device == "gpu" else 0
+    torch_dev = current_device(device)
     loader = make_eval_iterator(index, views.frames, views.size, views.mean, views.std, views.num_clips,
                                 views.num_crops, views.stride, views.batch_size, device, get_rank(), get_world_size(),
-                                views.decoder, views.num_workers, antialias=views.antialias, device_id=device_id)
+                                views.decoder, views.num_workers, antialias=views.antialias,
+                                device_id=torch_dev.index or 0)
     batches = tqdm(loader, desc=desc, disable=get_rank() != 0, leave=False)
-    return gather_views(*extract_views(model, batches, torch_device(device, device_id)))
+    return gather_views(*extract_views(model, batches, torch_dev))
 
 
 @torch.no_grad()
 def encode_videos(backbone, index: VideoIndex, views: Views, device: str = "cpu"):
     """``(features (V, F) averaged over views and L2-normalised, number of distinct views)``."""
     was_training = backbone.training
-    backbone.to(torch_device(device, torch.cuda.current_device() if device == "gpu" else 0)).eval()
+    backbone.to(current_device(device)).eval()
     try:
         out, video, clip_id = view_outputs(backbone.features, index, views, device, "features")
     finally:
@@ -123,7 +129,7 @@ def linear_probe(backbone, train_index: VideoIndex, test_index: VideoIndex, view
                  test_crops: int = 1, seed: int = 0) -> Dict:
     """Linear classifier on frozen features of every train clip; test on softmax averaged over the views."""
     classes = num_classes(train_index, test_index)
-    torch_dev = torch_device(device, torch.cuda.current_device() if device == "gpu" else 0)
+    torch_dev = current_device(device)
     backbone.to(torch_dev).eval()
     with torch.no_grad():
         feats, video, clip_id = view_outputs(backbone.features, train_index, views, device, "train features")
@@ -151,7 +157,7 @@ def finetune(backbone, train_index: VideoIndex, test_index: VideoIndex, views: V
     """
     classes = num_classes(train_index, test_index)
     labels_of(train_index, "train")
-    torch_dev = torch_device(device, torch.cuda.current_device() if device == "gpu" else 0)
+    torch_dev = current_device(device)
     model = FineTuneClassifier(backbone, classes, hidden_dim).to(torch_dev)
     trained = model
     if get_world_size() > 1:

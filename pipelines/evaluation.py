@@ -176,18 +176,12 @@ class EvalIterator:
             with signals_ignored():
                 loader = DALIGenericIterator([pipe], list(self.output_names))
         except Exception as exc:
-            error = source.explain(exc, 0, 0, self.prefetch)
-            if error is None:
-                raise
-            raise error from exc
+            source.reraise(exc, 0, 0, self.prefetch)
         for iteration in range(len(self)):
             try:
                 out = next(loader)[0]
             except Exception as exc:
-                error = source.explain(exc, 0, iteration, self.prefetch)
-                if error is None:
-                    raise
-                raise error from exc
+                source.reraise(exc, 0, iteration, self.prefetch)
             yield self.collate([out[k] for k in planner.outputs], out["label"], out["index"], iteration)
 
     def collate(self, crops: List[torch.Tensor], label: torch.Tensor, index: torch.Tensor,

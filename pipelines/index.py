@@ -218,7 +218,7 @@ def _load_class_folder(root: str, bad_files: str, threads: int) -> VideoIndex:
     if os.path.exists(named):  # the videos/ folder of a prepared dataset: its labels, not alphabetical ones
         with open(named) as f:
             listed = [line.strip() for line in f if line.strip()]
-        by_folder = {re.sub(r"[^A-Za-z0-9._-]", "_", name): label for label, name in enumerate(listed)}
+        by_folder = {safe_name(name): label for label, name in enumerate(listed)}
         unknown = sorted(set(classes) - set(by_folder))
         if unknown:
             raise ValueError(f"{root}: class folders {unknown[:5]} are not in {named}")
@@ -276,6 +276,11 @@ def _load_list(path: str, bad_files: str, threads: int) -> VideoIndex:
     if not rows:
         raise ValueError(f"{path}: the list holds no videos")
     return _finish(rows, _cache_path(path), bad_files, threads, origin=path)
+
+
+def safe_name(name: str) -> str:
+    """A class or video name as a folder or file name: anything but letters, digits, ``._-`` → ``_``."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
 def cache_dir() -> str:

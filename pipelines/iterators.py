@@ -110,10 +110,7 @@ class VideoIterator:
             with signals_ignored():
                 self._dali = DALIGenericIterator([pipeline], list(self.output_names), auto_reset=True)
         except Exception as exc:
-            error = self.source.explain(exc, self.epoch, self.iteration, self.prefetch)
-            if error is None:
-                raise
-            raise error from exc
+            self.source.reraise(exc, self.epoch, self.iteration, self.prefetch)
 
     def __len__(self) -> int:
         return len(self.source)
@@ -129,10 +126,7 @@ class VideoIterator:
                 return
             except Exception as exc:
                 self._dali = None  # a failed pipeline cannot go on; iterating again rebuilds it
-                error = self.source.explain(exc, self.epoch, self.iteration, self.prefetch)
-                if error is None:
-                    raise
-                raise error from exc
+                self.source.reraise(exc, self.epoch, self.iteration, self.prefetch)
             self.iteration += 1
             yield outputs[0]
 

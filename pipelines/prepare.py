@@ -62,6 +62,7 @@ from typing import Dict, List, Optional, Tuple
 import av
 from tqdm import tqdm
 
+from .index import safe_name
 from .video_io import DALI_CPU_CODECS, VideoError, check_decoding, decoder_errors, probe
 
 # Extensions that ``folder`` and ``kinetics`` pick up when scanning --src; broader than
@@ -346,11 +347,6 @@ DATASETS = {"ucf101": ucf101, "hmdb51": hmdb51, "kinetics": kinetics, "folder": 
 
 
 # --------------------------------------------------------------------------- conversion
-
-
-def safe_name(name: str) -> str:
-    """``name`` with every character but letters, digits, ``.``, ``_``, ``-`` replaced by ``_``."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
 def output_size(width: int, height: int, short_side: Optional[int]) -> Tuple[int, int]:

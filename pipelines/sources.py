@@ -221,6 +221,13 @@ class WindowSource:
         ids = self.batch_ids(epoch, iteration)
         return [self.paths[self._video_of(i)] for i in ids]
 
+    def reraise(self, exc: BaseException, epoch: int, iteration: int, ahead: int = 2):
+        """Raise :meth:`explain`'s one-line :class:`PipelineError` for a data failure, else ``exc`` itself."""
+        error = self.explain(exc, epoch, iteration, ahead)
+        if error is None:
+            raise exc
+        raise error from exc
+
     def explain(self, exc: BaseException, epoch: int, iteration: int, ahead: int = 2) -> Optional[PipelineError]:
         """One line for a data failure that surfaced while batch ``iteration`` of ``epoch`` was awaited.
 
