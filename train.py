@@ -133,6 +133,9 @@ def setup(args) -> SimpleNamespace:
     method = create_method(cfg.pipeline, backbone=backbone, **method_options).to(rt.device)
     if rt.distributed and rt.kind == "gpu" and cfg.sync_batchnorm:
         method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)  # BN over the global batch, as SimCLR
+    if cfg.optim.lr is None and cfg.optim.name not in ("sgd", "lars"):
+        raise ValueError(f"optim.lr is needed with optim.name={cfg.optim.name}: the papers' learning-rate rules are "
+                         "for SGD and LARS (e.g. optim.lr=1e-3 for Adam)")
     lr = cfg.optim.lr if cfg.optim.lr is not None else PAPER_LR[cfg.pipeline](cfg.batch_size * rt.world)
     optimizer = build_optimizer(cfg.optim.name, method, lr, cfg.optim.weight_decay, cfg.optim.momentum)
     total = cfg.steps or cfg.epochs * steps_per_epoch

@@ -99,7 +99,21 @@ def _sgd(model: nn.Module, lr: float, weight_decay: float, momentum: float, nest
     return torch.optim.SGD(param_groups(model, weight_decay), lr=lr, momentum=momentum, nesterov=nesterov)
 
 
-OPTIMIZERS = {"lars": _lars, "sgd": _sgd}
+def _adam(model: nn.Module, lr: float, weight_decay: float, momentum: float, betas=None, eps: float = 1e-8):
+    """Adam with L2 weight decay in the gradient (torch.optim.Adam); ``momentum`` is beta1."""
+    return torch.optim.Adam(param_groups(model, weight_decay), lr=lr, betas=tuple(betas or (momentum, 0.999)), eps=eps)
+
+
+def _adamw(model: nn.Module, lr: float, weight_decay: float, momentum: float, betas=None, eps: float = 1e-8):
+    """AdamW, decoupled weight decay (Loshchilov & Hutter 2019); ``momentum`` is beta1."""
+    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=tuple(betas or (momentum, 0.999)),
+                             eps=eps)
+
+
+# The papers' optimisers (LARS, SGD), and Adam/AdamW: at small scale — a tiny network, batches
+# of tens, a few hundred steps — the adaptive ones reach a useful representation where SGD at
+# the linearly scaled learning rate has barely moved (benchmarks/FIDELITY.md measures it).
+OPTIMIZERS = {"lars": _lars, "sgd": _sgd, "adam": _adam, "adamw": _adamw}
 
 
 def build_optimizer(
@@ -108,12 +122,12 @@ def build_optimizer(
     """Build an optimiser over `param_groups(model, weight_decay)`.
 
     Args:
-        name: "lars" (MoQuad) or "sgd" (MCPNet).
+        name: "lars" (MoQuad), "sgd" (MCPNet), "adam" or "adamw".
         model: the module to optimise (the whole method: backbone + heads).
         lr: peak learning rate, e.g. from `moquad_lr` / `mcpnet_lr`.
         weight_decay: applied to weights only (see `param_groups`).
-        momentum: heavy-ball momentum.
-        kwargs: `trust_coefficient` for LARS, `nesterov` for SGD.
+        momentum: heavy-ball momentum (SGD, LARS); beta1 for Adam and AdamW.
+        kwargs: `trust_coefficient` for LARS, `nesterov` for SGD, `betas`/`eps` for Adam(W).
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; choose one of {sorted(OPTIMIZERS)}")

@@ -36,13 +36,16 @@ PRECISIONS = ("auto", "bf16", "fp32")
 
 @dataclass
 class OptimConfig:
-    name: str = "sgd"  # "lars" (MoQuad) or "sgd" (MCPNet)
+    name: str = "sgd"  # "lars" (MoQuad), "sgd" (MCPNet), "adam" or "adamw" (small scale; momentum = beta1)
     lr: Optional[float] = None  # None: the paper's rule for the pipeline at the global batch size
     weight_decay: float = 1e-4
     momentum: float = 0.9
     warmup_epochs: float = 0.0  # linear learning-rate warm-up before the cosine decay
 
     def __post_init__(self):
+        from models.optim import OPTIMIZERS
+        if self.name not in OPTIMIZERS:
+            raise ValueError(f"optim.name={self.name!r}; choose one of {sorted(OPTIMIZERS)}")
         if self.lr is not None and not self.lr > 0:
             raise ValueError(f"optim.lr must be positive, got {self.lr}")
         if self.weight_decay < 0 or self.momentum < 0 or self.warmup_epochs < 0:

@@ -73,8 +73,8 @@ def test_build_optimizer():
     sgd = build_optimizer("sgd", model, lr=mcpnet_lr(256), weight_decay=5e-4, nesterov=True)
     assert isinstance(sgd, torch.optim.SGD)
     assert [g["weight_decay"] for g in sgd.param_groups] == [5e-4, 0.0]
-    with pytest.raises(ValueError, match="lars.*sgd"):
-        build_optimizer("adamw", model, lr=1.0, weight_decay=0.0)
+    with pytest.raises(ValueError, match="adam.*lars.*sgd"):
+        build_optimizer("rmsprop", model, lr=1.0, weight_decay=0.0)
 
 
 def test_learning_rate_scaling_rules():
@@ -105,3 +105,26 @@ def test_cosine_schedule_steps_the_learning_rate():
     assert all(a >= b for a, b in zip(lrs[3:], lrs[4:]))
     with pytest.raises(ValueError, match="warmup_steps"):
         cosine_schedule(optimizer, total_steps=5, warmup_steps=6)
+
+
+@pytest.mark.parametrize("name, cls", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)])
+def test_adam_and_adamw_keep_the_weight_decay_groups_and_take_momentum_as_beta1(name, cls):
+    model = Toy()
+    optimizer = build_optimizer(name, model, lr=1e-3, weight_decay=0.05, momentum=0.8)
+    assert type(optimizer) is cls
+    decay, no_decay = optimizer.param_groups
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    assert decay["betas"] == (0.8, 0.999) and decay["lr"] == 1e-3
+    assert [p.shape for p in decay["params"]] == [model.linear.weight.shape]
+
+
+def test_adamw_step_matches_the_formula():
+    """One AdamW step: w <- w - lr * (wd * w + m_hat / (sqrt(v_hat) + eps)), m_hat = g, v_hat = g^2."""
+    w = nn.Parameter(torch.tensor([[1.0, -2.0]], dtype=torch.float64))
+    model = nn.Module()
+    model.w = w
+    optimizer = build_optimizer("adamw", model, lr=0.1, weight_decay=0.5, momentum=0.9)
+    w.grad = torch.tensor([[0.3, 0.4]], dtype=torch.float64)
+    optimizer.step()
+    expected = torch.tensor([[1.0, -2.0]], dtype=torch.float64) * (1 - 0.1 * 0.5) - 0.1 * torch.sign(w.grad)
+    torch.testing.assert_close(w.detach(), expected, atol=1e-6, rtol=0)
