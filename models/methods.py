@@ -11,6 +11,7 @@ The training loop is then method-agnostic:
 """
 from __future__ import annotations
 
+import copy
 import inspect
 from typing import Mapping, Sequence
 
@@ -54,6 +55,42 @@ def encode_views(backbone: nn.Module, views: Sequence[Tensor]) -> list[Tensor]:
         for i, f in zip(members, out.chunk(len(members))):
             features[i] = f
     return features
+
+
+class OwnNorms(nn.Module):
+    """A second set of BatchNorm parameters and statistics for a shared backbone.
+
+    MCPNet feeds RGB clips and residual clips — near-zero frames with sparse bright
+    edges — through one encoder. With one set of BatchNorm layers the running statistics
+    become a mixture of both kinds, which is what the backbone then normalises *RGB*
+    clips with at evaluation. ``encode`` runs the backbone with these norms swapped in
+    (``torch.func.functional_call``), so the residual clips get their own scale, shift and
+    running statistics and the backbone's own BatchNorm layers — the ones saved with it
+    and evaluated — see RGB clips only. The convolutions stay shared.
+    """
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        norms = {name: m for name, m in backbone.named_modules() if isinstance(m, nn.modules.batchnorm._NormBase)}
+        if not norms:
+            raise ValueError("method.residual_bn=own needs a backbone with BatchNorm layers")
+        self.names = list(norms)
+        self.norms = nn.ModuleDict({name.replace(".", "__"): copy.deepcopy(m) for name, m in norms.items()})
+
+    def tensors(self) -> dict[str, Tensor]:
+        out = {}
+        for name in self.names:
+            norm = self.norms[name.replace(".", "__")]
+            for key, value in [*norm.named_parameters(recurse=False), *norm.named_buffers(recurse=False)]:
+                out[f"{name}.{key}"] = value
+        return out
+
+    def encode(self, backbone: nn.Module, clips: Tensor) -> Tensor:
+        """``backbone(clips)`` with these norms in place of its own (their statistics update in training)."""
+        return torch.func.functional_call(backbone, self.tensors(), (as_backbone_input(clips, backbone),))
+
+
+RESIDUAL_BN = ("joint", "split", "own")
 
 
 def as_backbone_input(clips: Tensor, backbone: nn.Module) -> Tensor:
@@ -215,6 +252,13 @@ class MCPNet(nn.Module):
     whose code MCPNet builds on. `mip_sim` picks sim in Eq. 3 (see
     models.losses.mip_loss for why the default divides cosines by tau).
 
+    `residual_bn` (the paper is silent): "joint" encodes the RGB and residual clips as
+    one batch, so BatchNorm normalises them together and its running statistics — used
+    when the backbone is evaluated on RGB clips — mix both kinds; "split" encodes them as
+    separate batches through the same layers (batch statistics per kind, running
+    statistics still mixed); "own" gives the residual clips their own BatchNorm
+    parameters and statistics (`OwnNorms`), so the backbone's own layers see RGB only.
+
     Output: `loss`, `loss_mip`, `loss_cip`; `mip_acc`: fraction with
     sim(r, l1) > sim(r, l2); `cip_acc`: top-1 accuracy of the CIP positive
     among the local batch's residual clips.
@@ -230,10 +274,13 @@ class MCPNet(nn.Module):
         margin: float = 2.0,
         alpha: float = 0.5,
         mip_sim: str = "cosine_over_tau",
+        residual_bn: str = "joint",
         gather: bool = True,
     ):
         super().__init__()
         _check_head("mcpnet", temperature, proj_hidden_dim, proj_dim, proj_layers)
+        if residual_bn not in RESIDUAL_BN:
+            raise ValueError(f"mcpnet: method.residual_bn={residual_bn!r}; choose one of {list(RESIDUAL_BN)}")
         if not 0 <= alpha <= 1:
             raise ValueError(f"mcpnet: method.alpha must lie in [0, 1], got {alpha}")
         if not margin >= 0:
@@ -243,11 +290,25 @@ class MCPNet(nn.Module):
         self.backbone = _backbone(backbone)
         self.heads = MCPNetHeads(self.backbone.feature_dim, proj_hidden_dim, proj_dim, proj_layers)
         self.temperature, self.margin, self.alpha = temperature, margin, alpha
-        self.mip_sim, self.gather = mip_sim, gather
+        self.mip_sim, self.gather, self.residual_bn = mip_sim, gather, residual_bn
+        self.residual_norms = OwnNorms(self.backbone) if residual_bn == "own" else None
+
+    def encode(self, batch: Mapping[str, Tensor]) -> list[Tensor]:
+        """Backbone features of ``rgb``, ``res_same``, ``res_diff`` under the ``residual_bn`` setting."""
+        views = [batch["rgb"], batch["res_same"], batch["res_diff"]]
+        if self.residual_bn == "joint":
+            return encode_views(self.backbone, views)
+        h_r = self.backbone(as_backbone_input(views[0], self.backbone))
+        residuals = torch.cat(views[1:])
+        if self.residual_norms is None:  # "split": own batch statistics, shared BatchNorm layers
+            h_res = self.backbone(as_backbone_input(residuals, self.backbone))
+        else:
+            h_res = self.residual_norms.encode(self.backbone, residuals)
+        return [h_r, *h_res.chunk(2)]
 
     def forward(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         _require(batch, ("rgb", "res_same", "res_diff", "cip_same"), "mcpnet")
-        h_r, h_l1, h_l2 = encode_views(self.backbone, [batch["rgb"], batch["res_same"], batch["res_diff"]])
+        h_r, h_l1, h_l2 = self.encode(batch)
 
         f_r, f_l1, f_l2 = self.heads.mip(torch.cat([h_r, h_l1, h_l2])).chunk(3)
         loss_mip = mip_loss(f_r, f_l1, f_l2, margin=self.margin, similarity=self.mip_sim,

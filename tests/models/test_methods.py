@@ -127,8 +127,60 @@ def test_registry_and_batch_errors():
     ("moquad", {"beta": 2.0}, r"moquad: method.beta .* in \[0, 1\]"),
     ("mcpnet", {"margin": -1.0}, r"mcpnet: method.margin"),
     ("mcpnet", {"proj_dim": 0}, r"mcpnet: method.proj_dim must be a whole number >= 1"),
+    ("mcpnet", {"residual_bn": "separate"}, r"mcpnet: method.residual_bn='separate'; choose one of .*own"),
     ("moquad", {"temprature": 0.1}, r"unknown moquad method option\(s\) \['temprature'\]; valid: .*temperature"),
 ])
 def test_bad_method_settings_name_the_key(name, options, match):
     with pytest.raises(ValueError, match=match):
         create_method(name, backbone="tiny", **options)
+
+
+def _norm_state(module):
+    return {k: v.clone() for k, v in module.state_dict().items() if "running" in k or "num_batches" in k}
+
+
+def _residual_batch():
+    """RGB clips around 1 with spread 2; residual clips near 0 with spread 0.1: statistics that differ."""
+    g = torch.Generator().manual_seed(1)
+    batch = mcpnet_batch(torch.zeros(B, dtype=torch.bool))
+    batch["rgb"] = 1 + 2 * torch.randn(B, *CLIP, generator=g)
+    for key in ("res_same", "res_diff"):
+        batch[key] = 0.1 * torch.rand(B, *CLIP, generator=g)
+    return batch
+
+
+def test_mcpnet_own_residual_norms_keep_the_backbone_statistics_rgb_only():
+    """residual_bn=own: the backbone's BatchNorm statistics are those of the RGB clips alone."""
+    torch.manual_seed(0)
+    batch = _residual_batch()
+    method = create_method("mcpnet", backbone="tiny", residual_bn="own", **HEAD).train()
+    reference = create_backbone("tiny")
+    reference.load_state_dict(method.backbone.state_dict())
+    own_before = _norm_state(method.residual_norms)
+    out = method(batch)
+    out["loss"].backward()
+    reference.train()(batch["rgb"])  # the RGB clips alone through a copy of the backbone
+    for key, value in _norm_state(reference).items():
+        torch.testing.assert_close(method.backbone.state_dict()[key], value, msg=key)
+    own_after = _norm_state(method.residual_norms)
+    assert any(not torch.equal(own_before[k], own_after[k]) for k in own_before if "running_mean" in k)
+    assert all(p.grad is not None for p in method.residual_norms.parameters())
+    # The saved backbone has exactly the keys of a plain backbone: eval.py loads it as before.
+    assert set(method.backbone.state_dict()) == set(reference.state_dict())
+
+
+def test_mcpnet_joint_mixes_and_split_separates_the_batch_statistics():
+    """joint: RGB and residual clips normalised together; split: separately, through the same layers."""
+    batch = _residual_batch()
+    torch.manual_seed(0)
+    joint = create_method("mcpnet", backbone="tiny", residual_bn="joint", **HEAD).train()
+    split = create_method("mcpnet", backbone="tiny", residual_bn="split", **HEAD).train()
+    split.load_state_dict(joint.state_dict())
+    backbone = create_backbone("tiny")
+    backbone.load_state_dict(joint.backbone.state_dict())
+    alone = backbone.train()(batch["rgb"])  # batch statistics of the RGB clips only
+    torch.testing.assert_close(split.encode(batch)[0], alone)
+    assert not torch.allclose(joint.encode(batch)[0], alone, atol=1e-3)
+    for method in (joint, split):
+        method(batch)["loss"].backward()
+        assert method.residual_norms is None

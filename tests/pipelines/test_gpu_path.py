@@ -137,6 +137,19 @@ def test_methods_run_on_batches_laid_out_as_the_gpu_iterator_lays_them(demo_inde
             method(gpu_like)
 
 
+@pytest.mark.parametrize("residual_bn", ["split", "own"])
+def test_mcpnet_residual_norm_settings_run_on_gpu_laid_out_batches(demo_index, residual_bn):
+    it = make_iterator("mcpnet", demo_index, B, config=config("mcpnet", {}), num_workers=0)
+    gpu_like = contract.to_device(next(iter(it)), torch.device("meta"), contract.CLIP_DTYPES["gpu"])
+    method = create_method("mcpnet", backbone="tiny", proj_hidden_dim=32, proj_dim=16,
+                           residual_bn=residual_bn).to("meta")
+    out = method(gpu_like)
+    assert out["loss"].device.type == "meta"
+    out["loss"].backward()
+    if residual_bn == "own":
+        assert all(p.grad is not None and p.grad.device.type == "meta" for p in method.residual_norms.parameters())
+
+
 def test_start_method_follows_dalis_own_driver_check(monkeypatch):
     monkeypatch.setattr(pipeline_module.backend, "IsDriverInitialized", lambda: False)
     assert start_method("cpu") == "fork" and start_method("gpu") == "spawn"
