@@ -47,10 +47,16 @@ class ClipConfig:
     frames: int = 16
     speeds: Tuple[int, ...] = (1, 2)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # Frames of the video each sample's clips are drawn from; 0: the fewest its clips need.
+    # A longer window lets a sample's clips start further apart in time (CVRL's temporal
+    # sampling), so two clips of one video share less than their frames' static content.
+    window: int = 0
 
     def __post_init__(self):
         if self.frames < 1 or not self.speeds or min(self.speeds) < 1:
             raise ValueError(f"need frames >= 1 and positive speeds, got frames={self.frames} speeds={self.speeds}")
+        if self.window < 0:
+            raise ValueError(f"clip.window must be >= 0 (0: the fewest frames the clips need), got {self.window}")
 
 
 # --- draws ---------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ class MCPNetPlanner(Planner):
         self.gap = 1 if cfg.residual_view == "residual" else cfg.gap
         top = max(c.speeds)
         self.window = max(clips.clip_span(c.frames, top),
-                          clips.residual_span(c.frames, top, self.gap) if cfg.residual_view != "rgb" else 0)
+                          clips.residual_span(c.frames, top, self.gap) if cfg.residual_view != "rgb" else 0, c.window)
         self.keys = ("speed_rgb", "speed_diff", "cip_same") + tuple(
             k for name in ("rgb", "res_same", "res_diff") for k in clip_kinds.keys_of(name))
 

@@ -52,7 +52,7 @@ class MoQuadPlanner(Planner):
     def __init__(self, cfg: MoQuadConfig):
         self.cfg = cfg
         c = cfg.clip
-        self.window = clips.clip_span(c.frames, max(c.speeds))
+        self.window = max(clips.clip_span(c.frames, max(c.speeds)), c.window)
         ad = cfg.appearance if cfg.appearance.op != "none" else None
         if cfg.mode == "warmup":
             self.members = {"clip_n": None, "clip_m": None}

@@ -18,7 +18,7 @@ class SimCLRPlanner(Planner):
 
     def __init__(self, cfg: SimCLRConfig):
         self.cfg = cfg
-        self.window = clips.clip_span(cfg.clip.frames, max(cfg.clip.speeds))
+        self.window = max(clips.clip_span(cfg.clip.frames, max(cfg.clip.speeds)), cfg.clip.window)
         self.keys = clip_kinds.keys_of("view1") + clip_kinds.keys_of("view2")
 
     def draw(self, rng, batch_rng, slot, batch_size, valid, frame_hw):

@@ -194,3 +194,28 @@ def test_clip_indices_speed_motion_and_padding():
         clips.draw_clip_indices(rng, 4, 1, valid=10, motion="jitter")
     with pytest.raises(ValueError, match="two speeds"):
         clips.draw_speed(rng, [2], exclude=2)
+
+
+@pytest.mark.parametrize("name", ["simclr", "moquad", "mcpnet"])
+def test_clip_window_widens_the_decoded_window_and_spreads_the_clips(name):
+    """clip.window: the planner decodes that many frames (never fewer than its clips need), and a
+    sample's clips then start anywhere in it, further apart than the shortest window allows."""
+    from pipelines.config import build
+    from pipelines.iterators import PIPELINES
+
+    spec = PIPELINES[name]
+    clip = {"frames": 4, "speeds": [1, 2], "augment": {"size": [16, 16]}}
+    need = spec.planner(build(spec.config, {"clip": clip}, name)).window
+    assert spec.planner(build(spec.config, {"clip": dict(clip, window=2)}, name)).window == need
+    planner = spec.planner(build(spec.config, {"clip": dict(clip, window=need + 12)}, name))
+    assert planner.window == need + 12
+    rng, batch_rng = np.random.default_rng(0), np.random.default_rng(1)
+    starts = []
+    for _ in range(50):
+        params = planner.draw(rng, batch_rng, 0, 2, planner.window, (20, 20))
+        idx = [v for k, v in params.items() if k.endswith("idx")]
+        assert all(0 <= i.min() and i.max() < planner.window for i in idx)
+        starts.append(max(int(i.min()) for i in idx))
+    assert max(starts) > need  # a clip started past the end of the shortest window
+    with pytest.raises(ValueError, match="clip.window must be >= 0"):
+        build(spec.config, {"clip": dict(clip, window=-1)}, name)
