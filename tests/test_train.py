@@ -135,7 +135,8 @@ def test_every_shipped_config_builds(path):
     files = [path]
     if "ablations" in path:  # an override file stacks onto its method's paper config
         files = [os.path.join(ROOT, "configs", base.split("_")[0] + "_r3d18.yaml"), path]
-    pipeline = base.split("_")[0] if "demo" not in path else base[:-5]
+    folder = os.path.basename(os.path.dirname(path))
+    pipeline = base[:-5] if folder in ("demo", "small") else base.split("_")[0]  # demo/<method>.yaml, small/<method>.yaml
     cfg = load_config(files, pipeline=pipeline)
     build_config(pipeline, cfg.pipeline_config)
     create_method(pipeline, backbone="tiny", **cfg.method)
@@ -227,7 +228,9 @@ def test_overrides_are_typed_and_every_config_error_is_one_line(small_demo, tmp_
              (["method.temperature=0"], r"method.temperature must be > 0"),
              (["retrieval=maybe"], r"retrieval='maybe': expected true or false"),
              (["--config", str(bad_yaml)], r"bad.yaml: not valid YAML \(.* line \d+, column \d+\)"),
-             (["pipeline_config.clip.frames=0"], r"simclr.clip: need frames >= 1")]
+             (["pipeline_config.clip.frames=0"], r"simclr.clip: need frames >= 1"),
+             (["optim.name=rmsprop"], r"optim.name='rmsprop'; choose one of \['adam', 'adamw', 'lars', 'sgd'\]"),
+             (["optim.name=adamw", "optim.lr=null"], r"optim.lr is needed with optim.name=adamw")]
     for extra, match in cases:
         with pytest.raises(SystemExit, match=r"^train.py: error: .*" + match):
             train.main(base + extra)
