@@ -1,0 +1,227 @@
+"""The fidelity benchmark's videos: motion decides the class, appearance misleads.
+
+Every *scene* (a textured background and one textured object of its own shape, size and
+colours) is rendered in **every** motion class, and each scene's classes are split
+between train and test: for every scene one class of each mirrored pair (up/down,
+left/right, clockwise/anticlockwise, in/out) is in the train split and the other in the
+test split, and each class is in train for half the scenes. A test video's look-alikes
+in the train split (its own scene) therefore always carry another label — usually the
+mirrored motion — so appearance features score *below* chance in retrieval and in a
+linear probe, and only motion features score above it.
+
+Per video the object's start, angle and speed are drawn anew, and sensor noise is added;
+the scene fixes everything else. Everything is a pure function of ``seed``.
+
+    python -m benchmarks.fidelity_data --out data/fidelity     # 16 scenes × 8 classes × 4 videos
+
+Layout: the prepared-dataset layout (``videos/<class>/…webm``, ``classes.txt``,
+``train.txt``, ``test.txt``, ``all.txt``) plus ``scenes.txt`` (``path scene``), so any
+result can be broken down by scene.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor
+from typing import Optional
+
+import numpy as np
+
+from pipelines.video_io import write_video
+
+log = logging.getLogger(__name__)
+
+# Mirrored pairs side by side: class 2k and 2k + 1 are the same motion, reversed.
+CLASSES = ("move_up", "move_down", "move_left", "move_right",
+           "rotate_clockwise", "rotate_anticlockwise", "zoom_in", "zoom_out")
+VERSION = 1  # bump when the output changes, so cached copies are rebuilt
+SHAPES = ("bar", "ellipse", "cross", "triangle", "ring")
+
+
+def default_root(seed: int = 0, scenes: int = 16, per_class: int = 4, size: int = 48, num_frames: int = 32) -> str:
+    """Cache folder (``$MOTIONSSL_CACHE`` or ``~/.cache/motionssl``), named by every setting of the data."""
+    base = os.environ.get("MOTIONSSL_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "motionssl"))
+    return os.path.join(base, f"fidelity-v{VERSION}-seed{seed}-{scenes}x{per_class}-{size}px-{num_frames}f")
+
+
+def in_train(scene: int, label: int) -> bool:
+    """Whether class ``label`` of ``scene`` is a training video (else a test video).
+
+    One class of each mirrored pair per scene, alternating with the scene, so each class
+    is in train for half the scenes and a scene's test classes are the mirror images of
+    its train classes.
+    """
+    return (label + scene) % 2 == 0
+
+
+def texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A colour texture ``(h, w, 3)`` float32 in [0, 255] from one of five families.
+
+    Stripes, checks, blobs, a radial pattern or band-limited noise, with 2–3 random
+    colours, random scale and orientation: scenes differ in colour *and* structure.
+    """
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    colours = rng.uniform(0, 255, (3, 3)).astype(np.float32)
+    kind = rng.integers(5)
+    if kind == 0:
+        angle, period = rng.uniform(0, np.pi), rng.uniform(3, 12)
+        t = 0.5 + 0.5 * np.sin(2 * np.pi * (x * np.cos(angle) + y * np.sin(angle)) / period)
+    elif kind == 1:
+        cy, cx = rng.integers(2, 8, size=2)
+        t = ((x // cx + y // cy) % 2).astype(np.float32)
+    elif kind == 2:
+        t = np.zeros((h, w), np.float32)
+        for _ in range(int(rng.integers(4, 10))):
+            py, px, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(2, 10)
+            t += np.exp(-((y - py) ** 2 + (x - px) ** 2) / (2 * r * r))
+        t = np.clip(t / max(float(t.max()), 1e-6), 0, 1)
+    elif kind == 3:
+        py, px, period = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(3, 10)
+        t = 0.5 + 0.5 * np.cos(2 * np.pi * np.hypot(y - py, x - px) / period)
+    else:
+        noise = rng.normal(size=(h // 4 + 2, w // 4 + 2)).astype(np.float32)
+        up = np.kron(noise, np.ones((4, 4), np.float32))[:h, :w]
+        t = 1 / (1 + np.exp(-2 * up))
+    second = t[..., None] * colours[0] + (1 - t[..., None]) * colours[1]
+    # A third colour in a smooth diagonal gradient: not every scene is two-tone.
+    g = ((x * rng.uniform(-1, 1) + y * rng.uniform(-1, 1)) / max(h, w))[..., None]
+    g = (g - g.min()) / max(float(g.max() - g.min()), 1e-6)
+    return second * (1 - 0.4 * g) + colours[2] * 0.4 * g
+
+
+def _inside(shape: str, u: np.ndarray, v: np.ndarray, half: float, aspect: float) -> np.ndarray:
+    """Object mask in object coordinates (u along the long axis)."""
+    a, b = half, half * aspect
+    if shape == "bar":
+        return (np.abs(u) < a) & (np.abs(v) < b)
+    if shape == "ellipse":
+        return (u / a) ** 2 + (v / b) ** 2 < 1
+    if shape == "cross":
+        return ((np.abs(u) < a) & (np.abs(v) < b * 0.6)) | ((np.abs(v) < a * 0.7) & (np.abs(u) < b * 0.6))
+    if shape == "triangle":  # points along +u: its orientation is visible
+        return (u > -a) & (u < a) & (np.abs(v) < b * 1.5 * (a - u) / (2 * a))
+    r = np.hypot(u / a, v / (b * 1.6))  # ring with a notch, so its rotation shows
+    return (r < 1) & (r > 0.55) & ~((u > 0) & (np.abs(v) < b * 0.35))
+
+
+def scene_spec(seed: int, scene: int, size: int) -> dict:
+    """The appearance of ``scene``: background, object shape, size, aspect, texture."""
+    rng = np.random.default_rng([seed, 7, scene])
+    return {"background": texture(rng, size, size), "object": texture(rng, size, size),
+            "shape": SHAPES[int(rng.integers(len(SHAPES)))], "half": float(rng.uniform(0.22, 0.34)) * size,
+            "aspect": float(rng.uniform(0.3, 0.55)), "contrast": float(rng.uniform(0.7, 1.0))}
+
+
+def render(spec: dict, label: int, rng: np.random.Generator, size: int, num_frames: int) -> np.ndarray:
+    """Frames ``(T, size, size, 3)`` uint8 of the scene ``spec`` moving as ``CLASSES[label]``."""
+    name = CLASSES[label]
+    t = np.arange(num_frames, dtype=np.float32)
+    t = t - t.mean()
+    centre = rng.uniform(0.3, 0.7, 2) * size
+    angle = np.full_like(t, rng.uniform(0, 2 * np.pi))
+    scale = np.ones_like(t)
+    shift = np.zeros((num_frames, 2), np.float32)
+    if name.startswith("move"):
+        speed = rng.uniform(0.025, 0.05) * size  # per frame; the object wraps around the edges
+        direction = {"move_up": (-1, 0), "move_down": (1, 0), "move_left": (0, -1), "move_right": (0, 1)}[name]
+        shift = np.outer(t, direction) * speed
+    elif name.startswith("rotate"):
+        angle = angle + rng.uniform(0.1, 0.2) * (1 if name == "rotate_clockwise" else -1) * t
+    else:
+        rate = rng.uniform(0.03, 0.045) * (1 if name == "zoom_in" else -1)
+        scale = np.exp(rate * t)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    background, tex = spec["background"], spec["object"]
+    frames = np.empty((num_frames, size, size, 3), np.uint8)
+    for i in range(num_frames):
+        cy, cx = centre + shift[i]
+        dy = (yy - cy + size / 2) % size - size / 2
+        dx = (xx - cx + size / 2) % size - size / 2
+        ca, sa = np.cos(angle[i]), np.sin(angle[i])
+        u = (ca * dx + sa * dy) / scale[i]
+        v = (-sa * dx + ca * dy) / scale[i]
+        inside = _inside(spec["shape"], u, v, spec["half"], spec["aspect"])
+        ty = np.clip(v + size / 2, 0, size - 1).astype(int)  # the texture moves with the object
+        tx = np.clip(u + size / 2, 0, size - 1).astype(int)
+        image = np.where(inside[..., None], tex[ty, tx], background * spec["contrast"])
+        frames[i] = np.clip(image + rng.normal(0, 3, image.shape), 0, 255).astype(np.uint8)
+    return frames
+
+
+def _write(job) -> tuple:
+    root, seed, scene, label, copy, size, num_frames = job
+    spec = scene_spec(seed, scene, size)
+    frames = render(spec, label, np.random.default_rng([seed, scene, label, copy]), size, num_frames)
+    rel = os.path.join("videos", CLASSES[label], f"s{scene:02d}_{CLASSES[label]}_{copy}.webm")
+    write_video(os.path.join(root, rel), frames, fps=25, codec="vp9", gop=8, crf=30)
+    return rel, label, len(frames), scene
+
+
+def generate(root: Optional[str] = None, seed: int = 0, scenes: int = 16, per_class: int = 4, size: int = 48,
+             num_frames: int = 32, workers: Optional[int] = None) -> str:
+    """Write the benchmark into ``root`` (default: the cache) unless it is already complete; return ``root``.
+
+    ``scenes × 8 classes × per_class`` videos, half of them train. Written into a temporary
+    folder and renamed, so an interrupted run never leaves a half dataset that looks finished.
+    """
+    root = root or default_root(seed, scenes, per_class, size, num_frames)
+    if os.path.exists(os.path.join(root, "all.txt")):
+        return root
+    if scenes < 2 or scenes % 2:
+        raise ValueError(f"scenes={scenes}: need an even number >= 2, so every class is in train for half the scenes")
+    if per_class < 1 or size < 32 or num_frames < 8:
+        raise ValueError(f"need per_class >= 1, size >= 32 and num_frames >= 8; got {per_class}, {size}, "
+                         f"{num_frames}")
+    start = time.time()
+    tmp = f"{root}.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    for name in CLASSES:
+        os.makedirs(os.path.join(tmp, "videos", name), exist_ok=True)
+    jobs = [(tmp, seed, s, c, k, size, num_frames) for s in range(scenes) for c in range(len(CLASSES))
+            for k in range(per_class)]
+    workers = workers or min(4, os.cpu_count() or 1)
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            rows = list(pool.map(_write, jobs, chunksize=8))
+    else:
+        rows = [_write(job) for job in jobs]
+    splits = {"train": [r for r in rows if in_train(r[3], r[1])],
+              "test": [r for r in rows if not in_train(r[3], r[1])], "all": rows}
+    with open(os.path.join(tmp, "classes.txt"), "w") as f:
+        f.write("\n".join(CLASSES) + "\n")
+    for split, split_rows in splits.items():
+        with open(os.path.join(tmp, f"{split}.txt"), "w") as f:
+            f.writelines(f"{rel} {label} {n}\n" for rel, label, n, _ in split_rows)
+    with open(os.path.join(tmp, "scenes.txt"), "w") as f:
+        f.writelines(f"{rel} {scene}\n" for rel, _, _, scene in rows)
+    if os.path.exists(root):
+        if os.path.exists(os.path.join(root, "all.txt")):
+            shutil.rmtree(tmp)
+            return root
+        shutil.rmtree(root)
+    os.makedirs(os.path.dirname(os.path.abspath(root)), exist_ok=True)
+    os.replace(tmp, root)
+    log.info("wrote %d fidelity videos to %s in %.1f s", len(rows), root, time.time() - start)
+    return root
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description="Write the fidelity benchmark's videos (VP9 .webm).")
+    p.add_argument("--out", help="folder to write (default: the cache folder)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scenes", type=int, default=16)
+    p.add_argument("--per-class", type=int, default=4, help="videos per scene and class")
+    p.add_argument("--size", type=int, default=48)
+    p.add_argument("--frames", type=int, default=32)
+    p.add_argument("--workers", type=int)
+    args = p.parse_args(argv)
+    start = time.time()
+    root = generate(args.out, args.seed, args.scenes, args.per_class, args.size, args.frames, args.workers)
+    print(f"fidelity dataset in {root} ({time.time() - start:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()
