@@ -410,8 +410,9 @@ def _transcode_frames(job: Job, tmp: str) -> int:
     codec = CODECS[job.codec]
     with av.open(job.src, mode="r") as inp:
         stream = inp.streams.video[0]
-        stream.thread_type = "AUTO"
-        stream.codec_context.thread_count = job.threads
+        # Decoded single-threaded: this runs under decoder_errors, whose log callback can
+        # deadlock against decoder threads (see there). The encoder keeps job.threads.
+        stream.codec_context.thread_count = 1
         width, height = output_size(stream.codec_context.width, stream.codec_context.height, job.short_side)
         # Frames are re-timed at a constant rate: the pipelines index frames, not seconds,
         # and a constant rate keeps num_frames / fps an honest duration.

@@ -134,7 +134,10 @@ class WindowSource:
         bad_files: ``"raise"`` a :class:`VideoError` naming the file, or ``"skip"`` it with a
             logged warning and use the next video of the shard instead.
         codec_threads: PyAV's codec threads per window (``read_window``'s ``threads``): 1
-            when the worker processes already fill the cores, 0 lets the codec choose.
+            when the worker processes already fill the cores, 0 lets the codec choose. The
+            source checks every window for decoder errors, which decodes single-threaded
+            (threaded decoding can deadlock against the error log), so today each worker
+            decodes with one thread whatever this says; more workers use more cores.
     """
 
     def __init__(self, index: VideoIndex, planner: Planner, batch_size: int, seed: int = 0,

@@ -132,9 +132,12 @@ def decoder_errors() -> Iterator[List[str]]:
 
     Damaged H.264, HEVC and MPEG-4 streams decode "successfully" with concealed errors and
     only say so in FFmpeg's log; with ``err_detect`` set (:func:`_open`) some raise instead.
-    The log goes to this list rather than to stderr; it is captured process-wide, since the
-    codec's own threads write it (call this where one thread decodes: a decoding worker,
-    dataset preparation). A VP9 stream carries no checksum: a
+    The log goes to this list rather than to stderr; it is captured process-wide. Decode
+    *single-threaded* inside this block (``thread_count = 1``, no ``thread_type``): the
+    capture is a Python callback, and an FFmpeg worker thread that logs while the calling
+    thread closes the decoder waits for the interpreter lock that the closing thread holds
+    while it waits for the worker — a deadlock (seen in ``avcodec_free_context``). A VP9
+    stream carries no checksum: a
     damaged frame payload can decode into wrong pixels without any error (damage that
     drops a frame shows as a gap in the timestamps, :func:`timestamp_gap`).
     """
@@ -184,7 +187,7 @@ def check_decoding(path: str) -> int:
         container = _open(path)
         try:
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+            stream.codec_context.thread_count = 1  # single-threaded under decoder_errors (see there)
             for _ in container.decode(stream):
                 count += 1
         except Exception as exc:
@@ -248,7 +251,7 @@ def probe(path: str) -> VideoInfo:
 
 
 def read_window(path: str, start: int, count: int, timestamps: Optional[np.ndarray] = None,
-                threads: int = 0) -> np.ndarray:
+                threads: int = 0, check_errors: bool = True) -> np.ndarray:
     """Decode frames ``start .. start+count-1`` as ``(count, H, W, 3)`` uint8 RGB.
 
     Seeks to the keyframe before ``start`` and decodes forward, so the cost is the GOP
@@ -259,6 +262,9 @@ def read_window(path: str, start: int, count: int, timestamps: Optional[np.ndarr
     threads, best for one process); 1 is best when one process per core already fills
     the cores, as the pipeline's decoding workers do, since codec threading then only
     adds work (H.264: +13-28 % CPU per window, VP9: +1-6 %; benchmarks/RESULTS.md).
+    ``check_errors`` (default) collects the decoder's error log (:func:`decoder_errors`) and
+    raises on damaged data; the decode is then single-threaded whatever ``threads`` says,
+    since codec threads that log can deadlock against closing the decoder.
     """
     if threads < 0:
         raise ValueError(f"threads must be >= 0, got {threads}")
@@ -273,7 +279,9 @@ def read_window(path: str, start: int, count: int, timestamps: Optional[np.ndarr
     stop = min(start + count, n)
     wanted = timestamps[start:stop]
     frames = []
-    with decoder_errors() as errors:
+    if check_errors:
+        threads = 1
+    with (decoder_errors() if check_errors else contextlib.nullcontext([])) as errors:
         container = _open(path)
         try:
             stream = container.streams.video[0]

@@ -121,3 +121,33 @@ def test_prepare_lists_damaged_sources_in_failed_txt(damaged, tmp_path):
     assert (summary["converted"], summary["failed"]) == (1, 1)
     failed = (tmp_path / "out" / "failed.txt").read_text()
     assert "damaged.mp4" in failed and "the decoder reported damaged data" in failed and "good.mp4" not in failed
+
+
+def test_decoding_under_the_error_log_is_single_threaded(damaged, monkeypatch):
+    """The error log is a Python callback: a codec thread that logs while the decoder is closed waits
+    for the interpreter lock the closing thread holds — a deadlock. So every decode that collects
+    errors runs with one codec thread, whatever ``threads`` asks; ``check_errors=False`` may thread."""
+    from pipelines import video_io
+
+    seen = []
+    real_open = video_io._open
+
+    class Recording:
+        def __init__(self, container):
+            self._container = container
+
+        def __getattr__(self, name):
+            return getattr(self._container, name)
+
+        def decode(self, stream):
+            ctx = stream.codec_context
+            seen.append((ctx.thread_count, str(stream.thread_type)))
+            return self._container.decode(stream)
+
+    monkeypatch.setattr(video_io, "_open", lambda path: Recording(real_open(path)))
+    read_window(str(damaged["good"]), 5, 8, threads=0)
+    read_window(str(damaged["good"]), 5, 8, threads=4)
+    check_decoding(str(damaged["good"]))
+    assert [count for count, _ in seen] == [1, 1, 1]
+    read_window(str(damaged["good"]), 5, 8, threads=4, check_errors=False)
+    assert seen[-1][0] == 4

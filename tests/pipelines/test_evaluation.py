@@ -212,7 +212,7 @@ def test_linear_probe_learns_and_is_seeded():
         train_linear_probe(feats, labels - 1, 3, epochs=1)
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "lars"])
+@pytest.mark.parametrize("optimizer", ["sgd", "lars", "adamw"])
 def test_fine_tune_trains_the_whole_network(optimizer):
     torch.manual_seed(0)
     model = FineTuneClassifier(create_backbone("tiny", widths=(8, 16)), num_classes=2, hidden_dim=12)
@@ -222,10 +222,10 @@ def test_fine_tune_trains_the_whole_network(optimizer):
                {"clips": clips[4:], "label": torch.tensor([1, 0, 1, 0])}]
     before = [p.detach().clone() for p in model.backbone.parameters()]
     seen = []
-    losses = fine_tune(model, batches, epochs=8, optimizer=optimizer, lr=0.5 if optimizer == "sgd" else 5.0,
+    losses = fine_tune(model, batches, epochs=8, optimizer=optimizer, lr={"sgd": 0.5, "lars": 5.0, "adamw": 0.01}[optimizer],
                        weight_decay=0.0, on_epoch=lambda e, loss: seen.append(e))
     assert seen == list(range(8)) and losses[-1] < losses[0]
     assert all(not torch.equal(a, b) for a, b in zip(before, model.backbone.parameters()))
     assert model(clips).shape == (8, 2)
-    with pytest.raises(ValueError, match="unknown optimizer 'adam'; choose one of"):
-        fine_tune(model, batches, epochs=1, optimizer="adam")
+    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'; choose one of"):
+        fine_tune(model, batches, epochs=1, optimizer="rmsprop")
