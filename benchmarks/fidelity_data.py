@@ -23,13 +23,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor
 from typing import Optional
 
 import numpy as np
 
+from pipelines import demo
 from pipelines.video_io import write_video
 
 log = logging.getLogger(__name__)
@@ -137,12 +136,7 @@ def render(spec: dict, label: int, rng: np.random.Generator, size: int, num_fram
     background, tex = spec["background"], spec["object"]
     frames = np.empty((num_frames, size, size, 3), np.uint8)
     for i in range(num_frames):
-        cy, cx = centre + shift[i]
-        dy = (yy - cy + size / 2) % size - size / 2
-        dx = (xx - cx + size / 2) % size - size / 2
-        ca, sa = np.cos(angle[i]), np.sin(angle[i])
-        u = (ca * dx + sa * dy) / scale[i]
-        v = (-sa * dx + ca * dy) / scale[i]
+        u, v = demo.object_coords(yy, xx, centre + shift[i], angle[i], scale[i], size)
         inside = _inside(spec["shape"], u, v, spec["half"], spec["aspect"])
         ty = np.clip(v + size / 2, 0, size - 1).astype(int)  # the texture moves with the object
         tx = np.clip(u + size / 2, 0, size - 1).astype(int)
@@ -176,34 +170,15 @@ def generate(root: Optional[str] = None, seed: int = 0, scenes: int = 16, per_cl
         raise ValueError(f"need per_class >= 1, size >= 32 and num_frames >= 8; got {per_class}, {size}, "
                          f"{num_frames}")
     start = time.time()
-    tmp = f"{root}.tmp{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    for name in CLASSES:
-        os.makedirs(os.path.join(tmp, "videos", name), exist_ok=True)
+    tmp = demo.start_folder(root, CLASSES)
     jobs = [(tmp, seed, s, c, k, size, num_frames) for s in range(scenes) for c in range(len(CLASSES))
             for k in range(per_class)]
-    workers = workers or min(4, os.cpu_count() or 1)
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            rows = list(pool.map(_write, jobs, chunksize=8))
-    else:
-        rows = [_write(job) for job in jobs]
-    splits = {"train": [r for r in rows if in_train(r[3], r[1])],
-              "test": [r for r in rows if not in_train(r[3], r[1])], "all": rows}
-    with open(os.path.join(tmp, "classes.txt"), "w") as f:
-        f.write("\n".join(CLASSES) + "\n")
-    for split, split_rows in splits.items():
-        with open(os.path.join(tmp, f"{split}.txt"), "w") as f:
-            f.writelines(f"{rel} {label} {n}\n" for rel, label, n, _ in split_rows)
+    rows = demo.run_jobs(_write, jobs, workers)
     with open(os.path.join(tmp, "scenes.txt"), "w") as f:
         f.writelines(f"{rel} {scene}\n" for rel, _, _, scene in rows)
-    if os.path.exists(root):
-        if os.path.exists(os.path.join(root, "all.txt")):
-            shutil.rmtree(tmp)
-            return root
-        shutil.rmtree(root)
-    os.makedirs(os.path.dirname(os.path.abspath(root)), exist_ok=True)
-    os.replace(tmp, root)
+    splits = {"train": [r for r in rows if in_train(r[3], r[1])],
+              "test": [r for r in rows if not in_train(r[3], r[1])], "all": rows}
+    demo.finish_folder(tmp, root, CLASSES, splits)
     log.info("wrote %d fidelity videos to %s in %.1f s", len(rows), root, time.time() - start)
     return root
 

@@ -75,6 +75,15 @@ def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return t[..., None] * c1 + (1 - t[..., None]) * c2
 
 
+def object_coords(yy: np.ndarray, xx: np.ndarray, centre, angle: float, scale: float, size: int):
+    """Object coordinates ``(u, v)`` of every pixel: translation undone on a torus (a fast object
+    wraps around instead of leaving), then rotation (clockwise on screen) and scale."""
+    dy = (yy - centre[0] + size / 2) % size - size / 2
+    dx = (xx - centre[1] + size / 2) % size - size / 2
+    ca, sa = np.cos(angle), np.sin(angle)
+    return (ca * dx + sa * dy) / scale, (-sa * dx + ca * dy) / scale
+
+
 def render(label: int, rng: np.random.Generator, size: int = 64, num_frames: int = 32,
            pool_seed: int = 0) -> np.ndarray:
     """Frames ``(T, size, size, 3)`` uint8 of one video of class ``CLASSES[label]``."""
@@ -100,14 +109,7 @@ def render(label: int, rng: np.random.Generator, size: int = 64, num_frames: int
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     frames = np.empty((num_frames, size, size, 3), np.uint8)
     for i in range(num_frames):
-        cy, cx = centre + shift[i]
-        # Object coordinates: undo translation (on a torus, so a fast object wraps around
-        # instead of leaving), rotation (clockwise on screen) and scale.
-        dy = (yy - cy + size / 2) % size - size / 2
-        dx = (xx - cx + size / 2) % size - size / 2
-        ca, sa = np.cos(angle[i]), np.sin(angle[i])
-        u = (ca * dx + sa * dy) / scale[i]
-        v = (-sa * dx + ca * dy) / scale[i]
+        u, v = object_coords(yy, xx, centre + shift[i], angle[i], scale[i], size)
         inside = (np.abs(u) < half_length) & (np.abs(v) < half_width)
         ty = np.clip(v + size / 2, 0, size - 1).astype(int)
         tx = np.clip(u + size / 2, 0, size - 1).astype(int)
@@ -125,6 +127,42 @@ def _write_one(job) -> tuple:
     return rel, label, len(frames)
 
 
+def start_folder(root: str, classes) -> str:
+    """A fresh temporary folder beside ``root`` with ``videos/<class>/`` made; its path."""
+    tmp = f"{root}.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    for name in classes:
+        os.makedirs(os.path.join(tmp, "videos", name), exist_ok=True)
+    return tmp
+
+
+def run_jobs(fn, jobs, workers: Optional[int] = None) -> list:
+    """``[fn(job) for job in jobs]``, over up to ``workers`` processes (default: up to 4)."""
+    workers = workers or min(4, os.cpu_count() or 1)
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            return list(pool.map(fn, jobs, chunksize=8))
+    return [fn(job) for job in jobs]
+
+
+def finish_folder(tmp: str, root: str, classes, splits: dict) -> str:
+    """Write ``classes.txt`` and one ``<split>.txt`` per split (rows ``(rel, label, frames, ...)``) into
+    ``tmp``, then rename it to ``root`` — unless another process finished ``root`` first."""
+    with open(os.path.join(tmp, "classes.txt"), "w") as f:
+        f.write("\n".join(classes) + "\n")
+    for split, split_rows in splits.items():
+        with open(os.path.join(tmp, f"{split}.txt"), "w") as f:
+            f.writelines(f"{r[0]} {r[1]} {r[2]}\n" for r in split_rows)
+    if os.path.exists(root):  # another process finished first, or a stale partial folder
+        if os.path.exists(os.path.join(root, "all.txt")):
+            shutil.rmtree(tmp)
+            return root
+        shutil.rmtree(root)
+    os.makedirs(os.path.dirname(os.path.abspath(root)), exist_ok=True)
+    os.replace(tmp, root)
+    return root
+
+
 def generate(root: Optional[str] = None, seed: int = 0, per_class: int = 40, test_per_class: int = 10,
              size: int = 64, num_frames: int = 32, workers: Optional[int] = None) -> str:
     """Write the demo dataset into ``root`` (default: the cache) unless it is already complete.
@@ -138,33 +176,14 @@ def generate(root: Optional[str] = None, seed: int = 0, per_class: int = 40, tes
     if test_per_class >= per_class:
         raise ValueError(f"test_per_class={test_per_class} must be smaller than per_class={per_class}")
     start = time.time()
-    tmp = f"{root}.tmp{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    for name in CLASSES:
-        os.makedirs(os.path.join(tmp, "videos", name), exist_ok=True)
+    tmp = start_folder(root, CLASSES)
     # Class-interleaved ids keep every class balanced and make each id's class obvious.
     jobs = [(tmp, seed, v, v % len(CLASSES), size, num_frames) for v in range(per_class * len(CLASSES))]
-    workers = workers or min(4, os.cpu_count() or 1)
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            rows = list(pool.map(_write_one, jobs, chunksize=8))
-    else:
-        rows = [_write_one(job) for job in jobs]
+    rows = run_jobs(_write_one, jobs, workers)
     test_ids = {v for v in range(len(rows)) if v // len(CLASSES) >= per_class - test_per_class}
     splits = {"train": [r for v, r in enumerate(rows) if v not in test_ids],
               "test": [r for v, r in enumerate(rows) if v in test_ids], "all": rows}
-    with open(os.path.join(tmp, "classes.txt"), "w") as f:
-        f.write("\n".join(CLASSES) + "\n")
-    for split, split_rows in splits.items():
-        with open(os.path.join(tmp, f"{split}.txt"), "w") as f:
-            f.writelines(f"{rel} {label} {n}\n" for rel, label, n in split_rows)
-    if os.path.exists(root):  # another process finished first, or a stale partial folder
-        if os.path.exists(os.path.join(root, "all.txt")):
-            shutil.rmtree(tmp)
-            return root
-        shutil.rmtree(root)
-    os.makedirs(os.path.dirname(os.path.abspath(root)), exist_ok=True)
-    os.replace(tmp, root)
+    finish_folder(tmp, root, CLASSES, splits)
     log.info("wrote %d demo videos to %s in %.1f s", len(rows), root, time.time() - start)
     return root
 
