@@ -286,14 +286,16 @@ def report(args, rows: Sequence[Row], results: Dict[str, List[Dict]], data: str,
         "# Fidelity: motion where appearance misleads",
         "",
         f"Data: {_origin(args, data)} ({_describe(data)}). Budget per trained row: {args.steps} steps × batch "
-        f"{args.batch_size} = {args.steps * args.batch_size} videos; seeds {' '.join(map(str, args.seeds))}. "
+        f"{args.batch_size} = {args.steps * args.batch_size} videos; seeds among {' '.join(map(str, args.seeds))}. "
         f"Evaluation: `eval.py retrieval` and `eval.py linear`, {args.num_clips} clips per video. "
         f"Cells: mean ± sample standard deviation over seeds, in %.",
         "",
         f"Machine: {os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}, torch "
-        f"{torch.__version__}, Python {platform.python_version()}; {seconds / 60:.0f} min for the runs not cached.",
+        f"{torch.__version__}, Python {platform.python_version()}"
+        + ("." if args.cached else f"; {seconds / 60:.0f} min for the runs not cached."),
         "",
-        "Command: `python -m benchmarks.fidelity " + " ".join(_argv_of(args)) + "`",
+        ("Tabulated from the runs already made (each row's seeds column says how many) with: "
+         if args.cached else "Command: ") + "`python -m benchmarks.fidelity " + " ".join(_argv_of(args)) + "`",
         "",
     ]
     for group in GROUPS:
@@ -331,6 +333,8 @@ def _argv_of(args) -> List[str]:
         out += ["--batch-size", str(args.batch_size)]
     if args.set:
         out += ["--set", *args.set]
+    if args.cached:
+        out.append("--cached")
     return out
 
 
