@@ -99,21 +99,17 @@ def _sgd(model: nn.Module, lr: float, weight_decay: float, momentum: float, nest
     return torch.optim.SGD(param_groups(model, weight_decay), lr=lr, momentum=momentum, nesterov=nesterov)
 
 
-def _adam(model: nn.Module, lr: float, weight_decay: float, momentum: float, betas=None, eps: float = 1e-8):
-    """Adam with L2 weight decay in the gradient (torch.optim.Adam); ``momentum`` is beta1."""
-    return torch.optim.Adam(param_groups(model, weight_decay), lr=lr, betas=tuple(betas or (momentum, 0.999)), eps=eps)
+def _adaptive(cls):
+    """Adam-style optimiser ``cls`` over ``param_groups``; ``momentum`` is beta1."""
+    def build(model: nn.Module, lr: float, weight_decay: float, momentum: float, betas=None, eps: float = 1e-8):
+        return cls(param_groups(model, weight_decay), lr=lr, betas=tuple(betas or (momentum, 0.999)), eps=eps)
+    return build
 
 
-def _adamw(model: nn.Module, lr: float, weight_decay: float, momentum: float, betas=None, eps: float = 1e-8):
-    """AdamW, decoupled weight decay (Loshchilov & Hutter 2019); ``momentum`` is beta1."""
-    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=tuple(betas or (momentum, 0.999)),
-                             eps=eps)
-
-
-# The papers' optimisers (LARS, SGD), and Adam/AdamW: at small scale — a tiny network, batches
-# of tens, a few hundred steps — the adaptive ones reach a useful representation where SGD at
-# the linearly scaled learning rate has barely moved (benchmarks/FIDELITY.md measures it).
-OPTIMIZERS = {"lars": _lars, "sgd": _sgd, "adam": _adam, "adamw": _adamw}
+# The papers' optimisers (LARS, SGD), and Adam (L2 decay in the gradient) / AdamW (decoupled
+# decay, Loshchilov & Hutter 2019). At small scale MCPNet's MIP branch learnt with AdamW and not
+# with SGD at the demo's learning rate; MoQuad did not change (benchmarks/FIDELITY.md).
+OPTIMIZERS = {"lars": _lars, "sgd": _sgd, "adam": _adaptive(torch.optim.Adam), "adamw": _adaptive(torch.optim.AdamW)}
 
 
 def build_optimizer(
