@@ -1,6 +1,6 @@
 """The decoder switch: which decoder reads a dataset, whether it can, and the graph op that decodes.
 
-Two decoders sit behind one window source (:class:`~.sources.WindowSource`):
+Three decoders sit behind one window source (:class:`~.sources.WindowSource`):
 
 * ``"pyav"`` — DALI's worker processes seek and decode each window with PyAV, for any
   codec and size, and hand RGB frames to the graph. On CPU this is the faster path (PyAV
@@ -8,6 +8,10 @@ Two decoders sit behind one window source (:class:`~.sources.WindowSource`):
   the frames are copied to the device and augmented there.
 * ``"dali"`` — the workers only read the file's bytes; ``fn.decoders.video`` decodes the
   batch: NVDEC on ``device="gpu"``, libavcodec on CPU.
+* ``"torchcodec"`` — optional, only when asked for: like ``"pyav"`` but the workers decode
+  with torchcodec (:mod:`.torchcodec_io`), which costs less CPU per window and converts
+  colour with FFmpeg's defaults instead of DALI's conversion, and does not detect damaged
+  frame data. It reads what the system's FFmpeg reads, so no file is checked against it.
 
 Not every file suits DALI's decoder. Its CPU variant reads only VP8, VP9 and MJPEG; NVDEC
 refuses frames below a per-codec minimum and some chroma formats and bit depths
@@ -25,7 +29,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 from nvidia.dali import fn
 
 from .index import VideoIndex
-from .sources import DECODERS, WindowSource
+from .sources import DECODERS, FRAME_DECODERS, WindowSource
+from .torchcodec_io import torchcodec_available
 from .video_io import CONVERT_HINT, DALI_CPU_CODECS, Media
 
 log = logging.getLogger(__name__)
@@ -93,14 +98,20 @@ def choose_decoder(index: VideoIndex, decoder: Optional[str], device: str,
     said in one logged line. An explicit ``decoder="dali"`` that cannot read a video raises
     a ``ValueError`` naming the file, the reason and the conversion command. A file whose
     header cannot be read is skipped with a warning (``bad_files="skip"``) or raises
-    (``"error"``, for evaluation, where every video must stay in place).
+    (``"error"``, for evaluation, where every video must stay in place). ``"torchcodec"``
+    is never a default; asked for where it cannot be used, it raises a ``ValueError``
+    with the reason and the install lines.
     """
     if device not in DEVICES:
         raise ValueError(f"device={device!r}; choose one of {DEVICES}")
     chosen = decoder or default_decoder(device)
     if chosen not in DECODERS:
         raise ValueError(f"decoder={chosen!r}; choose one of {DECODERS}")
-    if chosen == "pyav":
+    if chosen == "torchcodec":
+        reason = torchcodec_available()
+        if reason:
+            raise ValueError(f"decoder='torchcodec': {reason}; or use decoder='pyav'")
+    if chosen in FRAME_DECODERS:
         return chosen, index
     index = index.with_media(bad_files=bad_files)
     problems = decoder_problems(index, device)
@@ -179,7 +190,7 @@ def windows(source: WindowSource, device: str = "cpu", num_workers: int = 2,
     parallel = {"parallel": True, "prefetch_queue_depth": prefetch} if num_workers > 0 else {}
     outputs = fn.external_source(source=source, num_outputs=len(keys), batch=False, layout=layouts, **parallel)
     nodes = dict(zip(keys, outputs))
-    if source.decoder == "pyav":
+    if source.decoder in FRAME_DECODERS:
         window = nodes.pop("frames")
         if device == "gpu":
             window = window.gpu()

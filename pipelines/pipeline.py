@@ -4,7 +4,7 @@ Training (:mod:`.iterators`), evaluation (:mod:`.evaluation`), the benchmarks an
 tests all build their pipelines here, so there is one place that decides how a sample
 becomes a batch:
 
-    window source (external source, PyAV or DALI decoder) → planner.graph → outputs
+    window source (external source; PyAV, torchcodec or DALI decoder) → planner.graph → outputs
 
 and one place that writes the **batch contract** into the graph (docs/design.md, "Batch
 contract"): the planner's outputs, then ``label`` and ``index``; clips in float16 on the

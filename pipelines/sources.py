@@ -11,8 +11,9 @@ but two integers; and draws do not depend on the number of DALI threads, workers
 prefetch depth (docs/design.md, "Window sampling").
 
 The source either decodes the window itself (``decoder="pyav"``: PyAV in DALI's worker
-processes) or hands the file's bytes and the window start to DALI's decoder
-(``decoder="dali"``); :mod:`.decoding` chooses and checks the decoder.
+processes; ``decoder="torchcodec"``: torchcodec there, optional) or hands the file's
+bytes and the window start to DALI's decoder (``decoder="dali"``); :mod:`.decoding`
+chooses and checks the decoder.
 
 Sharding (``shard_id``, ``num_shards``) splits each epoch's permutation into equal parts
 so every rank sees the same number of batches; videos within a batch are always distinct.
@@ -25,17 +26,21 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from fractions import Fraction
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .index import VideoIndex
 from .planner import Planner
-from .video_io import VideoError, frame_timestamps, read_window
+from .torchcodec_io import read_window_torchcodec
+from .video_io import VideoError, frame_timestamps, read_window, time_base
 
 log = logging.getLogger(__name__)
 
-DECODERS = ("pyav", "dali")
+DECODERS = ("pyav", "dali", "torchcodec")
+FRAME_DECODERS = ("pyav", "torchcodec")
+"""Decoders that run in the source and hand decoded frames to the graph (``dali`` hands it bytes)."""
 
 
 class PipelineError(RuntimeError):
@@ -93,12 +98,22 @@ class _Timestamps:
     window (benchmarks/RESULTS.md), so it must not happen per sample. Evenly spaced
     timestamps (constant frame rate, as prepared data is) are kept as three numbers, so
     every file of a Kinetics-sized dataset stays cached; irregular ones (variable rate,
-    millisecond-rounded rates) go to an LRU of full arrays.
+    millisecond-rounded rates) go to an LRU of full arrays. The torchcodec decoder also
+    needs each file's time base, probed once (a container open, about 4 ms: a fifth of its window).
     """
 
     def __init__(self, capacity: int = 16384):
         self.regular: Dict[str, Tuple[int, int, int]] = {}
         self.irregular = _Cache(capacity)
+        self.time_bases: Dict[str, Fraction] = {}  # torchcodec only; the few distinct values are shared
+        self._distinct: Dict[Fraction, Fraction] = {}
+
+    def time_base(self, path: str) -> Fraction:
+        """The stream's time base (torchcodec asks for frames by time), probed once per file."""
+        if path not in self.time_bases:
+            value = time_base(path)
+            self.time_bases[path] = self._distinct.setdefault(value, value)
+        return self.time_bases[path]
 
     def get(self, path: str) -> np.ndarray:
         if path in self.regular:
@@ -125,7 +140,8 @@ class WindowSource:
         index: the videos (already filtered by the short-video policy).
         planner: the method's per-sample draws; ``planner.window`` frames are decoded.
         batch_size, seed, shard_id, num_shards: as their names say.
-        decoder: ``"pyav"`` (return frames) or ``"dali"`` (return encoded bytes + start).
+        decoder: ``"pyav"`` or ``"torchcodec"`` (return frames; :data:`FRAME_DECODERS`) or
+            ``"dali"`` (return encoded bytes + start).
         shuffle: permute the videos every epoch (training) or keep index order (evaluation).
         last_batch: ``"drop"`` the incomplete last batch, or ``"pad"`` it with the shard's
             first videos (every video seen; the repeats are distinct within the batch).
@@ -138,6 +154,7 @@ class WindowSource:
             source checks every window for decoder errors, which decodes single-threaded
             (threaded decoding can deadlock against the error log), so today each worker
             decodes with one thread whatever this says; more workers use more cores.
+            torchcodec has no error log to collect and takes this as ``num_ffmpeg_threads``.
     """
 
     def __init__(self, index: VideoIndex, planner: Planner, batch_size: int, seed: int = 0,
@@ -194,7 +211,7 @@ class WindowSource:
     @property
     def keys(self) -> Tuple[str, ...]:
         """Names of the outputs of :meth:`__call__`, in order."""
-        head = ("frames",) if self.decoder == "pyav" else ("encoded", "window_start")
+        head = ("frames",) if self.decoder in FRAME_DECODERS else ("encoded", "window_start")
         return head + ("label", "index") + tuple(self.planner.keys)
 
     def __len__(self) -> int:
@@ -308,12 +325,17 @@ class WindowSource:
         else:
             start = int(min(max(self.samples[sample_id, 1], 0), max(n - 1, 0)))
         valid = max(1, min(n - start, self.window))
-        if self.decoder == "pyav":
+        if self.decoder in FRAME_DECODERS:
             stamps = self._timestamps.get(path)
             if len(stamps) < n:
                 raise VideoError(path, f"holds {len(stamps)} frames but the index says {n}",
                                  "the file changed or is truncated since indexing; re-encode it or rebuild the index")
-            frames = read_window(path, start, self.window, timestamps=stamps, threads=self.codec_threads)
+            if self.decoder == "pyav":
+                frames = read_window(path, start, self.window, timestamps=stamps, threads=self.codec_threads)
+            else:
+                frames = read_window_torchcodec(path, start, self.window, timestamps=stamps,
+                                                threads=self.codec_threads,
+                                                stream_time_base=self._timestamps.time_base(path))
             head = (frames,)
             frame_hw = frames.shape[1:3]
         else:

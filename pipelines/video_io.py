@@ -95,13 +95,18 @@ class VideoInfo:
         return Media(self.height, self.width, self.codec, self.pix_fmt)
 
 
-def _open(path: str):
-    import av
-
+def check_file(path: str) -> None:
+    """A :class:`VideoError` if ``path`` is missing or empty (the same words for every decoder)."""
     if not os.path.exists(path):
         raise VideoError(path, "file not found", "check the path in your file list or dataset folder")
     if os.path.getsize(path) == 0:
         raise VideoError(path, "file is empty (0 bytes)", "re-download or re-encode it, or remove it from the list")
+
+
+def _open(path: str):
+    import av
+
+    check_file(path)
     try:
         container = av.open(path)
     except Exception as exc:  # PyAV raises several error types for unreadable input
@@ -218,6 +223,22 @@ def frame_timestamps(path: str) -> np.ndarray:
     finally:
         container.close()
     return np.sort(np.asarray(pts, dtype=np.int64))
+
+
+def time_base(path: str) -> Fraction:
+    """The video stream's time base: a pts of :func:`frame_timestamps` times it is seconds.
+
+    Opening the container costs about 4 ms of CPU on a 320×240 WebM (the demuxer reads
+    ahead to find the stream's parameters), so callers that need it per window cache it.
+    """
+    container = _open(path)
+    try:
+        base = container.streams.video[0].time_base
+    finally:
+        container.close()
+    if not base:
+        raise VideoError(path, "the video stream declares no time base", "re-encode it or remove it from the list")
+    return Fraction(base)
 
 
 def probe(path: str) -> VideoInfo:

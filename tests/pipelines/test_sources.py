@@ -204,6 +204,32 @@ def test_h264_on_dali_cpu_names_the_conversion(tmp_path):
     assert len(epoch) == 1
 
 
+def test_torchcodec_is_optional_and_names_its_install_lines(id_list, monkeypatch):
+    """Runs without torchcodec (tests/pipelines/test_torchcodec.py needs it): asked for where it cannot
+    be used, the decoder is refused before the first batch with the reason and the two install lines."""
+    import sys
+
+    from pipelines import decoding, torchcodec_io
+    from pipelines.video_io import VideoError
+
+    index = load_index(id_list)
+    monkeypatch.setitem(sys.modules, "torchcodec", None)  # as if it were not installed
+    reason = torchcodec_io.torchcodec_available()
+    assert reason.startswith("torchcodec cannot be used (ModuleNotFoundError")
+    assert "`pip install torchcodec`" in reason and "`apt-get install ffmpeg`" in reason
+    monkeypatch.setattr(decoding, "torchcodec_available", lambda: reason)
+    with pytest.raises(ValueError, match=r"decoder='torchcodec': torchcodec cannot be used .*pip install torchcodec.*"
+                                         r"apt-get install ffmpeg.*decoder='pyav'"):
+        choose_decoder(index, "torchcodec", "cpu")
+    assert choose_decoder(index, None, "cpu")[0] == "pyav"  # never a default
+    # In a worker the reader fails with a RuntimeError, not a VideoError that bad_files="skip" would
+    # take for a bad file (and skip every file for).
+    monkeypatch.setattr(torchcodec_io, "_usable", False)
+    with pytest.raises(RuntimeError, match="pip install torchcodec") as raised:
+        torchcodec_io.read_window_torchcodec(index.paths[0], 0, 4)
+    assert not isinstance(raised.value, VideoError)
+
+
 def _write_vfr_video(path: str, num_frames: int = 20) -> np.ndarray:
     """A lossless VP9 id video whose frame gaps alternate 40/40/80 ms (variable frame rate)."""
     from fractions import Fraction
