@@ -19,7 +19,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import augment, clips, rad, reference, residual
+from . import augment, clips, fused, rad, reference, residual
 from .augment import AugmentConfig
 from .planner import ParamKeys
 
@@ -104,8 +104,24 @@ def keys_of(name: str, appearance: Optional[AppearanceConfig] = None) -> Tuple[s
 
 # --- graphs --------------------------------------------------------------------------------
 def rgb_graph(window, p: Dict, name: str, cfg: ClipConfig, dtype, appearance: Optional[AppearanceConfig] = None):
-    """DALI nodes: cut → crop/flip/resize → colour → (RAD | BE) → normalise; ``(C, T, H, W)``."""
+    """DALI nodes: cut → crop/flip/resize → colour → (RAD | BE) → normalise; ``(C, T, H, W)``.
+
+    On the CPU one fused operator does all of it (:mod:`.fused`) when Numba is usable;
+    the RAD mosaic is still built by DALI's operators, at the output size, and handed to it.
+    """
     a, k = cfg.augment, ParamKeys(name)
+    if fused.usable(window, a.antialias):
+        noise = lam = be_frame = None
+        if appearance is not None and appearance.op != "none":
+            lam = p[k.lam]
+            if appearance.op == "be":
+                be_frame = p[k.frame]
+            else:
+                noise = rad.rad_noise(rad.pick_frame(window, p[k.frame]), appearance.grid, a.size, a.antialias)
+                if appearance.op == "rad_inter":
+                    noise = rad.borrow(noise, p[k.partner])
+        x = fused.rgb_clip(window, p[k.idx], p[k.roi], p[k.color], a.size, a.mean, a.std, noise, lam, be_frame)
+        return fused.as_clip(x, dtype)
     x = augment.crop_resize(clips.cut(window, p[k.idx]), p[k.roi], a.size, a.antialias)
     x = augment.color_jitter(x, p[k.color])
     if appearance is not None and appearance.op != "none":
@@ -120,8 +136,14 @@ def rgb_graph(window, p: Dict, name: str, cfg: ClipConfig, dtype, appearance: Op
 
 
 def residual_graph(window, p: Dict, name: str, cfg: ClipConfig, dtype):
-    """DALI nodes: cut 2T → crop/flip/resize → colour → |first − second| → scale; ``(C, T, H, W)``."""
+    """DALI nodes: cut 2T → crop/flip/resize → colour → |first − second| → scale; ``(C, T, H, W)``.
+
+    On the CPU one fused operator (:mod:`.fused`) when Numba is usable.
+    """
     a, k = cfg.augment, ParamKeys(name)
+    if fused.usable(window, a.antialias):
+        x = fused.residual_clip(window, p[k.idx], p[k.roi], p[k.color], a.size, a.residual_std)
+        return fused.as_clip(x, dtype)
     x = augment.crop_resize(clips.cut(window, p[k.idx]), p[k.roi], a.size, a.antialias)
     x = residual.residual_clip(augment.color_jitter(x, p[k.color]), cfg.frames)
     return augment.normalize(x, (0.0, 0.0, 0.0), (a.residual_std,) * 3, dtype)
