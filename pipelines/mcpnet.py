@@ -59,6 +59,8 @@ class MCPNetPlanner(Planner):
                           clips.residual_span(c.frames, top, self.gap) if cfg.residual_view != "rgb" else 0, c.window)
         self.keys = ("speed_rgb", "speed_diff", "cip_same") + tuple(
             k for name in ("rgb", "res_same", "res_diff") for k in clip_kinds.keys_of(name))
+        residual = "rgb" if cfg.residual_view == "rgb" else "residual"
+        self.clip_specs = {"rgb": ("rgb", None), "res_same": (residual, None), "res_diff": (residual, None)}
 
     def draw(self, rng, batch_rng, slot, batch_size, valid, frame_hw):
         c = self.cfg.clip

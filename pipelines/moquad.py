@@ -65,6 +65,7 @@ class MoQuadPlanner(Planner):
         self.keys = ("speed_n", "speed_m") + tuple(k for name, a in self.members.items()
                                                    for k in clip_kinds.keys_of(name, a))
         self.outputs = tuple(self.members) + ("speed_n", "speed_m")
+        self.clip_specs = {name: ("rgb", a) for name, a in self.members.items()}
 
     def draw(self, rng, batch_rng, slot, batch_size, valid, frame_hw):
         c = self.cfg.clip

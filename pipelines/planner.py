@@ -58,12 +58,18 @@ class Planner:
             entry is a clip ``(C, T, H, W)`` unless it is named in ``values``.
         values: per-sample values among ``outputs`` (speeds, flags) and their NumPy dtype
             names; each is one number per sample, ``(B,)`` in the batch.
+        clip_specs: for every clip output, what builds it: ``("rgb", appearance)`` (an
+            RGB clip, appearance-disturbed when ``appearance`` is an
+            :class:`~.clip_kinds.AppearanceConfig` whose op is not ``"none"``) or
+            ``("residual", None)`` (a long-range residual clip). Loaders that build the
+            clips without the graph (the benchmarks' peer loader) read it.
     """
 
     window: int = 1
     keys: Tuple[str, ...] = ()
     outputs: Tuple[str, ...] = ()
     values: Dict[str, str] = {}
+    clip_specs: Dict[str, Tuple[str, object]] = {}
 
     def draw(self, rng: np.random.Generator, batch_rng: np.random.Generator, slot: int, batch_size: int,
              valid: int, frame_hw) -> Dict[str, np.ndarray]:

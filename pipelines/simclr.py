@@ -20,6 +20,7 @@ class SimCLRPlanner(Planner):
         self.cfg = cfg
         self.window = max(clips.clip_span(cfg.clip.frames, max(cfg.clip.speeds)), cfg.clip.window)
         self.keys = clip_kinds.keys_of("view1") + clip_kinds.keys_of("view2")
+        self.clip_specs = {name: ("rgb", None) for name in self.outputs}
 
     def draw(self, rng, batch_rng, slot, batch_size, valid, frame_hw):
         params = {}
