@@ -42,6 +42,7 @@ from models.methods import create_method  # noqa: E402
 from models.optim import build_optimizer, mcpnet_lr, moquad_lr  # noqa: E402
 from pipelines.index import load_index  # noqa: E402
 from pipelines.pipeline import usable_cores  # noqa: E402
+from pipelines.sources import DECODERS  # noqa: E402
 
 METHOD_PIPELINES = ("simclr", "mcpnet", "moquad")
 # The papers' optimisers: LARS for MoQuad (and SimCLR/CVRL), SGD for MCPNet (models/optim.py).
@@ -159,8 +160,8 @@ def parse_args(argv=None):
     parser.add_argument("--pipeline", choices=METHOD_PIPELINES, default="moquad")
     parser.add_argument("--backbone", default=None, help="default: tiny on cpu, r3d_18 on gpu")
     parser.add_argument("--data", default=None, help="a `path label` list (default: the generated benchmark data)")
-    parser.add_argument("--decoder", choices=("pyav", "dali"), default=None,
-                        help="default: pyav on cpu, dali (NVDEC) on gpu")
+    parser.add_argument("--decoder", choices=DECODERS, default=None,
+                        help="default: pyav on cpu, dali (NVDEC) on gpu; torchcodec where installed")
     parser.add_argument("--batch-size", type=int, default=None, help="default 8 on cpu, 32 on gpu")
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--size", type=int, default=None, help="default: 112 simclr/mcpnet, 224 moquad")

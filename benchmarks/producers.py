@@ -1,4 +1,4 @@
-"""What the throughput benchmark times: the pipeline, the reference loader and the decode ceiling.
+"""What the throughput benchmark times: the pipeline, the peer loader, the reference loader, the decode ceiling.
 
 Each ``measure_*`` returns the seconds of ``--repeats`` timed runs of ``--batches`` batches
 (after ``--warmup`` untimed ones), the CPU time of the producer and its workers, and the
@@ -114,6 +114,23 @@ def measure_reference(args, name: str, index: VideoIndex, config: dict) -> dict:
             "window": it.planner.window, "clips_per_sample": clips, **timed}
 
 
+def measure_peer(args, name: str, index: VideoIndex, config: dict, decoder: str) -> dict:
+    """The peer loader (:mod:`benchmarks.peer`) with ``decoder`` in its ``--workers`` processes."""
+    from benchmarks.peer import peer_loader
+
+    it = build_iterator(name, index, args.batch_size, args.device, args.seed, config, decoder="pyav",
+                        num_workers=args.workers)
+    loader = peer_loader(it, decoder=decoder, epoch=0, num_workers=args.workers)
+    batches = iter(loader)
+    first = next(batches)
+    clips = clips_per_sample(first)
+    timed = time_batches(batches, args.warmup - 1, args.batches, args.repeats, synchronizer(args.device))
+    del batches, loader
+    close(it)
+    return {"producer": f"peer[{decoder}]", "decoder": decoder, "workers": args.workers, "threads": None,
+            "window": it.planner.window, "clips_per_sample": clips, **timed}
+
+
 def timed_windows(args, name: str, index: VideoIndex, config: dict, first: Optional[int] = None,
                   repeats: Optional[int] = None, per_repeat: Optional[int] = None) -> List[List[tuple]]:
     """``(path, start)`` of every window the timed batches decode, one list per repeat.
@@ -139,21 +156,32 @@ def timed_windows(args, name: str, index: VideoIndex, config: dict, first: Optio
     return out
 
 
-def measure_ceiling(args, name: str, index: VideoIndex, config: dict, window: int) -> dict:
-    """Single-thread PyAV windows/s on the timed windows, times ``--cores``."""
+def one_thread_decoder(decoder: str):
+    """``(path, start, count, stamps) -> frames`` of ``decoder`` with one thread: the ceiling's unit."""
+    if decoder == "torchcodec":
+        from pipelines.torchcodec_io import read_window_torchcodec
+
+        return lambda path, start, count, stamps: read_window_torchcodec(path, start, count, timestamps=stamps,
+                                                                         threads=1)
+    return decode_window_one_thread
+
+
+def measure_ceiling(args, name: str, index: VideoIndex, config: dict, window: int, decoder: str = "pyav") -> dict:
+    """Single-thread ``decoder`` windows/s on the timed windows, times ``--cores``."""
     plan = timed_windows(args, name, index, config)
     stamps = {p: frame_timestamps(p) for p in {p for rep in plan for p, _ in rep}}  # cached by the pipeline too
-    decode_window_one_thread(*plan[0][0], window, stamps[plan[0][0][0]])  # warm the library and the page cache
+    decode = one_thread_decoder(decoder)
+    decode(*plan[0][0], window, stamps[plan[0][0][0]])  # warm the library and the page cache
     seconds, cpu_seconds, other = [], [], []
     for rep in plan:
         with OtherLoad() as load:
             start, cpu = time.perf_counter(), time.thread_time()
             for path, first in rep:
-                decode_window_one_thread(path, first, window, stamps[path])
+                decode(path, first, window, stamps[path])
             seconds.append(time.perf_counter() - start)
             cpu_seconds.append(time.thread_time() - cpu)  # = seconds when nothing else wants the core
         other.append(load.fraction)
-    return {"producer": "ceiling", "decoder": "pyav, 1 thread", "workers": None, "threads": 1, "cores": args.cores,
+    return {"producer": f"ceiling[{decoder}]", "decoder": f"{decoder}, 1 thread", "workers": None, "threads": 1, "cores": args.cores,
             "window": window, "clips_per_sample": None, "seconds": seconds, "cpu_seconds": cpu_seconds,
             "other_load": other}
 

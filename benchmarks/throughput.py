@@ -1,19 +1,27 @@
-"""Throughput of the DALI pipelines against the reference loader and the decode ceiling.
+"""Throughput of the DALI pipelines against the peer loader, the reference loader and the decode ceiling.
 
 For each pipeline (``decode`` = the window source alone, ``simclr``, ``mcpnet``, ``moquad``)
 it measures, on the same files and the same sampled windows:
 
+* the **peer loader** (:mod:`benchmarks.peer`), once per frame decoder: what a PyTorch user
+  would write instead — a ``DataLoader`` whose ``--workers`` processes decode with PyAV (or
+  torchcodec) and build the same clips with ``torchvision.transforms.v2.functional`` on
+  uint8 tensors; on GPU the workers decode and the clips are built on the GPU;
 * the DALI pipeline through :func:`pipelines.make_iterator`, once per decoder
-  (``pyav``: PyAV worker processes feed the graph; ``dali``: ``fn.decoders.video``, on CPU
-  libavcodec (VP8/VP9/MJPEG only), on GPU NVDEC);
+  (``pyav``: PyAV worker processes feed the graph; ``torchcodec``: the same with
+  torchcodec; ``dali``: ``fn.decoders.video``, on CPU libavcodec (VP8/VP9/MJPEG only), on
+  GPU NVDEC);
 * the reference loader (:func:`pipelines.reference_loader.reference_loader`): a PyTorch
   ``DataLoader`` with ``--workers`` processes building the same batch contract with PyAV +
-  NumPy — what a plain PyTorch loader would do;
-* the decode ceiling: one thread of PyAV decoding the same windows (open, seek, decode,
-  convert to RGB; codec threads = 1), measured single-threaded and multiplied by the cores
-  used — the most any CPU loader can reach without a faster decoder. It is computed from
-  the thread's CPU time (wall time is kept too): on a shared machine wall time includes
+  the NumPy oracle — slow and readable, written for correctness;
+* the decode ceiling of each frame decoder: one thread decoding the same windows (open,
+  seek, decode, convert to RGB), measured single-threaded and multiplied by the cores
+  used — the most any CPU loader can reach with that decoder. It is computed from the
+  thread's CPU time (wall time is kept too): on a shared machine wall time includes
   waiting for a core and would lower the ceiling.
+
+torchcodec rows appear when torchcodec and FFmpeg's shared libraries are installed
+(``pip install torchcodec`` and ``apt-get install ffmpeg``); the script says so when not.
 
 Wall-clock figures of the loaders do suffer from other processes; the ``others`` column
 shows the largest share of the machine's CPU that other processes took during a repeat
@@ -22,14 +30,16 @@ shows the largest share of the machine's CPU that other processes took during a 
 Definitions (also printed): a *window* is the ``W`` consecutive frames decoded per sample
 (one per video); **decoded frames/s = windows/s × W**; **clips/s = windows/s ×
 clips per sample** (e.g. 4 for the MoQuad quadruple); ratios are of windows/s (equal to the
-ratios of decoded frames/s, as W is shared). Every figure is the median over ``--repeats``
-runs of ``--batches`` batches after ``--warmup`` batches (pipeline build, worker start and
-first prefetch excluded). On GPU every timed interval starts and ends with
+ratios of decoded frames/s, as W is shared). ``vs peer`` divides by the peer loader with
+the same decoder (PyAV's for DALI's decoder), ``vs ceil`` by the ceiling of the same
+decoder (PyAV's for DALI's decoder). Every figure is the median over ``--repeats`` runs
+of ``--batches`` batches after ``--warmup`` batches (pipeline build, worker start and first
+prefetch excluded). On GPU every timed interval starts and ends with
 ``torch.cuda.synchronize()``.
 
     python -m benchmarks.make_data                   # once: benchmarks/data/{vp9,h264}
-    python -m benchmarks.throughput --device cpu     # a few minutes on 2 cores
-    python -m benchmarks.throughput --device gpu     # H.264 through NVDEC, 16 reference workers
+    python -m benchmarks.throughput --device cpu     # about 15 minutes on 2 cores
+    python -m benchmarks.throughput --device gpu     # H.264 through NVDEC, 16 workers
 
 ``--profile`` adds a cost split per sample (decode, planner draws, DALI graph, iterator
 hand-off) measured in isolation (:mod:`benchmarks.profile`); ``--operators`` counts the
@@ -42,20 +52,25 @@ import json
 import os
 import statistics
 import sys
+from typing import List
 
 if __package__ in (None, ""):  # run as a file (python benchmarks/throughput.py): the repository root is the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.common import (DEFAULT_SIZE, HERE, default_data, describe, environment,  # noqa: E402
                                load_average, pipeline_config, replicate, wait_for_idle, warn_if_busy)
-from benchmarks.producers import (measure_ceiling, measure_pipeline, measure_reference,  # noqa: E402
-                                  operator_counts, timed_windows)
+from benchmarks.producers import (measure_ceiling, measure_peer, measure_pipeline,  # noqa: E402
+                                  measure_reference, operator_counts, timed_windows)
 from benchmarks.profile import profile  # noqa: E402
 from pipelines.index import load_index  # noqa: E402
 from pipelines.pipeline import usable_cores  # noqa: E402
+from pipelines.torchcodec_io import torchcodec_available  # noqa: E402
 from pipelines.video_io import DALI_CPU_CODECS, header  # noqa: E402
 
 ALL_PIPELINES = ("decode", "simclr", "mcpnet", "moquad")
+PIPELINE_DECODERS = ("pyav", "torchcodec", "dali")
+FRAME_DECODERS = ("pyav", "torchcodec")  # decoders that run in loader workers: the peer's and the ceilings'
+ORDER = ("peer", "pipeline", "reference", "ceiling")  # table order: what users would pick instead comes first
 FRAMES_DEFINITION = "decoded frames/s = windows decoded per second x window length W"
 
 
@@ -65,7 +80,7 @@ def summarise(row: dict, batch_size: int, per_repeat: int) -> dict:
     count = batch_size * per_repeat
     rates = [count / s for s in row["seconds"]]
     windows_per_s = statistics.median(rates)
-    if row["producer"] == "ceiling":
+    if row["producer"].startswith("ceiling"):
         # One thread measured, times the cores used. From the thread's CPU time: on a shared
         # machine its wall time includes waiting for a core, which would lower the ceiling
         # and flatter the pipeline; CPU time is what one free core delivers.
@@ -105,6 +120,10 @@ def run(args) -> dict:
         size = args.size or DEFAULT_SIZE[name]
         config = pipeline_config(name, args.frames, size)
         rows = []
+        for decoder in args.peer_decoders:
+            wait_for_idle(args.wait_idle)
+            rows.append(measure_peer(args, name, index, config, decoder))
+            print(f"  {name}: peer[{decoder}] done", flush=True)
         for decoder in args.decoders:
             if decoder == "dali" and args.device == "cpu" and codec not in DALI_CPU_CODECS:
                 print(f"  {name}: pipeline[dali] skipped: DALI's CPU decoder does not read {codec} "
@@ -119,14 +138,11 @@ def run(args) -> dict:
             print(f"  {name}: reference done", flush=True)
         window = rows[0]["window"] if rows else None
         if window is not None:
-            wait_for_idle(args.wait_idle)
-            rows.append(measure_ceiling(args, name, index, config, window))
+            for decoder in args.ceilings:
+                wait_for_idle(args.wait_idle)
+                rows.append(measure_ceiling(args, name, index, config, window, decoder))
         rows = [summarise(r, args.batch_size, args.batches) for r in rows]
-        ref = next((r for r in rows if r["producer"] == "reference"), None)
-        ceiling = next((r for r in rows if r["producer"] == "ceiling"), None)
-        for r in rows:
-            r["vs_reference"] = r["windows_per_s"] / ref["windows_per_s"] if ref else None
-            r["vs_ceiling"] = r["windows_per_s"] / ceiling["windows_per_s"] if ceiling else None
+        compare(rows)
         entry = {"config": config, "frames_per_clip": args.frames if name != "decode" else None,
                  "size": size if name != "decode" else [height, width], "window": window, "results": rows,
                  "load_average": {"before": load_before, "after": load_average()}}
@@ -141,19 +157,39 @@ def run(args) -> dict:
     return result
 
 
+def _frame_decoder(row: dict) -> str:
+    """The decoder whose peer and ceiling a row is compared with (PyAV's for DALI's decoder)."""
+    decoder = row["decoder"].split(",")[0]
+    return decoder if decoder in FRAME_DECODERS else "pyav"
+
+
+def compare(rows: List[dict]) -> None:
+    """Ratios of every row: vs the reference, the peer and the ceiling with the same frame decoder."""
+    by = {r["producer"]: r for r in rows}
+    ref = by.get("reference")
+    for r in rows:
+        peer = by.get(f"peer[{_frame_decoder(r)}]") or by.get("peer[pyav]")
+        ceiling = by.get(f"ceiling[{_frame_decoder(r)}]") or by.get("ceiling[pyav]")
+        r["vs_reference"] = r["windows_per_s"] / ref["windows_per_s"] if ref else None
+        r["vs_peer"] = r["windows_per_s"] / peer["windows_per_s"] if peer else None
+        r["vs_ceiling"] = r["windows_per_s"] / ceiling["windows_per_s"] if ceiling else None
+    rows.sort(key=lambda r: ORDER.index(r["producer"].split("[")[0]))
+
+
 def table_rows(name: str, entry: dict) -> str:
     lines = []
     for r in entry["results"]:
         clips = f"{r['clips_per_s']:9.1f}" if r["clips_per_s"] else f"{'-':>9}"
         ref = f"{r['vs_reference']:6.2f}x" if r["vs_reference"] else f"{'-':>7}"
+        peer = f"{r['vs_peer']:6.2f}x" if r.get("vs_peer") else f"{'-':>7}"
         ceil = f"{100 * r['vs_ceiling']:6.0f}%" if r["vs_ceiling"] else f"{'-':>7}"
-        who = r["producer"] + (f" x{r['cores']} cores" if r["producer"] == "ceiling" else "")
+        who = r["producer"] + (f" x{r['cores']}" if r["producer"].startswith("ceiling") else "")
         loads = [v for v in r.get("other_load", []) if v is not None]
         other = f"{100 * max(loads):6.0f}%" if loads else f"{'-':>7}"
         nvdec = f"  NVDEC {r['nvdec_busy_percent']:.0f}%" if r.get("nvdec_busy_percent") is not None else ""
         cpu = f"{r['cpu_ms_per_window']:8.1f}" if r.get("cpu_ms_per_window") else f"{'-':>8}"
         lines.append(f"{name:8s} {who:22s} {r['window']:4d} {r['windows_per_s']:10.1f} {clips} "
-                     f"{r['decoded_frames_per_s']:11.0f} {ref} {ceil} {cpu} {other}{nvdec}")
+                     f"{r['decoded_frames_per_s']:11.0f} {peer} {ref} {ceil} {cpu} {other}{nvdec}")
     return "\n".join(lines)
 
 
@@ -166,7 +202,7 @@ def print_table(result: dict) -> None:
           f"and threads); 'others' = the largest share of the machine's CPU time that other processes used "
           f"during a timed repeat")
     print(f"{'pipeline':8s} {'producer':22s} {'W':>4s} {'windows/s':>10s} {'clips/s':>9s} {'frames/s':>11s} "
-          f"{'vs ref':>7s} {'vs ceil':>7s} {'cpu ms/w':>8s} {'others':>7s}")
+          f"{'vs peer':>7s} {'vs ref':>7s} {'vs ceil':>7s} {'cpu ms/w':>8s} {'others':>7s}")
     for name, entry in result["pipelines"].items():
         print(table_rows(name, entry))
         if "operators_per_batch" in entry:
@@ -188,8 +224,11 @@ def parse_args(argv=None):
     parser.add_argument("--data", default=None, help="a `path label` list (default: benchmarks/data/vp9/list.txt "
                                                      "on cpu, benchmarks/data/h264/list.txt on gpu; made if missing)")
     parser.add_argument("--pipelines", nargs="+", default=list(ALL_PIPELINES), choices=ALL_PIPELINES)
-    parser.add_argument("--decoders", nargs="+", default=None, choices=("pyav", "dali"),
-                        help="pipeline decoders (default: pyav dali on cpu, dali on gpu)")
+    parser.add_argument("--decoders", nargs="+", default=None, choices=PIPELINE_DECODERS,
+                        help="pipeline decoders (default: pyav, torchcodec where installed, and dali on cpu; "
+                             "dali on gpu)")
+    parser.add_argument("--peer-decoders", nargs="*", default=None, choices=FRAME_DECODERS,
+                        help="peer-loader decoders (default: pyav, and torchcodec where installed; none: no peer)")
     parser.add_argument("--batch-size", type=int, default=None, help="default 8 on cpu, 32 on gpu")
     parser.add_argument("--workers", type=int, default=None,
                         help="PyAV/reader processes of the pipeline and reference-loader workers "
@@ -206,6 +245,7 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-reference", action="store_true", help="skip the reference loader")
+    parser.add_argument("--no-peer", action="store_true", help="skip the peer loader")
     parser.add_argument("--operators", action="store_true", help="count the DALI operators of each method graph")
     parser.add_argument("--profile", action="store_true", help="add the per-sample cost split")
     parser.add_argument("--wait-idle", type=float, default=0.0,
@@ -218,7 +258,20 @@ def parse_args(argv=None):
     args.workers = args.workers if args.workers is not None else (16 if args.device == "gpu" else cores)
     args.threads = args.threads or min(8, cores)
     args.cores = args.cores or cores
-    args.decoders = args.decoders or (["dali"] if args.device == "gpu" else ["pyav", "dali"])
+    why_not = torchcodec_available()
+    if why_not:
+        print(f"torchcodec rows skipped: {why_not}")
+    extra = [] if why_not else ["torchcodec"]
+    asked = (args.decoders or []) + (args.peer_decoders or [])
+    if "torchcodec" in asked and why_not:
+        parser.error(f"--decoders/--peer-decoders torchcodec: {why_not}")
+    args.decoders = args.decoders or (["dali"] if args.device == "gpu" else ["pyav"] + extra + ["dali"])
+    if args.no_peer:
+        args.peer_decoders = []
+    elif args.peer_decoders is None:
+        args.peer_decoders = ["pyav"] + extra
+    # One ceiling per frame decoder in use (DALI's decoder is compared with PyAV's ceiling).
+    args.ceilings = ["pyav"] + [d for d in FRAME_DECODERS[1:] if d in args.decoders + args.peer_decoders]
     args.warmup = max(1, args.warmup)
     args.out = args.out or os.path.join(HERE, f"throughput-{args.device}.json")
     return args

@@ -19,6 +19,7 @@ from benchmarks.profile import decode_window_one_thread
 from pipelines import PIPELINES
 from pipelines.index import load_index
 from pipelines.reference_loader import reference_loader
+from pipelines.torchcodec_io import torchcodec_available
 from pipelines.video_io import frame_timestamps, probe, read_window
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -87,6 +88,7 @@ def test_decode_only_pipeline_outputs_the_window(small):
 def test_throughput_end_to_end_writes_json(small, tmp_path):
     out = tmp_path / "throughput.json"
     result = throughput.main(["--data", str(small / "vp9" / "list.txt"), "--pipelines", "decode", "mcpnet",
+                              "--decoders", "pyav", "dali", "--peer-decoders", "pyav",
                               "--operators", "--profile", "--out", str(out)] + TINY)
     saved = json.loads(out.read_text())
     assert saved["pipelines"].keys() == result["pipelines"].keys() == {"decode", "mcpnet"}
@@ -98,24 +100,27 @@ def test_throughput_end_to_end_writes_json(small, tmp_path):
     mcpnet = saved["pipelines"]["mcpnet"]
     assert mcpnet["frames_per_clip"] == 4 and mcpnet["window"] == 15 and mcpnet["size"] == 32
     producers = {r["producer"] for r in mcpnet["results"]}
-    assert producers == {"pipeline[pyav]", "pipeline[dali]", "reference", "ceiling"}
+    assert producers == {"peer[pyav]", "pipeline[pyav]", "pipeline[dali]", "reference", "ceiling[pyav]"}
+    assert mcpnet["results"][0]["producer"] == "peer[pyav]"  # the table leads with what users would pick instead
     for row in mcpnet["results"]:
         assert len(row["seconds"]) == 2
         assert row["windows_per_s"] > 0 and row["decoded_frames_per_s"] == pytest.approx(15 * row["windows_per_s"])
-        assert row["vs_reference"] > 0 and row["vs_ceiling"] > 0
+        assert row["vs_reference"] > 0 and row["vs_ceiling"] > 0 and row["vs_peer"] > 0
         assert len(row["other_load"]) == 2  # the other processes' CPU share, shown next to each figure
-    loaders = [r for r in mcpnet["results"] if r["producer"] != "ceiling"]
+    peer = next(r for r in mcpnet["results"] if r["producer"] == "peer[pyav]")
+    assert peer["vs_peer"] == pytest.approx(1.0)
+    loaders = [r for r in mcpnet["results"] if not r["producer"].startswith("ceiling")]
     assert {r["clips_per_sample"] for r in loaders} == {3}
     ops = mcpnet["operators_per_batch"]
-    assert ops["Resize"] == 3 and ops["CropMirrorNormalize"] == 3
+    assert ops["NumbaFuncImpl"] == 3  # one fused operator per clip on the CPU
     assert set(mcpnet["profile"]) >= {"decode_1thread", "decode_read_window", "draw", "graph_1thread", "handoff"}
 
 
 def test_throughput_skips_dali_cpu_decoder_on_h264(small, tmp_path):
     result = throughput.main(["--data", str(small / "h264" / "list.txt"), "--pipelines", "decode", "--no-reference",
-                              "--out", str(tmp_path / "t.json")] + TINY)
+                              "--decoders", "pyav", "dali", "--no-peer", "--out", str(tmp_path / "t.json")] + TINY)
     rows = result["pipelines"]["decode"]["results"]
-    assert [r["producer"] for r in rows] == ["pipeline[pyav]", "ceiling"]
+    assert [r["producer"] for r in rows] == ["pipeline[pyav]", "ceiling[pyav]"]
     assert result["codec"] == "h264"
 
 
@@ -125,6 +130,29 @@ def test_throughput_every_method(small, tmp_path, name):
     result = throughput.main(["--data", str(small / "vp9" / "list.txt"), "--pipelines", name, "--decoders", "pyav",
                               "--out", str(tmp_path / "t.json")] + TINY)
     assert result["pipelines"][name]["results"][0]["clips_per_sample"] == {"simclr": 2, "moquad": 4}[name]
+
+
+@pytest.mark.skipif(torchcodec_available() is not None, reason=f"torchcodec unusable: {torchcodec_available()}")
+def test_throughput_torchcodec_rows(small, tmp_path):
+    result = throughput.main(["--data", str(small / "vp9" / "list.txt"), "--pipelines", "simclr", "--no-reference",
+                              "--decoders", "torchcodec", "--peer-decoders", "torchcodec", "pyav",
+                              "--out", str(tmp_path / "t.json")] + TINY)
+    rows = {r["producer"]: r for r in result["pipelines"]["simclr"]["results"]}
+    assert set(rows) == {"peer[torchcodec]", "peer[pyav]", "pipeline[torchcodec]", "ceiling[pyav]",
+                         "ceiling[torchcodec]"}
+    pipeline = rows["pipeline[torchcodec]"]  # compared with the peer and the ceiling of its own decoder
+    assert pipeline["vs_peer"] == pytest.approx(pipeline["windows_per_s"] / rows["peer[torchcodec]"]["windows_per_s"])
+    assert pipeline["vs_ceiling"] == pytest.approx(
+        pipeline["windows_per_s"] / rows["ceiling[torchcodec]"]["windows_per_s"])
+
+
+def test_throughput_refuses_torchcodec_when_unusable(monkeypatch, capsys):
+    monkeypatch.setattr(throughput, "torchcodec_available", lambda: "torchcodec is not installed; pip install ...")
+    with pytest.raises(SystemExit):
+        throughput.parse_args(["--decoders", "torchcodec"])
+    assert "torchcodec is not installed" in capsys.readouterr().err
+    args = throughput.parse_args([])  # the default quietly leaves the torchcodec rows out
+    assert "torchcodec" not in args.decoders + args.peer_decoders and args.ceilings == ["pyav"]
 
 
 @pytest.mark.slow
