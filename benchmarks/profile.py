@@ -5,7 +5,12 @@
 * ``draw``: the planner's per-sample parameter draws;
 * ``graph_1thread`` / ``graph_nthreads``: the DALI graph (augmentation, RAD, residuals,
   normalisation) fed pre-decoded windows from memory, with 1 and ``--threads`` threads
-  (wall time per sample);
+  (wall time per sample); on the CPU that graph uses the fused operators
+  (:mod:`pipelines.fused`), and ``graph_1thread_unfused`` times the same graph built from
+  DALI's own operators, the baseline of the fusion;
+* ``peer_1thread``: the peer loader's clip building (:mod:`benchmarks.peer`: torchvision on
+  uint8, then the batched blends and normalisation) on the same pre-decoded windows, one
+  torch thread, as in its worker processes;
 * ``handoff``: extra time per sample of ``DALIGenericIterator`` (outputs → torch tensors)
   over ``pipe.run()`` on the same graph.
 
@@ -23,7 +28,7 @@ import numpy as np
 
 from benchmarks.common import synchronizer
 from benchmarks.decode_only import build_iterator
-from pipelines import build_pipeline
+from pipelines import build_pipeline, fused
 from pipelines.index import VideoIndex
 from pipelines.pipeline import output_names
 from pipelines.sources import WindowSource
@@ -53,6 +58,32 @@ def per_sample(work: Callable[[], object], count: int) -> float:
     return (time.perf_counter() - start) / count
 
 
+def time_peer(planner, samples: List[tuple], keys, batch_size: int) -> float:
+    """Seconds per sample of the peer loader's clip building on decoded samples, one torch thread."""
+    import torch
+
+    from benchmarks.peer import build_sample, collate
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in a DataLoader worker
+
+    def build_all():
+        for first in range(0, len(samples), batch_size):
+            items = []
+            for sample in samples[first:first + batch_size]:
+                s = dict(zip(keys, sample))
+                window = torch.from_numpy(s.pop("frames")).permute(0, 3, 1, 2)
+                items.append({"label": s.pop("label"), "index": s.pop("index"), "params": s,
+                              "pieces": build_sample(window, s, planner)})
+            collate(items, planner)
+
+    try:
+        build_all()  # warm-up
+        return per_sample(build_all, len(samples))
+    finally:
+        torch.set_num_threads(threads)
+
+
 def profile(args, name: str, index: VideoIndex, config: dict, windows: List[tuple]) -> Dict[str, float]:
     """Seconds per sample of each stage (module doc); ``windows`` are ``(path, start)`` to decode."""
     from nvidia.dali.plugin.pytorch import DALIGenericIterator
@@ -73,9 +104,15 @@ def profile(args, name: str, index: VideoIndex, config: dict, windows: List[tupl
                              len(samples))
     sync = synchronizer(args.device)
 
-    def graph(threads: int):
+    def graph(threads: int, fused_ops: bool = True):
         source = CachedSource(it.index, planner, B, samples, n_batches)
-        pipe = build_pipeline(source, planner, args.device, num_workers=0, num_threads=threads)
+        saved = fused.usable
+        if not fused_ops:
+            fused.usable = lambda window, antialias: False
+        try:
+            pipe = build_pipeline(source, planner, args.device, num_workers=0, num_threads=threads)
+        finally:
+            fused.usable = saved
         pipe.build()
         return pipe
 
@@ -84,8 +121,8 @@ def profile(args, name: str, index: VideoIndex, config: dict, windows: List[tupl
             pipe.run()
         sync()
 
-    def time_graph(threads: int) -> float:
-        pipe = graph(threads)
+    def time_graph(threads: int, fused_ops: bool = True) -> float:
+        pipe = graph(threads, fused_ops)
         run_graph(pipe)  # warm-up: DALI's buffers reach their high-water mark
         return per_sample(lambda: run_graph(pipe), n_batches * B)
 
@@ -102,6 +139,9 @@ def profile(args, name: str, index: VideoIndex, config: dict, windows: List[tupl
 
     out["graph_1thread"] = time_graph(1)
     out["graph_nthreads"] = time_graph(args.threads)
+    uses_fused = args.device == "cpu" and fused.available() is None and planner.clip_specs
+    out["graph_1thread_unfused"] = time_graph(1, fused_ops=False) if uses_fused else None
+    out["peer_1thread"] = time_peer(planner, samples, it.source.keys, B) if planner.clip_specs else None
     out["handoff"] = time_iterator() - out["graph_nthreads"]
     gc.collect()
     it.close()

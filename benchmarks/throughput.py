@@ -211,10 +211,14 @@ def print_table(result: dict) -> None:
                   + ", ".join(f"{k} {v}" for k, v in ops.items()))
         if "profile" in entry:
             p = entry["profile"]
+            extra = "".join(f", {label} {1e3 * p[key]:.1f}" for key, label in
+                            (("graph_1thread_unfused", "unfused graph 1-thread"), ("peer_1thread", "peer build 1-thread"))
+                            if p.get(key) is not None)
             print(f"{'':8s} profile ms/sample: decode 1-thread {1e3 * p['decode_1thread']:.1f}, read_window "
                   f"{1e3 * p['decode_read_window']:.1f}, draw {1e3 * p['draw']:.2f}, graph 1-thread "
                   f"{1e3 * p['graph_1thread']:.1f}, graph {result['threads']}-thread {1e3 * p['graph_nthreads']:.1f}, "
-                  f"hand-off {1e3 * p['handoff']:.1f}; budget {p['budget_windows_per_s']:.1f} windows/s")
+                  f"hand-off {1e3 * p['handoff']:.1f}{extra}; budget {p['budget_windows_per_s']:.1f} windows/s; "
+                  f"graph/decode {p['graph_1thread'] / p['decode_read_window']:.2f}")
 
 
 def parse_args(argv=None):

@@ -113,7 +113,9 @@ def test_throughput_end_to_end_writes_json(small, tmp_path):
     assert {r["clips_per_sample"] for r in loaders} == {3}
     ops = mcpnet["operators_per_batch"]
     assert ops["NumbaFuncImpl"] == 3  # one fused operator per clip on the CPU
-    assert set(mcpnet["profile"]) >= {"decode_1thread", "decode_read_window", "draw", "graph_1thread", "handoff"}
+    assert set(mcpnet["profile"]) >= {"decode_1thread", "decode_read_window", "draw", "graph_1thread", "handoff",
+                                      "graph_1thread_unfused", "peer_1thread"}
+    assert mcpnet["profile"]["graph_1thread_unfused"] > 0 and mcpnet["profile"]["peer_1thread"] > 0
 
 
 def test_throughput_skips_dali_cpu_decoder_on_h264(small, tmp_path):
