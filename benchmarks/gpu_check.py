@@ -151,7 +151,7 @@ def stage_throughput(args) -> dict:
 
 
 def _summary(result: dict) -> dict:
-    keep = ("producer", "window", "windows_per_s", "clips_per_s", "decoded_frames_per_s", "vs_reference",
+    keep = ("producer", "window", "windows_per_s", "clips_per_s", "decoded_frames_per_s", "vs_peer", "vs_reference",
             "vs_ceiling", "nvdec_busy_percent")
     return {name: [{k: r.get(k) for k in keep} for r in entry["results"]]
             for name, entry in result["pipelines"].items()}

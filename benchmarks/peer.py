@@ -25,7 +25,9 @@ scratch would draw them with torchvision's ``get_params`` at the same cost.
 On ``device="gpu"`` the workers only decode; the main process copies each window to the
 GPU and builds the clips there with the same functions (torchvision's v2 functionals run
 on CUDA tensors), the usual "CPU decode + GPU augmentation" recipe; clips come out
-float16, as the pipeline yields them.
+float16, as the pipeline yields them. ``decode_in_main=True`` (torchcodec only) moves the
+decoding into the main process too, on the loader's device — torchcodec's CUDA decoder on
+GPU, which cannot run in forked workers; the workers then only draw the parameters.
 """
 from __future__ import annotations
 
@@ -39,7 +41,8 @@ from torch.utils.data import DataLoader, Dataset
 from pipelines.contract import torch_device
 from pipelines.planner import ParamKeys, Planner
 from pipelines.rad import tile_size
-from pipelines.sources import WindowSource
+from pipelines.sources import WindowSource, _Timestamps  # the per-file timestamp cache the workers keep
+from pipelines.torchcodec_io import read_window_torchcodec
 
 
 # --- one clip ---------------------------------------------------------------------------------
@@ -156,12 +159,13 @@ def collate_windows(samples: List[dict]) -> Dict[str, torch.Tensor]:
 
 
 class PeerSamples(Dataset):
-    """Sample ``pos`` (= batch × batch size + slot) of one epoch of ``source``: decoded, and built when ``build``."""
+    """Sample ``pos`` (= batch × batch size + slot) of one epoch of ``source``: decoded, and built when ``build``.
+
+    A source with ``decoder="dali"`` stands for "decode later": the item then carries the
+    file and the window start instead of the window (its bytes are dropped).
+    """
 
     def __init__(self, source: WindowSource, planner: Planner, epoch: int = 0, build: bool = True):
-        if source.decoder == "dali":
-            raise ValueError("the peer loader decodes in its workers: give a source with decoder='pyav' or "
-                             "'torchcodec'")
         self.source, self.planner, self.epoch, self.build = source, planner, epoch, build
 
     def __len__(self) -> int:
@@ -170,6 +174,12 @@ class PeerSamples(Dataset):
     def __getitem__(self, pos: int) -> dict:
         iteration, slot = divmod(int(pos), self.source.batch_size)
         sample = dict(zip(self.source.keys, self.source.sample(self.epoch, iteration, slot)))
+        if "encoded" in sample:  # decoded later, in the main process
+            sample.pop("encoded")
+            start = int(sample.pop("window_start"))
+            video = int(sample["index"])
+            return {"label": sample.pop("label"), "index": sample.pop("index"), "params": sample,
+                    "path": self.source.paths[video], "start": start}
         window = torch.from_numpy(sample.pop("frames"))  # (W, H, W, 3) uint8
         item = {"label": sample.pop("label"), "index": sample.pop("index"), "params": sample}
         if not self.planner.clip_specs:  # decode-only
@@ -186,15 +196,23 @@ class PeerLoader:
 
     def __init__(self, iterator, decoder: str = "pyav", epoch: int = 0, num_workers: int = 2,
                  prefetch_factor: Optional[int] = 2, device: Optional[str] = None,
-                 augment_in_main: Optional[bool] = None):
+                 augment_in_main: Optional[bool] = None, decode_in_main: bool = False):
+        if decoder not in ("pyav", "torchcodec"):
+            raise ValueError(f"decoder={decoder!r}: the peer loader decodes with 'pyav' or 'torchcodec'")
+        if decode_in_main and decoder != "torchcodec":
+            raise ValueError("decode_in_main decodes with torchcodec (its CUDA decoder on GPU): give "
+                             "decoder='torchcodec'")
         self.planner = iterator.planner
         self.device = torch_device(device or iterator.device, iterator.device_id)
         self.gpu = self.device.type == "cuda"
         # On GPU the workers only decode and the main process augments on the device; on
         # CPU the workers do everything (``augment_in_main=True`` runs the GPU recipe on the CPU).
         self.in_main = self.gpu if augment_in_main is None else bool(augment_in_main)
-        source = iterator.make_source(decoder=decoder)
-        self.decoder = decoder
+        self.decode_in_main = bool(decode_in_main)
+        self.in_main = self.in_main or self.decode_in_main
+        source = iterator.make_source(decoder="dali" if decode_in_main else decoder)
+        self.decoder, self.window = decoder, iterator.planner.window
+        self._timestamps = _Timestamps() if decode_in_main else None
         self.clip_dtype = torch.float16 if self.gpu else torch.float32
         decode_only = not self.planner.clip_specs
         dataset = PeerSamples(source, self.planner, epoch, build=not self.in_main)
@@ -211,10 +229,22 @@ class PeerLoader:
     def _collate(self, samples: List[dict]) -> Dict[str, torch.Tensor]:
         return collate(samples, self.planner, self.clip_dtype)
 
+    def _decode(self, item: dict) -> torch.Tensor:
+        """The item's window decoded by torchcodec in this process, on the loader's device."""
+        path = item.pop("path")
+        window = read_window_torchcodec(path, item.pop("start"), self.window, self._timestamps.get(path),
+                                        stream_time_base=self._timestamps.time_base(path), device=self.device.type)
+        return window if isinstance(window, torch.Tensor) else torch.from_numpy(window)
+
     def _on_device(self, samples: List[dict]) -> Dict[str, torch.Tensor]:
         for s in samples:
+            if self.decode_in_main:
+                window = self._decode(s).permute(0, 3, 1, 2)
+                s["pieces"] = build_sample(window, s["params"], self.planner)
+                continue
             window = s.pop("window")
-            window = window.pin_memory() if self.gpu else window
+            if self.gpu and not window.is_pinned():  # the DataLoader pins what its workers hand over
+                window = window.pin_memory()
             window = window.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
             s["pieces"] = build_sample(window, s["params"], self.planner)
         batch = collate(samples, self.planner, self.clip_dtype)
@@ -235,6 +265,7 @@ class PeerLoader:
 
 def peer_loader(iterator, decoder: str = "pyav", epoch: int = 0, num_workers: int = 2,
                 prefetch_factor: Optional[int] = 2, device: Optional[str] = None,
-                augment_in_main: Optional[bool] = None) -> PeerLoader:
+                augment_in_main: Optional[bool] = None, decode_in_main: bool = False) -> PeerLoader:
     """The peer loader of ``iterator``'s epoch ``epoch``: ``num_workers`` processes, ``decoder`` in them."""
-    return PeerLoader(iterator, decoder, epoch, num_workers, prefetch_factor, device, augment_in_main)
+    return PeerLoader(iterator, decoder, epoch, num_workers, prefetch_factor, device, augment_in_main,
+                      decode_in_main)

@@ -115,12 +115,18 @@ def measure_reference(args, name: str, index: VideoIndex, config: dict) -> dict:
 
 
 def measure_peer(args, name: str, index: VideoIndex, config: dict, decoder: str) -> dict:
-    """The peer loader (:mod:`benchmarks.peer`) with ``decoder`` in its ``--workers`` processes."""
+    """The peer loader (:mod:`benchmarks.peer`) with ``decoder`` in its ``--workers`` processes.
+
+    ``"torchcodec-cuda"``: torchcodec's CUDA decoder in the main process (GPU only), the
+    workers drawing parameters.
+    """
     from benchmarks.peer import peer_loader
 
     it = build_iterator(name, index, args.batch_size, args.device, args.seed, config, decoder="pyav",
                         num_workers=args.workers)
-    loader = peer_loader(it, decoder=decoder, epoch=0, num_workers=args.workers)
+    in_main = decoder == "torchcodec-cuda"
+    loader = peer_loader(it, decoder="torchcodec" if in_main else decoder, epoch=0, num_workers=args.workers,
+                         decode_in_main=in_main)
     batches = iter(loader)
     first = next(batches)
     clips = clips_per_sample(first)

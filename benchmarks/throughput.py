@@ -217,8 +217,13 @@ def print_table(result: dict) -> None:
             print(f"{'':8s} profile ms/sample: decode 1-thread {1e3 * p['decode_1thread']:.1f}, read_window "
                   f"{1e3 * p['decode_read_window']:.1f}, draw {1e3 * p['draw']:.2f}, graph 1-thread "
                   f"{1e3 * p['graph_1thread']:.1f}, graph {result['threads']}-thread {1e3 * p['graph_nthreads']:.1f}, "
-                  f"hand-off {1e3 * p['handoff']:.1f}{extra}; budget {p['budget_windows_per_s']:.1f} windows/s; "
-                  f"graph/decode {p['graph_1thread'] / p['decode_read_window']:.2f}")
+                  f"hand-off {1e3 * p['handoff']:.1f}{extra}; budget {p['budget_windows_per_s']:.1f} windows/s")
+            c = p["cpu"]
+            print(f"{'':8s} CPU ms/sample, one thread: decode {1e3 * c['decode_1thread']:.1f}, graph "
+                  f"{1e3 * c['graph_1thread']:.1f}"
+                  + "".join(f", {label} {1e3 * c[key]:.1f}" for key, label in
+                            (("graph_1thread_unfused", "unfused graph"), ("peer_1thread", "peer build")) if key in c)
+                  + f"; graph/decode {p['graph_per_decode_cpu']:.2f}")
 
 
 def parse_args(argv=None):
@@ -231,8 +236,9 @@ def parse_args(argv=None):
     parser.add_argument("--decoders", nargs="+", default=None, choices=PIPELINE_DECODERS,
                         help="pipeline decoders (default: pyav, torchcodec where installed, and dali on cpu; "
                              "dali on gpu)")
-    parser.add_argument("--peer-decoders", nargs="*", default=None, choices=FRAME_DECODERS,
-                        help="peer-loader decoders (default: pyav, and torchcodec where installed; none: no peer)")
+    parser.add_argument("--peer-decoders", nargs="*", default=None, choices=FRAME_DECODERS + ("torchcodec-cuda",),
+                        help="peer-loader decoders (default: pyav, and torchcodec where installed, on gpu also "
+                             "torchcodec-cuda: its CUDA decoder in the main process)")
     parser.add_argument("--batch-size", type=int, default=None, help="default 8 on cpu, 32 on gpu")
     parser.add_argument("--workers", type=int, default=None,
                         help="PyAV/reader processes of the pipeline and reference-loader workers "
@@ -270,10 +276,12 @@ def parse_args(argv=None):
     if "torchcodec" in asked and why_not:
         parser.error(f"--decoders/--peer-decoders torchcodec: {why_not}")
     args.decoders = args.decoders or (["dali"] if args.device == "gpu" else ["pyav"] + extra + ["dali"])
+    if "torchcodec-cuda" in asked and args.device != "gpu":
+        parser.error("--peer-decoders torchcodec-cuda needs --device gpu")
     if args.no_peer:
         args.peer_decoders = []
     elif args.peer_decoders is None:
-        args.peer_decoders = ["pyav"] + extra
+        args.peer_decoders = ["pyav"] + extra + (["torchcodec-cuda"] if extra and args.device == "gpu" else [])
     # One ceiling per frame decoder in use (DALI's decoder is compared with PyAV's ceiling).
     args.ceilings = ["pyav"] + [d for d in FRAME_DECODERS[1:] if d in args.decoders + args.peer_decoders]
     args.warmup = max(1, args.warmup)

@@ -61,28 +61,56 @@ def _taps(lo, hi, out, limit, first, second, frac):
 
 
 @jit
-def _resized_row(frame, ya, yb, wy, xa, xb, wx, row):
-    """``row`` (W, 3) ← one output row of the crop, bilinear, rounded to uint8 levels like ``fn.resize``."""
-    top, bottom = frame[ya], frame[yb]
-    for ox in range(row.shape[0]):
+def _horizontal(src, xa, xb, wx, dst):
+    """``dst`` (W, 3) float32 ← one input row resampled along x (the first pass of the bilinear resize)."""
+    one = np.float32(1.0)
+    for ox in range(dst.shape[0]):
         a, b, u = xa[ox], xb[ox], wx[ox]
-        for c in range(3):
-            t0 = top[a, c] * (1.0 - u) + top[b, c] * u
-            t1 = bottom[a, c] * (1.0 - u) + bottom[b, c] * u
-            row[ox, c] = math.floor(t0 * (1.0 - wy) + t1 * wy + 0.5)
+        v = one - u
+        dst[ox, 0] = src[a, 0] * v + src[b, 0] * u
+        dst[ox, 1] = src[a, 1] * v + src[b, 1] * u
+        dst[ox, 2] = src[a, 2] * v + src[b, 2] * u
+
+
+@jit
+def _resized_row(frame, oy, ya, yb, wy, xa, xb, wx, cache, ids, row):
+    """``row`` (W, 3) ← output row ``oy`` of the crop of ``frame``, rounded to uint8 levels like ``fn.resize``.
+
+    Bilinear in the reference's order (along x, then y). ``cache`` holds the x-pass of the
+    two input rows ``ids`` last used, so consecutive output rows that share input rows (an
+    enlarged crop) resample each input row once; set ``ids`` to -1 for a new frame.
+    """
+    ra, rb = ya[oy], yb[oy]
+    if ids[0] != ra:
+        if ids[1] == ra:
+            cache[0, :, :] = cache[1]
+        else:
+            _horizontal(frame[ra], xa, xb, wx, cache[0])
+        ids[0] = ra
+    if ids[1] != rb:
+        if rb == ra:
+            cache[1, :, :] = cache[0]
+        else:
+            _horizontal(frame[rb], xa, xb, wx, cache[1])
+        ids[1] = rb
+    w = wy[oy]
+    v = np.float32(1.0) - w
+    half = np.float32(0.5)
+    top, bottom = cache[0], cache[1]
+    for ox in range(row.shape[0]):  # values are >= 0: truncation is the floor of x + ½
+        row[ox, 0] = np.float32(int(top[ox, 0] * v + bottom[ox, 0] * w + half))
+        row[ox, 1] = np.float32(int(top[ox, 1] * v + bottom[ox, 1] * w + half))
+        row[ox, 2] = np.float32(int(top[ox, 2] * v + bottom[ox, 2] * w + half))
 
 
 @jit
 def _geometry(window, roi, oh, ow):
     h, w = window.shape[1], window.shape[2]
-    ya, yb, wy = np.empty(oh, np.int64), np.empty(oh, np.int64), np.empty(oh, np.float64)
-    xa, xb, wx = np.empty(ow, np.int64), np.empty(ow, np.int64), np.empty(ow, np.float32)
-    _taps(float(roi[0]), float(roi[2]), oh, h, ya, yb, wy)
-    xf = np.empty(ow, np.float64)
+    ya, yb, yf = np.empty(oh, np.int64), np.empty(oh, np.int64), np.empty(oh, np.float64)
+    xa, xb, xf = np.empty(ow, np.int64), np.empty(ow, np.int64), np.empty(ow, np.float64)
+    _taps(float(roi[0]), float(roi[2]), oh, h, ya, yb, yf)
     _taps(float(roi[1]), float(roi[3]), ow, w, xa, xb, xf)
-    for i in range(ow):
-        wx[i] = xf[i]
-    return ya, yb, wy, xa, xb, wx
+    return ya, yb, yf.astype(np.float32), xa, xb, xf.astype(np.float32)
 
 
 @jit
@@ -116,6 +144,8 @@ def _rgb_kernel(out, idx, window, roi, pack, noise):
     m, mean, inv_std = _unpack(pack)
     ya, yb, wy, xa, xb, wx = _geometry(window, roi, oh, ow)
     row = np.empty((ow, 3), np.float32)
+    cache = np.empty((2, ow, 3), np.float32)
+    ids = np.empty(2, np.int64)
     lam = 0.0
     blend = np.zeros((oh, ow, 3), np.float32) if pack.shape[0] > 10 else np.zeros((1, ow, 3), np.float32)
     if pack.shape[0] == 11:  # RAD: the mosaic frame, uint8
@@ -127,15 +157,17 @@ def _rgb_kernel(out, idx, window, roi, pack, noise):
     elif pack.shape[0] == 12:  # BE: frame pack[11] of the clip itself, after colour
         lam = pack[10]
         f = idx[int(pack[11])]
+        ids[:] = -1
         for oy in range(oh):
-            _resized_row(window[f], ya[oy], yb[oy], wy[oy], xa, xb, wx, row)
+            _resized_row(window[f], oy, ya, yb, wy, xa, xb, wx, cache, ids, row)
             for ox in range(ow):
                 for c in range(3):
                     blend[oy, ox, c] = m[c, 0] * row[ox, 0] + m[c, 1] * row[ox, 1] + m[c, 2] * row[ox, 2] + m[c, 3]
     for t in range(out.shape[1]):
         frame = window[idx[t]]
+        ids[:] = -1
         for oy in range(oh):
-            _resized_row(frame, ya[oy], yb[oy], wy[oy], xa, xb, wx, row)
+            _resized_row(frame, oy, ya, yb, wy, xa, xb, wx, cache, ids, row)
             _write(out, t, oy, row, m, mean, inv_std, blend[oy if lam > 0.0 else 0], lam)
 
 
@@ -147,11 +179,15 @@ def _residual_kernel(out, idx, window, roi, pack):
     ya, yb, wy, xa, xb, wx = _geometry(window, roi, oh, ow)
     first = np.empty((ow, 3), np.float32)
     second = np.empty((ow, 3), np.float32)
+    cache_a, cache_b = np.empty((2, ow, 3), np.float32), np.empty((2, ow, 3), np.float32)
+    ids_a, ids_b = np.empty(2, np.int64), np.empty(2, np.int64)
     for t in range(frames):
         fa, fb = window[idx[t]], window[idx[frames + t]]
+        ids_a[:] = -1
+        ids_b[:] = -1
         for oy in range(oh):
-            _resized_row(fa, ya[oy], yb[oy], wy[oy], xa, xb, wx, first)
-            _resized_row(fb, ya[oy], yb[oy], wy[oy], xa, xb, wx, second)
+            _resized_row(fa, oy, ya, yb, wy, xa, xb, wx, cache_a, ids_a, first)
+            _resized_row(fb, oy, ya, yb, wy, xa, xb, wx, cache_b, ids_b, second)
             for ox in range(ow):
                 dr = first[ox, 0] - second[ox, 0]
                 dg = first[ox, 1] - second[ox, 1]

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import re
 from fractions import Fraction
-from typing import List, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -101,15 +101,15 @@ class _WrongFrame(Exception):
     """torchcodec returned a frame other than the one whose pts was asked for."""
 
 
-def _played_at(decoder, wanted: np.ndarray, tick: Fraction, exact: bool) -> List[np.ndarray]:
+def _played_at(decoder, wanted: np.ndarray, tick: Fraction, exact: bool) -> list:
     """Frames whose pts are ``wanted``; :class:`_WrongFrame` if torchcodec returns any other frame."""
     seconds = [float((int(pts) + Fraction(1, 4)) * tick) for pts in wanted]
     if exact:  # the scan's pts table maps each time to its frame; one batched call
         batch = decoder.get_frames_played_at(seconds)
-        data, got = list(batch.data.numpy()), batch.pts_seconds.tolist()
+        data, got = list(batch.data), batch.pts_seconds.tolist()
     else:  # approximate mode: only the single-frame call matches frames by their own pts
         frames = [decoder.get_frame_played_at(s) for s in seconds]
-        data, got = [f.data.numpy() for f in frames], [f.pts_seconds for f in frames]
+        data, got = [f.data for f in frames], [f.pts_seconds for f in frames]
     step = float(tick)
     for pts, returned in zip(wanted, got):
         if round(returned / step) != int(pts):
@@ -118,7 +118,7 @@ def _played_at(decoder, wanted: np.ndarray, tick: Fraction, exact: bool) -> List
 
 
 def read_window_torchcodec(path: str, start: int, count: int, timestamps: Optional[np.ndarray] = None,
-                           threads: int = 1, stream_time_base: Optional[Fraction] = None) -> np.ndarray:
+                           threads: int = 1, stream_time_base: Optional[Fraction] = None, device: str = "cpu"):
     """Decode frames ``start .. start+count-1`` with torchcodec as ``(count, H, W, 3)`` uint8 RGB.
 
     :func:`.video_io.read_window`'s contract: frames in presentation order, ``start``
@@ -130,6 +130,9 @@ def read_window_torchcodec(path: str, start: int, count: int, timestamps: Option
     core decodes, 0 lets FFmpeg choose. How frames are found, the colour conversion and what
     damaged data does: the module doc. Raises ``RuntimeError`` (not a :class:`VideoError`,
     which would skip every file under ``bad_files="skip"``) when torchcodec cannot be used.
+    ``device="cuda"`` decodes with torchcodec's CUDA decoder (NVDEC) and returns a torch
+    uint8 tensor on the GPU instead of an array (the benchmarks' peer loader on GPU); it
+    must run in a process that may use CUDA, not in a forked worker.
     """
     if threads < 0:
         raise ValueError(f"threads must be >= 0, got {threads}")
@@ -149,7 +152,8 @@ def read_window_torchcodec(path: str, start: int, count: int, timestamps: Option
     failure: Optional[BaseException] = None
     for mode in ("approximate", "exact"):
         try:
-            decoder = VideoDecoder(path, num_ffmpeg_threads=threads, dimension_order="NHWC", seek_mode=mode)
+            decoder = VideoDecoder(path, num_ffmpeg_threads=threads, dimension_order="NHWC", seek_mode=mode,
+                                   device=device)
         except Exception as exc:  # torchcodec raises RuntimeError or ValueError for unreadable input
             raise VideoError(path, f"not a readable video container (torchcodec: {_reason(exc)})", _UNREADABLE) from exc
         try:
@@ -165,4 +169,8 @@ def read_window_torchcodec(path: str, start: int, count: int, timestamps: Option
                          _TRUNCATED) from failure
     while len(frames) < count:
         frames.append(frames[-1])
-    return np.stack(frames)
+    if device != "cpu":
+        import torch
+
+        return torch.stack(frames)
+    return np.stack([f.numpy() for f in frames])

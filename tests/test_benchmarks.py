@@ -116,6 +116,9 @@ def test_throughput_end_to_end_writes_json(small, tmp_path):
     assert set(mcpnet["profile"]) >= {"decode_1thread", "decode_read_window", "draw", "graph_1thread", "handoff",
                                       "graph_1thread_unfused", "peer_1thread"}
     assert mcpnet["profile"]["graph_1thread_unfused"] > 0 and mcpnet["profile"]["peer_1thread"] > 0
+    assert set(mcpnet["profile"]["cpu"]) == {"decode_1thread", "graph_1thread", "graph_1thread_unfused",
+                                             "peer_1thread"}
+    assert mcpnet["profile"]["graph_per_decode_cpu"] > 0
 
 
 def test_throughput_skips_dali_cpu_decoder_on_h264(small, tmp_path):
@@ -155,6 +158,12 @@ def test_throughput_refuses_torchcodec_when_unusable(monkeypatch, capsys):
     assert "torchcodec is not installed" in capsys.readouterr().err
     args = throughput.parse_args([])  # the default quietly leaves the torchcodec rows out
     assert "torchcodec" not in args.decoders + args.peer_decoders and args.ceilings == ["pyav"]
+
+
+def test_throughput_gpu_only_peer_decoder_is_refused_on_cpu(capsys):
+    with pytest.raises(SystemExit):
+        throughput.parse_args(["--device", "cpu", "--peer-decoders", "torchcodec-cuda"])
+    assert "needs --device gpu" in capsys.readouterr().err
 
 
 @pytest.mark.slow

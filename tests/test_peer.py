@@ -161,8 +161,10 @@ def test_decode_only_peer_yields_the_windows(data):
 
 def test_peer_refuses_dali_decoder(data):
     it = make_iterator("simclr", data, 2, "cpu", num_workers=0)
-    with pytest.raises(ValueError, match="decodes in its workers"):
+    with pytest.raises(ValueError, match="'pyav' or 'torchcodec'"):
         peer_loader(it, decoder="dali")
+    with pytest.raises(ValueError, match="decode_in_main"):
+        peer_loader(it, decoder="pyav", decode_in_main=True)
     it.close()
 
 
@@ -188,4 +190,17 @@ def test_peer_with_torchcodec_reads_the_same_frames(data):
             a = np.rint(levels(with_pyav[key][slot]) / 4)
             b = np.rint(levels(with_torchcodec[key][slot]) / 4)
             np.testing.assert_array_equal(a, b)
+    it.close()
+
+
+@pytest.mark.skipif(torchcodec_available() is not None, reason=f"torchcodec unusable: {torchcodec_available()}")
+def test_peer_decoding_in_the_main_process_builds_the_same_batch(data):
+    """The GPU recipe with torchcodec's CUDA decoder (decode and augment in the main process), run on the CPU."""
+    it = make_iterator("mcpnet", data, 3, "cpu", config={"clip": {"frames": 4, "augment": {"size": SIZE}}},
+                       num_workers=0)
+    in_workers = first_batch(it, decoder="torchcodec")
+    in_main = next(iter(peer_loader(it, decoder="torchcodec", num_workers=1, decode_in_main=True)))
+    assert in_workers.keys() == in_main.keys()
+    for key in in_workers:
+        assert torch.equal(in_workers[key], in_main[key]), key
     it.close()
