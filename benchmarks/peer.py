@@ -38,6 +38,7 @@ import torch
 import torchvision.transforms.v2.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from pipelines.augment import KINETICS_MEAN, KINETICS_STD
 from pipelines.contract import torch_device
 from pipelines.planner import ParamKeys, Planner
 from pipelines.rad import tile_size
@@ -269,3 +270,73 @@ def peer_loader(iterator, decoder: str = "pyav", epoch: int = 0, num_workers: in
     """The peer loader of ``iterator``'s epoch ``epoch``: ``num_workers`` processes, ``decoder`` in them."""
     return PeerLoader(iterator, decoder, epoch, num_workers, prefetch_factor, device, augment_in_main,
                       decode_in_main)
+
+
+# --- where the peer's time goes -------------------------------------------------------------------
+def op_costs(size: int, frames: int = 16, height: int = 240, width: int = 320, repeats: int = 5) -> Dict[str, float]:
+    """CPU milliseconds per ``frames``-frame clip of each step of the peer, one torch thread, and of
+    the fused CPU operator's kernel on the same clip (the pipeline's step for step)."""
+    import time
+
+    rng = np.random.default_rng(0)
+    window = torch.from_numpy(rng.integers(0, 256, (frames, height, width, 3), dtype=np.uint8))
+    frames_chw = window.permute(0, 3, 1, 2)
+    roi = [0.1 * height, 0.8 * width, 0.9 * height, 0.15 * width]  # a flipped crop of about half the frame
+    color = [1.2, 0.8, 1.1, 10.0]
+    clip = crop_flip_resize(frames_chw, roi, (size, size), False)
+
+    def cost(work) -> float:
+        work()
+        start = time.process_time()
+        for _ in range(repeats):
+            work()
+        return 1e3 * (time.process_time() - start) / repeats
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        out = {"crop+flip+resize": cost(lambda: crop_flip_resize(frames_chw, roi, (size, size), False)),
+               "brightness": cost(lambda: F.adjust_brightness(clip, color[0])),
+               "contrast": cost(lambda: F.adjust_contrast(clip, color[1])),
+               "saturation": cost(lambda: F.adjust_saturation(clip, color[2])),
+               "hue": cost(lambda: F.adjust_hue(clip, color[3] / 360.0)),
+               "to float + normalise + layout": cost(lambda: _normalised(clip[None], KINETICS_MEAN, KINETICS_STD,
+                                                                         torch.float32))}
+    finally:
+        torch.set_num_threads(threads)
+    from pipelines import fused
+
+    if fused.available() is None:
+        from pipelines import _fused_kernels as kernels
+
+        result = np.empty((3, frames, size, size), np.float32)
+        idx = np.arange(frames, dtype=np.int32)
+        pack = np.array(color + [255 * m for m in KINETICS_MEAN] + [255 * s for s in KINETICS_STD], np.float32)
+        box = np.array(roi, np.float32)
+        out["fused operator (the pipeline's whole clip)"] = cost(
+            lambda: kernels._rgb_kernel(result, idx, window.numpy(), box, pack, window.numpy()[:1, :1, :1]))
+    return out
+
+
+def main(argv=None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="CPU cost per clip of each step of the peer loader and of the "
+                                                 "pipeline's fused operator, on one random 320x240 clip")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[112, 224])
+    parser.add_argument("--frames", type=int, default=16)
+    args = parser.parse_args(argv)
+    for size in args.sizes:
+        costs = op_costs(size, args.frames)
+        peer = sum(v for k, v in costs.items() if not k.startswith("fused"))
+        print(f"{args.frames} frames at {size}x{size}, CPU ms per clip, one thread:")
+        for name, ms in costs.items():
+            print(f"  {name:44s} {ms:8.2f}")
+        print(f"  {'peer total (every jitter step applied)':44s} {peer:8.2f}")
+        if any(k.startswith("fused") for k in costs):
+            fused_ms = next(v for k, v in costs.items() if k.startswith("fused"))
+            print(f"  peer / fused operator: {peer / fused_ms:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

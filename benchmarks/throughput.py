@@ -17,8 +17,9 @@ it measures, on the same files and the same sampled windows:
 * the decode ceiling of each frame decoder: one thread decoding the same windows (open,
   seek, decode, convert to RGB), measured single-threaded and multiplied by the cores
   used — the most any CPU loader can reach with that decoder. It is computed from the
-  thread's CPU time (wall time is kept too): on a shared machine wall time includes
-  waiting for a core and would lower the ceiling.
+  process's CPU time (wall time is kept too): on a shared machine wall time includes
+  waiting for a core and would lower the ceiling, and CPU time spent on helper threads
+  would be missed by the thread's own clock.
 
 torchcodec rows appear when torchcodec and FFmpeg's shared libraries are installed
 (``pip install torchcodec`` and ``apt-get install ffmpeg``); the script says so when not.
@@ -81,13 +82,13 @@ def summarise(row: dict, batch_size: int, per_repeat: int) -> dict:
     rates = [count / s for s in row["seconds"]]
     windows_per_s = statistics.median(rates)
     if row["producer"].startswith("ceiling"):
-        # One thread measured, times the cores used. From the thread's CPU time: on a shared
-        # machine its wall time includes waiting for a core, which would lower the ceiling
-        # and flatter the pipeline; CPU time is what one free core delivers.
+        # One thread measured, times the cores used. From CPU time: on a shared machine its
+        # wall time includes waiting for a core, which would lower the ceiling and flatter
+        # the pipeline; CPU time is what one free core delivers.
         row["windows_per_s_wall"] = windows_per_s * row["cores"]
         windows_per_s = statistics.median(count / s for s in row["cpu_seconds"]) * row["cores"]
     row["windows_per_s"] = windows_per_s
-    # CPU cost per window (this process and its workers; for the ceiling, the one thread): a
+    # CPU cost per window (this process and its workers; for the ceiling, the decoding loop): a
     # figure that other processes on the machine barely change, unlike the rates.
     cpu = [c for c in row.get("cpu_seconds") or [] if c is not None]
     row["cpu_ms_per_window"] = 1e3 * statistics.median(cpu) / count if cpu else None

@@ -180,8 +180,14 @@ def make_iterator_planner():
     return SimCLRPlanner(SimCLRConfig())
 
 
-@pytest.mark.skipif(torchcodec_available() is not None, reason=f"torchcodec unusable: {torchcodec_available()}")
+def skip_without_torchcodec():
+    reason = torchcodec_available()  # asked inside the test, never while collecting
+    if reason:
+        pytest.skip(f"torchcodec unusable: {reason}")
+
+
 def test_peer_with_torchcodec_reads_the_same_frames(data):
+    skip_without_torchcodec()
     config = {"clip": {"frames": 5, "speeds": [1, 2], "augment": PLAIN}, "appearance": {"op": "none"}}
     it = make_iterator("moquad", data, 3, "cpu", config=config, num_workers=0)
     with_pyav, with_torchcodec = first_batch(it), first_batch(it, decoder="torchcodec")
@@ -193,9 +199,9 @@ def test_peer_with_torchcodec_reads_the_same_frames(data):
     it.close()
 
 
-@pytest.mark.skipif(torchcodec_available() is not None, reason=f"torchcodec unusable: {torchcodec_available()}")
 def test_peer_decoding_in_the_main_process_builds_the_same_batch(data):
     """The GPU recipe with torchcodec's CUDA decoder (decode and augment in the main process), run on the CPU."""
+    skip_without_torchcodec()
     it = make_iterator("mcpnet", data, 3, "cpu", config={"clip": {"frames": 4, "augment": {"size": SIZE}}},
                        num_workers=0)
     in_workers = first_batch(it, decoder="torchcodec")
@@ -203,4 +209,29 @@ def test_peer_decoding_in_the_main_process_builds_the_same_batch(data):
     assert in_workers.keys() == in_main.keys()
     for key in in_workers:
         assert torch.equal(in_workers[key], in_main[key]), key
+    it.close()
+
+
+def test_op_costs_lists_every_step_and_the_fused_operator(capsys):
+    from benchmarks.peer import main, op_costs
+
+    costs = op_costs(16, frames=2, height=24, width=32, repeats=1)
+    assert list(costs)[:6] == ["crop+flip+resize", "brightness", "contrast", "saturation", "hue",
+                               "to float + normalise + layout"]
+    assert all(v >= 0 for v in costs.values())
+    main(["--sizes", "16", "--frames", "2"])
+    assert "peer total" in capsys.readouterr().out
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("decode_in_main", [False, True], ids=["cpu-decode", "torchcodec-cuda"])
+def test_peer_on_gpu_keeps_the_contract(data, decode_in_main):
+    if decode_in_main:
+        skip_without_torchcodec()
+    it = make_iterator("moquad", data, 3, "gpu", config={"clip": {"frames": 4, "augment": {"size": SIZE}}},
+                       decoder="pyav", num_workers=1)
+    loader = peer_loader(it, decoder="torchcodec" if decode_in_main else "pyav", num_workers=1,
+                         decode_in_main=decode_in_main)
+    batch = next(iter(loader))
+    assert violations(batch, it.planner, "gpu", batch_size=3) == []  # float16 clips, every key on the GPU
     it.close()
