@@ -118,7 +118,7 @@ def test_throughput_end_to_end_writes_json(small, tmp_path):
     assert mcpnet["profile"]["graph_1thread_unfused"] > 0 and mcpnet["profile"]["peer_1thread"] > 0
     assert set(mcpnet["profile"]["cpu"]) == {"decode_1thread", "graph_1thread", "graph_1thread_unfused",
                                              "peer_1thread"}
-    assert mcpnet["profile"]["graph_per_decode_cpu"] > 0
+    assert mcpnet["profile"]["graph_per_decode_cpu"] > 0 and mcpnet["profile"]["graph_per_ceiling_decode"] > 0
 
 
 def test_throughput_skips_dali_cpu_decoder_on_h264(small, tmp_path):
