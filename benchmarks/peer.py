@@ -42,7 +42,7 @@ from pipelines.augment import KINETICS_MEAN, KINETICS_STD
 from pipelines.contract import torch_device
 from pipelines.planner import ParamKeys, Planner
 from pipelines.rad import tile_size
-from pipelines.sources import WindowSource, _Timestamps  # the per-file timestamp cache the workers keep
+from pipelines.sources import FRAME_DECODERS, WindowSource, _Timestamps  # _Timestamps: the workers' per-file cache
 from pipelines.torchcodec_io import read_window_torchcodec
 
 
@@ -146,17 +146,18 @@ def collate(samples: List[dict], planner: Planner, dtype=torch.float32) -> Dict[
         batch[name] = _normalised(x, a.mean, a.std, dtype)
     for name, kind in planner.values.items():
         batch[name] = torch.as_tensor(np.stack([np.asarray(s["params"][name]) for s in samples]).astype(kind))
-    batch["label"] = torch.as_tensor(np.stack([s["label"] for s in samples]).astype(np.int64))
-    batch["index"] = torch.as_tensor(np.stack([s["index"] for s in samples]).astype(np.int64))
+    batch.update(_ids(samples))
     device = next(iter(batch.values())).device if planner.clip_specs else torch.device("cpu")
     return {k: v.to(device) for k, v in batch.items()}
 
 
+def _ids(samples: List[dict]) -> Dict[str, torch.Tensor]:
+    return {key: torch.as_tensor(np.stack([s[key] for s in samples]).astype(np.int64)) for key in ("label", "index")}
+
+
 def collate_windows(samples: List[dict]) -> Dict[str, torch.Tensor]:
     """The decode-only batch: the windows as they are, ``(B, W, H, W, 3)`` uint8."""
-    return {"window": torch.stack([s["window"] for s in samples]),
-            "label": torch.as_tensor(np.stack([s["label"] for s in samples]).astype(np.int64)),
-            "index": torch.as_tensor(np.stack([s["index"] for s in samples]).astype(np.int64))}
+    return {"window": torch.stack([s["window"] for s in samples]), **_ids(samples)}
 
 
 class PeerSamples(Dataset):
@@ -183,11 +184,9 @@ class PeerSamples(Dataset):
                     "path": self.source.paths[video], "start": start}
         window = torch.from_numpy(sample.pop("frames"))  # (W, H, W, 3) uint8
         item = {"label": sample.pop("label"), "index": sample.pop("index"), "params": sample}
-        if not self.planner.clip_specs:  # decode-only
-            item["window"] = window
-        elif self.build:
+        if self.build and self.planner.clip_specs:
             item["pieces"] = build_sample(window.permute(0, 3, 1, 2), sample, self.planner)
-        else:
+        else:  # decode-only, or built later in the main process
             item["window"] = window
         return item
 
@@ -198,7 +197,7 @@ class PeerLoader:
     def __init__(self, iterator, decoder: str = "pyav", epoch: int = 0, num_workers: int = 2,
                  prefetch_factor: Optional[int] = 2, device: Optional[str] = None,
                  augment_in_main: Optional[bool] = None, decode_in_main: bool = False):
-        if decoder not in ("pyav", "torchcodec"):
+        if decoder not in FRAME_DECODERS:
             raise ValueError(f"decoder={decoder!r}: the peer loader decodes with 'pyav' or 'torchcodec'")
         if decode_in_main and decoder != "torchcodec":
             raise ValueError("decode_in_main decodes with torchcodec (its CUDA decoder on GPU): give "
@@ -208,9 +207,8 @@ class PeerLoader:
         self.gpu = self.device.type == "cuda"
         # On GPU the workers only decode and the main process augments on the device; on
         # CPU the workers do everything (``augment_in_main=True`` runs the GPU recipe on the CPU).
-        self.in_main = self.gpu if augment_in_main is None else bool(augment_in_main)
         self.decode_in_main = bool(decode_in_main)
-        self.in_main = self.in_main or self.decode_in_main
+        self.in_main = (self.gpu if augment_in_main is None else bool(augment_in_main)) or self.decode_in_main
         source = iterator.make_source(decoder="dali" if decode_in_main else decoder)
         self.decoder, self.window = decoder, iterator.planner.window
         self._timestamps = _Timestamps() if decode_in_main else None

@@ -65,12 +65,12 @@ from benchmarks.producers import (measure_ceiling, measure_peer, measure_pipelin
 from benchmarks.profile import profile  # noqa: E402
 from pipelines.index import load_index  # noqa: E402
 from pipelines.pipeline import usable_cores  # noqa: E402
+from pipelines.sources import FRAME_DECODERS  # noqa: E402  (decoders in loader workers: the peer's, the ceilings')
 from pipelines.torchcodec_io import torchcodec_available  # noqa: E402
 from pipelines.video_io import DALI_CPU_CODECS, header  # noqa: E402
 
 ALL_PIPELINES = ("decode", "simclr", "mcpnet", "moquad")
 PIPELINE_DECODERS = ("pyav", "torchcodec", "dali")
-FRAME_DECODERS = ("pyav", "torchcodec")  # decoders that run in loader workers: the peer's and the ceilings'
 ORDER = ("peer", "pipeline", "reference", "ceiling")  # table order: what users would pick instead comes first
 FRAMES_DEFINITION = "decoded frames/s = windows decoded per second x window length W"
 

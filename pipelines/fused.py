@@ -30,9 +30,9 @@ from typing import Dict, Optional, Sequence
 
 log = logging.getLogger(__name__)
 
-# Per-sample parameter vector of every kernel: colour [b, c, s, hue°], then 255·mean, 255·std per
-# channel; RAD and BE append λ, BE the clip frame whose colours are the noise.
-PACK_SIZE = {"rgb": 10, "residual": 10, "rad": 11, "be": 12}
+# Per-sample parameter vector of every kernel (:func:`_pack`): colour [b, c, s, hue°], then
+# 255·mean and 255·std per channel (10 values); RAD appends λ (11), BE λ and the clip frame
+# whose colours are the noise (12). The kernels tell the kinds apart by that length.
 ENV_SWITCH = "MOTIONSSL_FUSED"  # "0": always the unfused DALI operators (comparisons, debugging)
 
 
