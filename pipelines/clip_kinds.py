@@ -117,22 +117,21 @@ def rgb_graph(window, p: Dict, name: str, cfg: ClipConfig, dtype, appearance: Op
             if appearance.op == "be":
                 be_frame = p[k.frame]
             else:
-                noise = rad.rad_noise(rad.pick_frame(window, p[k.frame]), appearance.grid, a.size, a.antialias)
-                if appearance.op == "rad_inter":
-                    noise = rad.borrow(noise, p[k.partner])
+                noise = _rad_mosaic(window, p, k, appearance, a)
         x = fused.rgb_clip(window, p[k.idx], p[k.roi], p[k.color], a.size, a.mean, a.std, noise, lam, be_frame)
         return fused.as_clip(x, dtype)
     x = augment.crop_resize(clips.cut(window, p[k.idx]), p[k.roi], a.size, a.antialias)
     x = augment.color_jitter(x, p[k.color])
     if appearance is not None and appearance.op != "none":
-        if appearance.op == "be":
-            noise = rad.pick_frame(x, p[k.frame])
-        else:
-            noise = rad.rad_noise(rad.pick_frame(window, p[k.frame]), appearance.grid, a.size, a.antialias)
-            if appearance.op == "rad_inter":
-                noise = rad.borrow(noise, p[k.partner])
+        noise = rad.pick_frame(x, p[k.frame]) if appearance.op == "be" else _rad_mosaic(window, p, k, appearance, a)
         x = rad.blend(x, noise, p[k.lam])
     return augment.normalize(x, a.mean, a.std, dtype)
+
+
+def _rad_mosaic(window, p: Dict, k: ParamKeys, appearance: AppearanceConfig, a: AugmentConfig):
+    """DALI nodes: the RAD noise frame at the output size (inter: the one the partner lends)."""
+    noise = rad.rad_noise(rad.pick_frame(window, p[k.frame]), appearance.grid, a.size, a.antialias)
+    return rad.borrow(noise, p[k.partner]) if appearance.op == "rad_inter" else noise
 
 
 def residual_graph(window, p: Dict, name: str, cfg: ClipConfig, dtype):
