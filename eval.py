@@ -51,11 +51,12 @@ from models.optim import OPTIMIZERS
 from models.protocols import Views
 from models.training import (CheckpointError, backbone_from_state, build_backbone, clip_settings, load_config,
                              read_checkpoint, to_dict)
-from pipelines import VideoIndex, demo
+from pipelines import VideoIndex, demo, files
 from pipelines.augment import KINETICS_MEAN, KINETICS_STD, AugmentConfig
 from pipelines.config import build
 from pipelines.index import load_pair
 from pipelines.evaluation import NUM_CROPS
+from pipelines.files import FolderError
 from pipelines.show import save_neighbours
 from pipelines.sources import DECODERS
 from pipelines.sources import PipelineError
@@ -205,11 +206,14 @@ def main(argv=None) -> Dict:
         raise SystemExit(2) from None
     try:
         return _run(args, rt, start)
-    except (CheckpointError, FileNotFoundError, VideoError, ValueError, PipelineError) as exc:
+    except (CheckpointError, FileNotFoundError, VideoError, ValueError, PipelineError, FolderError, OSError) as exc:
         if os.environ.get("MOTIONSSL_DEBUG"):
             raise
         print(f"eval.py {args.task}: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print(f"eval.py {args.task}: interrupted; nothing was written", file=sys.stderr)
+        raise SystemExit(130) from None
     finally:
         runtime.stop(rt)
 
@@ -273,8 +277,7 @@ def _run(args, rt, start: float) -> Dict:
     if rt.main:
         print_table(args.task, result)
         record["json"] = out_stem + f".{args.task}.json"
-        with open(record["json"], "w") as f:
-            json.dump(record, f, indent=2)
+        files.write_text(record["json"], json.dumps(record, indent=2))
         print(f"wrote {record['json']}" + (f" and {result['figure']}" if result.get("figure") else ""))
     return record
 

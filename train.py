@@ -30,13 +30,14 @@ from models import runtime
 from models.backbones import BACKBONES, create_backbone, to_channels_last
 from models.methods import METHODS, create_method
 from models.optim import build_optimizer, cosine_schedule, mcpnet_lr, moquad_lr
-from models.training import (Checkpointer, MetricsLog, load_checkpoint, load_config, rng_state, set_rng_state,
-                             to_dict)
-from pipelines import PIPELINES, demo, load_index, make_iterator
+from models.training import (Checkpointer, CheckpointWriteError, MetricsLog, load_checkpoint, load_config, rng_state,
+                             set_rng_state, to_dict)
+from pipelines import PIPELINES, demo, files, load_index, make_iterator
 from pipelines.config import coerce_kwargs
 from pipelines.index import load_pair
 from pipelines.iterators import VideoIterator
 from pipelines.sources import PipelineError
+from pipelines.files import FolderError
 from pipelines.video_io import VideoError
 
 PAPER_LR = {"moquad": moquad_lr, "mcpnet": mcpnet_lr, "simclr": moquad_lr}  # SimCLR/CVRL: LARS, 3.2 @ 256
@@ -59,7 +60,8 @@ def parse_args(argv=None):
     return p.parse_intermixed_args(argv)
 
 
-USER_ERRORS = (ValueError, FileNotFoundError, VideoError)  # bad config, data or checkpoint: one line, no traceback
+# Bad config, data, checkpoint or run folder, a full disk: one line, no traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, VideoError, FolderError, OSError)
 logger = logging.getLogger("train")
 
 
@@ -74,19 +76,20 @@ def main(argv=None):
             raise SystemExit(f"train.py: error: {exc} (MOTIONSSL_DEBUG=1 shows where)") from None
         try:
             return train(run, term)
-        except PipelineError as exc:  # a file that fails to decode mid-run
+        except (PipelineError, CheckpointWriteError, OSError) as exc:  # a file that fails mid-run, a full disk
             if os.environ.get("MOTIONSSL_DEBUG"):
                 raise
             raise SystemExit(f"train.py: error: {exc}") from None
         finally:
             for it in run.loaders.values():
                 it.close()  # stop the decoding workers on every way out
+            run.lock.release()
 
 
 def setup(args) -> SimpleNamespace:
     """Config, data, loaders, model, optimiser and run folder of a new or resumed run."""
-    files = args.config or [os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "demo", f"{args.pipeline}.yaml")]
-    cfg = load_config(files, args.overrides, pipeline=args.pipeline, data=args.data, out=args.out, split=args.split,
+    config_files = args.config or [os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "demo", f"{args.pipeline}.yaml")]
+    cfg = load_config(config_files, args.overrides, pipeline=args.pipeline, data=args.data, out=args.out, split=args.split,
                       test_data=args.test_data, test_split=args.test_split)
     state = None
     if args.resume:  # the run's own config, so the resumed run is the same run, in the checkpoint's run folder
@@ -97,8 +100,11 @@ def setup(args) -> SimpleNamespace:
         folder = os.path.dirname(os.path.abspath(state["path"]))
         folder = os.path.dirname(folder) if os.path.basename(folder) == "checkpoints" else folder
         cfg = load_config([], args.overrides, **dict(state["config"], out=args.out or folder))
+    loader_options = coerce_loader_options(cfg.loader)
     rt = runtime.start(cfg.device)
     setup_logging(rt)
+    out = cfg.out or os.path.join("runs", f"{cfg.pipeline}-{time.strftime('%Y%m%d-%H%M%S')}")
+    lock = open_run_folder(out, resume=state is not None, main=rt.main)
     torch.manual_seed(cfg.seed)
     data, split, test_data, test_split = cfg.data, cfg.split, cfg.test_data, cfg.test_split
     if data is None:  # the embedded demo: generated once into the cache (rank 0 first)
@@ -115,7 +121,7 @@ def setup(args) -> SimpleNamespace:
     def loader(mode):  # MoQuad Algorithm 1: the appearance task (Eq. 2) first, then quadruples
         pc = dict(cfg.pipeline_config, **({"mode": mode} if mode else {}))
         return make_iterator(cfg.pipeline, index, cfg.batch_size, rt.kind, cfg.seed, rt.rank, rt.world, config=pc,
-                             device_id=rt.local_rank, **coerce_kwargs(VideoIterator, cfg.loader, "loader"))
+                             device_id=rt.local_rank, **loader_options)
 
     loaders = {m: loader(m) for m in modes}
     main_loader = loaders[modes[-1]]
@@ -149,7 +155,6 @@ def setup(args) -> SimpleNamespace:
         warm_steps = round(cfg.appearance_warmup * total) if cfg.steps else \
             round(cfg.appearance_warmup * cfg.epochs) * steps_per_epoch
     scheduler = cosine_schedule(optimizer, total, round(cfg.optim.warmup_epochs * steps_per_epoch))
-    out = cfg.out or os.path.join("runs", f"{cfg.pipeline}-{time.strftime('%Y%m%d-%H%M%S')}")
     checkpoints = Checkpointer(os.path.join(out, "checkpoints"), cfg.keep_checkpoints, writer=rt.main)
     step = 0
     if state is not None:
@@ -168,9 +173,7 @@ def setup(args) -> SimpleNamespace:
     absolute = {k: os.path.abspath(v) for k, v in (("data", cfg.data), ("test_data", test_data)) if v}
     saved = dataclasses.replace(cfg, out=out, pipeline_config=dataclasses.asdict(main_loader.config), **absolute)
     if rt.main:
-        os.makedirs(out, exist_ok=True)
-        with open(os.path.join(out, "config.yaml"), "w") as f:
-            yaml.safe_dump(to_dict(saved), f, sort_keys=False)
+        files.write_text(os.path.join(out, "config.yaml"), yaml.safe_dump(to_dict(saved), sort_keys=False))
         stats = main_loader.index.stats
         print(f"{cfg.pipeline}: {len(main_loader.index)} videos ({describe_data(data, split, stats)}), "
               f"{budget}, batch {cfg.batch_size}x{rt.world}, lr {lr:g}, {cfg.backbone} on {rt.kind}, "
@@ -179,7 +182,52 @@ def setup(args) -> SimpleNamespace:
                            test_split=test_split, retrieval=retrieval, loaders=loaders, modes=modes,
                            main_loader=main_loader, steps_per_epoch=steps_per_epoch, warm_steps=warm_steps,
                            method=method, optimizer=optimizer, scheduler=scheduler, out=out, checkpoints=checkpoints,
-                           step=step, total=total)
+                           step=step, total=total, lock=lock)
+
+
+# What a run folder holds; a fresh run refuses a folder with anything else in it.
+RUN_FOLDER_ENTRIES = {"config.yaml", "metrics.jsonl", "metrics-superseded.jsonl", "tb", "checkpoints",
+                      "retrieval.json", files.LOCK_FILE}
+
+
+def open_run_folder(out: str, resume: bool, main: bool):
+    """Create ``out`` and lock it for this run (rank 0); a :class:`FolderError` if it is busy or not a run folder.
+
+    Two runs writing one folder would interleave their logs and overwrite each other's
+    checkpoints, so the second fails at once and names the first. A fresh run also refuses
+    a folder holding files that are not a run's (nothing of the user's is overwritten).
+    """
+    lock = files.FolderLock(out, "train.py")
+    if not main:
+        return lock
+    if not resume:
+        foreign = [name for name in files.entries(out) if name not in RUN_FOLDER_ENTRIES]
+        if foreign:
+            raise FolderError(f"--out {out} already holds files that are not a run's ({', '.join(foreign[:3])}"
+                              f"{' ...' if len(foreign) > 3 else ''}); choose a new or empty folder")
+    try:
+        return lock.acquire()
+    except OSError as exc:
+        raise FolderError(f"cannot write the run folder {out} ({exc.strerror or exc}); choose another --out") from None
+
+
+def coerce_loader_options(options) -> dict:
+    """The ``loader`` section as keyword arguments of the iterator; the options train.py sets itself are refused."""
+    own = {"batch_size": "batch_size", "device": "device", "seed": "seed", "shard_id": "(the rank)",
+           "num_shards": "(the world size)", "config": "pipeline_config", "device_id": "(the local rank)",
+           "name": "--pipeline", "index": "--data"}
+    taken = sorted(set(options or {}) & set(own))
+    if taken:
+        raise ValueError(f"loader.{taken[0]} is set by train.py from {own[taken[0]]}"
+                         + (f"; write {taken[0]}=... instead" if own[taken[0]] == taken[0] else "")
+                         + f" (the loader section takes {sorted(set(loader_keys()) - set(own))})")
+    return coerce_kwargs(VideoIterator, options, "loader")
+
+
+def loader_keys():
+    import inspect
+
+    return [k for k in inspect.signature(VideoIterator).parameters if k != "self"]
 
 
 def describe_data(data, split, stats) -> str:
@@ -218,58 +266,61 @@ def train(run, term) -> str:
     bar = tqdm(total=last_step, initial=step, disable=not rt.main, dynamic_ncols=True)
     speed = ClipRate()
     model.train()
-    while step < last_step:
-        epoch, iteration = divmod(step, steps_per_epoch)
-        warming = step < run.warm_steps
-        it = run.loaders[run.modes[0] if warming else run.modes[-1]]
-        if it is run.main_loader and len(run.modes) == 2:
-            run.loaders[run.modes[0]].close()  # warm-up over: stop its graph's worker processes
-        it.seek(epoch, iteration)
-        for batch in it:
-            with autocast:
-                result = model(batch)
-            loss = result["loss"]
-            # One host sync per step, decided on every rank at once (a rank stopping alone would
-            # hang the others): a non-finite loss must stop before it touches the weights; a
-            # termination signal stops after this step, whose forward pass already moved the
-            # BatchNorm statistics, so the checkpoint is the state after `step + 1` steps.
-            nonfinite, terminate = runtime.agree(rt, not torch.isfinite(loss), term.requested)
-            if nonfinite:
-                raise SystemExit(f"non-finite loss at step {step} (epoch {epoch}, batch {step % steps_per_epoch}) on "
-                                 f"at least one rank; last good checkpoint: {checkpoints.latest()}. Lower optim.lr or "
-                                 "check the data.")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            speed.step(sum(v.shape[0] for v in batch.values() if v.ndim == 5) * rt.world)
-            if step % cfg.log_every == 0 or step == last_step or terminate:
-                scalars = {k: float(v.detach()) for k, v in result.items() if v.numel() == 1}
-                scalars.update(lr=scheduler.get_last_lr()[0], clips_per_s=speed.rate, epoch=epoch)
-                log.write(step, scalars)
-                bar.set_postfix(loss=f"{scalars['loss']:.3f}", clips_s=f"{scalars['clips_per_s']:.0f}")
-            bar.update(1)
-            if terminate:
-                path = save()
-                runtime.barrier(rt)  # every rank waits until rank 0 has written the checkpoint
-                bar.close()
-                log.close()
-                if rt.main:
-                    print(f"\nstopped by a signal after step {step}; checkpoint {path}; continue with --resume "
-                          f"{run.out}", file=sys.stderr)
-                raise SystemExit(128 + (term.signal or signal.SIGTERM))
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                save()
-            elif not cfg.checkpoint_every and step % steps_per_epoch == 0:
-                save()  # at the end of every epoch
-            if step >= last_step or (warming and step >= run.warm_steps):
-                break  # the end, or the warm-up → quadruple switch (mid-epoch in a run sized in steps)
-    bar.close()
-    path = checkpoints.latest() if checkpoints.latest_step() == step else save()
-    log.close()
+    with term.deferred():  # a signal stops the loop after its step, with a checkpoint
+        while step < last_step:
+            epoch, iteration = divmod(step, steps_per_epoch)
+            warming = step < run.warm_steps
+            it = run.loaders[run.modes[0] if warming else run.modes[-1]]
+            if it is run.main_loader and len(run.modes) == 2:
+                run.loaders[run.modes[0]].close()  # warm-up over: stop its graph's worker processes
+            it.seek(epoch, iteration)
+            for batch in it:
+                with autocast:
+                    result = model(batch)
+                loss = result["loss"]
+                # One host sync per step, decided on every rank at once (a rank stopping alone would
+                # hang the others): a non-finite loss must stop before it touches the weights; a
+                # termination signal stops after this step, whose forward pass already moved the
+                # BatchNorm statistics, so the checkpoint is the state after `step + 1` steps.
+                nonfinite, terminate = runtime.agree(rt, not torch.isfinite(loss), term.requested)
+                if nonfinite:
+                    raise SystemExit(f"non-finite loss at step {step} (epoch {epoch}, batch {step % steps_per_epoch})"
+                                     f" on at least one rank; last good checkpoint: {checkpoints.latest()}. Lower "
+                                     "optim.lr or check the data.")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                speed.step(sum(v.shape[0] for v in batch.values() if v.ndim == 5) * rt.world)
+                if step % cfg.log_every == 0 or step == last_step or terminate:
+                    scalars = {k: float(v.detach()) for k, v in result.items() if v.numel() == 1}
+                    scalars.update(lr=scheduler.get_last_lr()[0], clips_per_s=speed.rate, epoch=epoch)
+                    log.write(step, scalars)
+                    bar.set_postfix(loss=f"{scalars['loss']:.3f}", clips_s=f"{scalars['clips_per_s']:.0f}")
+                bar.update(1)
+                if terminate:
+                    path = save()
+                    runtime.barrier(rt)  # every rank waits until rank 0 has written the checkpoint
+                    bar.close()
+                    log.close()
+                    if rt.main:
+                        print(f"\nstopped by a signal after step {step}; checkpoint {path}; continue with --resume "
+                              f"{run.out}", file=sys.stderr)
+                    raise SystemExit(128 + (term.signal or signal.SIGTERM))
+                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                    save()
+                elif not cfg.checkpoint_every and step % steps_per_epoch == 0:
+                    save()  # at the end of every epoch
+                if step >= last_step or (warming and step >= run.warm_steps):
+                    break  # the end, or the warm-up → quadruple switch (mid-epoch in a run sized in steps)
+        bar.close()
+        path = checkpoints.latest() if checkpoints.latest_step() == step else save()
+        log.close()
     if rt.main:
         print(f"done: {step} steps; checkpoint {path}; logs {os.path.join(run.out, 'metrics.jsonl')}")
+    if term.requested:  # arrived while the last checkpoint was written: it is on disk, stop now
+        raise SystemExit(128 + term.signal)
     for it in run.loaders.values():
         it.close()
     if run.retrieval:  # every rank extracts its shard of the views

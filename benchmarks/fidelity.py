@@ -31,6 +31,8 @@ import time
 from dataclasses import dataclass
 from typing import Dict, List, Sequence
 
+from pipelines import files
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASE = {m: os.path.join("configs", "small", f"{m}.yaml") for m in ("simclr", "moquad", "mcpnet")}
 ABLATION = os.path.join("configs", "ablations")
@@ -169,8 +171,9 @@ def last_scalars(run: str) -> Dict[str, float]:
 
 def _run_commands(row: Row, seed: int, run: str, cmds: List[List[str]]):
     """Run the commands of one (row, seed) into ``run``; their durations, or a failure record."""
-    if os.path.isdir(run):  # an interrupted run: start it again
+    if os.path.exists(os.path.join(run, "log.txt")):  # an interrupted run of ours (log.txt comes first): again
         shutil.rmtree(run)
+    files.refuse_foreign(run, "a fidelity run (its log.txt is missing)")
     os.makedirs(run, exist_ok=True)
     env = dict(os.environ, TQDM_DISABLE="1")
     seconds = []

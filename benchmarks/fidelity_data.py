@@ -28,7 +28,7 @@ from typing import Optional
 
 import numpy as np
 
-from pipelines import demo
+from pipelines import demo, files
 from pipelines.video_io import write_video
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 CLASSES = ("move_up", "move_down", "move_left", "move_right",
            "rotate_clockwise", "rotate_anticlockwise", "zoom_in", "zoom_out")
 VERSION = 1  # bump when the output changes, so cached copies are rebuilt
+MARKER = "fidelity.json"  # what wrote a fidelity folder (generator version and parameters)
 SHAPES = ("bar", "ellipse", "cross", "triangle", "ring")
 
 
@@ -161,26 +162,26 @@ def generate(root: Optional[str] = None, seed: int = 0, scenes: int = 16, per_cl
     ``scenes × 8 classes × per_class`` videos, half of them train. Written into a temporary
     folder and renamed, so an interrupted run never leaves a half dataset that looks finished.
     """
-    root = root or default_root(seed, scenes, per_class, size, num_frames)
-    if os.path.exists(os.path.join(root, "all.txt")):
-        return root
+    root = os.path.abspath(root or default_root(seed, scenes, per_class, size, num_frames))
     if scenes < 2 or scenes % 2:
         raise ValueError(f"scenes={scenes}: need an even number >= 2, so every class is in train for half the scenes")
     if per_class < 1 or size < 32 or num_frames < 8:
         raise ValueError(f"need per_class >= 1, size >= 32 and num_frames >= 8; got {per_class}, {size}, "
                          f"{num_frames}")
+    description = {"dataset": "motionssl fidelity", "version": VERSION, "seed": seed, "scenes": scenes,
+                   "per_class": per_class, "size": size, "frames": num_frames}
     start = time.time()
-    tmp = demo.start_folder(root, CLASSES)
-    jobs = [(tmp, seed, s, c, k, size, num_frames) for s in range(scenes) for c in range(len(CLASSES))
-            for k in range(per_class)]
-    rows = demo.run_jobs(_write, jobs, workers)
-    with open(os.path.join(tmp, "scenes.txt"), "w") as f:
-        f.writelines(f"{rel} {scene}\n" for rel, _, _, scene in rows)
-    splits = {"train": [r for r in rows if in_train(r[3], r[1])],
-              "test": [r for r in rows if not in_train(r[3], r[1])], "all": rows}
-    demo.finish_folder(tmp, root, CLASSES, splits)
-    log.info("wrote %d fidelity videos to %s in %.1f s", len(rows), root, time.time() - start)
-    return root
+
+    def build(tmp):
+        jobs = [(tmp, seed, s, c, k, size, num_frames) for s in range(scenes) for c in range(len(CLASSES))
+                for k in range(per_class)]
+        rows = demo.run_jobs(_write, jobs, workers)
+        files.write_text(os.path.join(tmp, "scenes.txt"), "".join(f"{rel} {scene}\n" for rel, _, _, scene in rows))
+        log.info("wrote %d fidelity videos to %s in %.1f s", len(rows), root, time.time() - start)
+        return {"train": [r for r in rows if in_train(r[3], r[1])],
+                "test": [r for r in rows if not in_train(r[3], r[1])], "all": rows}
+
+    return demo.write_dataset(root, CLASSES, MARKER, description, build)
 
 
 def main(argv=None) -> None:

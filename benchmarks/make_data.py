@@ -32,6 +32,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
+from pipelines import files
 from pipelines.video_io import write_video
 
 EXTENSIONS = {"vp9": ".webm", "h264": ".mp4"}
@@ -130,13 +131,19 @@ def generate(out: str = DEFAULT_OUT, codecs: Sequence[str] = ("vp9", "h264"), vi
                     "fps": fps, "gop": gop, "crf": CRF[codec], "classes": classes, "seed": seed, "version": 1}
         lists[codec] = os.path.join(folder, "list.txt")
         manifest_path = os.path.join(folder, "manifest.json")
-        if not force and os.path.exists(lists[codec]) and os.path.exists(manifest_path):
+        recorded = None
+        if os.path.exists(manifest_path):
             with open(manifest_path) as f:
-                if json.load(f) == manifest:
-                    continue
-        if os.path.exists(folder):
-            shutil.rmtree(folder)  # other parameters: stale files must not mix in
-        os.makedirs(os.path.join(folder, "videos"))
+                recorded = json.load(f)
+        if recorded == manifest and os.path.exists(lists[codec]) and not force:
+            continue  # complete (the list is written last)
+        if recorded is not None and (recorded != manifest or force):
+            shutil.rmtree(folder)  # ours, with other parameters: stale files must not mix in
+        elif recorded is None:
+            files.refuse_foreign(folder, f"benchmark videos written by this command ({manifest_path} is missing)")
+        os.makedirs(os.path.join(folder, "videos"), exist_ok=True)
+        with open(manifest_path, "w") as f:  # first: the folder is ours, and an interrupted run resumes
+            json.dump(manifest, f, indent=1)
         todo.append((folder, codec, manifest))
     if not todo:
         return lists
@@ -148,11 +155,9 @@ def generate(out: str = DEFAULT_OUT, codecs: Sequence[str] = ("vp9", "h264"), vi
             stems: List[str] = list(pool.map(_write_one, work))
     else:
         stems = [_write_one(job) for job in work]
-    for folder, codec, manifest in todo:
-        with open(lists[codec], "w") as f:
-            f.writelines(f"{stem}{EXTENSIONS[codec]} {v % classes}\n" for v, stem in enumerate(stems))
-        with open(os.path.join(folder, "manifest.json"), "w") as f:  # written last: it means "complete"
-            json.dump(manifest, f, indent=1)
+    for folder, codec, manifest in todo:  # the list is written last: it means "complete"
+        files.write_text(lists[codec], "".join(f"{stem}{EXTENSIONS[codec]} {v % classes}\n"
+                                               for v, stem in enumerate(stems)))
     return lists
 
 

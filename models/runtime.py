@@ -8,8 +8,10 @@ lets rank 0 write shared data (the demo dataset) before the others read it.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -110,14 +112,17 @@ def agree(runtime: Runtime, *flags: bool) -> List[bool]:
 
 
 class Termination:
-    """SIGTERM and SIGINT as a request the training loop honours at the next step boundary.
+    """SIGTERM and SIGINT: at once outside the training steps, at the next step boundary inside them.
 
-    The first signal only sets :attr:`signal`; the loop then finishes its step, saves a
-    checkpoint, stops its decoding workers and exits with ``128 + signal`` (143 for SIGTERM,
-    130 for SIGINT), as a process killed by that signal would report. The same signal often
-    arrives twice — torchrun forwards it to workers that got it from the terminal or the job
-    scheduler already — so repeats within ``grace`` seconds are ignored; a signal after
-    that exits at once. Outside the main thread (no signal handlers there) it does nothing.
+    Outside :meth:`deferred` (setting up, the retrieval after training) a signal stops the
+    process at once with ``128 + signal`` (143 for SIGTERM, 130 for SIGINT), as a process
+    killed by that signal would report; whatever the run had to keep is already on disk.
+    Inside it (the training loop) the first signal only sets :attr:`signal`; the loop then
+    finishes its step, saves a checkpoint, stops its decoding workers and exits with the
+    same status. The same signal often arrives twice — torchrun forwards it to workers that
+    got it from the terminal or the job scheduler already — so repeats within ``grace``
+    seconds are ignored; a signal after that exits at once. Outside the main thread (no
+    signal handlers there) it does nothing.
     """
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -127,6 +132,7 @@ class Termination:
         self.grace = grace
         self._first = 0.0
         self._previous = {}
+        self._defer = False
 
     @property
     def requested(self) -> bool:
@@ -135,8 +141,21 @@ class Termination:
     def _handle(self, signum, frame):
         if self.signal is None:
             self.signal, self._first = signum, time.monotonic()
-        elif time.monotonic() - self._first > self.grace:
-            raise SystemExit(128 + signum)
+            if self._defer:
+                return
+        elif time.monotonic() - self._first <= self.grace:
+            return
+        print(f"\nstopped by signal {signum}", file=sys.stderr, flush=True)
+        raise SystemExit(128 + signum)
+
+    @contextlib.contextmanager
+    def deferred(self):
+        """Inside the block a signal waits for the loop to check :attr:`requested`."""
+        self._defer = True
+        try:
+            yield self
+        finally:
+            self._defer = False
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():

@@ -19,6 +19,8 @@ import glob
 import json
 import os
 import random
+import shutil
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
@@ -27,6 +29,7 @@ import numpy as np
 import torch
 import yaml
 
+from pipelines import files
 from pipelines.config import ConfigError, build
 
 CHECKPOINT_FORMAT = "motionssl/1"
@@ -178,22 +181,40 @@ def set_rng_state(state: Dict[str, Any], cuda: bool = False) -> None:
         torch.cuda.set_rng_state(state["cuda"])
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint that could not be written (a full disk, a read-only folder); the message says which."""
+
+
+def list_checkpoints(folder: str) -> List[str]:
+    """The ``ckpt-<step>.pt`` files of ``folder``, oldest first. Reading never changes the folder."""
+    return sorted(glob.glob(os.path.join(glob.escape(folder), "ckpt-*.pt")))
+
+
+def _step_of(path: str) -> int:
+    return int(os.path.basename(path)[5:-3])
+
+
 class Checkpointer:
     """``ckpt-<step>.pt`` files in ``folder``, written atomically and durably, the newest ``keep`` kept.
 
     A checkpoint is written to a temporary file, flushed to disk (``fsync``), renamed over
     its final name and the folder entry flushed too: a crash or power loss leaves either the
-    complete new checkpoint or none, never a truncated one under the real name. Temporary
-    files of a save that was killed midway are removed when the next run opens the folder.
-    Only the ``writer`` process (rank 0) writes; the others get the path it writes.
+    complete new checkpoint or none, never a truncated one under the real name. The
+    temporary file's name carries the writer's host and process id; when the writer opens
+    the folder it removes the temporaries of writers of this host that are gone (a save
+    killed midway), and never those of a live process. Readers (:func:`load_checkpoint`,
+    ``eval.py``) never delete anything. Only the ``writer`` process (rank 0) writes; the
+    others get the path it writes. A save that fails (a full disk) raises a
+    :class:`CheckpointWriteError` and leaves no temporary behind.
     """
 
     def __init__(self, folder: str, keep: int = 3, writer: bool = True):
         self.folder, self.keep, self.writer = folder, max(1, keep), writer
         if writer:
             os.makedirs(folder, exist_ok=True)
-            for stale in glob.glob(os.path.join(folder, "ckpt-*.pt.tmp*")):
-                os.remove(stale)
+            for stale in glob.glob(os.path.join(glob.escape(folder), "ckpt-*.pt.tmp*")):
+                if _abandoned(stale):
+                    os.remove(stale)
 
     def path(self, step: int) -> str:
         return os.path.join(self.folder, f"ckpt-{step:08d}.pt")
@@ -202,13 +223,17 @@ class Checkpointer:
         path = self.path(step)
         if not self.writer:
             return path
-        tmp = f"{path}.tmp{os.getpid()}"
+        tmp = f"{path}.tmp-{socket.gethostname()}-{os.getpid()}"
         try:
             with open(tmp, "wb") as f:
                 torch.save({"format": CHECKPOINT_FORMAT, **state}, f)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
+        except (OSError, RuntimeError) as exc:  # torch reports a short write as a RuntimeError
+            raise CheckpointWriteError(f"could not write checkpoint {path} ({_first_line(exc)}; "
+                                       f"{_free_space(self.folder)}); the last complete one is "
+                                       f"{self.latest() or 'none'}") from exc
         finally:
             if os.path.exists(tmp):
                 os.remove(tmp)
@@ -218,12 +243,12 @@ class Checkpointer:
         return path
 
     def list(self) -> List[str]:
-        return sorted(glob.glob(os.path.join(self.folder, "ckpt-*.pt")))
+        return list_checkpoints(self.folder)
 
     def supersede_after(self, step: int) -> List[str]:
         """Rename the checkpoints of steps after ``step`` to ``*.superseded`` (a run resumed from an
         earlier one writes its own); returns their former paths. Nothing is deleted."""
-        later = [p for p in self.list() if int(os.path.basename(p)[5:-3]) > step]
+        later = [p for p in self.list() if _step_of(p) > step]
         if self.writer:
             for path in later:
                 os.replace(path, path + ".superseded")
@@ -236,7 +261,28 @@ class Checkpointer:
     def latest_step(self) -> Optional[int]:
         """The step of the newest checkpoint, or ``None``."""
         latest = self.latest()
-        return int(os.path.basename(latest)[5:-3]) if latest else None
+        return _step_of(latest) if latest else None
+
+
+def _abandoned(tmp: str) -> bool:
+    """Whether a checkpoint temporary was left by a writer of this host that is gone."""
+    tail = tmp.rsplit(".tmp", 1)[1]
+    host, _, pid = tail.lstrip("-").rpartition("-")  # "-<host>-<pid>", or "<pid>" from older versions
+    if not pid.isdigit() or (host and host != socket.gethostname()):
+        return False
+    return not files.pid_alive(int(pid))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return f"{type(exc).__name__}: {text[:200]}"
+
+
+def _free_space(folder: str) -> str:
+    try:
+        return f"{shutil.disk_usage(folder).free / 2 ** 20:.0f} MiB free there"
+    except OSError:
+        return "free space unknown"
 
 
 def _fsync_dir(folder: str) -> None:
@@ -258,7 +304,8 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
     if os.path.isdir(path):  # a run folder or its checkpoints folder: the newest checkpoint
         if os.path.isdir(os.path.join(path, "checkpoints")):
             path = os.path.join(path, "checkpoints")
-        latest = Checkpointer(path).latest()
+        found = list_checkpoints(path)
+        latest = found[-1] if found else None
         if latest is None:
             raise FileNotFoundError(f"{path}: no ckpt-*.pt checkpoint in this folder")
         path = latest

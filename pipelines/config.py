@@ -6,7 +6,8 @@ pipelines (``MoQuadConfig``, ``ClipConfig``, ``AugmentConfig``...) and the train
 and convert and check every value against the field's annotated type, naming the key:
 
 * ``int`` / ``float`` take numbers, and strings that read as numbers (YAML reads ``1e-3``
-  as a string, since its floats need a dot); an ``int`` field refuses ``2.5``;
+  as a string, since its floats need a dot); an ``int`` field refuses ``2.5``, a ``float``
+  field ``nan`` and ``inf``;
 * ``bool`` takes booleans only; ``str`` takes strings only;
 * ``Tuple[X, ...]`` and ``Tuple[X, Y]`` take lists or tuples (fixed tuples of that length);
 * ``Optional[X]`` also takes ``None`` (``null`` in YAML);
@@ -19,6 +20,7 @@ Range checks (a probability in [0, 1], a positive frame count) stay in each data
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from typing import Any, Mapping, Optional
 
@@ -150,7 +152,10 @@ def coerce(value: Any, hint: Any, key: str, default: Any = None) -> Any:
             number = int(number)
         return number
     if hint is float:
-        return float(_number(value, key))
+        number = float(_number(value, key))
+        if not math.isfinite(number):  # nan and inf pass every range check written as a comparison
+            raise ConfigError(f"{key}={value!r}: expected a finite number")
+        return number
     if hint is str:
         if isinstance(value, str):
             return value

@@ -91,7 +91,10 @@ def decoder_problems(index: VideoIndex, device: str) -> List[Tuple[str, str]]:
 
 def choose_decoder(index: VideoIndex, decoder: Optional[str], device: str,
                    bad_files: str = "skip") -> Tuple[str, VideoIndex]:
-    """The decoder that will read ``index`` on ``device``, and the index with headers known where needed.
+    """The decoder that will read ``index`` on ``device``, and the index checked for it.
+
+    Every frame count that came from a list is first checked against its file
+    (:meth:`~.index.VideoIndex.verify_counts`), whatever the decoder.
 
     ``decoder=None`` means the default for the device (:func:`default_decoder`); if DALI's
     decoder cannot read some video, the whole dataset goes through PyAV workers instead,
@@ -104,6 +107,7 @@ def choose_decoder(index: VideoIndex, decoder: Optional[str], device: str,
     """
     if device not in DEVICES:
         raise ValueError(f"device={device!r}; choose one of {DEVICES}")
+    index = index.verify_counts(bad_files=bad_files)  # a stale listed count would start windows past the end
     chosen = decoder or default_decoder(device)
     if chosen not in DECODERS:
         raise ValueError(f"decoder={chosen!r}; choose one of {DECODERS}")

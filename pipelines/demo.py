@@ -25,19 +25,23 @@ Layout (the prepared-dataset layout of ``pipelines.prepare``)::
     root/videos/<class>/<class>_<n>.webm
     root/classes.txt            one class per line, label = line number
     root/train.txt test.txt all.txt   lines `path label num_frames`
+    root/demo.json              the generator version and parameters that wrote it
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import multiprocessing
 import os
-import shutil
+import signal
+import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from typing import Optional
 
 import numpy as np
 
+from . import files
 from .video_io import write_video
 
 log = logging.getLogger(__name__)
@@ -47,6 +51,7 @@ CLASSES = ("move_up", "move_down", "move_left", "move_right",
 VERSION = 6  # bump when the generator's output changes, so caches are rebuilt
 APPEARANCES = 2  # backgrounds in the pool, and bar textures in the pool
 BAR = (0.3, 0.09)  # the bar's half-length and half-width, as fractions of the frame size
+MARKER = "demo.json"  # what wrote a demo folder (generator version and parameters)
 
 
 def default_root(seed: int = 0) -> str:
@@ -128,64 +133,132 @@ def _write_one(job) -> tuple:
 
 
 def start_folder(root: str, classes) -> str:
-    """A fresh temporary folder beside ``root`` with ``videos/<class>/`` made; its path."""
-    tmp = f"{root}.tmp{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    """A new temporary folder beside ``root``, marked as this process's, with ``videos/<class>/`` made."""
+    tmp = files.temp_folder(root)
     for name in classes:
         os.makedirs(os.path.join(tmp, "videos", name), exist_ok=True)
     return tmp
 
 
+def _ignore_interrupts() -> None:
+    """In a worker process: leave Ctrl-C to the parent, which stops the workers and cleans up once."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def run_jobs(fn, jobs, workers: Optional[int] = None) -> list:
-    """``[fn(job) for job in jobs]``, over up to ``workers`` processes (default: up to 4)."""
+    """``[fn(job) for job in jobs]``, over up to ``workers`` processes (default: up to 4).
+
+    The workers ignore Ctrl-C; on any failure or interruption of the caller they are
+    terminated at once, so one line reaches the user, not a traceback per worker.
+    """
     workers = workers or min(4, os.cpu_count() or 1)
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            return list(pool.map(fn, jobs, chunksize=8))
-    return [fn(job) for job in jobs]
+    if workers <= 1:
+        return [fn(job) for job in jobs]
+    pool = multiprocessing.get_context("fork").Pool(workers, initializer=_ignore_interrupts)
+    try:
+        result = pool.map(fn, jobs, chunksize=8)
+        pool.close()
+        return result
+    finally:
+        pool.terminate()
+        pool.join()
 
 
-def finish_folder(tmp: str, root: str, classes, splits: dict) -> str:
-    """Write ``classes.txt`` and one ``<split>.txt`` per split (rows ``(rel, label, frames, ...)``) into
-    ``tmp``, then rename it to ``root`` — unless another process finished ``root`` first."""
-    with open(os.path.join(tmp, "classes.txt"), "w") as f:
-        f.write("\n".join(classes) + "\n")
+def check_target(root: str, marker: str, description: dict, classes=CLASSES) -> bool:
+    """Whether ``root`` already holds this very dataset (True), or may be written (False).
+
+    A dataset folder of the toolkit holds ``marker``, a JSON record of what wrote it. A
+    folder with the same record is complete; one with another record, or with files and no
+    record, is not ours to replace: a :class:`~.files.FolderError` says so.
+    """
+    found = files.entries(root)
+    if not found:
+        return False
+    if legacy_dataset(root, marker, classes):
+        return True
+    record_path = os.path.join(root, marker)
+    if os.path.exists(record_path) and os.path.exists(os.path.join(root, "all.txt")):
+        try:
+            with open(record_path) as f:
+                record = json.load(f)
+        except (OSError, ValueError):
+            record = None
+        if record == description:
+            return True
+        raise files.FolderError(f"{root} holds a dataset written with other settings ({marker}: {record}, asked "
+                                f"for {description}); nothing was written or deleted there — choose another folder")
+    files.refuse_foreign(root, f"a dataset written by this command ({marker} is missing)")
+    return False
+
+
+def legacy_dataset(root: str, marker: str, classes) -> bool:
+    """A complete generated folder written before folders carried their record: ``all.txt`` and these classes."""
+    if os.path.exists(os.path.join(root, marker)) or not os.path.exists(os.path.join(root, "all.txt")):
+        return False
+    try:
+        with open(os.path.join(root, "classes.txt")) as f:
+            return tuple(line.strip() for line in f if line.strip()) == tuple(classes)
+    except OSError:
+        return False
+
+
+def finish_folder(tmp: str, root: str, classes, splits: dict, marker: str, description: dict) -> str:
+    """Write ``classes.txt``, one ``<split>.txt`` per split (rows ``(rel, label, frames, ...)``) and the
+    ``marker`` record into ``tmp``, then rename it to ``root`` — unless another process finished
+    ``root`` first (then ``tmp`` goes). ``root`` holding anything else is a :class:`~.files.FolderError`."""
+    files.write_text(os.path.join(tmp, "classes.txt"), "\n".join(classes) + "\n")
     for split, split_rows in splits.items():
-        with open(os.path.join(tmp, f"{split}.txt"), "w") as f:
-            f.writelines(f"{r[0]} {r[1]} {r[2]}\n" for r in split_rows)
-    if os.path.exists(root):  # another process finished first, or a stale partial folder
-        if os.path.exists(os.path.join(root, "all.txt")):
-            shutil.rmtree(tmp)
-            return root
-        shutil.rmtree(root)
-    os.makedirs(os.path.dirname(os.path.abspath(root)), exist_ok=True)
-    os.replace(tmp, root)
+        files.write_text(os.path.join(tmp, f"{split}.txt"), "".join(f"{r[0]} {r[1]} {r[2]}\n" for r in split_rows))
+    files.write_text(os.path.join(tmp, marker), json.dumps(description) + "\n")
+    if not files.publish_folder(tmp, root, marker):
+        files.remove_temp_folder(tmp)
+        if not check_target(root, marker, description, classes):
+            files.refuse_foreign(root, "this dataset")
     return root
+
+
+def write_dataset(root: str, classes, marker: str, description: dict, build) -> str:
+    """Write a generated dataset into ``root`` once: ``build(tmp)`` fills a temporary folder and
+    returns its splits; the folder is renamed into place when complete.
+
+    ``root`` that already holds this dataset is returned as it is; one that holds anything
+    else raises before any work. The temporary folder is removed on any failure or Ctrl-C.
+    """
+    if check_target(root, marker, description, classes):
+        return root
+    tmp = start_folder(root, classes)
+    try:
+        splits = build(tmp)
+        return finish_folder(tmp, root, classes, splits, marker, description)
+    finally:
+        files.remove_temp_folder(tmp)
 
 
 def generate(root: Optional[str] = None, seed: int = 0, per_class: int = 40, test_per_class: int = 10,
              size: int = 64, num_frames: int = 32, workers: Optional[int] = None) -> str:
-    """Write the demo dataset into ``root`` (default: the cache) unless it is already complete.
+    """Write the demo dataset into ``root`` (default: the cache) unless it is already there.
 
     Returns ``root``. Written into a temporary folder and renamed, so an interrupted run
-    never leaves a half dataset that looks finished.
+    never leaves a half dataset that looks finished; a ``root`` that holds other files is
+    refused (:class:`~.files.FolderError`), never emptied.
     """
-    root = root or default_root(seed)
-    if os.path.exists(os.path.join(root, "all.txt")):
-        return root
+    root = os.path.abspath(root or default_root(seed))
     if test_per_class >= per_class:
         raise ValueError(f"test_per_class={test_per_class} must be smaller than per_class={per_class}")
+    description = {"dataset": "motionssl demo", "version": VERSION, "seed": seed, "per_class": per_class,
+                   "test_per_class": test_per_class, "size": size, "frames": num_frames}
     start = time.time()
-    tmp = start_folder(root, CLASSES)
-    # Class-interleaved ids keep every class balanced and make each id's class obvious.
-    jobs = [(tmp, seed, v, v % len(CLASSES), size, num_frames) for v in range(per_class * len(CLASSES))]
-    rows = run_jobs(_write_one, jobs, workers)
-    test_ids = {v for v in range(len(rows)) if v // len(CLASSES) >= per_class - test_per_class}
-    splits = {"train": [r for v, r in enumerate(rows) if v not in test_ids],
-              "test": [r for v, r in enumerate(rows) if v in test_ids], "all": rows}
-    finish_folder(tmp, root, CLASSES, splits)
-    log.info("wrote %d demo videos to %s in %.1f s", len(rows), root, time.time() - start)
-    return root
+
+    def build(tmp):
+        # Class-interleaved ids keep every class balanced and make each id's class obvious.
+        jobs = [(tmp, seed, v, v % len(CLASSES), size, num_frames) for v in range(per_class * len(CLASSES))]
+        rows = run_jobs(_write_one, jobs, workers)
+        test_ids = {v for v in range(len(rows)) if v // len(CLASSES) >= per_class - test_per_class}
+        log.info("wrote %d demo videos to %s in %.1f s", len(rows), root, time.time() - start)
+        return {"train": [r for v, r in enumerate(rows) if v not in test_ids],
+                "test": [r for v, r in enumerate(rows) if v in test_ids], "all": rows}
+
+    return write_dataset(root, CLASSES, MARKER, description, build)
 
 
 def main(argv=None) -> None:
@@ -199,7 +272,15 @@ def main(argv=None) -> None:
     parser.add_argument("--workers", type=int, default=None)
     args = parser.parse_args(argv)
     start = time.time()
-    root = generate(args.out, args.seed, args.per_class, args.test_per_class, args.size, args.frames, args.workers)
+    try:
+        root = generate(args.out, args.seed, args.per_class, args.test_per_class, args.size, args.frames, args.workers)
+    except KeyboardInterrupt:
+        print("pipelines.demo: interrupted; nothing was kept", file=sys.stderr)
+        raise SystemExit(130) from None
+    except (files.FolderError, ValueError, OSError) as exc:
+        if os.environ.get("MOTIONSSL_DEBUG"):
+            raise
+        raise SystemExit(f"pipelines.demo: error: {exc}") from None
     print(f"demo dataset in {root} ({time.time() - start:.1f} s)")
 
 

@@ -31,7 +31,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .video_io import Media, VideoError, header, probe
+from .video_io import Media, VideoError, header, probe, scan
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ class VideoIndex:
     stats: Dict[str, object] = field(default_factory=dict)
     media: Optional[List[Optional[Media]]] = None  # per video, None where not probed yet
     cache: Optional[str] = None  # the cache file of the list or folder this index was read from
+    counted: Optional[np.ndarray] = None  # (N,) bool: the frame count was read from the file (not only listed)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -66,12 +67,71 @@ class VideoIndex:
             self.media = [None] * len(self.paths)
         if len(self.media) != len(self.paths):
             raise ValueError("media must hold one entry per video")
+        self.counted = (np.zeros(len(self.paths), dtype=bool) if self.counted is None
+                        else np.asarray(self.counted, dtype=bool))
 
     def subset(self, keep: Sequence[int]) -> "VideoIndex":
         keep = list(keep)
         return VideoIndex([self.paths[i] for i in keep], self.labels[keep], self.num_frames[keep],
                           list(self.classes), dict(self.stats, videos=len(keep)), [self.media[i] for i in keep],
-                          self.cache)
+                          self.cache, self.counted[keep])
+
+    def verify_counts(self, bad_files: str = "error", threads: int = 8) -> "VideoIndex":
+        """This index with every frame count read from its file, not only from a list.
+
+        A list's ``num_frames`` column saves probing, but goes stale when a file is replaced:
+        a count larger than the file's makes a window start past the end, which DALI's decoder
+        fails on (or not, depending on the start drawn). So before the first batch every count
+        that came from a list is checked against the file's own count (a demux, no decoding;
+        cached with the headers, so once per file). A stale count is replaced by the file's,
+        with one warning naming the files; an unreadable file raises (``bad_files="error"``)
+        or is left out with a warning (``"skip"``).
+        """
+        if bad_files not in BAD_FILE_POLICIES:
+            raise ValueError(f"bad_files={bad_files!r}; choose one of {BAD_FILE_POLICIES}")
+        todo = np.flatnonzero(~self.counted)
+        if not len(todo):
+            return self
+        entries = _read_cache(self.cache) if self.cache else {}
+        real, media = self.num_frames.copy(), list(self.media)
+        unknown = []
+        for i in todo:
+            frames, found = _lookup(entries, self.paths[i])
+            if frames is None:
+                unknown.append(i)
+            else:
+                real[i], media[i] = frames, media[i] or found
+
+        def count(i):
+            try:
+                return i, scan(self.paths[i]), None
+            except VideoError as exc:
+                return i, None, exc
+
+        bad = []
+        if unknown:
+            log.info("checking the frame counts of %d listed videos against the files (cached in %s)", len(unknown),
+                     self.cache)
+            with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+                for i, found, exc in pool.map(count, unknown):
+                    if exc is not None:
+                        bad.append((i, exc))
+                        continue
+                    real[i], media[i] = found
+                    _remember(entries, self.paths[i], int(found[0]), found[1])
+            if self.cache:
+                _save_cache(self.cache, entries)
+        _report_bad([exc for _, exc in bad], bad_files, "the index")
+        stale = [i for i in todo if real[i] != self.num_frames[i] and i not in {j for j, _ in bad}]
+        if stale:
+            names = "; ".join(f"{self.paths[i]} (listed {self.num_frames[i]}, holds {real[i]})" for i in stale[:5])
+            log.warning("%d listed frame counts disagree with the files, which changed since the list was written; "
+                        "using the files' counts: %s%s", len(stale), names,
+                        f" and {len(stale) - 5} more" if len(stale) > 5 else "")
+        out = VideoIndex(list(self.paths), self.labels, real, list(self.classes),
+                         dict(self.stats, stale_counts=len(stale)), media, self.cache,
+                         np.ones(len(self), dtype=bool))
+        return out.subset([i for i in range(len(self)) if i not in {j for j, _ in bad}]) if bad else out
 
     def with_media(self, bad_files: str = "error", threads: int = 8) -> "VideoIndex":
         """This index with every video's frame size, codec and pixel format known.
@@ -107,7 +167,7 @@ class VideoIndex:
             _save_cache(self.cache, entries)
         _report_bad(bad, bad_files, "the index")
         out = VideoIndex(list(self.paths), self.labels, self.num_frames, list(self.classes), dict(self.stats),
-                         media, self.cache)
+                         media, self.cache, self.counted)
         return out.subset([i for i, m in enumerate(media) if m is not None]) if bad else out
 
     def apply_window(self, window: int, short_videos: str = "pad") -> "VideoIndex":
@@ -156,9 +216,17 @@ def load_index(source: str, split: Optional[str] = None, bad_files: str = "skip"
     if not os.path.exists(source):
         raise FileNotFoundError(f"{source}: no such dataset folder or file list")
     if os.path.isdir(source):
-        if split is not None or os.path.exists(os.path.join(source, "classes.txt")):
+        if os.path.exists(os.path.join(source, "classes.txt")) or (split is not None and _split_lists(source)):
             return _load_prepared(source, split, bad_files, num_probe_threads)
+        if split is not None:
+            raise ValueError(f"{source} is a folder of class sub-folders, which has no splits, so split={split!r} "
+                             "cannot apply: drop the split to use every video, or write split lists with "
+                             f"`python -m pipelines.prepare folder --src {source} --out DIR --splits LISTS`")
         return _load_class_folder(source, bad_files, num_probe_threads)
+    if source.lower().endswith(VIDEO_EXTENSIONS) or _looks_binary(source):
+        raise ValueError(f"{source} is a video (or other binary) file, not a dataset: give a folder of class "
+                         "sub-folders (root/<class>/<video>), a prepared dataset folder (python -m pipelines.prepare) "
+                         "or a text list of `path label [num_frames]` lines")
     if split is not None:
         raise ValueError(f"{source} is a file list, so split={split!r} cannot apply: splits are the lists of a "
                          "prepared dataset folder (pass the folder), or pass each list file itself")
@@ -180,14 +248,55 @@ def load_pair(data: str, split: Optional[str] = None, test_data: Optional[str] =
         raise ValueError(f"the test videos would be the training videos ({where}): give a test split of a prepared "
                          "dataset (--test-split) or another list or folder (--test-data)")
     train = load_index(data, split=split, bad_files=bad_files)
-    test = load_index(test_data, split=test_split, bad_files=bad_files)
+    test = align_classes(train, load_index(test_data, split=test_split, bad_files=bad_files),
+                         f"{data}" + (f" [{split}]" if split else ""),
+                         f"{test_data}" + (f" [{test_split}]" if test_split else ""))
     describe = (f"{len(train)} videos of {data}" + (f" [{split}]" if split else "") + f", {len(test)} test videos of "
                 f"{test_data}" + (f" [{test_split}]" if test_split else ""))
     return train, test, describe
 
 
+def align_classes(train: VideoIndex, test: VideoIndex, train_name: str = "the training data",
+                  test_name: str = "the test data") -> VideoIndex:
+    """``test`` with its labels renumbered to ``train``'s classes, joined by class *name*.
+
+    Labels are positions in a list of class names (sorted class folders, ``classes.txt``),
+    so the same number can mean another class in two datasets — a test folder that lacks
+    one class shifts every later label. Where both sides know their class names, each test
+    label is mapped to the training label of the same name; a test class the training data
+    lacks is a ``ValueError`` naming it. Where a side has no names (a plain list), its labels
+    are taken as they are, and a test label beyond the training classes is an error too.
+    """
+    if train.classes and test.classes:
+        position = {name: label for label, name in enumerate(train.classes)}
+        present = sorted({test.classes[label] for label in test.labels if label >= 0})
+        unknown = [name for name in present if name not in position]
+        if unknown:
+            raise ValueError(f"{test_name} holds videos of {len(unknown)} class(es) that {train_name} lacks: "
+                             f"{unknown[:8]}{' ...' if len(unknown) > 8 else ''}; its classes are {train.classes[:8]}"
+                             f"{' ...' if len(train.classes) > 8 else ''}. Remove those videos from the test data or "
+                             "add the classes to the training data")
+        mapping = np.array([position.get(name, -1) for name in test.classes], dtype=np.int64)
+        labels = np.where(test.labels >= 0, mapping[np.maximum(test.labels, 0)], -1)
+        if not np.array_equal(labels, test.labels) or test.classes != train.classes:
+            log.info("test labels joined to the training classes by name (%d test classes, %d training classes)",
+                     len(test.classes), len(train.classes))
+        out = test.subset(range(len(test)))
+        out.labels, out.classes = labels, list(train.classes)
+        return out
+    if train.classes and len(test) and test.labels.max() >= len(train.classes):
+        raise ValueError(f"{test_name}: label {int(test.labels.max())} is not a class of {train_name} "
+                         f"({len(train.classes)} classes)")
+    return test
+
+
+def _split_lists(root: str) -> List[str]:
+    """Names of the split lists of a dataset folder (its ``*.txt`` files but ``classes.txt`` and ``failed.txt``)."""
+    return sorted(f[:-4] for f in os.listdir(root) if f.endswith(".txt") and f not in NOT_SPLITS)
+
+
 def _load_prepared(root: str, split: Optional[str], bad_files: str, threads: int) -> VideoIndex:
-    lists = sorted(f[:-4] for f in os.listdir(root) if f.endswith(".txt") and f not in NOT_SPLITS)
+    lists = _split_lists(root)
     if split is None:
         split = "all" if "all" in lists else None
     if split is None:
@@ -195,16 +304,8 @@ def _load_prepared(root: str, split: Optional[str], bad_files: str, threads: int
     name = split[:-4] if split.endswith(".txt") else split
     if name not in lists:
         raise ValueError(f"{root}: no split {split!r}; choose one of {lists}")
-    path = os.path.join(root, name + ".txt")
-    index = _load_list(path, bad_files, threads)
+    index = _load_list(os.path.join(root, name + ".txt"), bad_files, threads)
     index.stats["split"] = name
-    with open(os.path.join(root, "classes.txt")) as f:
-        index.classes = [line.strip() for line in f if line.strip()]
-    wrong = np.flatnonzero(index.labels >= len(index.classes))
-    if len(wrong):
-        raise ValueError(f"{path}: label {index.labels[wrong[0]]} of {index.paths[wrong[0]]} is not a class of "
-                         f"{root}/classes.txt ({len(index.classes)} classes, labels 0..{len(index.classes) - 1}; "
-                         "-1 marks an unlabelled video)")
     return index
 
 
@@ -216,14 +317,13 @@ def _load_class_folder(root: str, bad_files: str, threads: int) -> VideoIndex:
     dataset = os.path.dirname(os.path.abspath(root))
     named = os.path.join(dataset, "classes.txt")
     if os.path.exists(named):  # the videos/ folder of a prepared dataset: its labels, not alphabetical ones
-        with open(named) as f:
-            listed = [line.strip() for line in f if line.strip()]
+        listed = read_classes(named)
         by_folder = {safe_name(name): label for label, name in enumerate(listed)}
         unknown = sorted(set(classes) - set(by_folder))
         if unknown:
             raise ValueError(f"{root}: class folders {unknown[:5]} are not in {named}")
         labels, classes = {name: by_folder[name] for name in classes}, listed
-        splits = sorted(f[:-4] for f in os.listdir(dataset) if f.endswith(".txt") and f not in NOT_SPLITS)
+        splits = _split_lists(dataset)
         log.warning("%s is the videos folder of the prepared dataset %s: every video of every split is loaded "
                     "(labels from its classes.txt). To train or evaluate on a split, pass the dataset folder and a "
                     "split (%s)", root, dataset, ", ".join(splits))
@@ -267,15 +367,47 @@ def _is_int(token: str) -> bool:
 def _load_list(path: str, bad_files: str, threads: int) -> VideoIndex:
     base = os.path.dirname(os.path.abspath(path))
     rows = []
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            p, label, frames = parse_list_line(line, f"{path}:{lineno}")
-            rows.append((p if os.path.isabs(p) else os.path.join(base, p), label, frames))
+    try:
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip() or line.lstrip().startswith("#"):
+                    continue
+                p, label, frames = parse_list_line(line, f"{path}:{lineno}")
+                rows.append((p if os.path.isabs(p) else os.path.join(base, p), label, frames))
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not a text list of `path label [num_frames]` lines (it is not UTF-8 text; a "
+                         "video file is not a dataset)") from None
     if not rows:
         raise ValueError(f"{path}: the list holds no videos")
-    return _finish(rows, _cache_path(path), bad_files, threads, origin=path)
+    index = _finish(rows, _cache_path(path), bad_files, threads, origin=path)
+    named = os.path.join(base, "classes.txt")
+    if os.path.exists(named):  # a split list of a prepared dataset: its labels index classes.txt
+        index.classes = read_classes(named)
+        wrong = np.flatnonzero(index.labels >= len(index.classes))
+        if len(wrong):
+            raise ValueError(f"{path}: label {index.labels[wrong[0]]} of {index.paths[wrong[0]]} is not a class of "
+                             f"{named} ({len(index.classes)} classes, labels 0..{len(index.classes) - 1}; -1 marks "
+                             "an unlabelled video)")
+    return index
+
+
+def read_classes(path: str) -> List[str]:
+    """The class names of a ``classes.txt`` (one per line; the label is the line's position)."""
+    with open(path, encoding="utf-8") as f:
+        names = [line.strip() for line in f if line.strip()]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"{path}: class names must be unique, {duplicates} appear more than once")
+    return names
+
+
+def _looks_binary(path: str) -> bool:
+    """Whether the first KiB of a file holds a NUL byte (a video or archive, not a text list)."""
+    try:
+        with open(path, "rb") as f:
+            return b"\0" in f.read(1024)
+    except OSError:
+        return False
 
 
 def safe_name(name: str) -> str:
@@ -417,4 +549,5 @@ def _finish(rows, cache: str, bad_files: str, threads: int, origin: str) -> Vide
                       num_frames=[counts[i] for i in keep],
                       stats={"videos": len(keep), "skipped_unreadable": len(bad),
                              "skipped_files": [e.path for e in bad]},
-                      media=[media[i] for i in keep], cache=cache)
+                      media=[media[i] for i in keep], cache=cache,
+                      counted=[rows[i][2] is None for i in keep])  # listed counts: checked by verify_counts

@@ -15,7 +15,7 @@ import contextlib
 import os
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -134,6 +134,24 @@ def header(path: str) -> Media:
         return Media(int(ctx.height), int(ctx.width), ctx.name, ctx.pix_fmt or "")
     finally:
         container.close()
+
+
+def scan(path: str) -> Tuple[int, Media]:
+    """``(frames, header)`` of ``path`` from one demux pass (no decoding): what :func:`frame_timestamps`
+    counts, and what :func:`header` reads."""
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        media = Media(int(ctx.height), int(ctx.width), ctx.name, ctx.pix_fmt or "")
+        frames = sum(1 for p in container.demux(stream) if p.size > 0 and p.pts is not None)
+    except Exception as exc:
+        raise VideoError(path, f"demuxing failed ({exc})", "the file is probably truncated; re-encode it") from exc
+    finally:
+        container.close()
+    if frames == 0:
+        raise VideoError(path, "video stream has no frames", "re-encode it or remove it")
+    return frames, media
 
 
 @contextlib.contextmanager

@@ -70,13 +70,27 @@ def test_resume_from_every_checkpoint_equals_the_uninterrupted_run(small_demo, t
 
 
 def test_checkpoints_are_durable_and_stale_temporaries_go(tmp_path):
+    """The writer removes the temporaries of dead writers, never a live one's; readers remove nothing."""
+    import socket
+
     from models.training import Checkpointer
 
     folder = tmp_path / "ckpts"
     folder.mkdir()
-    (folder / "ckpt-00000004.pt.tmp1234").write_bytes(b"half a checkpoint")  # a save killed midway
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    host = socket.gethostname()
+    (folder / f"ckpt-00000004.pt.tmp-{host}-{gone}").write_bytes(b"half a checkpoint")  # a save killed midway
+    (folder / f"ckpt-00000003.pt.tmp{gone}").write_bytes(b"the same, named by an older version")
+    live = folder / f"ckpt-00000005.pt.tmp-{host}-{os.getpid()}"  # another run's save in progress
+    live.write_bytes(b"being written")
+    load_checkpoint_error = pytest.raises(FileNotFoundError)
+    with load_checkpoint_error:
+        load_checkpoint(str(folder))  # a reader: no checkpoint yet, and nothing removed
+    assert len(list(folder.glob("*.tmp*"))) == 3
     saver = Checkpointer(str(folder), keep=2)
-    assert not list(folder.glob("*.tmp*"))
+    assert [p.name for p in folder.glob("*.tmp*")] == [live.name]
+    live.unlink()
     for step in (1, 2, 3):
         saver.save({"step": step}, step)
     assert [os.path.basename(p) for p in saver.list()] == ["ckpt-00000002.pt", "ckpt-00000003.pt"]

@@ -52,7 +52,7 @@ def test_termination_waits_for_the_step_and_ignores_a_forwarded_repeat(monkeypat
 
     now = [100.0]
     monkeypatch.setattr(runtime.time, "monotonic", lambda: now[0])
-    with runtime.Termination(grace=10.0) as term:
+    with runtime.Termination(grace=10.0) as term, term.deferred():  # inside the training loop
         assert not term.requested
         os.kill(os.getpid(), signal.SIGTERM)
         os.kill(os.getpid(), signal.SIGTERM)  # torchrun forwarding the same signal: ignored
@@ -62,6 +62,16 @@ def test_termination_waits_for_the_step_and_ignores_a_forwarded_repeat(monkeypat
             os.kill(os.getpid(), signal.SIGINT)
         assert exit_.value.code == 128 + signal.SIGINT
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+
+
+def test_outside_the_training_steps_a_signal_stops_at_once():
+    """Setting up, or the retrieval after training (the checkpoint is written): nothing to wait for."""
+    import signal
+
+    with runtime.Termination() as term:
+        with pytest.raises(SystemExit) as exit_:
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert exit_.value.code == 143 and term.signal == signal.SIGTERM
 
 
 def test_workers_started_in_the_quiet_block_ignore_terminal_signals():

@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from pipelines import demo
+from pipelines import demo, files
 from pipelines.index import load_index
 from pipelines.video_io import read_window
 
@@ -42,8 +42,10 @@ def test_generate_is_deterministic_balanced_and_indexable(tmp_path):
     assert np.bincount(test.labels, minlength=k).tolist() == [1] * k
     assert train.classes == list(demo.CLASSES) and set(train.num_frames.tolist()) == {32}
     assert not set(train.paths) & set(test.paths)
-    again = demo.generate(roots[0], seed=0)  # complete: returned as is
+    again = demo.generate(roots[0], seed=0, per_class=3, test_per_class=1)  # complete: returned as is
     assert again == roots[0]
+    with pytest.raises(files.FolderError, match="other settings"):  # never mixed with, nor replaced
+        demo.generate(roots[0], seed=0)
 
 
 @pytest.mark.slow
