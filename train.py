@@ -75,7 +75,8 @@ def main(argv=None):
                 raise
             raise SystemExit(f"train.py: error: {exc} (MOTIONSSL_DEBUG=1 shows where)") from None
         try:
-            return train(run, term)
+            with runtime.deterministic(run.cfg.deterministic):
+                return train(run, term)
         except (PipelineError, CheckpointWriteError, OSError) as exc:  # a file that fails mid-run, a full disk
             if os.environ.get("MOTIONSSL_DEBUG"):
                 raise
@@ -133,7 +134,8 @@ def setup(args) -> SimpleNamespace:
     backbone = create_backbone(cfg.backbone, **coerce_kwargs(BACKBONES[cfg.backbone], cfg.backbone_kwargs,
                                                              "backbone_kwargs"))
     if rt.kind == "gpu":
-        torch.backends.cudnn.benchmark = True  # fixed clip shapes: let cuDNN pick the fastest 3D convolutions
+        # Fixed clip shapes: let cuDNN pick the fastest 3D convolutions (unless the run must be deterministic).
+        torch.backends.cudnn.benchmark = not cfg.deterministic
         to_channels_last(backbone)
     method_options = coerce_kwargs(METHODS[cfg.pipeline].__init__, cfg.method, "method")
     method = create_method(cfg.pipeline, backbone=backbone, **method_options).to(rt.device)
@@ -319,12 +321,12 @@ def train(run, term) -> str:
         log.close()
     if rt.main:
         print(f"done: {step} steps; checkpoint {path}; logs {os.path.join(run.out, 'metrics.jsonl')}")
-    if term.requested:  # arrived while the last checkpoint was written: it is on disk, stop now
-        raise SystemExit(128 + term.signal)
+    term.check()  # a signal while the last checkpoint was written: it is on disk, stop now
     for it in run.loaders.values():
         it.close()
+    term.check()
     if run.retrieval:  # every rank extracts its shard of the views
-        report_retrieval(method.backbone, run, run.main_loader.config.clip)
+        report_retrieval(method.backbone, run, run.main_loader.config.clip, term)
     runtime.stop(rt)
     return path
 
@@ -347,7 +349,7 @@ class ClipRate:
         return (c1 - c0) / (t1 - t0) if t1 > t0 else 0.0
 
 
-def report_retrieval(backbone, run, clip):
+def report_retrieval(backbone, run, clip, term):
     """Retrieval of the test videos (queries) against the training videos, trained vs random init.
 
     Runs on every rank (each extracts its shard of the views); rank 0 prints and writes.
@@ -360,8 +362,10 @@ def report_retrieval(backbone, run, clip):
     args = dict(frames=clip.frames, size=aug.size, mean=aug.mean, std=aug.std, device=rt.kind)
     torch.manual_seed(cfg.seed)
     random_init = create_backbone(cfg.backbone, **cfg.backbone_kwargs)
-    rows = {"pre-trained": run_retrieval(backbone.eval(), train_index, test_index, **args),
-            "random init": run_retrieval(random_init.eval(), train_index, test_index, **args)}
+    rows = {}
+    for name, network in (("pre-trained", backbone), ("random init", random_init)):
+        rows[name] = run_retrieval(network.eval(), train_index, test_index, **args)
+        term.check()  # a signal during the pass's pipeline teardown
     if not rt.main:
         return
     print(f"\nretrieval: {describe}")

@@ -148,6 +148,12 @@ class Termination:
         print(f"\nstopped by signal {signum}", file=sys.stderr, flush=True)
         raise SystemExit(128 + signum)
 
+    def check(self) -> None:
+        """Stop now if a signal arrived: one raised inside a destructor (DALI's pipeline teardown) is
+        swallowed by Python, so the code between long stages asks again."""
+        if self.signal is not None and not self._defer:
+            raise SystemExit(128 + self.signal)
+
     @contextlib.contextmanager
     def deferred(self):
         """Inside the block a signal waits for the loop to check :attr:`requested`."""
@@ -157,15 +163,51 @@ class Termination:
         finally:
             self._defer = False
 
+    def _unraisable(self, unraisable):
+        """Our own stop, raised inside a destructor and swallowed there: quiet (:meth:`check` acts on it)."""
+        if isinstance(unraisable.exc_value, SystemExit) and self.signal is not None:
+            return
+        self._previous_hook(unraisable)
+
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
             self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+            self._previous_hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
         return self
 
     def __exit__(self, *exc):
         for s, handler in self._previous.items():
             signal.signal(s, handler)
+        if self._previous:
+            sys.unraisablehook = self._previous_hook
         self._previous = {}
+
+
+@contextlib.contextmanager
+def deterministic(enabled: bool = True):
+    """Inside the block, the same run gives the same bits: deterministic kernels only.
+
+    ``torch.use_deterministic_algorithms`` (an error names any op without a deterministic
+    kernel), oneDNN's and cuDNN's deterministic modes with cuDNN's autotuner off, and the
+    cuBLAS workspace setting its deterministic mode needs (set before cuBLAS starts). The
+    samples are a pure function of the seed anyway; this pins the arithmetic. The settings
+    before the block are restored after it. ``enabled=False`` changes nothing.
+    """
+    if not enabled:
+        yield
+        return
+    previous = (torch.are_deterministic_algorithms_enabled(), torch.backends.mkldnn.deterministic,
+                torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.mkldnn.deterministic = True
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0])
+        torch.backends.mkldnn.deterministic = previous[1]
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = previous[2:]
 
 
 def barrier(runtime: Runtime) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import io
 import json
 import os
 import random
@@ -84,6 +85,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     retrieval: bool = True  # quick retrieval on test_split vs a random-init backbone at the end
     sync_batchnorm: bool = True  # under DDP on GPUs: BatchNorm statistics over the global batch
+    deterministic: bool = False  # deterministic kernels only: a run repeated on one machine gives the same bits
     out: Optional[str] = None  # run folder; default runs/<pipeline>-<time>
 
     def __post_init__(self):
@@ -224,14 +226,18 @@ class Checkpointer:
         if not self.writer:
             return path
         tmp = f"{path}.tmp-{socket.gethostname()}-{os.getpid()}"
+        # Serialised in memory first: torch's file writer reports a full disk as an opaque
+        # RuntimeError ("unexpected pos"), a plain write says "No space left on device".
+        buffer = io.BytesIO()
+        torch.save({"format": CHECKPOINT_FORMAT, **state}, buffer)
         try:
             with open(tmp, "wb") as f:
-                torch.save({"format": CHECKPOINT_FORMAT, **state}, f)
+                f.write(buffer.getbuffer())
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
-        except (OSError, RuntimeError) as exc:  # torch reports a short write as a RuntimeError
-            raise CheckpointWriteError(f"could not write checkpoint {path} ({_first_line(exc)}; "
+        except OSError as exc:
+            raise CheckpointWriteError(f"could not write checkpoint {path} ({exc.strerror or exc}; "
                                        f"{_free_space(self.folder)}); the last complete one is "
                                        f"{self.latest() or 'none'}") from exc
         finally:
@@ -271,11 +277,6 @@ def _abandoned(tmp: str) -> bool:
     if not pid.isdigit() or (host and host != socket.gethostname()):
         return False
     return not files.pid_alive(int(pid))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return f"{type(exc).__name__}: {text[:200]}"
 
 
 def _free_space(folder: str) -> str:

@@ -32,9 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import multiprocessing
 import os
-import signal
 import sys
 import time
 from typing import Optional
@@ -43,6 +41,7 @@ import numpy as np
 
 from . import files
 from .video_io import write_video
+from .workers import pool as worker_pool
 
 log = logging.getLogger(__name__)
 
@@ -140,21 +139,17 @@ def start_folder(root: str, classes) -> str:
     return tmp
 
 
-def _ignore_interrupts() -> None:
-    """In a worker process: leave Ctrl-C to the parent, which stops the workers and cleans up once."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def run_jobs(fn, jobs, workers: Optional[int] = None) -> list:
     """``[fn(job) for job in jobs]``, over up to ``workers`` processes (default: up to 4).
 
-    The workers ignore Ctrl-C; on any failure or interruption of the caller they are
-    terminated at once, so one line reaches the user, not a traceback per worker.
+    The workers are deaf to Ctrl-C (:mod:`.workers`); on any failure or interruption of the
+    caller they are terminated at once, so one line reaches the user, not a traceback per
+    worker.
     """
     workers = workers or min(4, os.cpu_count() or 1)
     if workers <= 1:
         return [fn(job) for job in jobs]
-    pool = multiprocessing.get_context("fork").Pool(workers, initializer=_ignore_interrupts)
+    pool = worker_pool(workers)
     try:
         result = pool.map(fn, jobs, chunksize=8)
         pool.close()

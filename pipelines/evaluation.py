@@ -44,10 +44,11 @@ from . import augment, clips, reference
 from .augment import KINETICS_MEAN, KINETICS_STD
 from .decoding import DEVICES, choose_decoder
 from .index import VideoIndex, load_index
-from .pipeline import build_pipeline, output_names, signals_ignored, worker_codec_threads
+from .pipeline import build_pipeline, output_names, worker_codec_threads
 from .planner import Planner
 from .reference_loader import reference_batch as assemble_reference_batch
 from .sources import WindowSource
+from .workers import signals_ignored
 
 NUM_CROPS = (1, 3)
 

@@ -135,6 +135,8 @@ def write_text(path: str, text: str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:  # a full disk: say which file could not be written
+        raise OSError(exc.errno, exc.strerror or str(exc), path) from exc
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

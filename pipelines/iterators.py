@@ -26,9 +26,10 @@ from .decoding import choose_decoder
 from .index import VideoIndex, load_index
 from .mcpnet import MCPNetConfig, MCPNetPlanner
 from .moquad import MoQuadConfig, MoQuadPlanner
-from .pipeline import build_pipeline, output_names, signals_ignored, worker_codec_threads
+from .pipeline import build_pipeline, output_names, worker_codec_threads
 from .simclr import SimCLRConfig, SimCLRPlanner
 from .sources import WindowSource
+from .workers import signals_ignored
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,7 @@ so a consumer never mixes devices.
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import threading
 from typing import Dict, Optional, Tuple
 
 from nvidia.dali import backend, pipeline_def, types
@@ -110,24 +107,3 @@ def usable_cores() -> int:
 def worker_codec_threads(num_workers: int) -> int:
     """PyAV codec threads per window for ``num_workers`` decoding processes: 1 once they fill the cores."""
     return 1 if num_workers >= usable_cores() else 0
-
-
-@contextlib.contextmanager
-def signals_ignored():
-    """SIGINT and SIGTERM ignored inside the block (main thread only).
-
-    Worker processes started inside inherit the ignored dispositions — also when spawned,
-    since ignored signals survive ``exec`` — so a terminal's Ctrl-C or a scheduler's SIGTERM
-    to the whole process group reaches the training process alone, which then stops its
-    workers itself after saving. (DALI's workers would otherwise die at once and the run
-    would end in a pipeline error instead of a checkpoint.)
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)

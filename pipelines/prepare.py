@@ -48,11 +48,12 @@ Nothing under ``--src`` is ever written: the output folder must lie outside it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
-import multiprocessing
 import os
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -62,8 +63,11 @@ from typing import Dict, List, Optional, Tuple
 import av
 from tqdm import tqdm
 
+from . import files
 from .index import safe_name
-from .video_io import DALI_CPU_CODECS, VideoError, check_decoding, decoder_errors, probe
+from .video_io import (DALI_CPU_CODECS, VideoError, check_decoding, checked_frames, decoder_errors, frame_timestamps,
+                       open_video, probe)
+from .workers import pool as worker_pool
 
 # Extensions that ``folder`` and ``kinetics`` pick up when scanning --src; broader than
 # what the pipelines read, because raw downloads come in every container.
@@ -398,17 +402,29 @@ def _transcode(job: Job, tmp: str) -> None:
     in the source's timestamps (a frame dropped at the source) is not an error here.
     """
     with decoder_errors() as errors:
-        count = _transcode_frames(job, tmp)
+        count, codec = _transcode_frames(job, tmp, errors)
     if errors:
         raise VideoError(job.src, f"the decoder reported damaged data ({'; '.join(errors[:3])})",
                          "re-download it, or remove it from the split files")
     if count == 0:
         raise VideoError(job.src, "no frame could be decoded", "re-download it or remove it from the split files")
+    if codec in COUNTED_CODECS:
+        stored = len(frame_timestamps(job.src))
+        if count != stored:  # frames the decoder dropped without a word
+            raise VideoError(job.src, f"damaged: {count} frames decoded of the {stored} the stream holds",
+                             "re-download it, or remove it from the split files")
 
 
-def _transcode_frames(job: Job, tmp: str) -> int:
+# Codecs whose packets are whole frames in every container the datasets use, so a decoded
+# count below the packet count is damage. Not MPEG-4 part 2: xvid AVIs pack two frames into
+# one packet ("packed B-frames"), whose decoded and stored counts may legitimately differ.
+COUNTED_CODECS = frozenset({"h264", "hevc"})
+
+
+def _transcode_frames(job: Job, tmp: str, errors: List[str]) -> Tuple[int, str]:
+    """``(frames written, source codec)``; frames the decoder marks corrupt are recorded in ``errors``."""
     codec = CODECS[job.codec]
-    with av.open(job.src, mode="r") as inp:
+    with contextlib.closing(open_video(job.src)) as inp:
         stream = inp.streams.video[0]
         # Decoded single-threaded: this runs under decoder_errors, whose log callback can
         # deadlock against decoder threads (see there). The encoder keeps job.threads.
@@ -424,7 +440,7 @@ def _transcode_frames(job: Job, tmp: str) -> int:
             ostream.codec_context.gop_size = job.gop
             ostream.codec_context.thread_count = job.threads
             count = 0
-            for frame in inp.decode(stream):
+            for frame in checked_frames(inp.decode(stream), errors):
                 image = frame.reformat(width=width, height=height, format="yuv420p", interpolation="AREA")
                 image.pts, image.time_base = count, 1 / rate
                 count += 1
@@ -432,7 +448,7 @@ def _transcode_frames(job: Job, tmp: str) -> int:
                     out.mux(packet)
             for packet in ostream.encode():
                 out.mux(packet)
-    return count
+        return count, stream.codec_context.name
 
 
 def _verify(path: str, codec: str):
@@ -490,27 +506,20 @@ def _load_manifest(out: Path) -> Dict[str, dict]:
     return records
 
 
-def _write_text(path: Path, text: str) -> None:
-    """Write atomically, so a reader never sees half an index file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_indexes(out: Path, dataset: Dataset, done: Dict[Path, Tuple[str, int]]) -> Dict[str, int]:
     """Write ``classes.txt`` and one ``path label num_frames`` list per index; return line counts.
 
     ``done`` maps each converted input to (output path relative to ``out``, frame count).
     Lines keep the order of the split files; failed inputs are left out.
     """
-    _write_text(out / "classes.txt", "".join(f"{c}\n" for c in dataset.classes))
+    files.write_text(str(out / "classes.txt"), "".join(f"{c}\n" for c in dataset.classes))
     label_of = {c: i for i, c in enumerate(dataset.classes)}
     counts = {}
     for name in dataset.index_names + [ALL_INDEX]:
         lines = [f"{done[item.src][0]} {label_of[item.class_name]} {done[item.src][1]}\n"
                  for item in dataset.items
                  if item.src in done and (name == ALL_INDEX or name in item.splits)]
-        _write_text(out / f"{name}.txt", "".join(lines))
+        files.write_text(str(out / f"{name}.txt"), "".join(lines))
         counts[name] = len(lines)
     return counts
 
@@ -555,7 +564,6 @@ def prepare(dataset: str, src, out, splits=None, codec: str = "vp9", short_side:
     _check_locations(src, out)
     found = DATASETS[dataset](src, Path(os.path.abspath(splits)) if splits else None)
     crf = CODECS[codec].default_crf if crf is None else crf
-    settings = {"codec": codec, "short_side": short_side, "gop": gop, "crf": crf}
 
     # Output names: videos/<class>/<stem><ext>; two inputs must never share one.
     target: Dict[Path, str] = {}
@@ -566,21 +574,52 @@ def prepare(dataset: str, src, out, splits=None, codec: str = "vp9", short_side:
             _fail(f"{item.src} and {owner[rel]} would both be written to {rel}; rename one of them")
         owner[rel], target[item.src] = item.src, rel
 
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _fail(f"cannot write --out {out} ({exc.strerror or exc}); choose a folder you can write")
+    if not (out / MANIFEST).exists():  # not an output of this tool: never mixed into
+        try:
+            files.refuse_foreign(str(out), "an output of `pipelines.prepare`")
+        except files.FolderError as exc:
+            _fail(str(exc))
+        (out / MANIFEST).touch()  # the folder is an output of this tool from now on
+    lock = files.FolderLock(str(out), "pipelines.prepare")
+    try:
+        lock.acquire()
+    except (files.FolderError, OSError) as exc:
+        _fail(f"cannot lock --out {out}: {exc}")
+    try:
+        return _prepare(dataset, found, src, out, target, codec, short_side, gop, crf, workers, progress)
+    finally:
+        lock.release()
+
+
+def _prepare(dataset: str, found: Dataset, src: Path, out: Path, target: Dict[Path, str], codec: str,
+             short_side: Optional[int], gop: int, crf: int, workers: Optional[int], progress: bool) -> dict:
+    """The conversion itself, with ``out`` created and locked (see :func:`prepare`)."""
+    settings = {"codec": codec, "short_side": short_side, "gop": gop, "crf": crf}
+    _remove_partials(out)  # from a run that was killed
     manifest = _load_manifest(out)
     done: Dict[Path, Tuple[str, int]] = {}
     failures: List[Tuple[str, str]] = []
     pending: List[Item] = []
+    redo = set()
     for item in found.items:
         rel, dst = target[item.src], out / target[item.src]
         record = manifest.get(rel)
-        # Done = recorded with these settings and still the recorded size: no decoding needed.
-        if (record and record["src"] == str(item.src.relative_to(src)) and record["settings"] == settings
-                and dst.is_file() and dst.stat().st_size == record["bytes"]):
-            done[item.src] = (rel, record["num_frames"])
-        elif not item.src.is_file():
+        if not item.src.is_file():
             listed = f" (listed in {next(iter(item.splits.values()))})" if item.splits else ""
             failures.append((str(item.src), f"file not found{listed}"))
+        # Done = recorded with these settings, from this source as it is now (size and modification
+        # time), and still the recorded size: no decoding needed. A changed source is converted again.
+        elif (record and record["src"] == str(item.src.relative_to(src)) and record["settings"] == settings
+              and dst.is_file() and dst.stat().st_size == record["bytes"]):
+            if _source_stamp(item.src) == record.get("source", _source_stamp(item.src)):
+                done[item.src] = (rel, record["num_frames"])
+            else:
+                redo.add(rel)
+                pending.append(item)
         else:
             pending.append(item)
     skipped = len(done)
@@ -591,15 +630,16 @@ def prepare(dataset: str, src, out, splits=None, codec: str = "vp9", short_side:
                 existing=(out / target[item.src]).is_file() and target[item.src] not in manifest)
             for item in pending]
 
-    converted = 0
+    converted = redone = 0
     started = time.perf_counter()
     if jobs:
         src_of = {str(item.src): item.src for item in found.items}
         bar = tqdm(total=len(jobs), unit="video", desc=f"prepare {dataset}", disable=not progress)
         # spawn, not fork: the caller may have DALI or CUDA threads that a fork would copy
-        # half-initialised. Results arrive as they finish, so the manifest grows
-        # line by line and an interrupted run loses at most the videos in flight.
-        pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None
+        # half-initialised. Results arrive as they finish, so the manifest grows line by line
+        # and an interrupted run loses at most the videos in flight. The workers leave Ctrl-C
+        # to this process, which stops them and says so in one line.
+        pool = worker_pool(workers, "spawn") if workers > 1 else None
         results = pool.imap_unordered(convert, jobs) if pool else map(convert, jobs)
         try:
             with open(out / MANIFEST, "a") as manifest_file:
@@ -611,35 +651,57 @@ def prepare(dataset: str, src, out, splits=None, codec: str = "vp9", short_side:
                     item_src = src_of[result.src]
                     rel = target[item_src]
                     manifest_file.write(json.dumps({
-                        "video": rel, "src": str(item_src.relative_to(src)), "settings": settings,
-                        "num_frames": result.num_frames, "fps": result.fps, "bytes": result.bytes}) + "\n")
+                        "video": rel, "src": str(item_src.relative_to(src)), "source": _source_stamp(item_src),
+                        "settings": settings, "num_frames": result.num_frames, "fps": result.fps,
+                        "bytes": result.bytes}) + "\n")
                     manifest_file.flush()
                     done[item_src] = (rel, result.num_frames)
                     manifest[rel] = {"num_frames": result.num_frames, "fps": result.fps, "bytes": result.bytes}
                     converted += result.status == "converted"
+                    redone += result.status == "converted" and rel in redo
                     skipped += result.status == "verified"
+        except KeyboardInterrupt:
+            raise Interrupted(f"interrupted: {converted} videos converted in this run are kept in {out}; run the "
+                              "same command again to finish") from None
         finally:
             bar.close()
             if pool:
                 pool.terminate()
                 pool.join()
+                _remove_partials(out)  # of the conversions the terminated workers left midway
     seconds = time.perf_counter() - started
 
-    counts = write_indexes(out, found, done)
     records = [manifest[rel] for rel, _ in done.values()]
     summary = {
         "dataset": dataset, "src": str(src), "out": str(out), **settings,
         "classes": len(found.classes), "videos": len(found.items),
-        "converted": converted, "skipped": skipped, "failed": len(failures),
+        "converted": converted, "redone": redone, "skipped": skipped, "failed": len(failures),
         "hours": sum(r["num_frames"] / r["fps"] for r in records if r["fps"]) / 3600,
         "disk_bytes": sum(r["bytes"] for r in records),
         "seconds": seconds, "videos_per_s": converted / seconds if converted else 0.0,
-        "indexes": counts,
         "failures": [{"src": s, "reason": r} for s, r in sorted(failures)],
     }
-    _write_text(out / "prepare_report.json", json.dumps(summary, indent=2) + "\n")
-    _write_text(out / "failed.txt", "".join(f"{s}\t{r}\n" for s, r in sorted(failures)))
+    # Failures first: the smallest file and the one a user needs when the disk fills up.
+    files.write_text(str(out / "failed.txt"), "".join(f"{s}\t{r}\n" for s, r in sorted(failures)))
+    summary["indexes"] = write_indexes(out, found, done)
+    files.write_text(str(out / "prepare_report.json"), json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _remove_partials(out: Path) -> None:
+    """Remove the ``.<name>.part`` files conversions write before renaming (see :func:`convert`): ours alone."""
+    for leftover in (out / "videos").rglob(".*.part"):
+        leftover.unlink()
+
+
+class Interrupted(Exception):
+    """Ctrl-C during a conversion; the message says what was kept."""
+
+
+def _source_stamp(path: Path) -> List[int]:
+    """``[size, modification time in ns]`` of a source: a source that changes is converted again."""
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
@@ -682,9 +744,19 @@ def main(argv: Optional[List[str]] = None) -> dict:
                         help="parallel conversions (default: the number of CPUs)")
     args = parser.parse_args(argv)
 
-    summary = prepare(args.dataset, args.src, args.out, splits=args.splits, codec=args.codec,
-                      short_side=args.short_side, gop=args.gop, crf=args.crf, workers=args.workers)
-    print(f"converted {summary['converted']}, skipped {summary['skipped']} (already done), "
+    try:
+        summary = prepare(args.dataset, args.src, args.out, splits=args.splits, codec=args.codec,
+                          short_side=args.short_side, gop=args.gop, crf=args.crf, workers=args.workers)
+    except Interrupted as exc:
+        print(f"prepare: {exc}", file=sys.stderr)
+        raise SystemExit(130) from None
+    except OSError as exc:  # a full disk, a folder that became unwritable
+        if os.environ.get("MOTIONSSL_DEBUG"):
+            raise
+        _fail(f"{exc.strerror or exc} ({exc.filename or args.out}); the videos converted so far are kept — free "
+              "the space (or fix the folder) and run the same command again")
+    redone = f" ({summary['redone']} of them again: their source changed)" if summary["redone"] else ""
+    print(f"converted {summary['converted']}{redone}, skipped {summary['skipped']} (already done), "
           f"failed {summary['failed']}; {summary['hours']:.2f} h of video, "
           f"{_human_bytes(summary['disk_bytes'])} on disk, {summary['videos_per_s']:.2f} videos/s "
           f"({summary['seconds']:.1f} s)")

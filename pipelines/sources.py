@@ -23,8 +23,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import threading
-import time
 from collections import OrderedDict
 from fractions import Fraction
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -35,6 +33,7 @@ from .index import VideoIndex
 from .planner import Planner
 from .torchcodec_io import read_window_torchcodec
 from .video_io import VideoError, frame_timestamps, read_window, time_base
+from .workers import watch_parent
 
 log = logging.getLogger(__name__)
 
@@ -48,29 +47,6 @@ class PipelineError(RuntimeError):
 
 LAST_BATCH = ("drop", "pad")
 BAD_FILE_RUNTIME = ("raise", "skip")
-
-
-_watched = set()
-
-
-def watch_parent(parent: int, interval: float = 1.0) -> None:
-    """In a decoding worker: exit as soon as process ``parent`` is gone (once per process).
-
-    DALI's worker processes have no parent-death detection: after a ``kill -9`` of the
-    training process they wait for work for ever, holding their memory. A daemon thread
-    checks every ``interval`` seconds whether the worker was re-parented (its parent died)
-    and ends the process.
-    """
-    if parent in _watched or os.getppid() != parent:
-        return
-    _watched.add(parent)
-
-    def watch():
-        while os.getppid() == parent:
-            time.sleep(interval)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 class _Cache(OrderedDict):

@@ -49,3 +49,61 @@ def decode_ids(frames: np.ndarray) -> np.ndarray:
     """``(F, H, W, 3)`` frames (uint8 or float, ``FHWC``) → the frame index of each frame."""
     levels = np.asarray(frames, dtype=np.float64).mean(axis=(1, 2, 3))
     return np.rint(levels / 4).astype(int)
+
+
+# --- files a user's dataset may hold: odd, damaged, or no video at all -----------------------------
+def textured_frames(num_frames: int, height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray:
+    """Coloured, moving sine texture: every frame and every channel differs."""
+    y, x = np.mgrid[0:height, 0:width]
+    out = np.empty((num_frames, height, width, 3), np.uint8)
+    for i in range(num_frames):
+        for c in range(3):
+            out[i, ..., c] = np.clip(127 + 100 * np.sin(0.2 * x + 0.13 * y * (c + 1) + 0.3 * i + seed), 0, 255)
+    return out
+
+
+def write_raw(path: str, frames: np.ndarray, codec: str, fmt: str, pix_fmt: str = "yuv420p",
+              pts: Sequence[int] = None, rate: int = 25, gop: int = 12, options: dict = None) -> str:
+    """Write frames with any PyAV encoder and pixel format; ``pts`` (in 1/rate units) makes the rate variable."""
+    import av
+    from fractions import Fraction
+
+    with av.open(path, "w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=rate, options=options or {})
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], pix_fmt
+        stream.codec_context.gop_size = gop
+        for i, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            if pts is not None:
+                frame.pts, frame.time_base = int(pts[i]), Fraction(1, rate)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+def write_audio_only(path: str) -> str:
+    """A Matroska file with one second of silence and no video stream."""
+    import av
+
+    with av.open(path, "w", format="matroska") as container:
+        stream = container.add_stream("pcm_s16le", rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 8000), np.int16), format="s16", layout="mono")
+        frame.sample_rate = 8000
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+def damage_packet(path: str, packet: int, out: str, length: int = 40) -> str:
+    """Flip ``length`` bytes a third into the payload of video packet ``packet``; writes ``out``."""
+    import av
+
+    with av.open(path) as container:
+        packets = [(p.pos, p.size) for p in container.demux(video=0) if p.size]
+    pos, size = packets[packet]
+    data = bytearray(open(path, "rb").read())
+    for k in range(pos + size // 3, min(pos + size // 3 + length, pos + size)):
+        data[k] ^= 0xA5
+    with open(out, "wb") as f:
+        f.write(bytes(data))
+    return out

@@ -251,3 +251,16 @@ def test_overrides_are_typed_and_every_config_error_is_one_line(small_demo, tmp_
     run = subprocess.run([sys.executable, "train.py", "--pipeline", "simclr", "epochs=abc"], cwd=ROOT,
                          capture_output=True, text=True)
     assert run.returncode != 0 and run.stderr.strip().count("\n") == 0 and "Traceback" not in run.stderr
+
+
+def test_deterministic_runs_repeat_bit_for_bit(small_demo, tmp_path):
+    """Two runs with deterministic=true give the same weights, bit for bit, and leave torch's settings as they were."""
+    before = torch.are_deterministic_algorithms_enabled()
+    weights = []
+    for name in ("a", "b"):
+        path = train.main(["--pipeline", "mcpnet", "--data", small_demo, "--out", str(tmp_path / name), "split=train",
+                           "max_steps=4", "deterministic=true"] + FAST)
+        weights.append(load_checkpoint(path)["model"])
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert torch.are_deterministic_algorithms_enabled() == before

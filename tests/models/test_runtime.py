@@ -80,7 +80,7 @@ def test_workers_started_in_the_quiet_block_ignore_terminal_signals():
     import sys
     import time
 
-    from pipelines.pipeline import signals_ignored
+    from pipelines.workers import signals_ignored
 
     with signals_ignored():
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])

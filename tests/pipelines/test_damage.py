@@ -130,7 +130,7 @@ def test_decoding_under_the_error_log_is_single_threaded(damaged, monkeypatch):
     from pipelines import video_io
 
     seen = []
-    real_open = video_io._open
+    real_open = video_io.open_video
 
     class Recording:
         def __init__(self, container):
@@ -144,7 +144,7 @@ def test_decoding_under_the_error_log_is_single_threaded(damaged, monkeypatch):
             seen.append((ctx.thread_count, str(stream.thread_type)))
             return self._container.decode(stream)
 
-    monkeypatch.setattr(video_io, "_open", lambda path: Recording(real_open(path)))
+    monkeypatch.setattr(video_io, "open_video", lambda path: Recording(real_open(path)))
     read_window(str(damaged["good"]), 5, 8, threads=0)
     read_window(str(damaged["good"]), 5, 8, threads=4)
     check_decoding(str(damaged["good"]))

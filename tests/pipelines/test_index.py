@@ -150,3 +150,24 @@ def test_stats_follow_the_videos_kept(tmp_path):
     assert index.stats["videos"] == 3
     skipped = index.apply_window(10, "skip")
     assert skipped.stats["videos"] == 2 and skipped.stats["short_videos"] == 1
+
+
+def test_listed_frame_counts_are_checked_against_the_files_before_the_first_batch(tmp_path, monkeypatch, caplog):
+    """A stale count (the file was replaced) would start windows past the end on DALI's decoder, or not,
+    depending on the draw: every decoder's index is checked up front, whatever the seed."""
+    import logging
+
+    from pipelines.decoding import choose_decoder
+
+    monkeypatch.setenv("MOTIONSSL_CACHE", str(tmp_path / "cache"))
+    write_id_videos(str(tmp_path), [12, 30])
+    (tmp_path / "stale.txt").write_text("videos/v000.webm 0 12\nvideos/v001.webm 1 100\n")
+    for decoder in ("pyav", "dali"):
+        with caplog.at_level(logging.WARNING):
+            _, index = choose_decoder(load_index(str(tmp_path / "stale.txt")), decoder, "cpu")
+        assert index.num_frames.tolist() == [12, 30] and index.stats["stale_counts"] == 1
+        assert "v001.webm (listed 100, holds 30)" in caplog.text
+    import pipelines.index as mod
+
+    monkeypatch.setattr(mod, "scan", lambda p: (_ for _ in ()).throw(AssertionError("scanned again")))
+    assert load_index(str(tmp_path / "stale.txt")).verify_counts().num_frames.tolist() == [12, 30]  # cached

@@ -185,7 +185,7 @@ def test_existing_output_without_manifest_is_verified_not_converted(tmp_path, mo
     (src / "walk").mkdir(parents=True)
     write_video(str(src / "walk/a.avi"), moving_frames(20), codec="mpeg4")
     prep.prepare("folder", src, out, workers=1, progress=False)
-    (out / prep.MANIFEST).unlink()  # as if the run had been killed before recording it
+    (out / prep.MANIFEST).write_text("")  # as if the run had been killed before recording it
     monkeypatch.setattr(prep, "_transcode", lambda *a: pytest.fail("should not transcode"))
     summary = prep.prepare("folder", src, out, workers=1, progress=False)
     assert (summary["converted"], summary["skipped"]) == (0, 1)
