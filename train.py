@@ -277,6 +277,7 @@ def train(run, term) -> str:
                 run.loaders[run.modes[0]].close()  # warm-up over: stop its graph's worker processes
             it.seek(epoch, iteration)
             for batch in it:
+                speed.arrived()
                 with autocast:
                     result = model(batch)
                 loss = result["loss"]
@@ -297,7 +298,10 @@ def train(run, term) -> str:
                 speed.step(sum(v.shape[0] for v in batch.values() if v.ndim == 5) * rt.world)
                 if step % cfg.log_every == 0 or step == last_step or terminate:
                     scalars = {k: float(v.detach()) for k, v in result.items() if v.numel() == 1}
-                    scalars.update(lr=scheduler.get_last_lr()[0], clips_per_s=speed.rate, epoch=epoch)
+                    scalars.update(lr=scheduler.get_last_lr()[0], clips_per_s=speed.rate, data_wait=speed.wait_share,
+                                   epoch=epoch)
+                    if rt.kind == "gpu":
+                        scalars["gpu_mem_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30
                     log.write(step, scalars)
                     bar.set_postfix(loss=f"{scalars['loss']:.3f}", clips_s=f"{scalars['clips_per_s']:.0f}")
                 bar.update(1)
@@ -332,21 +336,38 @@ def train(run, term) -> str:
 
 
 class ClipRate:
-    """Clips per second over the last ``window`` steps, across epoch boundaries (a steady figure)."""
+    """Clips per second, and the share of the time spent waiting for batches, over the last ``window``
+    steps, across epoch boundaries (steady figures).
+
+    The wait is the time from the end of a step to the arrival of the next batch; each step
+    ends with a host sync (the loss is checked on every rank), so on a GPU it is time in
+    which the GPU had nothing to do: the data stall.
+    """
 
     def __init__(self, window: int = 50):
-        self.marks = collections.deque(maxlen=window + 1)  # (time, clips so far)
-        self.clips = 0
-        self.marks.append((time.perf_counter(), 0))
+        self.marks = collections.deque(maxlen=window + 1)  # (time, clips so far, seconds waited so far)
+        self.clips, self.waited = 0, 0.0
+        self.last = time.perf_counter()
+        self.marks.append((self.last, 0, 0.0))
+
+    def arrived(self) -> None:
+        """A batch arrived: the time since the last step ended was spent waiting for it."""
+        self.waited += time.perf_counter() - self.last
 
     def step(self, clips: int) -> None:
         self.clips += clips
-        self.marks.append((time.perf_counter(), self.clips))
+        self.last = time.perf_counter()
+        self.marks.append((self.last, self.clips, self.waited))
 
     @property
     def rate(self) -> float:
-        (t0, c0), (t1, c1) = self.marks[0], self.marks[-1]
+        (t0, c0, _), (t1, c1, _) = self.marks[0], self.marks[-1]
         return (c1 - c0) / (t1 - t0) if t1 > t0 else 0.0
+
+    @property
+    def wait_share(self) -> float:
+        (t0, _, w0), (t1, _, w1) = self.marks[0], self.marks[-1]
+        return (w1 - w0) / (t1 - t0) if t1 > t0 else 0.0
 
 
 def report_retrieval(backbone, run, clip, term):

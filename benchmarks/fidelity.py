@@ -166,7 +166,8 @@ def last_scalars(run: str) -> Dict[str, float]:
     if not lines:
         return {}
     row = json.loads(lines[-1])
-    return {k: round(v, 4) for k, v in row.items() if k not in ("time", "lr", "epoch", "clips_per_s", "step")}
+    return {k: round(v, 4) for k, v in row.items()
+            if k not in ("time", "lr", "epoch", "clips_per_s", "data_wait", "gpu_mem_gib", "step")}
 
 
 def _run_commands(row: Row, seed: int, run: str, cmds: List[List[str]]):

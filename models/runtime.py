@@ -52,9 +52,62 @@ def resolve_device(choice: str) -> str:
     if choice == "cpu":
         return "cpu"
     available = torch.cuda.is_available()
+    if not available:
+        problem = cuda_problem(available)
+        if problem:  # an NVIDIA GPU that CUDA cannot use: say why, never fall back to the CPU unasked
+            raise ValueError(f"{problem}; or train on the CPU with device=cpu")
     if choice == "gpu" and not available:
         raise ValueError("device=gpu but CUDA is not available; use device=cpu")
     return "gpu" if available else "cpu"
+
+
+# The oldest NVIDIA driver each CUDA major version runs on (NVIDIA's CUDA release notes:
+# CUDA 12.x needs R525 or newer, CUDA 13.x R580 or newer).
+DRIVER_FOR_CUDA = {12: 525, 13: 580}
+
+
+def nvidia_driver() -> Optional[str]:
+    """The NVIDIA driver version ``nvidia-smi`` reports (``"550.54.15"``), or ``None`` without an NVIDIA GPU."""
+    import subprocess
+
+    try:
+        run = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = run.stdout.split()
+    return lines[0] if run.returncode == 0 and lines else None
+
+
+def cuda_problem(available: Optional[bool] = None) -> Optional[str]:
+    """Why CUDA cannot be used on a machine that has an NVIDIA GPU, or ``None``.
+
+    ``None`` also where there is no NVIDIA GPU at all (``nvidia-smi`` absent or failing): a
+    CPU machine is not a problem. ``available`` is ``torch.cuda.is_available()`` when the
+    caller knows it (asking initialises the CUDA driver, so the test suite asks in a child
+    process). The usual cause is a driver older than the CUDA build of torch and DALI needs.
+    """
+    driver = nvidia_driver()
+    if driver is None:
+        return None
+    if available is None:
+        available = torch.cuda.is_available()
+    if available:
+        return None
+    built = torch.version.cuda or "none (a CPU build of torch)"
+    found = f"an NVIDIA GPU is present (driver {driver}) but CUDA cannot be used by torch {torch.__version__}"
+    if torch.version.cuda is None:
+        return f"{found}: this torch is a CPU build; install the CUDA build (README, Quick start)"
+    major = int(torch.version.cuda.split(".")[0])
+    needed = DRIVER_FOR_CUDA.get(major)
+    try:
+        too_old = needed is not None and int(driver.split(".")[0]) < needed
+    except ValueError:
+        too_old = False
+    if too_old:
+        return (f"{found}: it is built for CUDA {built}, which needs driver R{needed} or newer. Update the driver, or "
+                "install the CUDA 12 builds of torch and DALI (README, 'Older NVIDIA drivers')")
+    return f"{found} (built for CUDA {built}); check `nvidia-smi` and CUDA_VISIBLE_DEVICES"
 
 
 def start(choice: str = "auto") -> Runtime:
@@ -68,6 +121,11 @@ def start(choice: str = "auto") -> Runtime:
     local = int(os.environ.get("LOCAL_RANK", 0))
     device = torch.device("cpu")
     if kind == "gpu":
+        gpus = torch.cuda.device_count()
+        if local >= gpus:
+            local_world = int(os.environ.get("LOCAL_WORLD_SIZE", local + 1))
+            raise ValueError(f"{local_world} processes on this machine but {gpus} GPU(s) visible (LOCAL_RANK={local}): "
+                             f"run `torchrun --nproc_per_node {gpus} ...`, one process per GPU (or device=cpu)")
         device = torch.device("cuda", local)
         torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():

@@ -24,6 +24,8 @@ for explicitly, an unusable file is an error that names it and the command that 
 from __future__ import annotations
 
 import logging
+import os
+import re
 from typing import Callable, Dict, List, Optional, Tuple
 
 from nvidia.dali import fn
@@ -90,7 +92,7 @@ def decoder_problems(index: VideoIndex, device: str) -> List[Tuple[str, str]]:
 
 
 def choose_decoder(index: VideoIndex, decoder: Optional[str], device: str,
-                   bad_files: str = "skip") -> Tuple[str, VideoIndex]:
+                   bad_files: str = "skip", device_id: int = 0) -> Tuple[str, VideoIndex]:
     """The decoder that will read ``index`` on ``device``, and the index checked for it.
 
     Every frame count that came from a list is first checked against its file
@@ -104,6 +106,11 @@ def choose_decoder(index: VideoIndex, decoder: Optional[str], device: str,
     (``"error"``, for evaluation, where every video must stay in place). ``"torchcodec"``
     is never a default; asked for where it cannot be used, it raises a ``ValueError``
     with the reason and the install lines.
+
+    On a GPU the probe decodes on ``device_id`` (this process's GPU). Under
+    ``torch.distributed`` every rank probes and the ranks agree: if any rank's GPU refuses a
+    kind of video, every rank falls back, and rank 0 says which rank and why — ranks never
+    read one dataset with different decoders.
     """
     if device not in DEVICES:
         raise ValueError(f"device={device!r}; choose one of {DEVICES}")
@@ -119,30 +126,54 @@ def choose_decoder(index: VideoIndex, decoder: Optional[str], device: str,
         return chosen, index
     index = index.with_media(bad_files=bad_files)
     problems = decoder_problems(index, device)
+    count, where = len(problems), ""
     if not problems and device == "gpu":
-        problems = probe_problems(index)
+        try:
+            local, failure = probe_problems(index, device_id=device_id), None
+        except ProbeError as exc:  # raised on every rank below, not on this one alone (the others would wait)
+            local, failure = [], str(exc)
+        count, first, where, failure = _agree(local, failure)
+        if failure:
+            raise ProbeError(failure)
+        problems = [first] if first else []
     if not problems:
         return chosen, index
     which = "NVDEC" if device == "gpu" else "DALI's CPU decoder"
     first_path, first_reason = problems[0]
     if decoder is None:
-        log.warning("decoding with PyAV workers instead of %s: %d of %d videos cannot be read by it, e.g. %s: %s",
-                    which, len(problems), len(index), first_path, first_reason)
+        log.warning("decoding with PyAV workers instead of %s%s: %d of %d videos cannot be read by it, e.g. %s: %s",
+                    which, where, count, len(index), first_path, first_reason)
         return "pyav", index
-    more = f" (and {len(problems) - 1} more videos)" if len(problems) > 1 else ""
+    more = f" (and {count - 1} more videos)" if count > 1 else ""
     raise ValueError(f"{first_path}: {first_reason}{more}; decoder='dali' on {device} cannot read it — "
                      f"{CONVERT_HINT}, or use decoder='pyav'")
 
 
-def nvdec_probe(path: str) -> Optional[str]:
-    """``None`` if NVDEC, through DALI's mixed video decoder, decodes the first frames of ``path``;
-    else the first line of its error. Builds a one-sample GPU pipeline: only on a GPU machine."""
+class ProbeError(RuntimeError):
+    """The NVDEC probe failed for a reason that says nothing about the video (out of memory, a GPU
+    in exclusive-process mode, a driver error): falling back to PyAV would hide it."""
+
+
+# DALI's own words when NVDEC cannot take a kind of video (frames_decoder_gpu.cc, DALI 2.4):
+# the codec, chroma format or bit depth ("Codec configuration not supported on this GPU"),
+# the frame size ("Video is too small/large in at least one dimension", "too many
+# macroblocks"), or no parser for the codec. Only these make the dataset fall back.
+UNSUPPORTED = re.compile(r"not supported|too small|too large|unsupported codec|bit stream filter", re.IGNORECASE)
+
+
+def nvdec_probe(path: str, device_id: int = 0) -> Optional[str]:
+    """``None`` if NVDEC on GPU ``device_id``, through DALI's mixed video decoder, decodes the first
+    frames of ``path``; the reason (one line) if it refuses this kind of video.
+
+    Any other failure raises :class:`ProbeError`. Builds a one-sample GPU pipeline on the
+    process's own GPU: only on a GPU machine.
+    """
     import numpy as np
     from nvidia.dali import pipeline_def
 
     data = np.fromfile(path, dtype=np.uint8)
 
-    @pipeline_def(batch_size=1, num_threads=1, device_id=0)
+    @pipeline_def(batch_size=1, num_threads=1, device_id=device_id)
     def probe():
         encoded = fn.external_source(source=lambda: [data], batch=True)
         return fn.decoders.video(encoded, device="mixed", sequence_length=2, pad_mode="edge")
@@ -154,29 +185,69 @@ def nvdec_probe(path: str) -> Optional[str]:
         return None
     except Exception as exc:  # DALI raises RuntimeError with the driver's or FFmpeg's reason
         lines = [line.strip() for line in str(exc).split("encountered:", 1)[-1].splitlines() if line.strip()]
-        return (lines[0] if lines else type(exc).__name__)[:300]
+        reason = (lines[0] if lines else type(exc).__name__)[:300]
+        if UNSUPPORTED.search(str(exc)):
+            return reason
+        raise ProbeError(f"decoding {path} with NVDEC on GPU {device_id} failed: {reason} — not a property of the "
+                         "video, so the dataset is not moved to PyAV decoding; fix the GPU's state or pass "
+                         "loader.decoder=pyav") from exc
 
 
-def probe_problems(index: VideoIndex, probe: Callable[[str], Optional[str]] = None) -> List[Tuple[str, str]]:
+_probed: Dict[Tuple[int, str, int, int], Optional[str]] = {}  # (GPU, path, size, mtime) → reason, per process
+
+
+def probe_problems(index: VideoIndex, probe: Callable[[str], Optional[str]] = None,
+                   device_id: int = 0) -> List[Tuple[str, str]]:
     """``(path, reason)`` for the videos whose kind the GPU at hand refuses, found by decoding a few.
 
     The table in :func:`nvdec_problem` is what NVIDIA publishes; what a given GPU and driver
     accept (AV1 only on recent chips, maximum sizes) is known only by asking. Videos are
     grouped by codec and pixel format, and the smallest and the largest of each group are
-    decoded; if either fails, the whole group is reported.
+    decoded on GPU ``device_id``; if either fails, the whole group is reported. Answers are
+    kept for the process, so the second loader of a run (MoQuad's warm-up and quadruple
+    graphs) asks nothing again.
     """
-    probe = probe or nvdec_probe
+    def ask(path: str) -> Optional[str]:
+        if probe is not None:
+            return probe(path)
+        st = os.stat(path)
+        key = (device_id, os.path.abspath(path), st.st_size, int(st.st_mtime))
+        if key not in _probed:
+            _probed[key] = nvdec_probe(path, device_id)
+        return _probed[key]
+
     groups: Dict[Tuple[str, str], List[int]] = {}
     for i, media in enumerate(index.media):
         groups.setdefault((media.codec, media.pix_fmt), []).append(i)
     found = []
     for members in groups.values():
         by_area = sorted(members, key=lambda i: index.media[i].height * index.media[i].width)
-        reason = next((r for r in (probe(index.paths[i]) for i in dict.fromkeys([by_area[0], by_area[-1]])) if r),
-                      None)
+        extremes = {(index.media[i].height, index.media[i].width): i for i in (by_area[-1], by_area[0])}
+        reason = next((r for r in (ask(index.paths[i]) for i in extremes.values()) if r), None)
         if reason:
             found += [(index.paths[i], f"NVDEC refused a video of this kind on this GPU: {reason}") for i in members]
     return found
+
+
+def _agree(problems: List[Tuple[str, str]], failure: Optional[str]):
+    """``(count, first problem, where, failure)`` over every rank under ``torch.distributed``, else this process's.
+
+    Every rank calls this at the same point (the same index, the same decoder asked for),
+    so the collective is matched; ``where`` names the rank whose GPU refused, ``failure`` is
+    the first rank's probe that failed for another reason (every rank then raises it).
+    """
+    import torch.distributed as dist
+
+    first = problems[0] if problems else None
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return len(problems), first, "", failure
+    gathered: List[object] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, (len(problems), first, failure))
+    failure = next((f"rank {rank}: {f}" for rank, (_, _, f) in enumerate(gathered) if f), None)
+    for rank, (count, first, _) in enumerate(gathered):
+        if count:
+            return count, first, f" (on every rank: rank {rank}'s GPU refused a kind of video)", failure
+    return 0, None, "", failure
 
 
 def windows(source: WindowSource, device: str = "cpu", num_workers: int = 2,

@@ -146,7 +146,8 @@ class EvalIterator:
             raise ValueError(f"device={device!r}; choose one of {DEVICES}")
         self.planner = EvalPlanner(frames, size, mean, std, num_crops, stride, antialias)
         self.num_clips, self.num_crops = int(num_clips), int(num_crops)
-        self.decoder, index = choose_decoder(index, decoder, device, bad_files="error")  # keep every video
+        # bad_files="error": evaluation keeps every video in place
+        self.decoder, index = choose_decoder(index, decoder, device, bad_files="error", device_id=device_id)
         self.index = index.apply_window(self.planner.window, "pad")  # evaluation never skips a video
         self.samples = eval_samples(self.index.num_frames, self.planner.window, self.num_clips)
         self.device, self.device_id = device, device_id

@@ -77,7 +77,7 @@ class VideoIterator:
         self.name = self.spec.name
         self.config = build_config(self.spec, config)
         self.planner = self.spec.planner(self.config)
-        self.decoder, index = choose_decoder(index, decoder, device)
+        self.decoder, index = choose_decoder(index, decoder, device, device_id=device_id)
         self.index = index.apply_window(self.planner.window, short_videos)
         self.batch_size, self.device, self.seed = batch_size, device, seed
         self.shard_id, self.num_shards = shard_id, num_shards

@@ -41,3 +41,32 @@ def _feeder(batch):
 def _samples(tensor_list):
     tl = tensor_list.as_cpu() if hasattr(tensor_list, "as_cpu") else tensor_list
     return [tl[i] for i in range(len(tl))]
+
+
+def decode_windows(index, samples, length: int, decoder: str, device: str = "cpu"):
+    """The decoded windows ``(length, H, W, 3)`` uint8 of ``samples`` ``[(video, start), ...]``, in order,
+    through the pipeline's window source and ``decoder`` on ``device`` (NumPy on the host)."""
+    from pipelines import build_pipeline
+    from pipelines.planner import Planner
+    from pipelines.sources import WindowSource
+
+    class Window(Planner):
+        outputs = ("window",)
+        window = length
+
+        def draw(self, *args):
+            return {}
+
+        def graph(self, window, params, dtype):
+            return {"window": window}
+
+    batch = 2 if len(samples) % 2 == 0 else 1
+    source = WindowSource(index, Window(), batch_size=batch, shuffle=False, samples=samples, decoder=decoder)
+    pipe = build_pipeline(source, source.planner, device, num_workers=0)
+    pipe.build()
+    out = []
+    for _ in range(len(source)):
+        windows = pipe.run()[0]
+        windows = windows.as_cpu() if hasattr(windows, "as_cpu") else windows
+        out += [np.array(windows[i]) for i in range(batch)]
+    return out[:len(samples)]

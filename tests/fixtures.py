@@ -107,3 +107,83 @@ def damage_packet(path: str, packet: int, out: str, length: int = 40) -> str:
     with open(out, "wb") as f:
         f.write(bytes(data))
     return out
+
+
+# --- coloured frames that still carry their index: what a GPU can get wrong shows --------------------
+STEP = 6  # grey level per frame index in the band: survives lossy coding and NVDEC's conversion
+BAND = 3  # half-height of the index band, in rows
+KINETICS_SHAPES = ((256, 456), (256, 342))  # (H, W) prepare --short-side 256 writes for 16:9 and 4:3 sources
+
+
+def coloured_id_frames(num_frames: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+    """Coloured, textured, asymmetric ``(T, H, W, 3)`` frames whose middle rows carry the frame index.
+
+    * Red varies along x, green along y and blue along the diagonal, with other periods,
+      and the texture moves with the frame index: a wrong frame, crop window, flip, height
+      and width swapped or a channel order shows everywhere.
+    * Four corner patches of distinct colours (red top-left, green top-right, blue
+      bottom-left, yellow bottom-right): no flip or transpose maps the picture onto itself.
+    * A band of ``2·BAND`` rows across the middle is flat grey at ``STEP·frame`` (R = G =
+      B): the index survives chroma subsampling and lossy coding (:func:`band_ids`).
+    """
+    if STEP * (num_frames - 1) > 255:
+        raise ValueError(f"at most {255 // STEP + 1} frames can carry their index")
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    out = np.empty((num_frames, height, width, 3), np.uint8)
+    patch = max(4, min(height, width) // 6)
+    corners = {(0, 0): (230, 30, 30), (0, 1): (30, 200, 40), (1, 0): (40, 40, 220), (1, 1): (235, 220, 30)}
+    for i in range(num_frames):
+        frame = np.stack([128 + 90 * np.sin(2 * np.pi * (x + 3 * i + seed) / 37),
+                          128 + 90 * np.sin(2 * np.pi * (y + 2 * i) / 23 + seed),
+                          128 + 90 * np.sin(2 * np.pi * (x + y - 4 * i) / 51)], -1)
+        for (bottom, right), colour in corners.items():
+            rows = slice(height - patch, height) if bottom else slice(0, patch)
+            cols = slice(width - patch, width) if right else slice(0, patch)
+            frame[rows, cols] = colour
+        frame[height // 2 - BAND:height // 2 + BAND] = STEP * i
+        out[i] = np.clip(frame, 0, 255).astype(np.uint8)
+    return out
+
+
+def band_ids(frames) -> np.ndarray:
+    """``(F, H, W, 3)`` decoded frames (uint8 or float) → the frame index each one carries in its band."""
+    frames = np.asarray(frames, dtype=np.float64)
+    h = frames.shape[1]
+    band = frames[:, h // 2 - BAND + 1:h // 2 + BAND - 1]  # inner rows: chroma of the neighbours bleeds in
+    return np.rint(np.median(band, axis=(1, 2, 3)) / STEP).astype(int)
+
+
+def write_coloured_videos(folder: str, shapes: Sequence, num_frames: int = 40, codec: str = "vp9",
+                          bframes: bool = False) -> str:
+    """One coloured id video per ``(H, W)`` of ``shapes`` under ``folder``, and ``folder/list.txt``; its path.
+
+    ``bframes`` (H.264) writes B-frames and checks that the file holds them.
+    """
+    os.makedirs(folder, exist_ok=True)
+    ext = {"vp9": ".webm", "h264": ".mp4"}[codec]
+    lines = []
+    for v, (height, width) in enumerate(shapes):
+        name = f"c{v:02d}_{width}x{height}{ext}"
+        path = os.path.join(folder, name)
+        frames = coloured_id_frames(num_frames, height, width, seed=v)
+        if codec == "h264" and bframes:
+            write_raw(path, frames, "libx264", "mp4", gop=12,
+                      options={"preset": "medium", "crf": "12", "x264-params": "bframes=3:b-adapt=0:b-pyramid=normal"})
+            if count_bframes(path) == 0:
+                raise AssertionError(f"{path} holds no B-frames: it cannot test their order")
+        else:
+            write_video(path, frames, codec=codec, gop=12, crf=10)
+        lines.append(f"{name} {v % 2}")
+    list_path = os.path.join(folder, "list.txt")
+    with open(list_path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return list_path
+
+
+def count_bframes(path: str) -> int:
+    """How many frames of ``path`` the decoder reports as B-frames."""
+    import av
+    from av.video.frame import PictureType
+
+    with av.open(path) as container:
+        return sum(frame.pict_type == PictureType.B for frame in container.decode(video=0))

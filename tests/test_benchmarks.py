@@ -183,36 +183,44 @@ def test_data_stall_end_to_end_writes_json(small, tmp_path):
     assert saved["environment"]["cpu_model"]
 
 
-def test_gpu_check_without_a_gpu_reports_and_exits_2(tmp_path):
+def test_gpu_check_without_a_gpu_reports_and_exits_2(tmp_path, monkeypatch):
     from benchmarks import gpu_check
 
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi: no NVIDIA GPU at all
     assert gpu_check.main(["--out", str(tmp_path)]) == 2
     report = json.loads((tmp_path / "gpu_check.json").read_text())
-    assert [s["status"] for s in report["stages"]] == ["passed", "failed"] and not report["passed"]
-    assert "no CUDA GPU" in (tmp_path / "gpu_check.md").read_text()
+    assert [(s["stage"], s["status"]) for s in report["stages"]] == [("cuda", "failed")] and not report["passed"]
+    assert "no NVIDIA GPU on this machine" in (tmp_path / "gpu_check.md").read_text()
 
 
 def test_gpu_check_measures_the_nvdec_size_table(tmp_path, monkeypatch):
-    """The stage writes a video per codec at the assumed minimum and below it; the decoder is faked here."""
+    """The stage writes a video per codec at the assumed minimum and below it; the decoder is faked here, and the
+    stage's child process is run in this one."""
     from benchmarks import gpu_check
+    from pipelines import decoding
     from pipelines.decoding import NVDEC_MIN_SIZE
     from pipelines.video_io import header
 
     seen = {}
 
-    def fake_decode(path):
+    def fake_decode(path, device_id=0):
         media = header(path)
         seen[media.codec, media.width, media.height] = True
         w, h = NVDEC_MIN_SIZE[media.codec]
-        return "ok" if media.width >= w and media.height >= h else "Video is too small in at least one dimension"
+        return None if media.width >= w and media.height >= h else "Video is too small in at least one dimension"
 
-    monkeypatch.setattr(gpu_check, "_probe_decode", fake_decode)
+    def in_process(cmd, timeout, log_path, env=None):
+        gpu_check.probe_sizes(os.path.join(str(tmp_path), "nvdec_sizes.jsonl"))
+        return {"returncode": 0, "tail": "", "seconds": 0.0, "command": "probe_sizes"}
+
+    monkeypatch.setattr(decoding, "nvdec_probe", fake_decode)
+    monkeypatch.setattr(gpu_check, "run_child", in_process)
     args = gpu_check.argparse.Namespace(out=str(tmp_path))
-    result = gpu_check.run_stage("nvdec_sizes", args)
+    result = gpu_check.run_stage("nvdec_sizes", args, 60)
     assert result["status"] == "passed" and {c for c, _, _ in seen} == {"h264", "vp8", "vp9", "mpeg4"}
     assert ("vp9", 128, 128) in seen and ("vp9", 64, 64) in seen
-    monkeypatch.setattr(gpu_check, "_probe_decode", lambda path: "ok")  # a GPU that decodes everything
-    failed = gpu_check.run_stage("nvdec_sizes", args)
+    monkeypatch.setattr(decoding, "nvdec_probe", lambda path, device_id=0: None)  # a GPU that decodes everything
+    failed = gpu_check.run_stage("nvdec_sizes", args, 60)
     assert failed["status"] == "failed" and "below the assumed minimum" in failed["message"]
-    assert "nvdec_sizes | failed" in gpu_check.markdown({"command": "x", "date": "d", "seconds": 1.0,
+    assert "| nvdec_sizes | FAIL |" in gpu_check.markdown({"command": "x", "date": "d", "seconds": 1.0,
                                                           "stages": [failed]})

@@ -122,3 +122,7 @@ def test_clips_per_second_is_steady_across_epochs(monkeypatch):
     for _ in range(20):
         rate.step(8)  # 8 clips a second, whatever the epoch boundaries
     assert rate.rate == pytest.approx(8.0)
+    for _ in range(10):  # a batch arrives 1 s after the step ended, the step then takes 1 s: half the time waiting
+        rate.arrived()
+        rate.step(8)
+    assert rate.wait_share == pytest.approx(0.5) and rate.rate == pytest.approx(4.0)

@@ -213,3 +213,116 @@ def test_a_gpu_that_refuses_a_kind_of_video_is_asked_not_assumed(tmp_path):
     assert len(asked) == 1  # one kind (vp9, yuv420p), all of one size: one probe
     assert len(problems) == 3 and "NVDEC refused a video of this kind on this GPU" in problems[0][1]
     assert probe_problems(index, lambda path: None) == []
+
+
+def _probe_with(monkeypatch, failure):
+    """``nvdec_probe`` with DALI's pipeline replaced by one whose run raises ``failure``; the device ids asked for."""
+    import nvidia.dali
+
+    devices = []
+
+    def fake_pipeline_def(**kwargs):
+        devices.append(kwargs["device_id"])
+
+        def wrap(fn):
+            class Pipe:
+                def build(self):
+                    pass
+
+                def run(self):
+                    if failure:
+                        raise RuntimeError(f"Critical error in pipeline:\nError in MIXED operator "
+                                           f"`decoders__Video` encountered:\n\n{failure}\nC++ context: [...]")
+            return lambda: Pipe()
+        return wrap
+
+    monkeypatch.setattr(nvidia.dali, "pipeline_def", fake_pipeline_def)
+    return devices
+
+
+@pytest.mark.parametrize("failure,unsupported", [
+    ("Codec configuration not supported on this GPU. Codec: AV1, chroma format: YUV 4:2:0, bit depth: 8", True),
+    ("Video is too small in at least one dimension. Provided: 96x96 vs supported:128x128", True),
+    ("Video is too large in at least one dimension. Provided: 8192x8192 vs supported:4096x4096", True),
+    ("CUDA error 'out of memory' (cudaErrorMemoryAllocation)", False),
+    ("CUDA driver API error CUDA_ERROR_DEVICES_UNAVAILABLE: all CUDA-capable devices are busy or unavailable", False),
+])
+def test_the_nvdec_probe_falls_back_only_for_what_nvdec_cannot_decode(tmp_path, monkeypatch, failure, unsupported):
+    """A probe failing for a reason that is not the video's (no memory, an exclusive GPU) must not move one rank to
+    PyAV while the others use NVDEC: only "this codec or size is unsupported" falls back; the rest is an error."""
+    from pipelines.decoding import ProbeError, nvdec_probe
+
+    path = tmp_path / "v.webm"
+    path.write_bytes(b"\x1a\x45\xdf\xa3")
+    devices = _probe_with(monkeypatch, failure)
+    if unsupported:
+        assert nvdec_probe(str(path), device_id=3) == failure.splitlines()[0]
+    else:
+        with pytest.raises(ProbeError, match=r"v\.webm with NVDEC on GPU 3 failed: CUDA .*loader\.decoder=pyav"):
+            nvdec_probe(str(path), device_id=3)
+    assert devices == [3]  # the rank's own GPU, not GPU 0
+
+
+def test_each_process_probes_on_its_own_gpu_once(tmp_path, monkeypatch):
+    """MoQuad builds two loaders: the second asks the GPU nothing again; rank 3 asks GPU 3."""
+    from pipelines import decoding
+
+    index = load_index(write_id_videos(str(tmp_path), [8, 8], height=128, width=128))
+    asked = []
+    monkeypatch.setattr(decoding, "_probed", {})
+    monkeypatch.setattr(decoding, "nvdec_probe", lambda path, device_id=0: asked.append(device_id))
+    for _ in range(2):
+        assert choose_decoder(index, None, "gpu", device_id=3)[0] == "dali"
+    assert asked == [3]
+
+
+def _agreeing_rank(rank: int, init_file: str, lst: str, refuse_on: int, fail_on: int, out: str) -> None:
+    import json
+    import logging
+
+    import torch.distributed as dist
+
+    from pipelines import decoding
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    records = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    logging.getLogger("pipelines.decoding").addHandler(handler)
+
+    def probe(path, device_id=0):
+        assert device_id == rank
+        if rank == fail_on:
+            raise decoding.ProbeError("out of memory")
+        return "Codec configuration not supported on this GPU" if rank == refuse_on else None
+
+    decoding.nvdec_probe = probe
+    try:
+        result = {"decoder": decoding.choose_decoder(load_index(lst), None, "gpu", device_id=rank)[0]}
+    except decoding.ProbeError as exc:
+        result = {"error": str(exc)}
+    result["log"] = records
+    with open(f"{out}.{rank}", "w") as f:
+        json.dump(result, f)
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("refuse_on,fail_on", [(1, -1), (-1, 1)], ids=["rank 1 refuses", "rank 1 fails"])
+def test_ranks_agree_on_the_decoder(tmp_path, refuse_on, fail_on):
+    """One rank's GPU refusing a kind of video moves every rank to PyAV, said once with the rank; one rank's probe
+    failing for another reason stops every rank (none waits in the collective for ever)."""
+    import json
+
+    import torch.multiprocessing as mp
+
+    lst = write_id_videos(str(tmp_path / "v"), [8, 8], height=128, width=128)
+    out = str(tmp_path / "result")
+    mp.start_processes(_agreeing_rank, args=(str(tmp_path / "init"), lst, refuse_on, fail_on, out), nprocs=2,
+                       start_method="spawn")
+    results = [json.load(open(f"{out}.{rank}")) for rank in range(2)]
+    if refuse_on == 1:
+        assert [r["decoder"] for r in results] == ["pyav", "pyav"]
+        assert any("rank 1's GPU refused" in line for line in results[0]["log"])
+    else:
+        assert all("rank 1: " in r["error"] and "out of memory" in r["error"] for r in results)
