@@ -20,7 +20,7 @@ import torch
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from models.backbones import TinyVideoNet  # noqa: E402
+from motionssl.models.backbones import TinyVideoNet  # noqa: E402
 
 
 def seconds(model: torch.nn.Module, x: torch.Tensor, repeats: int) -> float:

@@ -21,8 +21,8 @@ from typing import Callable, List, Optional
 import numpy as np
 import psutil
 
-from pipelines.index import VideoIndex
-from pipelines.pipeline import usable_cores
+from motionssl.pipelines.index import VideoIndex
+from motionssl.pipelines.pipeline import usable_cores
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 METHODS = ("simclr", "mcpnet", "moquad")

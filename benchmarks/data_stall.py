@@ -38,11 +38,11 @@ from benchmarks.common import (DEFAULT_SIZE, HERE, OtherLoad, close, default_dat
                                environment, load_average, pipeline_config, replicate, synchronizer, wait_for_idle,
                                warn_if_busy)
 from benchmarks.decode_only import build_iterator  # noqa: E402
-from models.methods import create_method  # noqa: E402
-from models.optim import build_optimizer, mcpnet_lr, moquad_lr  # noqa: E402
-from pipelines.index import load_index  # noqa: E402
-from pipelines.pipeline import usable_cores  # noqa: E402
-from pipelines.sources import DECODERS  # noqa: E402
+from motionssl.models.methods import create_method  # noqa: E402
+from motionssl.models.optim import build_optimizer, mcpnet_lr, moquad_lr  # noqa: E402
+from motionssl.pipelines.index import load_index  # noqa: E402
+from motionssl.pipelines.pipeline import usable_cores  # noqa: E402
+from motionssl.pipelines.sources import DECODERS  # noqa: E402
 
 METHOD_PIPELINES = ("simclr", "mcpnet", "moquad")
 # The papers' optimisers: LARS for MoQuad (and SimCLR/CVRL), SGD for MCPNet (models/optim.py).

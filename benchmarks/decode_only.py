@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipelines import make_iterator
-from pipelines.index import VideoIndex
-from pipelines.iterators import PipelineSpec
-from pipelines.planner import Planner
+from motionssl.pipelines import make_iterator
+from motionssl.pipelines.index import VideoIndex
+from motionssl.pipelines.iterators import PipelineSpec
+from motionssl.pipelines.planner import Planner
 
 
 @dataclass

@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass
 from typing import Dict, List, Sequence
 
-from pipelines import files
+from motionssl.pipelines import files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASE = {m: os.path.join("configs", "small", f"{m}.yaml") for m in ("simclr", "moquad", "mcpnet")}

@@ -28,8 +28,8 @@ from typing import Optional
 
 import numpy as np
 
-from pipelines import demo, files
-from pipelines.video_io import write_video
+from motionssl.pipelines import demo, files
+from motionssl.pipelines.video_io import write_video
 
 log = logging.getLogger(__name__)
 

@@ -87,7 +87,7 @@ def stage_environment(args, limit) -> dict:
     import nvidia.dali
     import torch
 
-    from models.runtime import nvidia_driver
+    from motionssl.models.runtime import nvidia_driver
 
     env = {"python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
            "torch_cuda": torch.version.cuda, "dali": nvidia.dali.__version__, "pyav": av.__version__,
@@ -125,8 +125,8 @@ def probe_sizes(out_path: str) -> None:
     """In a child process: one JSON line per (codec, size) — whether NVDEC decodes it (``nvdec_sizes``)."""
     import numpy as np
 
-    from pipelines.decoding import NVDEC_MIN_SIZE, nvdec_probe
-    from pipelines.video_io import write_video
+    from motionssl.pipelines.decoding import NVDEC_MIN_SIZE, nvdec_probe
+    from motionssl.pipelines.video_io import write_video
 
     encoders = {"h264": ".mkv", "vp9": ".webm", "vp8": ".webm", "mpeg4": ".mkv"}
     rng = np.random.default_rng(0)
@@ -315,7 +315,7 @@ def markdown(report: dict) -> str:
 
 
 def write_report(report: dict, out: str) -> None:
-    from pipelines import files
+    from motionssl.pipelines import files
 
     files.write_text(os.path.join(out, "gpu_check.json"), json.dumps(report, indent=1, default=str))
     files.write_text(os.path.join(out, "gpu_check.md"), markdown(report))
@@ -325,7 +325,7 @@ def cuda_gate() -> Optional[tuple]:
     """``None`` when CUDA works here; else ``(exit status, reason)`` (1: a GPU CUDA cannot use, 2: no GPU)."""
     import torch
 
-    from models.runtime import cuda_problem
+    from motionssl.models.runtime import cuda_problem
 
     if torch.cuda.is_available():
         return None

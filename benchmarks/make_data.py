@@ -32,8 +32,8 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from pipelines import files
-from pipelines.video_io import write_video
+from motionssl.pipelines import files
+from motionssl.pipelines.video_io import write_video
 
 EXTENSIONS = {"vp9": ".webm", "h264": ".mp4"}
 # Quality per codec: visually fine at 320×240, well above the "flat" regime.

@@ -38,12 +38,12 @@ import torch
 import torchvision.transforms.v2.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from pipelines.augment import KINETICS_MEAN, KINETICS_STD
-from pipelines.contract import torch_device
-from pipelines.planner import ParamKeys, Planner
-from pipelines.rad import tile_size
-from pipelines.sources import FRAME_DECODERS, WindowSource, _Timestamps  # _Timestamps: the workers' per-file cache
-from pipelines.torchcodec_io import read_window_torchcodec
+from motionssl.pipelines.augment import KINETICS_MEAN, KINETICS_STD
+from motionssl.pipelines.contract import torch_device
+from motionssl.pipelines.planner import ParamKeys, Planner
+from motionssl.pipelines.rad import tile_size
+from motionssl.pipelines.sources import FRAME_DECODERS, WindowSource, _Timestamps  # _Timestamps: the workers' per-file cache
+from motionssl.pipelines.torchcodec_io import read_window_torchcodec
 
 
 # --- one clip ---------------------------------------------------------------------------------
@@ -302,10 +302,10 @@ def op_costs(size: int, frames: int = 16, height: int = 240, width: int = 320, r
                                                                          torch.float32))}
     finally:
         torch.set_num_threads(threads)
-    from pipelines import fused
+    from motionssl.pipelines import fused
 
     if fused.available() is None:
-        from pipelines import _fused_kernels as kernels
+        from motionssl.pipelines import _fused_kernels as kernels
 
         result = np.empty((3, frames, size, size), np.float32)
         idx = np.arange(frames, dtype=np.int32)

@@ -16,10 +16,10 @@ import numpy as np
 from benchmarks.common import OtherLoad, close, synchronizer
 from benchmarks.decode_only import build_iterator
 from benchmarks.profile import decode_window_one_thread
-from pipelines import inspection
-from pipelines.index import VideoIndex
-from pipelines.sources import WindowSource
-from pipelines.video_io import frame_timestamps
+from motionssl.pipelines import inspection
+from motionssl.pipelines.index import VideoIndex
+from motionssl.pipelines.sources import WindowSource
+from motionssl.pipelines.video_io import frame_timestamps
 
 
 def time_batches(batches: Iterator, warmup: int, per_repeat: int, repeats: int, sync) -> dict:
@@ -98,7 +98,7 @@ def measure_pipeline(args, name: str, index: VideoIndex, config: dict, decoder: 
 
 
 def measure_reference(args, name: str, index: VideoIndex, config: dict) -> dict:
-    from pipelines.reference_loader import reference_loader
+    from motionssl.pipelines.reference_loader import reference_loader
 
     it = build_iterator(name, index, args.batch_size, args.device, args.seed, config, decoder="pyav",
                         num_workers=args.workers)
@@ -165,7 +165,7 @@ def timed_windows(args, name: str, index: VideoIndex, config: dict, first: Optio
 def one_thread_decoder(decoder: str):
     """``(path, start, count, stamps) -> frames`` of ``decoder`` with one thread: the ceiling's unit."""
     if decoder == "torchcodec":
-        from pipelines.torchcodec_io import read_window_torchcodec
+        from motionssl.pipelines.torchcodec_io import read_window_torchcodec
 
         return lambda path, start, count, stamps: read_window_torchcodec(path, start, count, timestamps=stamps,
                                                                          threads=1)

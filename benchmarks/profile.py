@@ -28,11 +28,11 @@ import numpy as np
 
 from benchmarks.common import synchronizer
 from benchmarks.decode_only import build_iterator
-from pipelines import build_pipeline, fused
-from pipelines.index import VideoIndex
-from pipelines.pipeline import output_names
-from pipelines.sources import WindowSource
-from pipelines.video_io import frame_timestamps, read_window
+from motionssl.pipelines import build_pipeline, fused
+from motionssl.pipelines.index import VideoIndex
+from motionssl.pipelines.pipeline import output_names
+from motionssl.pipelines.sources import WindowSource
+from motionssl.pipelines.video_io import frame_timestamps, read_window
 
 
 class CachedSource(WindowSource):

@@ -63,11 +63,11 @@ from benchmarks.common import (DEFAULT_SIZE, HERE, default_data, describe, envir
 from benchmarks.producers import (measure_ceiling, measure_peer, measure_pipeline,  # noqa: E402
                                   measure_reference, operator_counts, timed_windows)
 from benchmarks.profile import profile  # noqa: E402
-from pipelines.index import load_index  # noqa: E402
-from pipelines.pipeline import usable_cores  # noqa: E402
-from pipelines.sources import FRAME_DECODERS  # noqa: E402  (decoders in loader workers: the peer's, the ceilings')
-from pipelines.torchcodec_io import torchcodec_available  # noqa: E402
-from pipelines.video_io import DALI_CPU_CODECS, header  # noqa: E402
+from motionssl.pipelines.index import load_index  # noqa: E402
+from motionssl.pipelines.pipeline import usable_cores  # noqa: E402
+from motionssl.pipelines.sources import FRAME_DECODERS  # noqa: E402  (decoders in loader workers: the peer's, the ceilings')
+from motionssl.pipelines.torchcodec_io import torchcodec_available  # noqa: E402
+from motionssl.pipelines.video_io import DALI_CPU_CODECS, header  # noqa: E402
 
 ALL_PIPELINES = ("decode", "simclr", "mcpnet", "moquad")
 PIPELINE_DECODERS = ("pyav", "torchcodec", "dali")

@@ -29,8 +29,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.distributed import is_distributed
-from models.optim import build_optimizer, cosine_schedule
+from motionssl.models.distributed import is_distributed
+from motionssl.models.optim import build_optimizer, cosine_schedule
 
 RETRIEVAL_KS = (1, 5, 10, 20, 50)
 CLASSIFICATION_KS = (1, 5)

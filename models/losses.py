@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from models.distributed import maybe_gather
+from motionssl.models.distributed import maybe_gather
 
 REDUCTIONS = ("mean", "none")
 

@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.backbones import VideoBackbone, create_backbone
-from models.heads import MCPNetHeads, ProjectionHead
-from models.losses import (
+from motionssl.models.backbones import VideoBackbone, create_backbone
+from motionssl.models.heads import MCPNetHeads, ProjectionHead
+from motionssl.models.losses import (
     MIP_SIMILARITIES,
     appearance_loss,
     cip_loss,

@@ -21,14 +21,14 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 from tqdm import tqdm
 
-from models.distributed import get_rank, get_world_size
-from models.evaluation import (FineTuneClassifier, distinct_views, extract_views, fine_tune, gather_views,
+from motionssl.models.distributed import get_rank, get_world_size
+from motionssl.models.evaluation import (FineTuneClassifier, distinct_views, extract_views, fine_tune, gather_views,
                                retrieval_accuracy, topk_accuracy, train_linear_probe, video_features,
                                video_probabilities)
-from pipelines import VideoIndex, make_iterator
-from pipelines.augment import KINETICS_MEAN, KINETICS_STD
-from pipelines.contract import torch_device
-from pipelines.evaluation import make_eval_iterator
+from motionssl.pipelines import VideoIndex, make_iterator
+from motionssl.pipelines.augment import KINETICS_MEAN, KINETICS_STD
+from motionssl.pipelines.contract import torch_device
+from motionssl.pipelines.evaluation import make_eval_iterator
 
 
 def current_device(device: str) -> torch.device:

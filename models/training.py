@@ -30,8 +30,9 @@ import numpy as np
 import torch
 import yaml
 
-from pipelines import files
-from pipelines.config import ConfigError, build
+from motionssl import configs as shipped_configs
+from motionssl.pipelines import files
+from motionssl.pipelines.config import ConfigError, build
 
 CHECKPOINT_FORMAT = "motionssl/1"
 DEVICES = ("auto", "cpu", "gpu")
@@ -47,7 +48,7 @@ class OptimConfig:
     warmup_epochs: float = 0.0  # linear learning-rate warm-up before the cosine decay
 
     def __post_init__(self):
-        from models.optim import OPTIMIZERS
+        from motionssl.models.optim import OPTIMIZERS
         if self.name not in OPTIMIZERS:
             raise ValueError(f"optim.name={self.name!r}; choose one of {sorted(OPTIMIZERS)}")
         if self.lr is not None and not self.lr > 0:
@@ -130,12 +131,15 @@ def load_config(files: List[str] = (), overrides: List[str] = (), **top: Any) ->
     """Defaults, then each YAML file in order, then ``top`` keys, then ``key=value`` overrides.
 
     Several files stack: a paper configuration followed by a small ablation file that
-    changes a few keys.
+    changes a few keys. A file that does not exist is looked up among the shipped
+    configurations (``configs/moquad_r3d18.yaml``, ``moquad_r3d18``: :mod:`motionssl.configs`).
     """
     values: Dict[str, Any] = {}
-    for path in files:
+    for given in files:
+        path = shipped_configs.resolve(given)  # a file, or the name of a shipped configuration
         if not os.path.exists(path):
-            raise ConfigError(f"config file {path} not found")
+            raise ConfigError(f"config file {given} not found (nor a shipped configuration of that name: "
+                              f"{', '.join(shipped_configs.shipped()[:6])} ...)")
         try:
             with open(path) as f:
                 loaded = yaml.safe_load(f) or {}
@@ -352,7 +356,7 @@ def read_checkpoint(path: str) -> Dict[str, Any]:
 
 def build_backbone(name: str, kwargs: Dict[str, Any], where: str):
     """``create_backbone(name, **kwargs)``; a :class:`CheckpointError` naming ``where`` if it cannot be built."""
-    from models.backbones import create_backbone
+    from motionssl.models.backbones import create_backbone
 
     try:
         return create_backbone(name, **kwargs)

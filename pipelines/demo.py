@@ -17,10 +17,10 @@ configuration turns flip off (``augment.flip_prob: 0``).
 
 Everything is a pure function of ``seed``: the same seed writes the same frames. The
 default (8 classes × 40 videos, 30 for training and 10 for testing, 64×64 px, 32 frames)
-is written in well under a minute on two cores and cached; ``python -m pipelines.demo
+is written in well under a minute on two cores and cached; ``python -m motionssl.pipelines.demo
 --out DIR`` writes it anywhere.
 
-Layout (the prepared-dataset layout of ``pipelines.prepare``)::
+Layout (the prepared-dataset layout of ``motionssl-prepare``)::
 
     root/videos/<class>/<class>_<n>.webm
     root/classes.txt            one class per line, label = line number
@@ -270,12 +270,12 @@ def main(argv=None) -> None:
     try:
         root = generate(args.out, args.seed, args.per_class, args.test_per_class, args.size, args.frames, args.workers)
     except KeyboardInterrupt:
-        print("pipelines.demo: interrupted; nothing was kept", file=sys.stderr)
+        print("motionssl.pipelines.demo: interrupted; nothing was kept", file=sys.stderr)
         raise SystemExit(130) from None
     except (files.FolderError, ValueError, OSError) as exc:
         if os.environ.get("MOTIONSSL_DEBUG"):
             raise
-        raise SystemExit(f"pipelines.demo: error: {exc}") from None
+        raise SystemExit(f"motionssl.pipelines.demo: error: {exc}") from None
     print(f"demo dataset in {root} ({time.time() - start:.1f} s)")
 
 

@@ -6,7 +6,7 @@ Three inputs are understood:
   class names' positions;
 * a **file list**, one video per line: ``path label [num_frames]`` (paths relative to
   the list's folder; ``#`` starts a comment; label ``-1`` means unlabelled);
-* a **prepared dataset folder** (``python -m pipelines.prepare``) holding ``classes.txt``
+* a **prepared dataset folder** (``motionssl-prepare``) holding ``classes.txt``
   and split lists such as ``train_split1.txt``: pass the folder and a split name.
 
 Frame counts that a list does not give are probed once with PyAV (which also reads each
@@ -221,11 +221,11 @@ def load_index(source: str, split: Optional[str] = None, bad_files: str = "skip"
         if split is not None:
             raise ValueError(f"{source} is a folder of class sub-folders, which has no splits, so split={split!r} "
                              "cannot apply: drop the split to use every video, or write split lists with "
-                             f"`python -m pipelines.prepare folder --src {source} --out DIR --splits LISTS`")
+                             f"`motionssl-prepare folder --src {source} --out DIR --splits LISTS`")
         return _load_class_folder(source, bad_files, num_probe_threads)
     if source.lower().endswith(VIDEO_EXTENSIONS) or _looks_binary(source):
         raise ValueError(f"{source} is a video (or other binary) file, not a dataset: give a folder of class "
-                         "sub-folders (root/<class>/<video>), a prepared dataset folder (python -m pipelines.prepare) "
+                         "sub-folders (root/<class>/<video>), a prepared dataset folder (motionssl-prepare) "
                          "or a text list of `path label [num_frames]` lines")
     if split is not None:
         raise ValueError(f"{source} is a file list, so split={split!r} cannot apply: splits are the lists of a "

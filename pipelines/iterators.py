@@ -1,6 +1,6 @@
 """Drop-in iterators: a DALI pipeline per method, yielding the batch contract.
 
-    from pipelines import make_iterator
+    from motionssl.pipelines import make_iterator
     loader = make_iterator("moquad", "data/ucf101", batch_size=64, device="gpu", split="train_split1")
     for batch in loader:            # dict of torch tensors, all on the pipeline's device
         anchor = batch["anchor"]    # (B, C, T, H, W) float16 on the GPU, float32 on CPU

@@ -2,10 +2,10 @@
 
 ::
 
-    python -m pipelines.prepare ucf101   --src UCF-101 --splits ucfTrainTestlist --out data/ucf101
-    python -m pipelines.prepare hmdb51   --src hmdb51  --splits testTrainMulti_7030_splits --out data/hmdb51
-    python -m pipelines.prepare kinetics --src k400/videos --splits k400/annotations --out data/k400 --short-side 256
-    python -m pipelines.prepare folder   --src my_videos --out data/mine          # my_videos/<class>/<video>
+    motionssl-prepare ucf101   --src UCF-101 --splits ucfTrainTestlist --out data/ucf101
+    motionssl-prepare hmdb51   --src hmdb51  --splits testTrainMulti_7030_splits --out data/hmdb51
+    motionssl-prepare kinetics --src k400/videos --splits k400/annotations --out data/k400 --short-side 256
+    motionssl-prepare folder   --src my_videos --out data/mine          # my_videos/<class>/<video>
 
 Why: UCF-101 and HMDB-51 ship as xvid AVI, which DALI's CPU decoder cannot read at all
 and NVDEC reads unreliably; Kinetics ships as H.264 of mixed sizes with long keyframe
@@ -580,11 +580,11 @@ def prepare(dataset: str, src, out, splits=None, codec: str = "vp9", short_side:
         _fail(f"cannot write --out {out} ({exc.strerror or exc}); choose a folder you can write")
     if not (out / MANIFEST).exists():  # not an output of this tool: never mixed into
         try:
-            files.refuse_foreign(str(out), "an output of `pipelines.prepare`")
+            files.refuse_foreign(str(out), "an output of `motionssl-prepare`")
         except files.FolderError as exc:
             _fail(str(exc))
         (out / MANIFEST).touch()  # the folder is an output of this tool from now on
-    lock = files.FolderLock(str(out), "pipelines.prepare")
+    lock = files.FolderLock(str(out), "motionssl-prepare")
     try:
         lock.acquire()
     except (files.FolderError, OSError) as exc:
@@ -706,16 +706,16 @@ def _source_stamp(path: Path) -> List[int]:
 
 def main(argv: Optional[List[str]] = None) -> dict:
     parser = argparse.ArgumentParser(
-        prog="python -m pipelines.prepare", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="motionssl-prepare", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Convert a video dataset to short-GOP VP9/H.264 files plus index lists\n"
                     "(`path label num_frames`) that the pipelines read directly.",
         epilog="examples:\n"
-               "  python -m pipelines.prepare ucf101 --src UCF-101 --splits ucfTrainTestlist --out data/ucf101\n"
-               "  python -m pipelines.prepare hmdb51 --src hmdb51 --splits testTrainMulti_7030_splits "
+               "  motionssl-prepare ucf101 --src UCF-101 --splits ucfTrainTestlist --out data/ucf101\n"
+               "  motionssl-prepare hmdb51 --src hmdb51 --splits testTrainMulti_7030_splits "
                "--out data/hmdb51\n"
-               "  python -m pipelines.prepare kinetics --src k400 --splits k400/annotations --out data/k400 "
+               "  motionssl-prepare kinetics --src k400 --splits k400/annotations --out data/k400 "
                "--short-side 256\n"
-               "  python -m pipelines.prepare folder --src my_videos --out data/mine\n\n"
+               "  motionssl-prepare folder --src my_videos --out data/mine\n\n"
                "output: OUT/videos/<class>/*, OUT/classes.txt, OUT/<split>.txt, OUT/all.txt,\n"
                "OUT/prepare_report.json, OUT/failed.txt. Re-running skips finished videos.")
     parser.add_argument("dataset", choices=list(DATASETS),

@@ -1,6 +1,6 @@
 """Pictures of what the pipelines feed and what a model retrieves.
 
-``python -m pipelines.show --pipeline moquad --out batch.png`` writes a grid for the first
+``python -m motionssl.pipelines.show --pipeline moquad --out batch.png`` writes a grid for the first
 samples of one batch: one row per clip of a sample (anchor, positive, negatives — or rgb
 and residuals), one column per frame, samples stacked with a gap. Clips are
 un-normalised for display; residual clips are scaled to their maximum so small motion

@@ -257,7 +257,7 @@ class WindowSource:
             where = f"batch {iteration}" + (f" or one of the {len(batches) - 1} after it" if len(batches) > 1 else "")
         listed = ", ".join(dict.fromkeys(files))
         return PipelineError(f"{cause} (epoch {epoch}, {where}; the file is one of: {listed}) — check it with "
-                             f"`python -m pipelines.prepare`, or decode with decoder='pyav', which names the file")
+                             f"`motionssl-prepare`, or decode with decoder='pyav', which names the file")
 
     def _video_of(self, sample_id: int) -> int:
         return int(sample_id) if self.samples is None else int(self.samples[sample_id, 0])
@@ -287,7 +287,7 @@ class WindowSource:
                 log.warning("skipping %s (%s); using another video of the shard in its place", exc.path, exc.reason)
         raise VideoError(self.paths[self._video_of(order[pos % self.shard_size])],
                          "this and the following replacement videos all failed to decode",
-                         "check the dataset with `python -m pipelines.prepare`")
+                         "check the dataset with `motionssl-prepare`")
 
     def _sample(self, sample_id: int, epoch: int, pos: int, slot: int, batch_rng) -> tuple:
         video = self._video_of(sample_id)

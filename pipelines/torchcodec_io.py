@@ -36,7 +36,7 @@ has no error checks to turn on, so a damaged frame payload that the decoder conc
 (H.264, HEVC, MPEG-4) decodes into wrong pixels without an error, where
 :func:`.video_io.read_window` names the file (damaged VP9 goes unseen by both). A file
 that cannot be opened, is empty or is truncated before the window's frames still raises a
-:class:`VideoError` naming it. Check data with ``python -m pipelines.prepare`` (a full
+:class:`VideoError` naming it. Check data with ``motionssl-prepare`` (a full
 decode with the error checks) before training with this decoder.
 """
 from __future__ import annotations

@@ -23,7 +23,7 @@ import numpy as np
 DALI_CPU_CODECS = frozenset({"vp8", "vp9", "mjpeg"})
 
 CONVERT_HINT = (
-    "convert it with `python -m pipelines.prepare folder --src DIR --out DIR --codec vp9` "
+    "convert it with `motionssl-prepare folder --src DIR --out DIR --codec vp9` "
     "(or: ffmpeg -i IN -an -c:v libvpx-vp9 -g 16 OUT.webm)"
 )
 

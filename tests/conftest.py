@@ -70,7 +70,7 @@ def pytest_collection_modifyitems(config, items):
         return
     if cuda_available():
         return
-    from models.runtime import cuda_problem
+    from motionssl.models.runtime import cuda_problem
 
     problem = cuda_problem(available=False)
     if problem:

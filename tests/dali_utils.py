@@ -46,9 +46,9 @@ def _samples(tensor_list):
 def decode_windows(index, samples, length: int, decoder: str, device: str = "cpu"):
     """The decoded windows ``(length, H, W, 3)`` uint8 of ``samples`` ``[(video, start), ...]``, in order,
     through the pipeline's window source and ``decoder`` on ``device`` (NumPy on the host)."""
-    from pipelines import build_pipeline
-    from pipelines.planner import Planner
-    from pipelines.sources import WindowSource
+    from motionssl.pipelines import build_pipeline
+    from motionssl.pipelines.planner import Planner
+    from motionssl.pipelines.sources import WindowSource
 
     class Window(Planner):
         outputs = ("window",)

@@ -13,7 +13,7 @@ from typing import List, Sequence
 
 import numpy as np
 
-from pipelines.video_io import write_video
+from motionssl.pipelines.video_io import write_video
 
 MAX_FRAMES = 64  # 4·63 = 252 still fits a uint8
 

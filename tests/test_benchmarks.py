@@ -16,11 +16,11 @@ from benchmarks.common import close
 from benchmarks.decode_only import build_iterator
 from benchmarks.make_data import SMALL
 from benchmarks.profile import decode_window_one_thread
-from pipelines import PIPELINES
-from pipelines.index import load_index
-from pipelines.reference_loader import reference_loader
-from pipelines.torchcodec_io import torchcodec_available
-from pipelines.video_io import frame_timestamps, probe, read_window
+from motionssl.pipelines import PIPELINES
+from motionssl.pipelines.index import load_index
+from motionssl.pipelines.reference_loader import reference_loader
+from motionssl.pipelines.torchcodec_io import torchcodec_available
+from motionssl.pipelines.video_io import frame_timestamps, probe, read_window
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Tiny settings: 4-frame clips at 32², batches of 2; the small videos hold 40 frames,
@@ -197,9 +197,9 @@ def test_gpu_check_measures_the_nvdec_size_table(tmp_path, monkeypatch):
     """The stage writes a video per codec at the assumed minimum and below it; the decoder is faked here, and the
     stage's child process is run in this one."""
     from benchmarks import gpu_check
-    from pipelines import decoding
-    from pipelines.decoding import NVDEC_MIN_SIZE
-    from pipelines.video_io import header
+    from motionssl.pipelines import decoding
+    from motionssl.pipelines.decoding import NVDEC_MIN_SIZE
+    from motionssl.pipelines.video_io import header
 
     seen = {}
 

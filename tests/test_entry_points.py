@@ -11,10 +11,10 @@ import sys
 
 import pytest
 
-import eval as evaluate
-import train
-from models.training import load_checkpoint
-from pipelines import demo, load_index
+from motionssl import evaluate
+from motionssl import train
+from motionssl.models.training import load_checkpoint
+from motionssl.pipelines import demo, load_index
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["device=cpu", "batch_size=4", "log_every=1", "loader.num_workers=0", "pipeline_config.clip.frames=4",

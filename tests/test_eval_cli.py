@@ -8,11 +8,11 @@ import sys
 import pytest
 import torch
 
-import eval as evaluate
-from models.methods import create_method
-from models.protocols import run_retrieval
-from models.training import CheckpointError, load_backbone
-from pipelines import demo, load_index
+from motionssl import evaluate
+from motionssl.models.methods import create_method
+from motionssl.models.protocols import run_retrieval
+from motionssl.models.training import CheckpointError, load_backbone
+from motionssl.pipelines import demo, load_index
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLIP = {"frames": 4, "speeds": [1], "augment": {"size": [32, 32], "mean": [0.45, 0.45, 0.45],

@@ -5,12 +5,12 @@ import os
 import numpy as np
 import pytest
 
-import eval as eval_cli
-import train as train_cli
+from motionssl import evaluate as eval_cli
+from motionssl import train as train_cli
 from benchmarks import fidelity, fidelity_data
 from benchmarks.fidelity_data import CLASSES, in_train, render, scene_spec
-from models.training import load_config
-from pipelines.index import load_index
+from motionssl.models.training import load_config
+from motionssl.pipelines.index import load_index
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

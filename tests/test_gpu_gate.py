@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from benchmarks import gpu_check
-from models import runtime
+from motionssl.models import runtime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -9,9 +9,9 @@ import sys
 import pytest
 import torch
 
-import train
-from models.training import load_checkpoint, load_config
-from pipelines import demo
+from motionssl import train
+from motionssl.models.training import load_checkpoint, load_config
+from motionssl.pipelines import demo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # CPU tests stay CPU tests on a machine with a GPU: device=cpu everywhere.
@@ -73,7 +73,7 @@ def test_checkpoints_are_durable_and_stale_temporaries_go(tmp_path):
     """The writer removes the temporaries of dead writers, never a live one's; readers remove nothing."""
     import socket
 
-    from models.training import Checkpointer
+    from motionssl.models.training import Checkpointer
 
     folder = tmp_path / "ckpts"
     folder.mkdir()
@@ -142,8 +142,8 @@ def test_override_precedence(tmp_path):
 
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True)))
 def test_every_shipped_config_builds(path):
-    from models.methods import create_method
-    from pipelines.iterators import build_config
+    from motionssl.models.methods import create_method
+    from motionssl.pipelines.iterators import build_config
 
     base = os.path.basename(path)
     files = [path]

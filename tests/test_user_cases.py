@@ -32,12 +32,12 @@ from typing import Callable, List
 import numpy as np
 import pytest
 
-import eval as evaluate
-import train
-from pipelines import demo, files
-from pipelines import prepare as prep
-from pipelines.index import load_pair
-from pipelines.video_io import write_video
+from motionssl import evaluate
+from motionssl import train
+from motionssl.pipelines import demo, files
+from motionssl.pipelines import prepare as prep
+from motionssl.pipelines.index import load_pair
+from motionssl.pipelines.video_io import write_video
 from tests.fixtures import damage_packet, textured_frames, write_audio_only, write_raw
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -329,7 +329,7 @@ def test_prepare_on_a_full_disk_writes_its_failures_and_leaves_no_temporaries(so
     prep.prepare("folder", source, out, workers=1, progress=False)
     for name in ("all.txt", "failed.txt", "prepare_report.json"):
         (out / name).unlink()
-    run = subprocess.run([sys.executable, "-m", "pipelines.prepare", "folder", "--src", str(source), "--out", str(out),
+    run = subprocess.run([sys.executable, "-m", "motionssl.pipelines.prepare", "folder", "--src", str(source), "--out", str(out),
                           "--workers", "1"], cwd=ROOT, capture_output=True, text=True, preexec_fn=_limited(200),
                          timeout=300)
     assert run.returncode != 0
@@ -353,12 +353,12 @@ def test_prepare_and_demo_say_one_line_when_the_folder_cannot_be_made(source, tm
 def test_ctrl_c_stops_with_one_line_and_keeps_nothing_half_written(command, source, tmp_path):
     out = tmp_path / "out"
     if command == "demo":
-        cmd = [sys.executable, "-m", "pipelines.demo", "--out", str(out), "--per-class", "40", "--workers", "2"]
+        cmd = [sys.executable, "-m", "motionssl.pipelines.demo", "--out", str(out), "--per-class", "40", "--workers", "2"]
         started = lambda: glob.glob(str(out) + ".tmp*/videos/*/*.webm")  # noqa: E731
     else:
         for v in range(4, 40):
             shutil.copy(source / "walk" / "walk_0.avi", source / "walk" / f"walk_{v}.avi")
-        cmd = [sys.executable, "-m", "pipelines.prepare", "folder", "--src", str(source), "--out", str(out),
+        cmd = [sys.executable, "-m", "motionssl.pipelines.prepare", "folder", "--src", str(source), "--out", str(out),
                "--workers", "2"]
         started = lambda: os.path.exists(out / prep.MANIFEST) and os.path.getsize(out / prep.MANIFEST)  # noqa
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -3,8 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.backbones import BACKBONES, S3DG, SelfGating, create_backbone, to_channels_last
-from models.methods import as_backbone_input
+from motionssl.models.backbones import BACKBONES, S3DG, SelfGating, create_backbone, to_channels_last
+from motionssl.models.methods import as_backbone_input
 
 # Smallest clips each backbone takes comfortably: S3D-G downsamples T by 8 and
 # H, W by 32, the others by at most that.

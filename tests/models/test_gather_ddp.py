@@ -6,8 +6,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from models.distributed import all_gather_with_grad, get_rank, get_world_size, is_distributed
-from models.losses import appearance_loss, cip_loss, moquad_loss, nt_xent_loss
+from motionssl.models.distributed import all_gather_with_grad, get_rank, get_world_size, is_distributed
+from motionssl.models.losses import appearance_loss, cip_loss, moquad_loss, nt_xent_loss
 
 WORLD = 2
 LOCAL_BATCH = 3

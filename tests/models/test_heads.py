@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from models.heads import MCPNetHeads, ProjectionHead
+from motionssl.models.heads import MCPNetHeads, ProjectionHead
 
 
 @pytest.mark.parametrize("num_layers", [1, 2, 3])

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from models.losses import (
+from motionssl.models.losses import (
     appearance_loss,
     cip_loss,
     mip_loss,

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from models.backbones import create_backbone
-from models.losses import cip_loss, mip_loss
-from models.methods import METHODS, MCPNet, MoQuad, create_method, encode_views, own_video_ranks
+from motionssl.models.backbones import create_backbone
+from motionssl.models.losses import cip_loss, mip_loss
+from motionssl.models.methods import METHODS, MCPNet, MoQuad, create_method, encode_views, own_video_ranks
 
 B = 4
 CLIP = (3, 8, 32, 32)

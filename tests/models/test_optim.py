@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from models.optim import (
+from motionssl.models.optim import (
     LARS,
     build_optimizer,
     cosine_schedule,

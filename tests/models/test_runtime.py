@@ -6,7 +6,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from models import runtime
+from motionssl.models import runtime
 
 WORLD = 2
 
@@ -80,7 +80,7 @@ def test_workers_started_in_the_quiet_block_ignore_terminal_signals():
     import sys
     import time
 
-    from pipelines.workers import signals_ignored
+    from motionssl.pipelines.workers import signals_ignored
 
     with signals_ignored():
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])

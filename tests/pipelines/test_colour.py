@@ -7,11 +7,11 @@ full-range MJPEG, decoded through the pipeline's two decoders.
 import numpy as np
 import pytest
 
-from pipelines import build_pipeline
-from pipelines.index import load_index
-from pipelines.planner import Planner
-from pipelines.sources import WindowSource
-from pipelines.video_io import read_window, write_video
+from motionssl.pipelines import build_pipeline
+from motionssl.pipelines.index import load_index
+from motionssl.pipelines.planner import Planner
+from motionssl.pipelines.sources import WindowSource
+from motionssl.pipelines.video_io import read_window, write_video
 
 FRAMES = 6
 

@@ -4,8 +4,8 @@ from typing import Optional, Tuple
 
 import pytest
 
-from pipelines.config import ConfigError, build, coerce_kwargs
-from pipelines.iterators import build_config
+from motionssl.pipelines.config import ConfigError, build, coerce_kwargs
+from motionssl.pipelines.iterators import build_config
 
 
 @dataclass

@@ -12,10 +12,10 @@ import av
 import numpy as np
 import pytest
 
-from pipelines import make_iterator
-from pipelines import prepare as prep
-from pipelines.index import load_index
-from pipelines.video_io import VideoError, check_decoding, probe, read_window, timestamp_gap, write_video
+from motionssl.pipelines import make_iterator
+from motionssl.pipelines import prepare as prep
+from motionssl.pipelines.index import load_index
+from motionssl.pipelines.video_io import VideoError, check_decoding, probe, read_window, timestamp_gap, write_video
 
 T = 40
 
@@ -91,7 +91,7 @@ def test_training_skips_or_stops_on_a_damaged_file(damaged, tmp_path, caplog):
     index = load_index(str(folder / "list.txt"))
     config = {"clip": {"frames": 8, "speeds": [1], "augment": {"size": [32, 32]}}}
     strict = make_iterator("simclr", index, 2, config=config, num_workers=0)
-    from pipelines.sources import PipelineError
+    from motionssl.pipelines.sources import PipelineError
 
     with pytest.raises(PipelineError, match=r"damaged\.mp4: the decoder reported damaged data"):
         for _ in range(8):  # windows start at random frames: some epoch reaches the damage
@@ -127,7 +127,7 @@ def test_decoding_under_the_error_log_is_single_threaded(damaged, monkeypatch):
     """The error log is a Python callback: a codec thread that logs while the decoder is closed waits
     for the interpreter lock the closing thread holds — a deadlock. So every decode that collects
     errors runs with one codec thread, whatever ``threads`` asks; ``check_errors=False`` may thread."""
-    from pipelines import video_io
+    from motionssl.pipelines import video_io
 
     seen = []
     real_open = video_io.open_video

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from models.backbones import create_backbone
-from models.evaluation import (FineTuneClassifier, average_views, distinct_views, fine_tune, rank_gallery,
+from motionssl.models.backbones import create_backbone
+from motionssl.models.evaluation import (FineTuneClassifier, average_views, distinct_views, fine_tune, rank_gallery,
                                retrieval_accuracy, topk_accuracy, train_linear_probe, video_features,
                                video_probabilities)
-from pipelines.evaluation import clip_starts, make_eval_iterator, reference_batch, spatial_crops
-from pipelines.index import load_index
-from pipelines.video_io import write_video
+from motionssl.pipelines.evaluation import clip_starts, make_eval_iterator, reference_batch, spatial_crops
+from motionssl.pipelines.index import load_index
+from motionssl.pipelines.video_io import write_video
 from tests.fixtures import decode_ids, write_id_videos
 
 LENGTHS = [40, 23, 5, 64, 10]  # 5 frames: shorter than a clip, padded

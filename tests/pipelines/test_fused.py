@@ -8,9 +8,9 @@ with :mod:`pipelines.reference` through the same functions the reference loader 
 import numpy as np
 import pytest
 
-from pipelines import clip_kinds, fused, inspection
-from pipelines.augment import AugmentConfig
-from pipelines.clip_kinds import AppearanceConfig, ClipConfig
+from motionssl.pipelines import clip_kinds, fused, inspection
+from motionssl.pipelines.augment import AugmentConfig
+from motionssl.pipelines.clip_kinds import AppearanceConfig, ClipConfig
 from tests.dali_utils import run_ops
 
 pytestmark = pytest.mark.skipif(fused.available() is not None, reason=f"fused operators unusable: {fused.available()}")
@@ -100,7 +100,7 @@ def test_fused_clip_differs_when_a_parameter_does(monkeypatch):
 
 
 def test_cpu_graph_uses_the_fused_operator_and_gpu_graph_does_not(tmp_path):
-    from pipelines import make_iterator
+    from motionssl.pipelines import make_iterator
     from tests.fixtures import write_id_videos
 
     data = write_id_videos(str(tmp_path), [20, 20, 20, 20])
@@ -114,7 +114,7 @@ def test_cpu_graph_uses_the_fused_operator_and_gpu_graph_does_not(tmp_path):
 
 
 def test_falls_back_to_dali_operators_without_numba(monkeypatch, tmp_path):
-    from pipelines import make_iterator
+    from motionssl.pipelines import make_iterator
     from tests.fixtures import write_id_videos
 
     monkeypatch.setitem(fused._state, "reason", "Numba is not usable (ImportError: none); `pip install numba`")

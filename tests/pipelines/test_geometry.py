@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines import PIPELINES, make_iterator
-from pipelines.index import load_index
-from pipelines.reference_loader import reference_loader
-from pipelines.video_io import read_window
+from motionssl.pipelines import PIPELINES, make_iterator
+from motionssl.pipelines.index import load_index
+from motionssl.pipelines.reference_loader import reference_loader
+from motionssl.pipelines.video_io import read_window
 from tests.dali_utils import decode_windows
 from tests.fixtures import KINETICS_SHAPES, band_ids, coloured_id_frames, write_coloured_videos
 

@@ -13,15 +13,15 @@ import pytest
 import torch
 
 from benchmarks.make_data import SMALL
-from models.methods import create_method
-from pipelines import PIPELINES, contract, demo, make_iterator
-from pipelines import pipeline as pipeline_module
-from pipelines.decoding import NVDEC_MIN_SIZE, choose_decoder, decoder_problems, nvdec_problem
-from pipelines.evaluation import make_eval_iterator
-from pipelines.index import load_index
-from pipelines.inspection import define, operators, output_devices, output_dtype, placement_problems
-from pipelines.pipeline import CLIP_DTYPES, start_method
-from pipelines.video_io import Media, write_video
+from motionssl.models.methods import create_method
+from motionssl.pipelines import PIPELINES, contract, demo, make_iterator
+from motionssl.pipelines import pipeline as pipeline_module
+from motionssl.pipelines.decoding import NVDEC_MIN_SIZE, choose_decoder, decoder_problems, nvdec_problem
+from motionssl.pipelines.evaluation import make_eval_iterator
+from motionssl.pipelines.index import load_index
+from motionssl.pipelines.inspection import define, operators, output_devices, output_dtype, placement_problems
+from motionssl.pipelines.pipeline import CLIP_DTYPES, start_method
+from motionssl.pipelines.video_io import Media, write_video
 from tests.fixtures import id_frames, write_id_videos
 
 B = 4
@@ -199,7 +199,7 @@ def test_test_fixtures_and_benchmark_data_against_nvdec(tmp_path):
 
 def test_a_gpu_that_refuses_a_kind_of_video_is_asked_not_assumed(tmp_path):
     """AV1 passes the published table but not every GPU decodes it: a probe decode per kind decides."""
-    from pipelines.decoding import probe_problems
+    from motionssl.pipelines.decoding import probe_problems
 
     lst = write_id_videos(str(tmp_path), [8, 8, 8], height=128, width=128)
     index = load_index(lst).with_media()
@@ -250,7 +250,7 @@ def _probe_with(monkeypatch, failure):
 def test_the_nvdec_probe_falls_back_only_for_what_nvdec_cannot_decode(tmp_path, monkeypatch, failure, unsupported):
     """A probe failing for a reason that is not the video's (no memory, an exclusive GPU) must not move one rank to
     PyAV while the others use NVDEC: only "this codec or size is unsupported" falls back; the rest is an error."""
-    from pipelines.decoding import ProbeError, nvdec_probe
+    from motionssl.pipelines.decoding import ProbeError, nvdec_probe
 
     path = tmp_path / "v.webm"
     path.write_bytes(b"\x1a\x45\xdf\xa3")
@@ -265,7 +265,7 @@ def test_the_nvdec_probe_falls_back_only_for_what_nvdec_cannot_decode(tmp_path, 
 
 def test_each_process_probes_on_its_own_gpu_once(tmp_path, monkeypatch):
     """MoQuad builds two loaders: the second asks the GPU nothing again; rank 3 asks GPU 3."""
-    from pipelines import decoding
+    from motionssl.pipelines import decoding
 
     index = load_index(write_id_videos(str(tmp_path), [8, 8], height=128, width=128))
     asked = []
@@ -282,13 +282,13 @@ def _agreeing_rank(rank: int, init_file: str, lst: str, refuse_on: int, fail_on:
 
     import torch.distributed as dist
 
-    from pipelines import decoding
+    from motionssl.pipelines import decoding
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     records = []
     handler = logging.Handler()
     handler.emit = lambda record: records.append(record.getMessage())
-    logging.getLogger("pipelines.decoding").addHandler(handler)
+    logging.getLogger("motionssl.pipelines.decoding").addHandler(handler)
 
     def probe(path, device_id=0):
         assert device_id == rank

@@ -5,8 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from pipelines.index import load_index, parse_list_line
-from pipelines.video_io import VideoError, write_video
+from motionssl.pipelines.index import load_index, parse_list_line
+from motionssl.pipelines.video_io import VideoError, write_video
 from tests.fixtures import id_frames, write_id_videos
 
 
@@ -21,8 +21,7 @@ def test_list_index_probes_once_and_caches_outside_the_dataset(tmp_path, monkeyp
     assert index.cache.startswith(str(tmp_path / "cache")) and os.path.exists(index.cache)
     assert [m.codec for m in index.media] == ["vp9"] * 3 and index.media[0].pix_fmt == "yuv420p"
     assert (index.media[0].height, index.media[0].width) == (32, 48)
-    import pipelines.index as mod
-
+    import motionssl.pipelines.index as mod
     def fail(path):
         raise AssertionError(f"probed {path} again")
 
@@ -44,8 +43,7 @@ def test_headers_of_listed_videos_are_read_once(tmp_path, monkeypatch):
     assert index.media == [None, None]  # counts given: nothing opened yet
     media = index.with_media().media
     assert [m.codec for m in media] == ["vp9", "vp9"]
-    import pipelines.index as mod
-
+    import motionssl.pipelines.index as mod
     monkeypatch.setattr(mod, "header", lambda p: (_ for _ in ()).throw(AssertionError("read again")))
     assert load_index(str(tmp_path / "counted.txt")).with_media().media == media
 
@@ -53,8 +51,7 @@ def test_headers_of_listed_videos_are_read_once(tmp_path, monkeypatch):
 def test_list_with_frame_counts_needs_no_probe(tmp_path, monkeypatch):
     (tmp_path / "a b.webm").write_bytes(b"not opened")
     (tmp_path / "list.txt").write_text("# comment\na b.webm 3 17\n\n")
-    import pipelines.index as mod
-
+    import motionssl.pipelines.index as mod
     monkeypatch.setattr(mod, "probe", lambda p: (_ for _ in ()).throw(AssertionError("probed")))
     index = load_index(str(tmp_path / "list.txt"))
     assert index.paths == [str(tmp_path / "a b.webm")] and index.labels[0] == 3 and index.num_frames[0] == 17
@@ -157,7 +154,7 @@ def test_listed_frame_counts_are_checked_against_the_files_before_the_first_batc
     depending on the draw: every decoder's index is checked up front, whatever the seed."""
     import logging
 
-    from pipelines.decoding import choose_decoder
+    from motionssl.pipelines.decoding import choose_decoder
 
     monkeypatch.setenv("MOTIONSSL_CACHE", str(tmp_path / "cache"))
     write_id_videos(str(tmp_path), [12, 30])
@@ -167,7 +164,6 @@ def test_listed_frame_counts_are_checked_against_the_files_before_the_first_batc
             _, index = choose_decoder(load_index(str(tmp_path / "stale.txt")), decoder, "cpu")
         assert index.num_frames.tolist() == [12, 30] and index.stats["stale_counts"] == 1
         assert "v001.webm (listed 100, holds 30)" in caplog.text
-    import pipelines.index as mod
-
+    import motionssl.pipelines.index as mod
     monkeypatch.setattr(mod, "scan", lambda p: (_ for _ in ()).throw(AssertionError("scanned again")))
     assert load_index(str(tmp_path / "stale.txt")).verify_counts().num_frames.tolist() == [12, 30]  # cached

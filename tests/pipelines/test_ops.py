@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from nvidia.dali import types
 
-from pipelines import augment, clips, rad, reference, residual
-from pipelines.augment import AugmentConfig
+from motionssl.pipelines import augment, clips, rad, reference, residual
+from motionssl.pipelines.augment import AugmentConfig
 from tests.dali_utils import run_ops
 
 DEVICES = ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)]
@@ -200,8 +200,8 @@ def test_clip_indices_speed_motion_and_padding():
 def test_clip_window_widens_the_decoded_window_and_spreads_the_clips(name):
     """clip.window: the planner decodes that many frames (never fewer than its clips need), and a
     sample's clips then start anywhere in it, further apart than the shortest window allows."""
-    from pipelines.config import build
-    from pipelines.iterators import PIPELINES
+    from motionssl.pipelines.config import build
+    from motionssl.pipelines.iterators import PIPELINES
 
     spec = PIPELINES[name]
     clip = {"frames": 4, "speeds": [1, 2], "augment": {"size": [16, 16]}}

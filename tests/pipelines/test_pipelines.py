@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines import make_iterator, PIPELINES
-from pipelines.index import load_index
-from pipelines.reference_loader import ReferenceBatches, reference_loader
+from motionssl.pipelines import make_iterator, PIPELINES
+from motionssl.pipelines.index import load_index
+from motionssl.pipelines.reference_loader import ReferenceBatches, reference_loader
 from tests.fixtures import decode_ids, write_id_videos
 
 B, T, SIZE = 4, 4, (24, 32)
@@ -218,7 +218,7 @@ def test_bad_options_are_named(ids):
 def test_a_decode_failure_names_its_file_in_one_line(tmp_path, workers, first):
     """Decoding runs batches ahead (and the first ones while the pipeline is built), so the batch
     being awaited is not where the failure is: the message must come from the failing sample."""
-    from pipelines.sources import PipelineError
+    from motionssl.pipelines.sources import PipelineError
 
     index = load_index(write_id_videos(str(tmp_path), [30] * 12))
     it = make_iterator("simclr", index, 2, seed=0, config=cfg("simclr"), num_workers=workers)
@@ -236,7 +236,7 @@ def test_a_decode_failure_names_its_file_in_one_line(tmp_path, workers, first):
 
 def test_a_dali_decoder_failure_names_the_candidate_files(tmp_path):
     """DALI's own decoder reports a sample number only: the few files it can be are named with the cause."""
-    from pipelines.sources import PipelineError
+    from motionssl.pipelines.sources import PipelineError
 
     write_id_videos(str(tmp_path), [30] * 8)
     rows = [f"videos/v{v:03d}.webm {v % 2} {120 if v == 5 else 30}" for v in range(8)]  # a stale frame count

@@ -1,4 +1,4 @@
-"""Tests of ``python -m pipelines.prepare`` on tiny generated UCF-101, HMDB-51, Kinetics and folder layouts.
+"""Tests of ``motionssl-prepare`` on tiny generated UCF-101, HMDB-51, Kinetics and folder layouts.
 
 The sources are xvid-like MPEG-4 AVIs written by ``video_io.write_video`` — the format
 the real UCF-101/HMDB-51 ship in — so the tests exercise the real conversion path.
@@ -14,8 +14,8 @@ import av
 import numpy as np
 import pytest
 
-from pipelines import prepare as prep
-from pipelines.video_io import probe, read_window, write_video
+from motionssl.pipelines import prepare as prep
+from motionssl.pipelines.video_io import probe, read_window, write_video
 
 REPO = Path(__file__).resolve().parents[2]
 UCF_CLASSES = ["ApplyEyeMakeup", "Basketball", "Biking"]
@@ -336,7 +336,7 @@ def test_argument_errors(tmp_path, capsys):
 
 
 def test_cli_help_runs():
-    result = subprocess.run([sys.executable, "-m", "pipelines.prepare", "--help"], cwd=REPO,
+    result = subprocess.run([sys.executable, "-m", "motionssl.pipelines.prepare", "--help"], cwd=REPO,
                             capture_output=True, text=True, timeout=60,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.returncode == 0, result.stderr

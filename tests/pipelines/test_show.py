@@ -1,8 +1,8 @@
-"""`python -m pipelines.show` writes a picture of one batch for every pipeline."""
+"""`python -m motionssl.pipelines.show` writes a picture of one batch for every pipeline."""
 import pytest
 from PIL import Image
 
-from pipelines import demo, show
+from motionssl.pipelines import demo, show
 
 
 @pytest.mark.slow

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 from nvidia.dali import fn, types
 
-from pipelines import build_pipeline, clips, residual
-from pipelines.decoding import choose_decoder
-from pipelines.index import load_index
-from pipelines.pipeline import output_names
-from pipelines.planner import Planner
-from pipelines.sources import WindowSource
+from motionssl.pipelines import build_pipeline, clips, residual
+from motionssl.pipelines.decoding import choose_decoder
+from motionssl.pipelines.index import load_index
+from motionssl.pipelines.pipeline import output_names
+from motionssl.pipelines.planner import Planner
+from motionssl.pipelines.sources import WindowSource
 from tests.fixtures import decode_ids, write_id_videos
 
 T, SPEEDS, GAP, W = 4, (1, 2), 3, 20
@@ -196,7 +196,7 @@ def test_file_broken_after_indexing_is_named_or_skipped(tmp_path):
 def test_h264_on_dali_cpu_names_the_conversion(tmp_path):
     lst = write_id_videos(str(tmp_path), [24, 24], codec="h264")
     index = load_index(lst).apply_window(W)
-    with pytest.raises(ValueError, match=r"v00\d\.mp4.*h264.*pipelines\.prepare"):
+    with pytest.raises(ValueError, match=r"v00\d\.mp4.*h264.*motionssl-prepare"):
         choose_decoder(index, "dali", "cpu")
     assert choose_decoder(index, None, "cpu")[0] == "pyav"
     pyav = WindowSource(index, ClipAndResidual(), batch_size=2, decoder="pyav")
@@ -209,8 +209,8 @@ def test_torchcodec_is_optional_and_names_its_install_lines(id_list, monkeypatch
     be used, the decoder is refused before the first batch with the reason and the two install lines."""
     import sys
 
-    from pipelines import decoding, torchcodec_io
-    from pipelines.video_io import VideoError
+    from motionssl.pipelines import decoding, torchcodec_io
+    from motionssl.pipelines.video_io import VideoError
 
     index = load_index(id_list)
     monkeypatch.setitem(sys.modules, "torchcodec", None)  # as if it were not installed
@@ -253,8 +253,8 @@ def _write_vfr_video(path: str, num_frames: int = 20) -> np.ndarray:
 
 
 def test_timestamps_are_demuxed_once_per_file_and_kept_compact(tmp_path, monkeypatch):
-    from pipelines import sources
-    from pipelines.video_io import frame_timestamps
+    from motionssl.pipelines import sources
+    from motionssl.pipelines.video_io import frame_timestamps
 
     regular = load_index(write_id_videos(str(tmp_path), [24])).paths[0]
     irregular = str(tmp_path / "vfr.mkv")
@@ -271,7 +271,7 @@ def test_timestamps_are_demuxed_once_per_file_and_kept_compact(tmp_path, monkeyp
 
 
 def test_variable_frame_rate_windows_count_frames_not_time(tmp_path):
-    from pipelines.video_io import read_window
+    from motionssl.pipelines.video_io import read_window
 
     path = str(tmp_path / "vfr.mkv")
     _write_vfr_video(path)

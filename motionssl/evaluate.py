@@ -1,0 +1,286 @@
+"""Evaluate a pre-trained backbone: video retrieval, linear probe, fine-tuning (``motionssl-eval``, ``python eval.py``).
+
+    python eval.py retrieval --checkpoint runs/moquad-x --show 8     # the run's data and splits
+    python eval.py linear    --checkpoint CKPT --data data/ucf101 --split train_split1 --test-split test_split1
+    python eval.py finetune  --checkpoint CKPT --optimizer lars --lr 0.08 --epochs 100 --stride 2
+    python eval.py retrieval --random-init --checkpoint runs/moquad-x   # the baseline, with the run's clips
+    torchrun --nproc_per_node 8 eval.py retrieval --checkpoint CKPT --data data/ucf101 ...
+
+Every sub-command sees each video through ``--num-clips`` clips at uniformly spaced starts
+(``pipelines/evaluation.py``), with the checkpoint's clip length, frame size and training
+normalisation unless ``--frames`` / ``--size`` say otherwise, and averages per video:
+
+* ``retrieval`` — backbone features of 10 centre-cropped clips, averaged, L2-normalised;
+  every test video queries the train videos by cosine similarity; top-1/5/10/20/50
+  (MoQuad §4.2, MCPNet §4.4). ``--show N`` draws N queries and their top-3 neighbours.
+* ``linear`` — frozen backbone; a linear classifier trained on the features of *every*
+  clip of the train videos (the same 10 centre-cropped clips, one example each: no
+  augmentation, so features are extracted once and the probe trains in seconds, and the
+  classifier sees single clips as at test time); test: softmax averaged over 10 clips
+  (× 3 crops with ``--test-crops 3``); top-1/5. MoQuad's protocol: ``--frames 32 --stride 2``.
+* ``finetune`` — the whole network with a new two-layer head (MCPNet §4.1), trained on
+  clip-consistently augmented clips (``view1`` of the SimCLR pipeline with the checkpoint's
+  augmentation), SGD or LARS with a cosine schedule; test: 10 clips × 3 crops; top-1/5.
+
+Data are named as ``train.py`` names them: ``--data`` and ``--split`` are the training
+videos (the gallery of retrieval), ``--test-split`` (or ``--test-data``) the test videos
+(the queries). Without them the checkpoint's own data and splits are used, and the demo
+data only for a demo checkpoint or no checkpoint at all; the first line printed says which.
+``--random-init`` evaluates a randomly initialised backbone (the checkpoint's architecture,
+or ``--backbone``) as the baseline, with the clip shape of the checkpoint or of ``--config``.
+Results go to a table and to ``<checkpoint>.<task>.json`` beside the checkpoint (without
+one: ``runs/eval-random-init-<backbone>/``; or into ``--out``). Under torchrun each rank
+extracts its shard of the views; rank 0 prints and writes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import asdict
+from typing import Dict, Optional, Tuple
+
+import torch
+
+from motionssl.models import protocols, runtime
+from motionssl.models.backbones import BACKBONES
+from motionssl.models.evaluation import rank_gallery
+from motionssl.models.optim import OPTIMIZERS
+from motionssl.models.protocols import Views
+from motionssl.models.training import (CheckpointError, backbone_from_state, build_backbone, clip_settings, load_config,
+                             read_checkpoint, to_dict)
+from motionssl.pipelines import VideoIndex, demo, files
+from motionssl.pipelines.augment import KINETICS_MEAN, KINETICS_STD, AugmentConfig
+from motionssl.pipelines.config import build
+from motionssl.pipelines.index import load_pair
+from motionssl.pipelines.evaluation import NUM_CROPS
+from motionssl.pipelines.files import FolderError
+from motionssl.pipelines.show import save_neighbours
+from motionssl.pipelines.sources import DECODERS
+from motionssl.pipelines.sources import PipelineError
+from motionssl.pipelines.video_io import VideoError
+
+TASKS = ("retrieval", "linear", "finetune")
+
+
+# --- sub-commands --------------------------------------------------------------------------------
+def cmd_retrieval(args, backbone, views: Views, data, out_stem: str, rt) -> Dict:
+    train_index, test_index = data
+    metrics, counts, queries, gallery = protocols.retrieval(backbone, train_index, test_index, views, rt.kind)
+    result = {"metrics": metrics, "counts": counts}
+    if args.show and rt.main:
+        nearest = rank_gallery(queries, gallery, 3)
+        result["figure"] = save_neighbours(out_stem + ".retrieval.png", test_index, train_index, nearest, args.show)
+    return result
+
+
+def cmd_linear(args, backbone, views: Views, data, kind: str) -> Dict:
+    return protocols.linear_probe(backbone, *data, views, kind, epochs=args.epochs, lr=args.lr,
+                                  batch_size=args.probe_batch_size, weight_decay=args.weight_decay,
+                                  test_crops=args.test_crops, seed=args.seed)
+
+
+def cmd_finetune(args, backbone, views: Views, data, augment: Dict, kind: str) -> Dict:
+    return protocols.finetune(backbone, *data, views, augment, kind, epochs=args.epochs, optimizer=args.optimizer,
+                              lr=args.lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
+                              hidden_dim=args.hidden_dim, test_crops=args.test_crops, seed=args.seed)
+
+
+# --- output ------------------------------------------------------------------------------------------
+def print_table(task: str, result: Dict) -> None:
+    metrics, counts = result["metrics"], result["counts"]
+    names = [k for k in metrics if k.startswith("top")]
+    clipped = metrics.get("clipped_k", {})
+    print(f"\n{task}: {counts['test_videos']} test videos ({counts['test_clips']} clips), "
+          f"{counts['train_videos']} train videos")
+    print("  ".join(f"{'top-' + k[3:]:>7}" for k in names))
+    print("  ".join(f"{100 * metrics[k]:6.1f}{'*' if k in clipped else ' '}" for k in names))
+    if clipped:
+        print("* k larger than the candidates: " + ", ".join(f"{k} uses k={v}" for k, v in clipped.items()))
+
+
+# --- command line ----------------------------------------------------------------------------------
+def parse_args(argv=None):
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--checkpoint", help="checkpoint file (or a run's checkpoint folder: the newest one)")
+    common.add_argument("--random-init", action="store_true",
+                        help="evaluate a randomly initialised backbone (the baseline) instead of the weights")
+    common.add_argument("--backbone", choices=sorted(BACKBONES),
+                        help="with --random-init: the architecture (default: the checkpoint's, else tiny)")
+    common.add_argument("--data", "--train", dest="data",
+                        help="training videos (retrieval: the gallery): prepared dataset folder, class folder or list "
+                             "(default: the checkpoint's data; the demo data for a demo checkpoint)")
+    common.add_argument("--split", "--split-train", dest="split",
+                        help="their split of a prepared dataset, e.g. train_split1 (default: the checkpoint's)")
+    common.add_argument("--test-data", "--test", dest="test_data",
+                        help="test videos (retrieval: the queries) when they are not a split of --data")
+    common.add_argument("--test-split", "--split-test", dest="test_split",
+                        help="their split of a prepared dataset, e.g. test_split1 (default: the checkpoint's)")
+    common.add_argument("--config", help="with --random-init and no checkpoint: a training config whose clip length, "
+                                         "size and normalisation to use")
+    common.add_argument("--frames", type=int, help="frames per clip (default: the checkpoint's, else 16)")
+    common.add_argument("--stride", type=int, default=1, help="frame stride within a clip (default 1)")
+    common.add_argument("--size", type=int, nargs="+", help="H [W] of a clip (default: the checkpoint's, else 112)")
+    common.add_argument("--num-clips", type=int, default=10, help="clips per video (default 10)")
+    common.add_argument("--batch-size", type=int, default=16)
+    common.add_argument("--device", default="auto", choices=runtime.DEVICE_CHOICES)
+    common.add_argument("--decoder", choices=DECODERS, help="default: dali (NVDEC) on GPU, pyav on CPU")
+    common.add_argument("--num-workers", type=int, default=2, help="decoding worker processes")
+    common.add_argument("--out", help="folder for the JSON (and PNG) (default: the checkpoint's folder, else "
+                                      "runs/eval-random-init-<backbone>)")
+    common.add_argument("--seed", type=int, default=0)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="task", required=True, metavar="{" + ",".join(TASKS) + "}")
+    retrieval = sub.add_parser("retrieval", parents=[common], help="nearest-neighbour video retrieval")
+    retrieval.add_argument("--show", type=int, default=0, metavar="N", help="PNG of N queries and their top-3")
+    linear = sub.add_parser("linear", parents=[common], help="linear probe on frozen features")
+    linear.add_argument("--epochs", type=int, default=100)
+    linear.add_argument("--lr", type=float, default=0.1)
+    linear.add_argument("--probe-batch-size", type=int, default=256)
+    linear.add_argument("--weight-decay", type=float, default=0.0)
+    linear.add_argument("--test-crops", type=int, default=1, choices=NUM_CROPS)
+    finetune = sub.add_parser("finetune", parents=[common], help="fine-tune the whole network with a new head")
+    finetune.add_argument("--epochs", type=int, default=10, help="default 10 (the papers: 100)")
+    finetune.add_argument("--optimizer", default="sgd", choices=sorted(OPTIMIZERS))
+    finetune.add_argument("--lr", type=float, default=0.05,
+                          help="peak learning rate (default 0.05 for the demo; MCPNet: sgd 0.005, MoQuad: lars 0.08)")
+    finetune.add_argument("--weight-decay", type=float, default=1e-4)
+    finetune.add_argument("--warmup-epochs", type=float, default=0.0)
+    finetune.add_argument("--hidden-dim", type=int, help="width of the head's hidden layer (default: feature_dim)")
+    finetune.add_argument("--flip-prob", type=float,
+                          help="horizontal flip probability (default: the checkpoint's; 0 on the demo data)")
+    finetune.add_argument("--test-crops", type=int, default=3, choices=NUM_CROPS)
+    args = parser.parse_args(argv)
+    if args.checkpoint is None and not args.random_init:
+        parser.error("give --checkpoint, or --random-init for the random-initialisation baseline")
+    if args.backbone and not args.random_init:
+        parser.error("--backbone chooses the architecture of --random-init; a checkpoint names its own")
+    if args.size is not None and len(args.size) not in (1, 2):
+        parser.error(f"--size takes H or H W, got {args.size}")
+    return args
+
+
+def data_arguments(args, config: Optional[dict]) -> Tuple[str, Optional[str], Optional[str], Optional[str], str]:
+    """``(data, split, test_data, test_split, where from)`` from the arguments, else the checkpoint's run."""
+    if args.data:
+        return args.data, args.split, args.test_data, args.test_split, "the arguments"
+    if args.test_data:  # other test videos against the checkpoint's training videos
+        if not (config and config.get("data")):
+            raise ValueError("--test-data gives the test videos; give the training videos (the gallery) with --data")
+        return config["data"], args.split or config.get("split"), args.test_data, args.test_split, \
+            "the checkpoint's training videos and --test-data"
+    if config and config.get("data"):
+        split = args.split or config.get("split")
+        test_data, test_split = config.get("test_data"), args.test_split or config.get("test_split")
+        if not (test_data or test_split):
+            raise ValueError(f"the checkpoint was trained on {config['data']} without test videos: give --test-split "
+                             "(a split of that dataset) or --test-data")
+        return config["data"], split, test_data, test_split, "the checkpoint's run"
+    if args.split or args.test_split:
+        raise ValueError("--split and --test-split name splits of --data: give --data too")
+    return None, args.split or "train", None, args.test_split or "test", "the demo data"
+
+
+def load_data(args, rt, config: Optional[dict]) -> Tuple[Tuple[VideoIndex, VideoIndex], Dict]:
+    """(train index, test index) and a description of where they came from."""
+    data, split, test_data, test_split, source = data_arguments(args, config)
+    if data is None:
+        data = runtime.rank_zero_first(rt, demo.generate)
+    train, test, describe = load_pair(data, split, test_data, test_split)
+    if rt.main:
+        print(f"data ({source}): {describe}", flush=True)
+    described = {"data": data, "split": split, "test_data": test_data or data, "test_split": test_split,
+                 "from": source}
+    return (train, test), described
+
+
+def main(argv=None) -> Dict:
+    args = parse_args(argv)
+    start = time.time()
+    try:
+        rt = runtime.start(args.device)
+    except ValueError as exc:
+        print(f"eval.py {args.task}: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    try:
+        return _run(args, rt, start)
+    except (CheckpointError, FileNotFoundError, VideoError, ValueError, PipelineError, FolderError, OSError) as exc:
+        if os.environ.get("MOTIONSSL_DEBUG"):
+            raise
+        print(f"eval.py {args.task}: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print(f"eval.py {args.task}: interrupted; nothing was written", file=sys.stderr)
+        raise SystemExit(130) from None
+    finally:
+        runtime.stop(rt)
+
+
+def _run(args, rt, start: float) -> Dict:
+    torch.manual_seed(args.seed)
+    state = read_checkpoint(args.checkpoint) if args.checkpoint else None
+    config = state["config"] if state else None
+    if args.random_init:
+        name = args.backbone or (config["backbone"] if config else "tiny")
+        kwargs = dict(config["backbone_kwargs"]) if config and name == config["backbone"] else {}
+        backbone = build_backbone(name, kwargs, "--backbone")
+    else:
+        backbone = backbone_from_state(state)
+        name, kwargs = config["backbone"], config["backbone_kwargs"]
+    if config is None and args.config:  # a training config: its clip shape and normalisation
+        config = {"pipeline_config": to_dict(load_config([args.config])).get("pipeline_config", {})}
+        clip = config["pipeline_config"].get("clip", {})
+        augment = asdict(build(AugmentConfig, clip.get("augment", {}), "pipeline_config.clip.augment",
+                               origin=args.config))
+        frames, config = int(clip.get("frames", 16)), None
+    elif config is None:
+        frames, augment = 16, {"size": [112, 112], "mean": list(KINETICS_MEAN), "std": list(KINETICS_STD)}
+    else:
+        frames, augment = clip_settings(config, state["path"])
+    size = args.size or augment["size"]
+    size = (size[0], size[-1])
+    views = Views(frames=args.frames or frames, size=tuple(size), mean=tuple(augment["mean"]),
+                  std=tuple(augment["std"]), stride=args.stride, num_clips=args.num_clips,
+                  batch_size=args.batch_size, num_workers=args.num_workers, decoder=args.decoder,
+                  antialias=bool(augment.get("antialias", False)))
+    data, described = load_data(args, rt, config)
+
+    if state:
+        out_dir = args.out or os.path.dirname(os.path.abspath(state["path"]))
+        stem = os.path.splitext(os.path.basename(state["path"]))[0] + ("-random-init" if args.random_init else "")
+    else:
+        out_dir, stem = args.out or os.path.join("runs", f"eval-random-init-{name}"), f"random-init-{name}"
+    if rt.main:
+        os.makedirs(out_dir, exist_ok=True)
+    out_stem = os.path.join(out_dir, stem)
+
+    if args.task == "retrieval":
+        result = cmd_retrieval(args, backbone, views, data, out_stem, rt)
+    elif args.task == "linear":
+        result = cmd_linear(args, backbone, views, data, rt.kind)
+    else:
+        # The training clips: the checkpoint's augmentation at the evaluation clip size.
+        train_augment = {**augment, "size": list(views.size), "mean": list(views.mean), "std": list(views.std)}
+        if args.flip_prob is not None:
+            train_augment["flip_prob"] = args.flip_prob
+        elif described["from"] == "the demo data":
+            train_augment["flip_prob"] = 0.0  # demo classes include left vs right: a flip changes the class
+        result = cmd_finetune(args, backbone, views, data, train_augment, rt.kind)
+
+    record = {"task": args.task, "checkpoint": state["path"] if state else None, "random_init": args.random_init,
+              "backbone": name, "backbone_kwargs": kwargs, "data": described, "views": asdict(views),
+              "options": {k: v for k, v in vars(args).items() if k not in ("task", "checkpoint", "data", "test_data")},
+              "world_size": rt.world, "seconds": round(time.time() - start, 1), **result,
+              "checkpoint_config": config}
+    if rt.main:
+        print_table(args.task, result)
+        record["json"] = out_stem + f".{args.task}.json"
+        files.write_text(record["json"], json.dumps(record, indent=2))
+        print(f"wrote {record['json']}" + (f" and {result['figure']}" if result.get("figure") else ""))
+    return record
+
+
+if __name__ == "__main__":
+    main()

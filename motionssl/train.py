@@ -1,0 +1,403 @@
+"""Train MoQuad, MCPNet or the SimCLR baseline on DALI pipelines (``motionssl-train``, ``python train.py``).
+
+    python train.py --pipeline moquad                      # the CPU demo: demo data, tiny backbone
+    python train.py --pipeline mcpnet --config configs/mcpnet_r3d18.yaml --data data/k400 --split train
+    torchrun --nproc_per_node 8 train.py --pipeline moquad --config configs/moquad_r3d18.yaml --data ...
+
+``key=value`` arguments override the config files (``optim.lr=0.8``, ``pipeline_config.clip.frames=8``).
+``--config`` takes a file, or the name of a shipped configuration (``configs/moquad_r3d18.yaml``,
+``moquad_r3d18``), so the commands work from any folder after ``pip install``.
+The loop is deliberately plain; the parts live in ``motionssl.pipelines`` and ``motionssl.models``. Where the
+run stands is the global step alone: epoch and batch follow from it, so a run resumed
+from any checkpoint — mid-epoch, on an epoch's last step, across the MoQuad warm-up
+switch — continues with exactly the batches and losses of the uninterrupted run.
+"""
+import argparse
+import collections
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from types import SimpleNamespace
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from motionssl.models import runtime
+from motionssl.models.backbones import BACKBONES, create_backbone, to_channels_last
+from motionssl.models.methods import METHODS, create_method
+from motionssl.models.optim import build_optimizer, cosine_schedule, mcpnet_lr, moquad_lr
+from motionssl.models.training import (Checkpointer, CheckpointWriteError, MetricsLog, load_checkpoint, load_config, rng_state,
+                             set_rng_state, to_dict)
+from motionssl.pipelines import PIPELINES, demo, files, load_index, make_iterator
+from motionssl.pipelines.config import coerce_kwargs
+from motionssl.pipelines.index import load_pair
+from motionssl.pipelines.iterators import VideoIterator
+from motionssl.pipelines.sources import PipelineError
+from motionssl.pipelines.files import FolderError
+from motionssl.pipelines.video_io import VideoError
+
+PAPER_LR = {"moquad": moquad_lr, "mcpnet": mcpnet_lr, "simclr": moquad_lr}  # SimCLR/CVRL: LARS, 3.2 @ 256
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--pipeline", required=True, choices=sorted(PIPELINES))
+    p.add_argument("--config", action="append", default=[], help="YAML file(s); later ones win (default: configs/demo/<pipeline>.yaml)")
+    p.add_argument("--data", help="prepared dataset folder, class folder or `path label [num_frames]` list "
+                                  "(default: the demo data)")
+    p.add_argument("--split", help="the training split of a prepared dataset, e.g. train_split1 (demo: train)")
+    p.add_argument("--test-data", help="videos that query the training videos in the retrieval at the end, when "
+                                       "they are not a split of --data (a list or folder)")
+    p.add_argument("--test-split", help="their split of a prepared dataset, e.g. test_split1 (demo: test); without "
+                                        "--test-split or --test-data there is no retrieval at the end")
+    p.add_argument("--out", help="run folder for logs and checkpoints (default: runs/<pipeline>-<time>)")
+    p.add_argument("--resume", help="checkpoint file or run folder to continue from (exactly, mid-epoch)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. epochs=5 optim.lr=0.1")
+    return p.parse_intermixed_args(argv)
+
+
+# Bad config, data, checkpoint or run folder, a full disk: one line, no traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, VideoError, FolderError, OSError)
+logger = logging.getLogger("train")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    with runtime.Termination() as term:
+        try:
+            run = setup(args)
+        except USER_ERRORS as exc:
+            if os.environ.get("MOTIONSSL_DEBUG"):
+                raise
+            raise SystemExit(f"train.py: error: {exc} (MOTIONSSL_DEBUG=1 shows where)") from None
+        try:
+            with runtime.deterministic(run.cfg.deterministic):
+                return train(run, term)
+        except (PipelineError, CheckpointWriteError, OSError) as exc:  # a file that fails mid-run, a full disk
+            if os.environ.get("MOTIONSSL_DEBUG"):
+                raise
+            raise SystemExit(f"train.py: error: {exc}") from None
+        finally:
+            for it in run.loaders.values():
+                it.close()  # stop the decoding workers on every way out
+            run.lock.release()
+
+
+def setup(args) -> SimpleNamespace:
+    """Config, data, loaders, model, optimiser and run folder of a new or resumed run."""
+    config_files = args.config or [f"demo/{args.pipeline}.yaml"]  # a shipped configuration
+    cfg = load_config(config_files, args.overrides, pipeline=args.pipeline, data=args.data, out=args.out, split=args.split,
+                      test_data=args.test_data, test_split=args.test_split)
+    state = None
+    if args.resume:  # the run's own config, so the resumed run is the same run, in the checkpoint's run folder
+        state = load_checkpoint(args.resume)
+        if state["config"].get("pipeline") != args.pipeline:
+            raise ValueError(f"{state['path']} is a {state['config'].get('pipeline')} run; resume it with "
+                             f"--pipeline {state['config'].get('pipeline')}")
+        folder = os.path.dirname(os.path.abspath(state["path"]))
+        folder = os.path.dirname(folder) if os.path.basename(folder) == "checkpoints" else folder
+        cfg = load_config([], args.overrides, **dict(state["config"], out=args.out or folder))
+    loader_options = coerce_loader_options(cfg.loader)
+    rt = runtime.start(cfg.device)
+    setup_logging(rt)
+    out = cfg.out or os.path.join("runs", f"{cfg.pipeline}-{time.strftime('%Y%m%d-%H%M%S')}")
+    lock = open_run_folder(out, resume=state is not None, main=rt.main)
+    torch.manual_seed(cfg.seed)
+    data, split, test_data, test_split = cfg.data, cfg.split, cfg.test_data, cfg.test_split
+    if data is None:  # the embedded demo: generated once into the cache (rank 0 first)
+        data = runtime.rank_zero_first(rt, demo.generate)
+        split, test_split = split or "train", test_split or (None if test_data else "test")
+    index = load_index(data, split=split)
+    retrieval = cfg.retrieval and bool(test_split or test_data)
+    if retrieval:  # check the test videos now, not after hours of training
+        load_pair(data, split, test_data, test_split)
+    elif cfg.retrieval:
+        logger.info("no retrieval at the end: give --test-split (a split of --data) or --test-data")
+    modes = ["warmup", "quad"] if cfg.pipeline == "moquad" and cfg.appearance_warmup > 0 else [None]
+
+    def loader(mode):  # MoQuad Algorithm 1: the appearance task (Eq. 2) first, then quadruples
+        pc = dict(cfg.pipeline_config, **({"mode": mode} if mode else {}))
+        return make_iterator(cfg.pipeline, index, cfg.batch_size, rt.kind, cfg.seed, rt.rank, rt.world, config=pc,
+                             device_id=rt.local_rank, **loader_options)
+
+    loaders = {m: loader(m) for m in modes}
+    main_loader = loaders[modes[-1]]
+    steps_per_epoch = len(main_loader)
+    if any(len(it) != steps_per_epoch for it in loaders.values()):
+        raise ValueError("the warm-up and quadruple pipelines see different numbers of batches per epoch")
+    if cfg.backbone not in BACKBONES:
+        raise ValueError(f"backbone={cfg.backbone!r}; choose one of {sorted(BACKBONES)}")
+    backbone = create_backbone(cfg.backbone, **coerce_kwargs(BACKBONES[cfg.backbone], cfg.backbone_kwargs,
+                                                             "backbone_kwargs"))
+    if rt.kind == "gpu":
+        # Fixed clip shapes: let cuDNN pick the fastest 3D convolutions (unless the run must be deterministic).
+        torch.backends.cudnn.benchmark = not cfg.deterministic
+        to_channels_last(backbone)
+    method_options = coerce_kwargs(METHODS[cfg.pipeline].__init__, cfg.method, "method")
+    method = create_method(cfg.pipeline, backbone=backbone, **method_options).to(rt.device)
+    if rt.distributed and rt.kind == "gpu" and cfg.sync_batchnorm:
+        method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)  # BN over the global batch, as SimCLR
+    if cfg.optim.lr is None and cfg.optim.name not in ("sgd", "lars"):
+        raise ValueError(f"optim.lr is needed with optim.name={cfg.optim.name}: the papers' learning-rate rules are "
+                         "for SGD and LARS (e.g. optim.lr=1e-3 for Adam)")
+    lr = cfg.optim.lr if cfg.optim.lr is not None else PAPER_LR[cfg.pipeline](cfg.batch_size * rt.world)
+    optimizer = build_optimizer(cfg.optim.name, method, lr, cfg.optim.weight_decay, cfg.optim.momentum)
+    total = cfg.steps or cfg.epochs * steps_per_epoch
+    budget = (f"{total} steps (steps={cfg.steps}: {total / steps_per_epoch:.1f} epochs of {steps_per_epoch})"
+              if cfg.steps else f"{total} steps ({cfg.epochs} epochs x {steps_per_epoch})")
+    if cfg.max_steps and cfg.max_steps < total:
+        budget += f", stopping early at max_steps={cfg.max_steps}"
+    # MoQuad's appearance warm-up: the first fraction p of the run (whole epochs when sized in epochs).
+    warm_steps = 0
+    if len(modes) == 2:
+        warm_steps = round(cfg.appearance_warmup * total) if cfg.steps else \
+            round(cfg.appearance_warmup * cfg.epochs) * steps_per_epoch
+    scheduler = cosine_schedule(optimizer, total, round(cfg.optim.warmup_epochs * steps_per_epoch))
+    checkpoints = Checkpointer(os.path.join(out, "checkpoints"), cfg.keep_checkpoints, writer=rt.main)
+    step = 0
+    if state is not None:
+        method.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step = state["step"]
+        set_rng_state(state["rng"], cuda=rt.kind == "gpu")
+        main_loader.load_state_dict(state["iterator"])  # same data, seed, batch and world size, or a clear error
+        for later in checkpoints.supersede_after(step):  # a resumed run writes its own future
+            logger.warning("resuming from step %d: the later checkpoint %s is kept as %s.superseded", step, later,
+                           later)
+    elif checkpoints.latest():
+        raise ValueError(f"{out} already holds checkpoints (up to step {checkpoints.latest_step()}): continue it "
+                         f"with --resume {out}, or choose another --out")
+    absolute = {k: os.path.abspath(v) for k, v in (("data", cfg.data), ("test_data", test_data)) if v}
+    saved = dataclasses.replace(cfg, out=out, pipeline_config=dataclasses.asdict(main_loader.config), **absolute)
+    if rt.main:
+        files.write_text(os.path.join(out, "config.yaml"), yaml.safe_dump(to_dict(saved), sort_keys=False))
+        stats = main_loader.index.stats
+        print(f"{cfg.pipeline}: {len(main_loader.index)} videos ({describe_data(data, split, stats)}), "
+              f"{budget}, batch {cfg.batch_size}x{rt.world}, lr {lr:g}, {cfg.backbone} on {rt.kind}, "
+              f"{main_loader.decoder} decoding; run folder {out}")
+    return SimpleNamespace(cfg=cfg, saved=saved, rt=rt, data=data, split=split, test_data=test_data,
+                           test_split=test_split, retrieval=retrieval, loaders=loaders, modes=modes,
+                           main_loader=main_loader, steps_per_epoch=steps_per_epoch, warm_steps=warm_steps,
+                           method=method, optimizer=optimizer, scheduler=scheduler, out=out, checkpoints=checkpoints,
+                           step=step, total=total, lock=lock)
+
+
+# What a run folder holds; a fresh run refuses a folder with anything else in it.
+RUN_FOLDER_ENTRIES = {"config.yaml", "metrics.jsonl", "metrics-superseded.jsonl", "tb", "checkpoints",
+                      "retrieval.json", files.LOCK_FILE}
+
+
+def open_run_folder(out: str, resume: bool, main: bool):
+    """Create ``out`` and lock it for this run (rank 0); a :class:`FolderError` if it is busy or not a run folder.
+
+    Two runs writing one folder would interleave their logs and overwrite each other's
+    checkpoints, so the second fails at once and names the first. A fresh run also refuses
+    a folder holding files that are not a run's (nothing of the user's is overwritten).
+    """
+    lock = files.FolderLock(out, "train.py")
+    if not main:
+        return lock
+    if not resume:
+        foreign = [name for name in files.entries(out) if name not in RUN_FOLDER_ENTRIES]
+        if foreign:
+            raise FolderError(f"--out {out} already holds files that are not a run's ({', '.join(foreign[:3])}"
+                              f"{' ...' if len(foreign) > 3 else ''}); choose a new or empty folder")
+    try:
+        return lock.acquire()
+    except OSError as exc:
+        raise FolderError(f"cannot write the run folder {out} ({exc.strerror or exc}); choose another --out") from None
+
+
+def coerce_loader_options(options) -> dict:
+    """The ``loader`` section as keyword arguments of the iterator; the options train.py sets itself are refused."""
+    own = {"batch_size": "batch_size", "device": "device", "seed": "seed", "shard_id": "(the rank)",
+           "num_shards": "(the world size)", "config": "pipeline_config", "device_id": "(the local rank)",
+           "name": "--pipeline", "index": "--data"}
+    taken = sorted(set(options or {}) & set(own))
+    if taken:
+        raise ValueError(f"loader.{taken[0]} is set by train.py from {own[taken[0]]}"
+                         + (f"; write {taken[0]}=... instead" if own[taken[0]] == taken[0] else "")
+                         + f" (the loader section takes {sorted(set(loader_keys()) - set(own))})")
+    return coerce_kwargs(VideoIterator, options, "loader")
+
+
+def loader_keys():
+    import inspect
+
+    return [k for k in inspect.signature(VideoIterator).parameters if k != "self"]
+
+
+def describe_data(data, split, stats) -> str:
+    """One line of what the index holds and what its policies did, so nothing happens silently."""
+    split = stats.get("split", split)
+    parts = [f"{data}" + (f", split {split}" if split else "")]
+    if stats.get("short_videos"):
+        verb = {"pad": "padded", "skip": "skipped"}.get(stats.get("short_policy"), "short")
+        parts.append(f"{stats['short_videos']} {verb} (shorter than the {stats['window']}-frame window)")
+    if stats.get("skipped_unreadable"):
+        parts.append(f"{stats['skipped_unreadable']} unreadable skipped")
+    return "; ".join(parts)
+
+
+def setup_logging(rt) -> None:
+    """Warnings and the data summary on rank 0; only errors from the other ranks."""
+    logging.basicConfig(level=logging.INFO if rt.main else logging.ERROR,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def train(run, term) -> str:
+    """The loop. Returns the last checkpoint's path."""
+    cfg, rt, method, optimizer, scheduler = run.cfg, run.rt, run.method, run.optimizer, run.scheduler
+    steps_per_epoch, checkpoints, step = run.steps_per_epoch, run.checkpoints, run.step
+    model = torch.nn.parallel.DistributedDataParallel(method, device_ids=[rt.local_rank] if rt.kind == "gpu" else None) if rt.distributed else method
+    log = MetricsLog(run.out, rt.main, resume_step=step)  # a resumed run's log holds no replayed steps
+
+    def save():
+        return checkpoints.save({"config": to_dict(run.saved), "model": method.state_dict(),
+                                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                                 "step": step, "epoch": step // steps_per_epoch, "rng": rng_state(),
+                                 "iterator": run.main_loader.state_dict()}, step)
+
+    autocast = torch.autocast("cuda", torch.bfloat16) if rt.kind == "gpu" and cfg.precision != "fp32" else contextlib.nullcontext()
+    last_step = run.total if not cfg.max_steps else min(run.total, cfg.max_steps)
+    bar = tqdm(total=last_step, initial=step, disable=not rt.main, dynamic_ncols=True)
+    speed = ClipRate()
+    model.train()
+    with term.deferred():  # a signal stops the loop after its step, with a checkpoint
+        while step < last_step:
+            epoch, iteration = divmod(step, steps_per_epoch)
+            warming = step < run.warm_steps
+            it = run.loaders[run.modes[0] if warming else run.modes[-1]]
+            if it is run.main_loader and len(run.modes) == 2:
+                run.loaders[run.modes[0]].close()  # warm-up over: stop its graph's worker processes
+            it.seek(epoch, iteration)
+            for batch in it:
+                speed.arrived()
+                with autocast:
+                    result = model(batch)
+                loss = result["loss"]
+                # One host sync per step, decided on every rank at once (a rank stopping alone would
+                # hang the others): a non-finite loss must stop before it touches the weights; a
+                # termination signal stops after this step, whose forward pass already moved the
+                # BatchNorm statistics, so the checkpoint is the state after `step + 1` steps.
+                nonfinite, terminate = runtime.agree(rt, not torch.isfinite(loss), term.requested)
+                if nonfinite:
+                    raise SystemExit(f"non-finite loss at step {step} (epoch {epoch}, batch {step % steps_per_epoch})"
+                                     f" on at least one rank; last good checkpoint: {checkpoints.latest()}. Lower "
+                                     "optim.lr or check the data.")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                speed.step(sum(v.shape[0] for v in batch.values() if v.ndim == 5) * rt.world)
+                if step % cfg.log_every == 0 or step == last_step or terminate:
+                    scalars = {k: float(v.detach()) for k, v in result.items() if v.numel() == 1}
+                    scalars.update(lr=scheduler.get_last_lr()[0], clips_per_s=speed.rate, data_wait=speed.wait_share,
+                                   epoch=epoch)
+                    if rt.kind == "gpu":
+                        scalars["gpu_mem_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30
+                    log.write(step, scalars)
+                    bar.set_postfix(loss=f"{scalars['loss']:.3f}", clips_s=f"{scalars['clips_per_s']:.0f}")
+                bar.update(1)
+                if terminate:
+                    path = save()
+                    runtime.barrier(rt)  # every rank waits until rank 0 has written the checkpoint
+                    bar.close()
+                    log.close()
+                    if rt.main:
+                        print(f"\nstopped by a signal after step {step}; checkpoint {path}; continue with --resume "
+                              f"{run.out}", file=sys.stderr)
+                    raise SystemExit(128 + (term.signal or signal.SIGTERM))
+                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                    save()
+                elif not cfg.checkpoint_every and step % steps_per_epoch == 0:
+                    save()  # at the end of every epoch
+                if step >= last_step or (warming and step >= run.warm_steps):
+                    break  # the end, or the warm-up → quadruple switch (mid-epoch in a run sized in steps)
+        bar.close()
+        path = checkpoints.latest() if checkpoints.latest_step() == step else save()
+        log.close()
+    if rt.main:
+        print(f"done: {step} steps; checkpoint {path}; logs {os.path.join(run.out, 'metrics.jsonl')}")
+    term.check()  # a signal while the last checkpoint was written: it is on disk, stop now
+    for it in run.loaders.values():
+        it.close()
+    term.check()
+    if run.retrieval:  # every rank extracts its shard of the views
+        report_retrieval(method.backbone, run, run.main_loader.config.clip, term)
+    runtime.stop(rt)
+    return path
+
+
+class ClipRate:
+    """Clips per second, and the share of the time spent waiting for batches, over the last ``window``
+    steps, across epoch boundaries (steady figures).
+
+    The wait is the time from the end of a step to the arrival of the next batch; each step
+    ends with a host sync (the loss is checked on every rank), so on a GPU it is time in
+    which the GPU had nothing to do: the data stall.
+    """
+
+    def __init__(self, window: int = 50):
+        self.marks = collections.deque(maxlen=window + 1)  # (time, clips so far, seconds waited so far)
+        self.clips, self.waited = 0, 0.0
+        self.last = time.perf_counter()
+        self.marks.append((self.last, 0, 0.0))
+
+    def arrived(self) -> None:
+        """A batch arrived: the time since the last step ended was spent waiting for it."""
+        self.waited += time.perf_counter() - self.last
+
+    def step(self, clips: int) -> None:
+        self.clips += clips
+        self.last = time.perf_counter()
+        self.marks.append((self.last, self.clips, self.waited))
+
+    @property
+    def rate(self) -> float:
+        (t0, c0, _), (t1, c1, _) = self.marks[0], self.marks[-1]
+        return (c1 - c0) / (t1 - t0) if t1 > t0 else 0.0
+
+    @property
+    def wait_share(self) -> float:
+        (t0, _, w0), (t1, _, w1) = self.marks[0], self.marks[-1]
+        return (w1 - w0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+def report_retrieval(backbone, run, clip, term):
+    """Retrieval of the test videos (queries) against the training videos, trained vs random init.
+
+    Runs on every rank (each extracts its shard of the views); rank 0 prints and writes.
+    """
+    from motionssl.models.protocols import run_retrieval
+
+    cfg, rt = run.cfg, run.rt
+    train_index, test_index, describe = load_pair(run.data, run.split, run.test_data, run.test_split)
+    aug = clip.augment
+    args = dict(frames=clip.frames, size=aug.size, mean=aug.mean, std=aug.std, device=rt.kind)
+    torch.manual_seed(cfg.seed)
+    random_init = create_backbone(cfg.backbone, **cfg.backbone_kwargs)
+    rows = {}
+    for name, network in (("pre-trained", backbone), ("random init", random_init)):
+        rows[name] = run_retrieval(network.eval(), train_index, test_index, **args)
+        term.check()  # a signal during the pass's pipeline teardown
+    if not rt.main:
+        return
+    print(f"\nretrieval: {describe}")
+    print(f"{'':>12}  {'top-1':>6}  {'top-5':>6}")
+    for name, r in rows.items():
+        print(f"{name:>12}  {100 * r['top1']:6.1f}  {100 * r['top5']:6.1f}")
+    with open(os.path.join(run.out, "retrieval.json"), "w") as f:
+        json.dump({"data": describe, **rows}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
