@@ -45,9 +45,10 @@ def test_every_package_folder_is_installed():
     assert found == listed
 
 
-def test_the_shipped_configurations_are_found_by_name():
+def test_the_shipped_configurations_are_found_by_name(tmp_path, monkeypatch):
     from motionssl import configs
 
+    monkeypatch.chdir(tmp_path)  # anywhere but a checkout
     assert "demo/moquad.yaml" in configs.shipped() and "moquad_r3d18.yaml" in configs.shipped()
     for name in ("configs/moquad_r3d18.yaml", "moquad_r3d18.yaml", "moquad_r3d18"):
         assert configs.resolve(name) == os.path.join(configs.root(), "moquad_r3d18.yaml")
