@@ -24,7 +24,7 @@ if __package__ in (None, ""):
 
 from benchmarks.common import default_data  # noqa: E402
 from motionssl.pipelines.index import load_index  # noqa: E402
-from motionssl.pipelines.video_io import to_rgb  # noqa: E402
+from motionssl.pipelines.decoders.pyav import to_rgb  # noqa: E402
 
 
 def frames_of(path: str, count: int):

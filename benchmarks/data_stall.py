@@ -42,7 +42,7 @@ from motionssl.models.methods import create_method  # noqa: E402
 from motionssl.models.optim import build_optimizer, mcpnet_lr, moquad_lr  # noqa: E402
 from motionssl.pipelines.index import load_index  # noqa: E402
 from motionssl.pipelines.pipeline import usable_cores  # noqa: E402
-from motionssl.pipelines.sources import DECODERS  # noqa: E402
+from motionssl.pipelines.decoders import DECODERS  # noqa: E402
 
 METHOD_PIPELINES = ("simclr", "mcpnet", "moquad")
 # The papers' optimisers: LARS for MoQuad (and SimCLR/CVRL), SGD for MCPNet (models/optim.py).

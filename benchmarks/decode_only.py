@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 from motionssl.pipelines import make_iterator
 from motionssl.pipelines.index import VideoIndex
-from motionssl.pipelines.iterators import PipelineSpec
-from motionssl.pipelines.planner import Planner
+from motionssl.pipelines.planners import PipelineSpec
+from motionssl.pipelines.planners.base import Planner
 
 
 @dataclass

@@ -125,7 +125,7 @@ def probe_sizes(out_path: str) -> None:
     """In a child process: one JSON line per (codec, size) — whether NVDEC decodes it (``nvdec_sizes``)."""
     import numpy as np
 
-    from motionssl.pipelines.decoding import NVDEC_MIN_SIZE, nvdec_probe
+    from motionssl.pipelines.decoders.dali import NVDEC_MIN_SIZE, nvdec_probe
     from motionssl.pipelines.video_io import write_video
 
     encoders = {"h264": ".mkv", "vp9": ".webm", "vp8": ".webm", "mpeg4": ".mkv"}

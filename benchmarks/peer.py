@@ -38,12 +38,12 @@ import torch
 import torchvision.transforms.v2.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from motionssl.pipelines.augment import KINETICS_MEAN, KINETICS_STD
+from motionssl.pipelines.ops.config import KINETICS_MEAN, KINETICS_STD
 from motionssl.pipelines.contract import torch_device
-from motionssl.pipelines.planner import ParamKeys, Planner
-from motionssl.pipelines.rad import tile_size
-from motionssl.pipelines.sources import FRAME_DECODERS, WindowSource, _Timestamps  # _Timestamps: the workers' per-file cache
-from motionssl.pipelines.torchcodec_io import read_window_torchcodec
+from motionssl.pipelines.planners.base import ParamKeys, Planner
+from motionssl.pipelines.ops.blend import tile_size
+from motionssl.pipelines.decoders import frame_decoders, read_window
+from motionssl.pipelines.sources import FileFacts, WindowSource  # FileFacts: the workers' per-file cache
 
 
 # --- one clip ---------------------------------------------------------------------------------
@@ -197,7 +197,7 @@ class PeerLoader:
     def __init__(self, iterator, decoder: str = "pyav", epoch: int = 0, num_workers: int = 2,
                  prefetch_factor: Optional[int] = 2, device: Optional[str] = None,
                  augment_in_main: Optional[bool] = None, decode_in_main: bool = False):
-        if decoder not in FRAME_DECODERS:
+        if decoder not in frame_decoders():
             raise ValueError(f"decoder={decoder!r}: the peer loader decodes with 'pyav' or 'torchcodec'")
         if decode_in_main and decoder != "torchcodec":
             raise ValueError("decode_in_main decodes with torchcodec (its CUDA decoder on GPU): give "
@@ -211,7 +211,7 @@ class PeerLoader:
         self.in_main = (self.gpu if augment_in_main is None else bool(augment_in_main)) or self.decode_in_main
         source = iterator.make_source(decoder="dali" if decode_in_main else decoder)
         self.decoder, self.window = decoder, iterator.planner.window
-        self._timestamps = _Timestamps() if decode_in_main else None
+        self._timestamps = FileFacts() if decode_in_main else None
         self.clip_dtype = torch.float16 if self.gpu else torch.float32
         decode_only = not self.planner.clip_specs
         dataset = PeerSamples(source, self.planner, epoch, build=not self.in_main)
@@ -231,8 +231,8 @@ class PeerLoader:
     def _decode(self, item: dict) -> torch.Tensor:
         """The item's window decoded by torchcodec in this process, on the loader's device."""
         path = item.pop("path")
-        window = read_window_torchcodec(path, item.pop("start"), self.window, self._timestamps.get(path),
-                                        stream_time_base=self._timestamps.time_base(path), device=self.device.type)
+        window = read_window(path, item.pop("start"), self.window, self._timestamps.get(path), decoder="torchcodec",
+                             facts=self._timestamps, device=self.device.type)
         return window if isinstance(window, torch.Tensor) else torch.from_numpy(window)
 
     def _on_device(self, samples: List[dict]) -> Dict[str, torch.Tensor]:
@@ -302,10 +302,10 @@ def op_costs(size: int, frames: int = 16, height: int = 240, width: int = 320, r
                                                                          torch.float32))}
     finally:
         torch.set_num_threads(threads)
-    from motionssl.pipelines import fused
+    from motionssl.pipelines.ops import fused as fused
 
     if fused.available() is None:
-        from motionssl.pipelines import _fused_kernels as kernels
+        from motionssl.pipelines.ops import _kernels as kernels
 
         result = np.empty((3, frames, size, size), np.float32)
         idx = np.arange(frames, dtype=np.int32)

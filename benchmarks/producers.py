@@ -164,11 +164,11 @@ def timed_windows(args, name: str, index: VideoIndex, config: dict, first: Optio
 
 def one_thread_decoder(decoder: str):
     """``(path, start, count, stamps) -> frames`` of ``decoder`` with one thread: the ceiling's unit."""
-    if decoder == "torchcodec":
-        from motionssl.pipelines.torchcodec_io import read_window_torchcodec
+    if decoder != "pyav":
+        from motionssl.pipelines.decoders import read_window
 
-        return lambda path, start, count, stamps: read_window_torchcodec(path, start, count, timestamps=stamps,
-                                                                         threads=1)
+        return lambda path, start, count, stamps: read_window(path, start, count, timestamps=stamps, decoder=decoder,
+                                                              threads=1)
     return decode_window_one_thread
 
 

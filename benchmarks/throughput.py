@@ -65,9 +65,12 @@ from benchmarks.producers import (measure_ceiling, measure_peer, measure_pipelin
 from benchmarks.profile import profile  # noqa: E402
 from motionssl.pipelines.index import load_index  # noqa: E402
 from motionssl.pipelines.pipeline import usable_cores  # noqa: E402
-from motionssl.pipelines.sources import FRAME_DECODERS  # noqa: E402  (decoders in loader workers: the peer's, the ceilings')
-from motionssl.pipelines.torchcodec_io import torchcodec_available  # noqa: E402
-from motionssl.pipelines.video_io import DALI_CPU_CODECS, header  # noqa: E402
+from motionssl.pipelines.decoders import frame_decoders  # noqa: E402  (decoders in loader workers)
+
+FRAME_DECODERS = frame_decoders()  # the peer's and the ceilings' decoders
+from motionssl.pipelines.decoders.torchcodec import torchcodec_available  # noqa: E402
+from motionssl.pipelines.decoders.dali import DALI_CPU_CODECS
+from motionssl.pipelines.video_io import header  # noqa: E402
 
 ALL_PIPELINES = ("decode", "simclr", "mcpnet", "moquad")
 PIPELINE_DECODERS = ("pyav", "torchcodec", "dali")

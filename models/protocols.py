@@ -26,7 +26,7 @@ from motionssl.models.evaluation import (FineTuneClassifier, distinct_views, ext
                                retrieval_accuracy, topk_accuracy, train_linear_probe, video_features,
                                video_probabilities)
 from motionssl.pipelines import VideoIndex, make_iterator
-from motionssl.pipelines.augment import KINETICS_MEAN, KINETICS_STD
+from motionssl.pipelines.ops.config import KINETICS_MEAN, KINETICS_STD
 from motionssl.pipelines.contract import torch_device
 from motionssl.pipelines.evaluation import make_eval_iterator
 

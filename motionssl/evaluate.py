@@ -52,13 +52,13 @@ from motionssl.models.protocols import Views
 from motionssl.models.training import (CheckpointError, backbone_from_state, build_backbone, clip_settings, load_config,
                              read_checkpoint, to_dict)
 from motionssl.pipelines import VideoIndex, demo, files
-from motionssl.pipelines.augment import KINETICS_MEAN, KINETICS_STD, AugmentConfig
+from motionssl.pipelines.ops.config import KINETICS_MEAN, KINETICS_STD, AugmentConfig
 from motionssl.pipelines.config import build
 from motionssl.pipelines.index import load_pair
 from motionssl.pipelines.evaluation import NUM_CROPS
 from motionssl.pipelines.files import FolderError
 from motionssl.pipelines.show import save_neighbours
-from motionssl.pipelines.sources import DECODERS
+from motionssl.pipelines.decoders import DECODERS
 from motionssl.pipelines.sources import PipelineError
 from motionssl.pipelines.video_io import VideoError
 

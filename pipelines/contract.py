@@ -28,7 +28,7 @@ from typing import Dict, List, Mapping, NamedTuple, Optional, Union
 
 import torch
 
-from .planner import Planner
+from .planners.base import Planner
 
 CLIP_DTYPES = {"cpu": torch.float32, "gpu": torch.float16}
 """Torch dtype of the clips by pipeline device (the DALI side is ``pipeline.CLIP_DTYPES``)."""

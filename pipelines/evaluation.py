@@ -19,9 +19,9 @@ video of ``n`` frames, clip ``k`` of ``K`` starts at
 
 in integer arithmetic, so starts are exact and identical on every machine. A video shorter
 than ``L`` gives ``K`` clips at start 0, padded by repeating the last frame, as the
-training source pads (``clips.draw_clip_indices``).
+training source pads (``ops.cut.draw_clip_indices``).
 
-**Crops.** The largest crop with the output's aspect ratio (``augment.center_crop``); with
+**Crops.** The largest crop with the output's aspect ratio (``ops.crop.center_crop``); with
 three crops it also slides to both ends of the axis that has room left — left / centre /
 right on a landscape frame, top / centre / bottom on a portrait one (three equal crops when
 the frame already has the output's aspect). Each crop is resized to ``size`` and
@@ -40,12 +40,12 @@ from typing import Dict, Iterator, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from . import augment, clips, reference
-from .augment import KINETICS_MEAN, KINETICS_STD
-from .decoding import DEVICES, choose_decoder
+from .decoders import DEVICES, choose_decoder
 from .index import VideoIndex, load_index
 from .pipeline import build_pipeline, output_names, worker_codec_threads
-from .planner import Planner
+from .ops import crop, cut, normalise
+from .ops.config import KINETICS_MEAN, KINETICS_STD
+from .planners.base import Planner
 from .reference_loader import reference_batch as assemble_reference_batch
 from .sources import WindowSource
 from .workers import signals_ignored
@@ -73,7 +73,7 @@ def spatial_crops(frame_hw: Sequence[int], size: Sequence[int], num_crops: int) 
     """``(num_crops, 4)`` float32 ROIs ``[y0, x0, y1, x1]``: centre, or start / centre / end (module doc)."""
     if num_crops not in NUM_CROPS:
         raise ValueError(f"num_crops={num_crops}; choose one of {NUM_CROPS}")
-    centre = augment.center_crop(frame_hw, size)
+    centre = crop.center_crop(frame_hw, size)
     if num_crops == 1:
         return centre[None]
     y0, x0, y1, x1 = (float(v) for v in centre)
@@ -102,7 +102,7 @@ class EvalPlanner(Planner):
         self.size = tuple(int(v) for v in size)
         self.mean, self.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
         self.antialias = antialias
-        self.window = clips.clip_span(self.frames, self.stride)
+        self.window = cut.clip_span(self.frames, self.stride)
         self.keys = ("idx",) + tuple(f"roi{c}" for c in range(self.num_crops))
         self.outputs = tuple(f"crop{c}" for c in range(self.num_crops))
 
@@ -114,17 +114,17 @@ class EvalPlanner(Planner):
 
     def graph(self, window, p, dtype):
         """DALI nodes: cut the clip once → per crop: crop/resize → normalise; each ``(C, T, H, W)``."""
-        clip = clips.cut(window, p["idx"])
-        return {f"crop{c}": augment.normalize(augment.crop_resize(clip, p[f"roi{c}"], self.size, self.antialias),
-                                              self.mean, self.std, dtype)
+        clip = cut.cut(window, p["idx"])
+        return {f"crop{c}": normalise.normalize(crop.crop_resize(clip, p[f"roi{c}"], self.size, self.antialias),
+                                                self.mean, self.std, dtype)
                 for c in range(self.num_crops)}
 
     def reference(self, windows, params, slot):
-        """NumPy twin of :meth:`graph` (no antialiasing, like :func:`reference.resize_roi`)."""
+        """NumPy twin of :meth:`graph` (no antialiasing, like :func:`.ops.crop.crop_resize_reference`)."""
         p = params[slot]
-        clip = reference.cut(windows[slot], p["idx"])
-        return {f"crop{c}": reference.normalize(reference.resize_roi(clip, p[f"roi{c}"], self.size),
-                                                self.mean, self.std)
+        clip = cut.cut_reference(windows[slot], p["idx"])
+        return {f"crop{c}": normalise.normalize_reference(crop.crop_resize_reference(clip, p[f"roi{c}"], self.size),
+                                                          self.mean, self.std)
                 for c in range(self.num_crops)}
 
 

@@ -18,46 +18,17 @@ from __future__ import annotations
 import gc
 import inspect
 import logging
-from dataclasses import dataclass
-from typing import Any, Dict, Optional, Type, Union
+from typing import Any, Dict, Optional, Union
 
 from . import config as configs
-from .decoding import choose_decoder
+from .decoders import choose_decoder
 from .index import VideoIndex, load_index
-from .mcpnet import MCPNetConfig, MCPNetPlanner
-from .moquad import MoQuadConfig, MoQuadPlanner
 from .pipeline import build_pipeline, output_names, worker_codec_threads
-from .simclr import SimCLRConfig, SimCLRPlanner
+from .planners import PIPELINES, PipelineSpec, pipeline_spec  # noqa: F401  (the registry, re-exported)
 from .sources import WindowSource
 from .workers import signals_ignored
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class PipelineSpec:
-    """A method as the iterators know it: its config dataclass, its planner class, one line about it."""
-
-    name: str
-    config: Type
-    planner: Type
-    doc: str
-
-
-PIPELINES: Dict[str, PipelineSpec] = {spec.name: spec for spec in (
-    PipelineSpec("moquad", MoQuadConfig, MoQuadPlanner, "MoQuad quadruples (anchor, RAD positive, intra negatives)"),
-    PipelineSpec("mcpnet", MCPNetConfig, MCPNetPlanner, "MCPNet RGB clip and long-range residual clips"),
-    PipelineSpec("simclr", SimCLRConfig, SimCLRPlanner, "SimCLR/CVRL baseline: two augmented clips"),
-)}
-
-
-def pipeline_spec(name: Union[str, PipelineSpec]) -> PipelineSpec:
-    """The registered pipeline ``name``; a :class:`PipelineSpec` of one's own is used as it is."""
-    if isinstance(name, PipelineSpec):
-        return name
-    if name not in PIPELINES:
-        raise ValueError(f"unknown pipeline {name!r}; choose one of {sorted(PIPELINES)}")
-    return PIPELINES[name]
 
 
 def build_config(name: Union[str, PipelineSpec], options: Any = None):

@@ -21,10 +21,10 @@ from __future__ import annotations
 import os
 from typing import Dict, Optional, Tuple
 
-from nvidia.dali import backend, pipeline_def, types
+from nvidia.dali import backend, fn, pipeline_def, types
 
-from .decoding import DEVICES, windows
-from .planner import Planner
+from .decoders import DECODERS, DEVICES
+from .planners.base import Planner
 from .sources import WindowSource
 
 CLIP_DTYPES = {"cpu": types.FLOAT, "gpu": types.FLOAT16}
@@ -34,6 +34,32 @@ CLIP_DTYPES = {"cpu": types.FLOAT, "gpu": types.FLOAT16}
 def output_names(planner: Planner) -> Tuple[str, ...]:
     """Names of a pipeline's outputs, in order: the planner's outputs, then ``label`` and ``index``."""
     return tuple(planner.outputs) + ("label", "index")
+
+
+def windows(source: WindowSource, device: str = "cpu", num_workers: int = 2,
+            prefetch: int = 2) -> Dict[str, object]:
+    """Graph op: the external source plus the decoder; returns DataNodes by name.
+
+    ``"window"`` is ``(W, H, W, 3)`` uint8 ``FHWC`` on ``device``; ``"label"`` and
+    ``"index"`` are int64 scalars; every planner key is a per-sample CPU array.
+    ``num_workers=0`` runs the callback in the main process (debugging, tiny tests).
+    """
+    if device not in DEVICES:
+        raise ValueError(f"device={device!r}; choose one of {DEVICES}")
+    keys = source.keys
+    layouts = ["FHWC" if k == "frames" else "" for k in keys]
+    parallel = {"parallel": True, "prefetch_queue_depth": prefetch} if num_workers > 0 else {}
+    outputs = fn.external_source(source=source, num_outputs=len(keys), batch=False, layout=layouts, **parallel)
+    nodes = dict(zip(keys, outputs))
+    decoder = DECODERS[source.decoder]
+    if decoder.in_graph:
+        window = decoder.graph(nodes.pop("encoded"), nodes.pop("window_start"), source.window, device)
+    else:
+        window = nodes.pop("frames")
+        if device == "gpu":
+            window = window.gpu()
+    nodes["window"] = window
+    return nodes
 
 
 def method_graph(source: WindowSource, planner: Planner, device: str = "cpu", num_workers: int = 2,

@@ -49,13 +49,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import json
 import os
-import re
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -64,15 +62,13 @@ import av
 from tqdm import tqdm
 
 from . import files
+from .datasets import DATASETS, Dataset, Item, fail as _fail
 from .index import safe_name
-from .video_io import (DALI_CPU_CODECS, VideoError, check_decoding, checked_frames, decoder_errors, frame_timestamps,
+from .decoders.dali import DALI_CPU_CODECS
+from .video_io import (VideoError, check_decoding, checked_frames, decoder_errors, frame_timestamps,
                        open_video, probe)
 from .workers import pool as worker_pool
 
-# Extensions that ``folder`` and ``kinetics`` pick up when scanning --src; broader than
-# what the pipelines read, because raw downloads come in every container.
-INPUT_EXTENSIONS = frozenset({".avi", ".mp4", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg",
-                              ".flv", ".wmv", ".3gp", ".ogv", ".ts"})
 MANIFEST = ".manifest.jsonl"
 ALL_INDEX = "all"
 
@@ -96,258 +92,6 @@ CODECS: Dict[str, Codec] = {
                  (("deadline", "realtime"), ("cpu-used", "8"), ("row-mt", "1"), ("b", "0"))),
     "h264": Codec("libx264", ".mp4", "mp4", 23, (("preset", "veryfast"),)),
 }
-
-
-@dataclass
-class Item:
-    """One input video: where it is, its class, and the index files that list it.
-
-    ``splits`` maps an index name (``"train_split1"``) to where the split file listed the
-    video (``"trainlist01.txt line 12"``), so a missing file can be reported precisely.
-    """
-
-    src: Path
-    class_name: str
-    splits: Dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Dataset:
-    """What a layout reader found: classes in label order, videos, and the index names to write."""
-
-    classes: List[str]
-    items: List[Item]
-    index_names: List[str]
-
-
-def _fail(message: str):
-    """Stop with a message for the user (no traceback): what is wrong and what to do."""
-    raise SystemExit(f"prepare: error: {message}")
-
-
-def _lines(path: Path) -> List[Tuple[int, str]]:
-    """Non-blank lines of a split file with their 1-based numbers."""
-    if not path.is_file():
-        _fail(f"split file {path} not found; check --splits")
-    with open(path, encoding="utf-8", errors="replace") as f:
-        return [(n, line.strip()) for n, line in enumerate(f, 1) if line.strip()]
-
-
-def _add(items: Dict[Path, Item], src: Path, class_name: str, split: Optional[str], where: str) -> None:
-    """Record ``src`` (once, however many split files list it) and its split membership."""
-    item = items.setdefault(src, Item(src, class_name))
-    if item.class_name != class_name:
-        _fail(f"{where}: {src.name} is listed with class {class_name!r} but earlier with {item.class_name!r}")
-    if split is not None:
-        item.splits.setdefault(split, where)
-
-
-# --------------------------------------------------------------------------- layouts
-
-
-def ucf101(src: Path, splits: Optional[Path]) -> Dataset:
-    """UCF-101: ``src/<Class>/v_*.avi`` with ``classInd.txt``, ``trainlist0k.txt``, ``testlist0k.txt``.
-
-    Split files default to ``src/ucfTrainTestlist`` (where the official zip unpacks) or
-    ``src``. Labels follow ``classInd.txt`` (1-based there, 0-based in ``classes.txt``).
-    """
-    split_dir = splits or (src / "ucfTrainTestlist" if (src / "ucfTrainTestlist").is_dir() else src)
-    class_file = split_dir / "classInd.txt"
-    classes: List[str] = []
-    for n, line in _lines(class_file):
-        parts = line.split()
-        if len(parts) != 2 or not parts[0].isdigit():
-            _fail(f"{class_file} line {n}: expected `index ClassName`, got {line!r}")
-        if int(parts[0]) != len(classes) + 1:
-            _fail(f"{class_file} line {n}: class indices must run 1, 2, 3, ...; got {parts[0]} "
-                  f"where {len(classes) + 1} was expected")
-        classes.append(parts[1])
-    label_of = {name: i for i, name in enumerate(classes)}
-
-    items: Dict[Path, Item] = {}
-    index_names = []
-    for k in (1, 2, 3):
-        train, test = split_dir / f"trainlist0{k}.txt", split_dir / f"testlist0{k}.txt"
-        if not train.exists() and not test.exists():
-            continue
-        for split_file, split in ((train, f"train_split{k}"), (test, f"test_split{k}")):
-            for n, line in _lines(split_file):
-                where = f"{split_file} line {n}"
-                parts = line.split()
-                rel = parts[0].replace("\\", "/")
-                class_name = rel.split("/")[0]
-                # trainlists carry the 1-based label, testlists do not; a label that is
-                # present must agree with classInd.txt or the labels would silently shift.
-                if len(parts) > 2 or "/" not in rel or (len(parts) == 2 and not parts[1].isdigit()):
-                    _fail(f"{where}: expected `Class/video.avi [label]`, got {line!r}")
-                if class_name not in label_of:
-                    _fail(f"{where}: class {class_name!r} is not in {class_file}")
-                if len(parts) == 2 and int(parts[1]) != label_of[class_name] + 1:
-                    _fail(f"{where}: label {parts[1]} disagrees with {class_file}, "
-                          f"which gives {class_name} the index {label_of[class_name] + 1}")
-                _add(items, src / rel, class_name, split, where)
-        index_names += [f"train_split{k}", f"test_split{k}"]
-    if not index_names:
-        _fail(f"no trainlist01.txt/testlist01.txt in {split_dir}; pass the unpacked ucfTrainTestlist folder "
-              "with --splits")
-    return Dataset(classes, list(items.values()), index_names)
-
-
-HMDB_SPLIT_FILE = re.compile(r"^(?P<cls>.+)_test_split(?P<k>\d+)\.txt$")
-
-
-def hmdb51(src: Path, splits: Optional[Path]) -> Dataset:
-    """HMDB-51: ``src/<class>/<video>.avi`` with ``<class>_test_split<k>.txt`` files.
-
-    Split lines are ``video.avi 0|1|2`` (1 = train, 2 = test, 0 = not used by that split).
-    Every listed video is converted (a video unused in split 1 is used in another), so
-    ``all.txt`` holds the whole dataset. Labels are the sorted class names, as is usual.
-    Split files default to ``src/testTrainMulti_7030_splits`` or ``src``.
-    """
-    split_dir = splits or (src / "testTrainMulti_7030_splits"
-                           if (src / "testTrainMulti_7030_splits").is_dir() else src)
-    if not split_dir.is_dir():
-        _fail(f"--splits {split_dir} is not a folder; pass the folder holding <class>_test_split1.txt files")
-    found: Dict[int, Dict[str, Path]] = {}
-    for path in split_dir.iterdir():
-        match = HMDB_SPLIT_FILE.match(path.name)
-        if match:
-            found.setdefault(int(match["k"]), {})[match["cls"]] = path
-    if not found:
-        _fail(f"no <class>_test_split1.txt files in {split_dir}; pass the unpacked "
-              "testTrainMulti_7030_splits folder with --splits")
-    classes = sorted(set().union(*found.values()))
-    items: Dict[Path, Item] = {}
-    index_names = []
-    for k in sorted(found):
-        missing = [c for c in classes if c not in found[k]]
-        if missing:
-            _fail(f"{split_dir / f'{missing[0]}_test_split{k}.txt'} not found ({len(missing)} classes lack a "
-                  f"split-{k} file); every class needs one file per split")
-        for class_name in classes:
-            split_file = found[k][class_name]
-            for n, line in _lines(split_file):
-                parts = line.split()
-                if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
-                    _fail(f"{split_file} line {n}: expected `video.avi 0|1|2`, got {line!r}")
-                split = {"1": f"train_split{k}", "2": f"test_split{k}", "0": None}[parts[1]]
-                _add(items, src / class_name / parts[0], class_name, split, f"{split_file} line {n}")
-        index_names += [f"train_split{k}", f"test_split{k}"]
-    return Dataset(classes, list(items.values()), index_names)
-
-
-KINETICS_COLUMNS = ("label", "youtube_id", "time_start", "time_end", "split")
-KINETICS_SPLITS = {"train": "train", "val": "val", "validate": "val", "validation": "val", "test": "test"}
-KINETICS_NAME = re.compile(r"^(?P<id>.+)_(?P<start>\d{6})_(?P<end>\d{6})$")
-
-
-def _video_files(root: Path):
-    """Video files under ``root`` (recursively), skipping hidden files such as macOS ``._x.mp4``."""
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if not name.startswith(".") and os.path.splitext(name)[1].lower() in INPUT_EXTENSIONS:
-                yield Path(dirpath) / name
-
-
-def kinetics(src: Path, splits: Optional[Path]) -> Dataset:
-    """Kinetics: CSV annotations ``label,youtube_id,time_start,time_end,split`` and downloaded clips.
-
-    Clips are named ``<youtube_id>_<start:06d>_<end:06d>.<ext>``, in class folders or one
-    flat folder; a row matches the file with exactly that name, else the only file whose
-    name starts with its youtube id. ``--splits`` is one CSV or a folder of CSVs (default:
-    the CSVs in ``src``). Labels are the sorted unique label names.
-    """
-    source = splits or src
-    csv_files = sorted(source.glob("*.csv")) if source.is_dir() else [source]
-    if not csv_files:
-        _fail(f"no Kinetics CSV annotations in {source}; pass a CSV file or a folder of them with --splits")
-
-    rows = []
-    for csv_file in csv_files:
-        if not csv_file.is_file():
-            _fail(f"annotation file {csv_file} not found; check --splits")
-        with open(csv_file, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            missing = [c for c in KINETICS_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                _fail(f"{csv_file} line 1: header lacks {missing}; expected {','.join(KINETICS_COLUMNS)}")
-            for row in reader:
-                where = f"{csv_file.name} line {reader.line_num}"
-                try:
-                    start, end = int(float(row["time_start"])), int(float(row["time_end"]))
-                except (TypeError, ValueError):
-                    _fail(f"{csv_file} line {reader.line_num}: time_start/time_end must be numbers, got "
-                          f"{row['time_start']!r}, {row['time_end']!r}")
-                split = KINETICS_SPLITS.get((row["split"] or "").strip())
-                if split is None or not row["label"] or not row["youtube_id"]:
-                    _fail(f"{csv_file} line {reader.line_num}: needs a label, a youtube_id and a split in "
-                          f"{sorted(KINETICS_SPLITS)}, got {row}")
-                rows.append((row["label"].strip(), row["youtube_id"].strip(), start, end, split, where))
-
-    # Scanned after the CSVs are read, so a wrong --splits fails before a long walk of --src.
-    by_id: Dict[str, List[Path]] = {}
-    for path in _video_files(src):
-        match = KINETICS_NAME.match(path.stem)
-        by_id.setdefault(match["id"] if match else path.stem, []).append(path)
-    classes = sorted({label for label, *_ in rows})
-    items: Dict[Path, Item] = {}
-    for label, youtube_id, start, end, split, where in rows:
-        candidates = by_id.get(youtube_id, [])
-        exact = [p for p in candidates if p.stem == f"{youtube_id}_{start:06d}_{end:06d}"]
-        found = exact or (candidates if len(candidates) == 1 else [])
-        # A clip that was never downloaded (Kinetics loses ~5-10% to deleted YouTube
-        # videos) becomes an item with a non-existent path: it is reported, not fatal.
-        path = found[0] if found else src / f"{youtube_id}_{start:06d}_{end:06d}.mp4"
-        _add(items, path, label, split, where)
-    index_names = [s for s in ("train", "val", "test") if any(r[4] == s for r in rows)]
-    return Dataset(classes, list(items.values()), index_names)
-
-
-FOLDER_LISTS = ("train", "val", "test")
-# Trailing `label [num_frames]` columns of a list line; what precedes them is the path,
-# which may hold spaces (a video path never ends in a bare number: it has an extension).
-LIST_COLUMNS = re.compile(r"(\s+-?\d+){1,2}$")
-
-
-def folder(src: Path, splits: Optional[Path]) -> Dataset:
-    """Any ``src/<class>/<video>`` tree (videos may sit in sub-folders of a class folder).
-
-    Labels are the sorted class-folder names. With ``--splits DIR`` holding ``train.txt``,
-    ``val.txt`` and/or ``test.txt`` (lines: a path relative to ``src``, optionally followed
-    by ``label [num_frames]``, which are ignored) those index files are written too.
-    """
-    classes = sorted(d.name for d in src.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if not classes:
-        _fail(f"--src {src} has no class sub-folders; the folder layout is SRC/<class>/<video>")
-    items: Dict[Path, Item] = {}
-    for class_name in classes:
-        for path in _video_files(src / class_name):
-            _add(items, path, class_name, None, "")
-    index_names = []
-    if splits is not None:
-        if not splits.is_dir():
-            _fail(f"--splits {splits} is not a folder; for `folder` it holds train.txt / val.txt / test.txt")
-        for name in FOLDER_LISTS:
-            list_file = splits / f"{name}.txt"
-            if not list_file.exists():
-                continue
-            for n, line in _lines(list_file):
-                rel = LIST_COLUMNS.sub("", line).replace("\\", "/")
-                class_name = rel.split("/")[0]
-                if "/" not in rel or class_name not in classes:
-                    _fail(f"{list_file} line {n}: {rel!r} is not inside a class folder of --src "
-                          f"(expected <class>/<video>, classes: {', '.join(classes[:5])}...)")
-                _add(items, src / rel, class_name, name, f"{list_file} line {n}")
-            index_names.append(name)
-        if not index_names:
-            _fail(f"--splits {splits} holds none of {', '.join(n + '.txt' for n in FOLDER_LISTS)}")
-    if not items:
-        _fail(f"no videos under the class folders of {src} (extensions: {', '.join(sorted(INPUT_EXTENSIONS))})")
-    return Dataset(classes, list(items.values()), index_names)
-
-
-DATASETS = {"ucf101": ucf101, "hmdb51": hmdb51, "kinetics": kinetics, "folder": folder}
 
 
 # --------------------------------------------------------------------------- conversion

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .contract import to_device, torch_device
-from .planner import Planner
+from .planners.base import Planner
 from .sources import WindowSource
 
 

@@ -17,10 +17,10 @@ from typing import Dict, Optional
 import numpy as np
 
 from . import demo
-from .augment import AugmentConfig
+from .decoders import read_window
 from .index import VideoIndex
 from .iterators import PIPELINES, make_iterator
-from .video_io import read_window
+from .ops.config import AugmentConfig
 
 DEMO_CLIP = {"frames": 8, "augment": {"size": [64, 64], "flip_prob": 0.0}}
 

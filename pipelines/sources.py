@@ -29,17 +29,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .decoders import DECODERS, get_decoder, read_window
 from .index import VideoIndex
-from .planner import Planner
-from .torchcodec_io import read_window_torchcodec
-from .video_io import VideoError, frame_timestamps, read_window, time_base
+from .planners.base import Planner
+from .video_io import VideoError, frame_timestamps, time_base
 from .workers import watch_parent
 
 log = logging.getLogger(__name__)
-
-DECODERS = ("pyav", "dali", "torchcodec")
-FRAME_DECODERS = ("pyav", "torchcodec")
-"""Decoders that run in the source and hand decoded frames to the graph (``dali`` hands it bytes)."""
 
 
 class PipelineError(RuntimeError):
@@ -67,8 +63,8 @@ class _Cache(OrderedDict):
         return value
 
 
-class _Timestamps:
-    """Frame timestamps per file inside a worker process, demuxed at most once per file.
+class FileFacts:
+    """What a worker process knows about each file: frame timestamps (demuxed at most once per file), time base.
 
     Demuxing a whole file for its timestamps costs about a fifth of decoding a 16-frame
     window (benchmarks/RESULTS.md), so it must not happen per sample. Evenly spaced
@@ -116,8 +112,9 @@ class WindowSource:
         index: the videos (already filtered by the short-video policy).
         planner: the method's per-sample draws; ``planner.window`` frames are decoded.
         batch_size, seed, shard_id, num_shards: as their names say.
-        decoder: ``"pyav"`` or ``"torchcodec"`` (return frames; :data:`FRAME_DECODERS`) or
-            ``"dali"`` (return encoded bytes + start).
+        decoder: a name of :data:`~.decoders.DECODERS`: a frame decoder (``"pyav"``,
+            ``"torchcodec"``: the source returns decoded frames) or an in-graph one (``"dali"``:
+            the source returns the file's bytes and the window start).
         shuffle: permute the videos every epoch (training) or keep index order (evaluation).
         last_batch: ``"drop"`` the incomplete last batch, or ``"pad"`` it with the shard's
             first videos (every video seen; the repeats are distinct within the batch).
@@ -138,8 +135,7 @@ class WindowSource:
                  last_batch: str = "drop", samples: Optional[Sequence[Tuple[int, int]]] = None,
                  start_epoch: int = 0, start_iteration: int = 0, bad_files: str = "raise",
                  codec_threads: int = 0):
-        if decoder not in DECODERS:
-            raise ValueError(f"decoder={decoder!r}; choose one of {DECODERS}")
+        get_decoder(decoder)  # an unknown name: a ValueError listing the registered ones
         if last_batch not in LAST_BATCH:
             raise ValueError(f"last_batch={last_batch!r}; choose one of {LAST_BATCH}")
         if bad_files not in BAD_FILE_RUNTIME:
@@ -150,7 +146,7 @@ class WindowSource:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if codec_threads < 0:
             raise ValueError(f"codec_threads must be >= 0, got {codec_threads}")
-        if decoder == "dali":  # DALI's decoder needs each frame size up front; the index probes headers once
+        if DECODERS[decoder].in_graph:  # DALI's decoder needs each frame size up front; the index probes headers once
             index = index.with_media()
             self.frame_hw = np.array([(m.height, m.width) for m in index.media], dtype=np.int64).reshape(-1, 2)
         self.paths = list(index.paths)
@@ -179,7 +175,7 @@ class WindowSource:
         if self.start_iteration >= self.batches_per_epoch:
             raise ValueError(f"start_iteration={start_iteration} >= {self.batches_per_epoch} batches per epoch")
         self.codec_threads = int(codec_threads)
-        self._timestamps = _Timestamps()
+        self._facts = FileFacts()
         self._order_epoch, self._order = None, None
         self._owner = os.getpid()  # the process that iterates; its workers watch it
 
@@ -187,7 +183,7 @@ class WindowSource:
     @property
     def keys(self) -> Tuple[str, ...]:
         """Names of the outputs of :meth:`__call__`, in order."""
-        head = ("frames",) if self.decoder in FRAME_DECODERS else ("encoded", "window_start")
+        head = ("encoded", "window_start") if DECODERS[self.decoder].in_graph else ("frames",)
         return head + ("label", "index") + tuple(self.planner.keys)
 
     def __len__(self) -> int:
@@ -301,22 +297,18 @@ class WindowSource:
         else:
             start = int(min(max(self.samples[sample_id, 1], 0), max(n - 1, 0)))
         valid = max(1, min(n - start, self.window))
-        if self.decoder in FRAME_DECODERS:
-            stamps = self._timestamps.get(path)
+        if DECODERS[self.decoder].in_graph:
+            head = (np.fromfile(path, dtype=np.uint8), np.array(start, dtype=np.int32))
+            frame_hw = tuple(self.frame_hw[video])
+        else:
+            stamps = self._facts.get(path)
             if len(stamps) < n:
                 raise VideoError(path, f"holds {len(stamps)} frames but the index says {n}",
                                  "the file changed or is truncated since indexing; re-encode it or rebuild the index")
-            if self.decoder == "pyav":
-                frames = read_window(path, start, self.window, timestamps=stamps, threads=self.codec_threads)
-            else:
-                frames = read_window_torchcodec(path, start, self.window, timestamps=stamps,
-                                                threads=self.codec_threads,
-                                                stream_time_base=self._timestamps.time_base(path))
+            frames = read_window(path, start, self.window, timestamps=stamps, decoder=self.decoder,
+                                 threads=self.codec_threads, facts=self._facts)
             head = (frames,)
             frame_hw = frames.shape[1:3]
-        else:
-            head = (np.fromfile(path, dtype=np.uint8), np.array(start, dtype=np.int32))
-            frame_hw = tuple(self.frame_hw[video])
         params = self.planner.draw(rng, batch_rng, slot, self.batch_size, valid, frame_hw)
         missing = set(self.planner.keys) - set(params)
         if missing:

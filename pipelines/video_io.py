@@ -1,10 +1,12 @@
-"""Reading and writing video files with PyAV.
+"""Video files with PyAV: open, probe, check for damage, write.
 
-This is the CPU side of decoding: probing a file once for its frame count and codec
-(the video index caches the result), decoding one window of consecutive frames for the
-PyAV source (PyAV workers feeding the DALI graph are the fast CPU path and read any
-codec), and writing the lossless or short-GOP files that the demo data, the
-tests and dataset preparation produce.
+What every decoder and the index need to know about a file before decoding a window of
+it — its frame count, frame timestamps, size, codec and pixel format (:func:`probe`,
+:func:`scan`, :func:`frame_timestamps`; the index caches them) — the checks that name a
+damaged file (:func:`decoder_errors`, :func:`checked_frames`, :func:`check_decoding`;
+docs/design.md, "Damaged files"), and the writer of the lossless or short-GOP files that
+the demo data, the tests and dataset preparation produce (:func:`write_video`). Decoding
+windows is the decoders' (:mod:`.decoders`).
 
 Every failure is a :class:`VideoError` that names the file, says what went wrong and
 what to do about it.
@@ -19,44 +21,10 @@ from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 
-# Codecs that DALI 2.4's CPU video decoder reads; what NVDEC reads is in pipelines.decoding.
-DALI_CPU_CODECS = frozenset({"vp8", "vp9", "mjpeg"})
-
 CONVERT_HINT = (
     "convert it with `motionssl-prepare folder --src DIR --out DIR --codec vp9` "
     "(or: ffmpeg -i IN -an -c:v libvpx-vp9 -g 16 OUT.webm)"
 )
-
-
-def _rgb_converter():
-    """The one YUV → RGB conversion of the toolkit (see :func:`to_rgb`)."""
-    from av.video.reformatter import ColorRange, Colorspace, Interpolation
-
-    flags = Interpolation.BILINEAR | Interpolation.FULL_CHR_H_INT | Interpolation.ACCURATE_RND
-    return flags, Colorspace.ITU601, ColorRange
-
-
-def to_rgb(frame) -> np.ndarray:
-    """A decoded PyAV frame as ``(H, W, 3)`` uint8 RGB, converted exactly as DALI's decoders convert.
-
-    One conversion for every decoder (docs/design.md, "Colour conversion"): BT.601
-    coefficients whatever the stream declares; limited ("MPEG") range unless the frame says
-    full ("JPEG") range; full-range RGB out; chroma upsampled bilinearly at full horizontal
-    resolution with accurate rounding — libswscale with the flags DALI 2.4's CPU decoder
-    uses, so PyAV workers and DALI's CPU decoder return the same bytes. PyAV's default
-    ``to_ndarray(format="rgb24")`` takes libswscale's fast path at even frame sizes, which
-    differed from DALI by 12 grey levels on average (up to 76) on a textured video. The
-    accurate path costs more CPU per frame (``python -m benchmarks.colour``).
-
-    The conversion runs on the calling thread (libswscale ``threads=1``). PyAV's default
-    (0: a thread per CPU) made each 320×240 frame cost 1.3–2.2 ms of process CPU instead
-    of 0.9–1.1 ms, and slower in wall time too, with identical bytes; decoding happens in
-    worker processes that already fill the cores, where extra threads only add work.
-    """
-    flags, bt601, ranges = _rgb_converter()
-    source_range = ranges.JPEG if int(frame.color_range) == int(ranges.JPEG) else ranges.MPEG
-    return frame.reformat(format="rgb24", interpolation=flags, src_colorspace=bt601, dst_colorspace=bt601,
-                          src_color_range=source_range, dst_color_range=ranges.JPEG, threads=1).to_ndarray()
 
 
 class VideoError(RuntimeError):
@@ -319,70 +287,6 @@ def probe(path: str) -> VideoInfo:
         raise VideoError(path, "video stream has no frames", "re-encode it or remove it")
     return VideoInfo(num_frames=num_frames, width=width, height=height, fps=fps, codec=codec, pix_fmt=pix_fmt,
                      gap=timestamp_gap(stamps))
-
-
-def read_window(path: str, start: int, count: int, timestamps: Optional[np.ndarray] = None,
-                threads: int = 0, check_errors: bool = True) -> np.ndarray:
-    """Decode frames ``start .. start+count-1`` as ``(count, H, W, 3)`` uint8 RGB.
-
-    Seeks to the keyframe before ``start`` and decodes forward, so the cost is the GOP
-    plus the window. Frames past the end of the video repeat the last frame (the index
-    decides whether short videos are padded or skipped; this only makes padding exact).
-    ``timestamps`` (from :func:`frame_timestamps`) saves the demux pass when cached.
-    ``threads`` is the codec's thread count: 0 lets the codec choose (frame and slice
-    threads, best for one process); 1 is best when one process per core already fills
-    the cores, as the pipeline's decoding workers do, since codec threading then only
-    adds work (H.264: +13-28 % CPU per window, VP9: +1-6 %; benchmarks/RESULTS.md).
-    ``check_errors`` (default) collects the decoder's error log (:func:`decoder_errors`) and
-    raises on damaged data; the decode is then single-threaded whatever ``threads`` says,
-    since codec threads that log can deadlock against closing the decoder.
-    """
-    if threads < 0:
-        raise ValueError(f"threads must be >= 0, got {threads}")
-    if count <= 0:
-        raise ValueError(f"count must be positive, got {count}")
-    if timestamps is None:
-        timestamps = frame_timestamps(path)
-    n = len(timestamps)
-    if n == 0:
-        raise VideoError(path, "video stream has no frames", "re-encode it or remove it")
-    start = int(min(max(start, 0), n - 1))
-    stop = min(start + count, n)
-    wanted = timestamps[start:stop]
-    frames = []
-    if check_errors:
-        threads = 1
-    with (decoder_errors() if check_errors else contextlib.nullcontext([])) as errors:
-        container = open_video(path)
-        try:
-            stream = container.streams.video[0]
-            if threads != 1:
-                stream.thread_type = "AUTO"
-            if threads:
-                stream.codec_context.thread_count = threads
-            container.seek(int(wanted[0]), stream=stream, backward=True, any_frame=False)
-            for frame in checked_frames(container.decode(stream), errors):
-                if frame.pts is None or frame.pts < wanted[0]:
-                    continue
-                frames.append(to_rgb(frame))
-                if len(frames) == len(wanted):
-                    break
-        except VideoError:
-            raise
-        except Exception as exc:
-            raise VideoError(path, f"decoding frames {start}..{stop - 1} failed ({exc.__class__.__name__}: {exc})",
-                             "the file is probably truncated or corrupt; re-encode it or remove it") from exc
-        finally:
-            container.close()
-    if errors:
-        raise VideoError(path, f"the decoder reported damaged data in frames {start}..{stop - 1} "
-                               f"({'; '.join(errors[:2])})", "re-download or re-encode it, or remove it from the list")
-    if len(frames) < len(wanted):
-        raise VideoError(path, f"decoded {len(frames)} of frames {start}..{stop - 1}",
-                         "the file is probably truncated; re-encode it or remove it")
-    while len(frames) < count:
-        frames.append(frames[-1])
-    return np.stack(frames)
 
 
 def write_video(path: str, frames: np.ndarray, fps: int = 25, codec: str = "vp9", gop: int = 16,

@@ -47,7 +47,7 @@ def decode_windows(index, samples, length: int, decoder: str, device: str = "cpu
     """The decoded windows ``(length, H, W, 3)`` uint8 of ``samples`` ``[(video, start), ...]``, in order,
     through the pipeline's window source and ``decoder`` on ``device`` (NumPy on the host)."""
     from motionssl.pipelines import build_pipeline
-    from motionssl.pipelines.planner import Planner
+    from motionssl.pipelines.planners.base import Planner
     from motionssl.pipelines.sources import WindowSource
 
     class Window(Planner):

@@ -19,8 +19,9 @@ from benchmarks.profile import decode_window_one_thread
 from motionssl.pipelines import PIPELINES
 from motionssl.pipelines.index import load_index
 from motionssl.pipelines.reference_loader import reference_loader
-from motionssl.pipelines.torchcodec_io import torchcodec_available
-from motionssl.pipelines.video_io import frame_timestamps, probe, read_window
+from motionssl.pipelines.decoders.torchcodec import torchcodec_available
+from motionssl.pipelines.video_io import frame_timestamps, probe
+from motionssl.pipelines.decoders import read_window
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Tiny settings: 4-frame clips at 32², batches of 2; the small videos hold 40 frames,
@@ -197,8 +198,8 @@ def test_gpu_check_measures_the_nvdec_size_table(tmp_path, monkeypatch):
     """The stage writes a video per codec at the assumed minimum and below it; the decoder is faked here, and the
     stage's child process is run in this one."""
     from benchmarks import gpu_check
-    from motionssl.pipelines import decoding
-    from motionssl.pipelines.decoding import NVDEC_MIN_SIZE
+    from motionssl.pipelines.decoders import dali as decoding
+    from motionssl.pipelines.decoders.dali import NVDEC_MIN_SIZE
     from motionssl.pipelines.video_io import header
 
     seen = {}

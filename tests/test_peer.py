@@ -11,10 +11,10 @@ import torch
 from benchmarks.decode_only import build_iterator
 from benchmarks.peer import collate, peer_loader
 from motionssl.pipelines import make_iterator
-from motionssl.pipelines.augment import KINETICS_MEAN, KINETICS_STD
+from motionssl.pipelines.ops.config import KINETICS_MEAN, KINETICS_STD
 from motionssl.pipelines.contract import violations
 from motionssl.pipelines.reference_loader import reference_batch
-from motionssl.pipelines.torchcodec_io import torchcodec_available
+from motionssl.pipelines.decoders.torchcodec import torchcodec_available
 from tests.fixtures import write_id_videos
 
 SIZE = [16, 20]
@@ -175,7 +175,7 @@ def test_collate_rejects_nothing_silently():
 
 
 def make_iterator_planner():
-    from motionssl.pipelines.simclr import SimCLRConfig, SimCLRPlanner
+    from motionssl.pipelines.planners.simclr import SimCLRConfig, SimCLRPlanner
 
     return SimCLRPlanner(SimCLRConfig())
 

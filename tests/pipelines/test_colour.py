@@ -9,9 +9,10 @@ import pytest
 
 from motionssl.pipelines import build_pipeline
 from motionssl.pipelines.index import load_index
-from motionssl.pipelines.planner import Planner
+from motionssl.pipelines.planners.base import Planner
 from motionssl.pipelines.sources import WindowSource
-from motionssl.pipelines.video_io import read_window, write_video
+from motionssl.pipelines.decoders import read_window
+from motionssl.pipelines.video_io import write_video
 
 FRAMES = 6
 

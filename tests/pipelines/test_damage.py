@@ -15,7 +15,8 @@ import pytest
 from motionssl.pipelines import make_iterator
 from motionssl.pipelines import prepare as prep
 from motionssl.pipelines.index import load_index
-from motionssl.pipelines.video_io import VideoError, check_decoding, probe, read_window, timestamp_gap, write_video
+from motionssl.pipelines.video_io import VideoError, check_decoding, probe, timestamp_gap, write_video
+from motionssl.pipelines.decoders import read_window
 
 T = 40
 
@@ -144,7 +145,10 @@ def test_decoding_under_the_error_log_is_single_threaded(damaged, monkeypatch):
             seen.append((ctx.thread_count, str(stream.thread_type)))
             return self._container.decode(stream)
 
-    monkeypatch.setattr(video_io, "open_video", lambda path: Recording(real_open(path)))
+    from motionssl.pipelines.decoders import pyav
+
+    for module in (video_io, pyav):  # check_decoding's open, and the window decoder's
+        monkeypatch.setattr(module, "open_video", lambda path: Recording(real_open(path)))
     read_window(str(damaged["good"]), 5, 8, threads=0)
     read_window(str(damaged["good"]), 5, 8, threads=4)
     check_decoding(str(damaged["good"]))

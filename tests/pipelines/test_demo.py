@@ -8,7 +8,7 @@ import numpy as np
 
 from motionssl.pipelines import demo, files
 from motionssl.pipelines.index import load_index
-from motionssl.pipelines.video_io import read_window
+from motionssl.pipelines.decoders import read_window
 
 
 def test_render_is_deterministic_and_moves():
@@ -50,7 +50,7 @@ def test_generate_is_deterministic_balanced_and_indexable(tmp_path):
 
 @pytest.mark.slow
 def test_import_pipelines_does_not_import_models_or_torch_training():
-    code = ("import sys, motionssl.pipelines, motionssl.pipelines.demo, motionssl.pipelines.reference; "
+    code = ("import sys, motionssl.pipelines, motionssl.pipelines.demo, motionssl.pipelines.ops.recipes; "
             "assert 'motionssl.models' not in sys.modules, 'models imported'; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ok"

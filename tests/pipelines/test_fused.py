@@ -3,14 +3,16 @@
 Every clip kind (plain RGB, RAD inter and intra, BE, residual) is built from textured
 random windows of different frame sizes in one batch, with flipped crops and clamped
 indices, once by the fused operator and once by DALI's operators, and both are compared
-with :mod:`pipelines.reference` through the same functions the reference loader uses.
+with the ops' NumPy twins through the same functions the reference loader uses. The fused
+kernels and the DALI graph run the same op list of each recipe, or the graph is refused.
 """
 import numpy as np
 import pytest
 
-from motionssl.pipelines import clip_kinds, fused, inspection
-from motionssl.pipelines.augment import AugmentConfig
-from motionssl.pipelines.clip_kinds import AppearanceConfig, ClipConfig
+from motionssl.pipelines import inspection
+from motionssl.pipelines.ops import fused
+from motionssl.pipelines.ops import recipes as clip_kinds
+from motionssl.pipelines.ops.config import AppearanceConfig, AugmentConfig, ClipConfig
 from tests.dali_utils import run_ops
 
 pytestmark = pytest.mark.skipif(fused.available() is not None, reason=f"fused operators unusable: {fused.available()}")
@@ -141,3 +143,26 @@ def test_antialiased_clips_are_not_fused():
     assert fused.usable(Node(), antialias=True) is False
     Node.device = "gpu"
     assert fused.usable(Node(), antialias=False) is False
+
+
+def test_the_fused_kernels_run_exactly_the_recipes_op_lists():
+    assert fused.KERNEL_OPS["rgb"] == clip_kinds.rgb_ops() == clip_kinds.rgb_ops(AppearanceConfig(op="none"))
+    for op, kernel in (("rad_inter", "rad"), ("rad_intra", "rad"), ("be", "be")):
+        assert fused.KERNEL_OPS[kernel] == clip_kinds.rgb_ops(AppearanceConfig(op=op))
+    assert fused.KERNEL_OPS["residual"] == clip_kinds.residual_ops()
+
+
+def test_an_op_added_to_a_recipe_alone_is_refused_not_skipped(monkeypatch, tmp_path):
+    """An op written into the DALI graph's recipe but not into the fused kernel would be skipped on the CPU."""
+    from motionssl.pipelines import make_iterator
+    from tests.fixtures import write_id_videos
+
+    it = make_iterator("simclr", write_id_videos(str(tmp_path), [12] * 4), 2,
+                       config={"clip": {"frames": 4, "augment": {"size": [16, 16]}}}, num_workers=0)
+    monkeypatch.setattr(clip_kinds, "rgb_ops", lambda appearance=None: ("cut", "crop", "sharpen", "colour",
+                                                                        "normalise"))
+    with pytest.raises(NotImplementedError, match=r"fused rgb kernel runs .*'sharpen'.*_kernels\.py"):
+        inspection.define(it.make_source(), it.planner, "cpu")
+    monkeypatch.setenv(fused.ENV_SWITCH, "0")  # the DALI operators take the new op (here: unknown, a KeyError)
+    with pytest.raises(KeyError, match="sharpen"):
+        inspection.define(it.make_source(), it.planner, "cpu")

@@ -14,7 +14,7 @@ import torch
 from motionssl.pipelines import PIPELINES, make_iterator
 from motionssl.pipelines.index import load_index
 from motionssl.pipelines.reference_loader import reference_loader
-from motionssl.pipelines.video_io import read_window
+from motionssl.pipelines.decoders import read_window
 from tests.dali_utils import decode_windows
 from tests.fixtures import KINETICS_SHAPES, band_ids, coloured_id_frames, write_coloured_videos
 

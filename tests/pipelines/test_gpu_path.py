@@ -16,7 +16,8 @@ from benchmarks.make_data import SMALL
 from motionssl.models.methods import create_method
 from motionssl.pipelines import PIPELINES, contract, demo, make_iterator
 from motionssl.pipelines import pipeline as pipeline_module
-from motionssl.pipelines.decoding import NVDEC_MIN_SIZE, choose_decoder, decoder_problems, nvdec_problem
+from motionssl.pipelines.decoders.dali import NVDEC_MIN_SIZE, decoder_problems, nvdec_problem
+from motionssl.pipelines.decoders import choose_decoder
 from motionssl.pipelines.evaluation import make_eval_iterator
 from motionssl.pipelines.index import load_index
 from motionssl.pipelines.inspection import define, operators, output_devices, output_dtype, placement_problems
@@ -199,7 +200,7 @@ def test_test_fixtures_and_benchmark_data_against_nvdec(tmp_path):
 
 def test_a_gpu_that_refuses_a_kind_of_video_is_asked_not_assumed(tmp_path):
     """AV1 passes the published table but not every GPU decodes it: a probe decode per kind decides."""
-    from motionssl.pipelines.decoding import probe_problems
+    from motionssl.pipelines.decoders.dali import probe_problems
 
     lst = write_id_videos(str(tmp_path), [8, 8, 8], height=128, width=128)
     index = load_index(lst).with_media()
@@ -250,7 +251,7 @@ def _probe_with(monkeypatch, failure):
 def test_the_nvdec_probe_falls_back_only_for_what_nvdec_cannot_decode(tmp_path, monkeypatch, failure, unsupported):
     """A probe failing for a reason that is not the video's (no memory, an exclusive GPU) must not move one rank to
     PyAV while the others use NVDEC: only "this codec or size is unsupported" falls back; the rest is an error."""
-    from motionssl.pipelines.decoding import ProbeError, nvdec_probe
+    from motionssl.pipelines.decoders.dali import ProbeError, nvdec_probe
 
     path = tmp_path / "v.webm"
     path.write_bytes(b"\x1a\x45\xdf\xa3")
@@ -265,7 +266,7 @@ def test_the_nvdec_probe_falls_back_only_for_what_nvdec_cannot_decode(tmp_path, 
 
 def test_each_process_probes_on_its_own_gpu_once(tmp_path, monkeypatch):
     """MoQuad builds two loaders: the second asks the GPU nothing again; rank 3 asks GPU 3."""
-    from motionssl.pipelines import decoding
+    from motionssl.pipelines.decoders import dali as decoding
 
     index = load_index(write_id_videos(str(tmp_path), [8, 8], height=128, width=128))
     asked = []
@@ -282,13 +283,13 @@ def _agreeing_rank(rank: int, init_file: str, lst: str, refuse_on: int, fail_on:
 
     import torch.distributed as dist
 
-    from motionssl.pipelines import decoding
+    from motionssl.pipelines.decoders import dali as decoding
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     records = []
     handler = logging.Handler()
     handler.emit = lambda record: records.append(record.getMessage())
-    logging.getLogger("motionssl.pipelines.decoding").addHandler(handler)
+    logging.getLogger("motionssl.pipelines.decoders").addHandler(handler)
 
     def probe(path, device_id=0):
         assert device_id == rank
@@ -298,7 +299,7 @@ def _agreeing_rank(rank: int, init_file: str, lst: str, refuse_on: int, fail_on:
 
     decoding.nvdec_probe = probe
     try:
-        result = {"decoder": decoding.choose_decoder(load_index(lst), None, "gpu", device_id=rank)[0]}
+        result = {"decoder": choose_decoder(load_index(lst), None, "gpu", device_id=rank)[0]}
     except decoding.ProbeError as exc:
         result = {"error": str(exc)}
     result["log"] = records

@@ -154,7 +154,7 @@ def test_listed_frame_counts_are_checked_against_the_files_before_the_first_batc
     depending on the draw: every decoder's index is checked up front, whatever the seed."""
     import logging
 
-    from motionssl.pipelines.decoding import choose_decoder
+    from motionssl.pipelines.decoders import choose_decoder
 
     monkeypatch.setenv("MOTIONSSL_CACHE", str(tmp_path / "cache"))
     write_id_videos(str(tmp_path), [12, 30])

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from nvidia.dali import types
 
-from motionssl.pipelines import augment, clips, rad, reference, residual
-from motionssl.pipelines.augment import AugmentConfig
+from motionssl.pipelines.ops import blend, colour, crop, cut, normalise, residual
+from motionssl.pipelines.ops.config import KINETICS_MEAN, KINETICS_STD, AugmentConfig
 from tests.dali_utils import run_ops
 
 DEVICES = ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)]
@@ -19,11 +19,11 @@ def random_windows(rng, batch=3, frames=12, shapes=((36, 52), (40, 40), (30, 64)
 def test_cut_matches_reference(device):
     rng = np.random.default_rng(0)
     windows = random_windows(rng)
-    orders = [clips.draw_clip_indices(rng, 4, s, valid=12, motion=m)
+    orders = [cut.draw_clip_indices(rng, 4, s, valid=12, motion=m)
               for s, m in zip((1, 2, 3), ("speed", "reverse", "shuffle"))]
-    (out,) = run_ops(lambda w, o: clips.cut(w, o), {"w": windows, "o": orders}, device, {"w": FRAMES})
+    (out,) = run_ops(lambda w, o: cut.cut(w, o), {"w": windows, "o": orders}, device, {"w": FRAMES})
     for got, win, order in zip(out, windows, orders):
-        np.testing.assert_array_equal(got, reference.cut(win, order))
+        np.testing.assert_array_equal(got, cut.cut_reference(win, order))
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -31,12 +31,12 @@ def test_crop_resize_matches_reference(device):
     rng = np.random.default_rng(1)
     windows = random_windows(rng, frames=3)
     cfg = AugmentConfig(size=(24, 20), flip_prob=0.5)
-    rois = [augment.draw_crop(rng, w.shape[1:3], cfg) for w in windows]
+    rois = [crop.draw_crop(rng, w.shape[1:3], cfg) for w in windows]
     rois[0] = np.array([2.0, 40.0, 30.0, 3.5], np.float32)  # a flipped crop, explicitly
-    (out,) = run_ops(lambda w, r: augment.crop_resize(w, r, cfg.size), {"w": windows, "r": rois}, device,
+    (out,) = run_ops(lambda w, r: crop.crop_resize(w, r, cfg.size), {"w": windows, "r": rois}, device,
                      {"w": FRAMES})
     for got, win, roi in zip(out, windows, rois):
-        want = reference.resize_roi(win, roi, cfg.size)
+        want = crop.crop_resize_reference(win, roi, cfg.size)
         assert got.shape == want.shape == (3, 24, 20, 3)
         assert np.abs(got.astype(int) - want).max() <= 1  # float → uint8 rounding at .5 ties
 
@@ -46,11 +46,11 @@ def test_color_jitter_matches_reference(device):
     rng = np.random.default_rng(2)
     windows = random_windows(rng, frames=2)
     cfg = AugmentConfig(jitter_prob=1.0, grayscale_prob=0.0)
-    colors = [augment.draw_color(rng, cfg) for _ in windows]
+    colors = [colour.draw_color(rng, cfg) for _ in windows]
     colors[1][2] = 0.0  # grayscale
-    (out,) = run_ops(lambda w, c: augment.color_jitter(w, c), {"w": windows, "c": colors}, device, {"w": FRAMES})
+    (out,) = run_ops(lambda w, c: colour.color_jitter(w, c), {"w": windows, "c": colors}, device, {"w": FRAMES})
     for got, win, color in zip(out, windows, colors):
-        np.testing.assert_allclose(got, reference.color_twist(win, color), atol=2e-3 * 255)
+        np.testing.assert_allclose(got, colour.color_jitter_reference(win, color), atol=2e-3 * 255)
     grey = out[1]
     np.testing.assert_allclose(grey[..., 0], grey[..., 1], atol=0.05)  # saturation 0 is grey
 
@@ -58,11 +58,11 @@ def test_color_jitter_matches_reference(device):
 def test_draw_color_respects_probabilities():
     rng = np.random.default_rng(3)
     never = AugmentConfig(jitter_prob=0.0, grayscale_prob=0.0)
-    assert all(np.array_equal(augment.draw_color(rng, never), augment.IDENTITY_COLOR) for _ in range(50))
+    assert all(np.array_equal(colour.draw_color(rng, never), colour.IDENTITY_COLOR) for _ in range(50))
     always_grey = AugmentConfig(jitter_prob=0.0, grayscale_prob=1.0)
-    assert all(augment.draw_color(rng, always_grey)[2] == 0 for _ in range(50))
+    assert all(colour.draw_color(rng, always_grey)[2] == 0 for _ in range(50))
     cfg = AugmentConfig(jitter_prob=1.0, brightness=0.2, hue=0.05, grayscale_prob=0.0)
-    draws = np.stack([augment.draw_color(rng, cfg) for _ in range(500)])
+    draws = np.stack([colour.draw_color(rng, cfg) for _ in range(500)])
     assert draws[:, 0].min() >= 0.8 and draws[:, 0].max() <= 1.2
     assert np.abs(draws[:, 3]).max() <= 18.0 and np.abs(draws[:, 3]).max() > 10.0
 
@@ -70,7 +70,7 @@ def test_draw_color_respects_probabilities():
 def test_draw_crop_area_ratio_and_flip():
     rng = np.random.default_rng(4)
     cfg = AugmentConfig(crop_area=(0.3, 1.0), crop_ratio=(0.75, 4 / 3), flip_prob=0.5)
-    rois = np.stack([augment.draw_crop(rng, (120, 160), cfg) for _ in range(2000)])
+    rois = np.stack([crop.draw_crop(rng, (120, 160), cfg) for _ in range(2000)])
     h = rois[:, 2] - rois[:, 0]
     w = np.abs(rois[:, 3] - rois[:, 1])
     assert np.all(rois[:, 0] >= 0) and np.all(rois[:, 2] <= 120 + 1e-3)
@@ -82,7 +82,7 @@ def test_draw_crop_area_ratio_and_flip():
     flipped = np.mean(rois[:, 1] > rois[:, 3])
     assert 0.45 < flipped < 0.55
     no_flip = AugmentConfig(flip_prob=0.0)
-    assert all(augment.draw_crop(rng, (64, 64), no_flip)[1] < augment.draw_crop(rng, (64, 64), no_flip)[3]
+    assert all(crop.draw_crop(rng, (64, 64), no_flip)[1] < crop.draw_crop(rng, (64, 64), no_flip)[3]
                for _ in range(100))
 
 
@@ -92,7 +92,7 @@ def test_residual_matches_reference(device):
     pairs = [rng.uniform(0, 255, (8, 10, 12, 3)).astype(np.float32) for _ in range(2)]
     (out,) = run_ops(lambda p: residual.residual_clip(p, 4), {"p": pairs}, device, {"p": FRAMES})
     for got, pair in zip(out, pairs):
-        np.testing.assert_allclose(got, reference.residual(pair, 4), atol=1e-4)
+        np.testing.assert_allclose(got, residual.residual_reference(pair, 4), atol=1e-4)
         assert got.shape == (4, 10, 12, 3) and got.min() >= 0
 
 
@@ -101,12 +101,12 @@ def test_residual_matches_reference(device):
 def test_rad_noise_matches_reference(device, k, size):
     rng = np.random.default_rng(6)
     frames = [w[:1] for w in random_windows(rng, frames=1)]
-    (out,) = run_ops(lambda f: rad.rad_noise(f, k, size), {"f": frames}, device, {"f": FRAMES})
+    (out,) = run_ops(lambda f: blend.rad_noise(f, k, size), {"f": frames}, device, {"f": FRAMES})
     for got, frame in zip(out, frames):
-        want = reference.rad_noise(frame, k, size)
+        want = blend.rad_noise_reference(frame, k, size)
         assert got.shape == want.shape == (1, *size, 3)
         assert np.abs(got.astype(int) - want).max() <= 1
-    th, tw = rad.tile_size(size, k)
+    th, tw = blend.tile_size(size, k)
     if k > 1:  # the mosaic repeats: tile (0, 0) equals tile (1, 1)
         np.testing.assert_array_equal(out[0][0, :th, :tw][: size[0] - th, : size[1] - tw],
                                       out[0][0, th:2 * th, tw:2 * tw][: size[0] - th, : size[1] - tw])
@@ -116,17 +116,17 @@ def test_rad_noise_matches_reference(device, k, size):
 def test_rad_inter_blend_takes_noise_from_partner(device):
     rng = np.random.default_rng(7)
     windows = random_windows(rng, batch=4, frames=6, shapes=((30, 30),))
-    clip_idx = [clips.draw_clip_indices(rng, 3, 2, valid=6) for _ in windows]
+    clip_idx = [cut.draw_clip_indices(rng, 3, 2, valid=6) for _ in windows]
     noise_idx = [np.array([rng.integers(6)], np.int32) for _ in windows]
-    partner = rad.draw_derangement(rng, 4)
+    partner = blend.draw_derangement(rng, 4)
     assert np.all(partner != np.arange(4)) and sorted(partner) == [0, 1, 2, 3]
-    lams = [rad.draw_lambda(rng, (0.1, 0.5)) for _ in windows]
+    lams = [blend.draw_lambda(rng, (0.1, 0.5)) for _ in windows]
     size, k = (20, 20), 5
 
     def build(w, c, n, p, lam):
-        clip = fn_float(augment.crop_resize(clips.cut(w, c), full_roi(w), size))
-        noise = rad.borrow(rad.rad_noise(rad.pick_frame(w, n), k, size), p)
-        return rad.blend(clip, noise, lam)
+        clip = fn_float(crop.crop_resize(cut.cut(w, c), full_roi(w), size))
+        noise = blend.borrow(blend.rad_noise(blend.pick_frame(w, n), k, size), p)
+        return blend.blend(clip, noise, lam)
 
     from nvidia.dali import fn
 
@@ -140,13 +140,13 @@ def test_rad_inter_blend_takes_noise_from_partner(device):
     (out,) = run_ops(build, {"w": windows, "c": clip_idx, "n": noise_idx, "p": partner_list, "lam": lams},
                      device, {"w": FRAMES})
     for i, got in enumerate(out):
-        clip = reference.resize_roi(reference.cut(windows[i], clip_idx[i]), [0, 0, 30, 30], size)
+        clip = crop.crop_resize_reference(cut.cut_reference(windows[i], clip_idx[i]), [0, 0, 30, 30], size)
         j = partner[i]
-        noise = reference.rad_noise(reference.cut(windows[j], noise_idx[j]), k, size)
-        want = reference.blend(clip, noise, lams[i])
+        noise = blend.rad_noise_reference(cut.cut_reference(windows[j], noise_idx[j]), k, size)
+        want = blend.blend_reference(clip, noise, lams[i])
         assert np.abs(got - want).max() <= 1.0
         # ... and not from the sample's own window
-        own = reference.blend(clip, reference.rad_noise(reference.cut(windows[i], noise_idx[i]), k, size), lams[i])
+        own = blend.blend_reference(clip, blend.rad_noise_reference(cut.cut_reference(windows[i], noise_idx[i]), k, size), lams[i])
         assert np.abs(got - own).max() > 5
 
 
@@ -154,10 +154,10 @@ def test_rad_inter_blend_takes_noise_from_partner(device):
 def test_normalize_matches_reference(device):
     rng = np.random.default_rng(8)
     frames = [rng.uniform(0, 255, (3, 8, 6, 3)).astype(np.float32) for _ in range(2)]
-    mean, std = augment.KINETICS_MEAN, augment.KINETICS_STD
-    (out,) = run_ops(lambda f: augment.normalize(f, mean, std, types.FLOAT), {"f": frames}, device, {"f": FRAMES})
+    mean, std = KINETICS_MEAN, KINETICS_STD
+    (out,) = run_ops(lambda f: normalise.normalize(f, mean, std, types.FLOAT), {"f": frames}, device, {"f": FRAMES})
     for got, f in zip(out, frames):
-        np.testing.assert_allclose(got, reference.normalize(f, mean, std), atol=1e-4)
+        np.testing.assert_allclose(got, normalise.normalize_reference(f, mean, std), atol=1e-4)
         assert got.shape == (3, 3, 8, 6)
 
 
@@ -165,35 +165,35 @@ def test_derangement_and_lambda_draws():
     rng = np.random.default_rng(9)
     for b in (2, 3, 7, 64):
         for _ in range(20):
-            p = rad.draw_derangement(rng, b)
+            p = blend.draw_derangement(rng, b)
             assert sorted(p) == list(range(b)) and np.all(p != np.arange(b))
-    lams = np.array([rad.draw_lambda(rng, (0.1, 0.5)) for _ in range(1000)])
+    lams = np.array([blend.draw_lambda(rng, (0.1, 0.5)) for _ in range(1000)])
     assert lams.min() >= 0.1 and lams.max() <= 0.5 and abs(lams.mean() - 0.3) < 0.02
     with pytest.raises(ValueError, match="0 <= a <= b <= 1"):
-        rad.draw_lambda(rng, (0.5, 0.1))
+        blend.draw_lambda(rng, (0.5, 0.1))
 
 
 def test_clip_indices_speed_motion_and_padding():
     rng = np.random.default_rng(10)
     for speed in (1, 2, 4):
-        idx = clips.draw_clip_indices(rng, 8, speed, valid=64)
+        idx = cut.draw_clip_indices(rng, 8, speed, valid=64)
         assert np.all(np.diff(idx) == speed) and idx[0] >= 0 and idx[-1] < 64
-    rev = clips.draw_clip_indices(rng, 8, 2, valid=64, motion="reverse")
+    rev = cut.draw_clip_indices(rng, 8, 2, valid=64, motion="reverse")
     assert np.all(np.diff(rev) == -2)
-    shuf = clips.draw_clip_indices(rng, 8, 2, valid=64, motion="shuffle")
+    shuf = cut.draw_clip_indices(rng, 8, 2, valid=64, motion="shuffle")
     assert sorted(np.diff(np.sort(shuf))) == [2] * 7
-    short = clips.draw_clip_indices(rng, 8, 2, valid=5)  # span 15 > 5 real frames: pad, never wrap
+    short = cut.draw_clip_indices(rng, 8, 2, valid=5)  # span 15 > 5 real frames: pad, never wrap
     np.testing.assert_array_equal(short, [0, 2, 4, 4, 4, 4, 4, 4])
-    res = clips.draw_residual_indices(rng, 4, 2, 3, valid=40)
+    res = cut.draw_residual_indices(rng, 4, 2, 3, valid=40)
     np.testing.assert_array_equal(res[4:] - res[:4], [6, 6, 6, 6])
-    res_short = clips.draw_residual_indices(rng, 4, 2, 3, valid=8)
+    res_short = cut.draw_residual_indices(rng, 4, 2, 3, valid=8)
     assert res_short.max() == 7 and np.all(res_short[4:] >= res_short[:4])
-    starts = [clips.draw_clip_indices(rng, 4, 1, valid=10)[0] for _ in range(700)]
+    starts = [cut.draw_clip_indices(rng, 4, 1, valid=10)[0] for _ in range(700)]
     assert set(starts) == set(range(7))  # every start of the window is reachable
     with pytest.raises(ValueError, match="motion"):
-        clips.draw_clip_indices(rng, 4, 1, valid=10, motion="jitter")
+        cut.draw_clip_indices(rng, 4, 1, valid=10, motion="jitter")
     with pytest.raises(ValueError, match="two speeds"):
-        clips.draw_speed(rng, [2], exclude=2)
+        cut.draw_speed(rng, [2], exclude=2)
 
 
 @pytest.mark.parametrize("name", ["simclr", "moquad", "mcpnet"])

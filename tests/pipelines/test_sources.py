@@ -5,11 +5,15 @@ import numpy as np
 import pytest
 from nvidia.dali import fn, types
 
-from motionssl.pipelines import build_pipeline, clips, residual
-from motionssl.pipelines.decoding import choose_decoder
+from motionssl.pipelines import build_pipeline
+
+from motionssl.pipelines.ops import cut
+
+from motionssl.pipelines.ops import residual
+from motionssl.pipelines.decoders import choose_decoder
 from motionssl.pipelines.index import load_index
 from motionssl.pipelines.pipeline import output_names
-from motionssl.pipelines.planner import Planner
+from motionssl.pipelines.planners.base import Planner
 from motionssl.pipelines.sources import WindowSource
 from tests.fixtures import decode_ids, write_id_videos
 
@@ -25,14 +29,14 @@ class ClipAndResidual(Planner):
     values = {"speed": "int32"}
 
     def draw(self, rng, batch_rng, slot, batch_size, valid, frame_hw):
-        speed = clips.draw_speed(rng, SPEEDS)
+        speed = cut.draw_speed(rng, SPEEDS)
         return {"speed": np.array(speed, np.int32),
-                "clip": clips.draw_clip_indices(rng, T, speed, valid),
-                "pairs": clips.draw_residual_indices(rng, T, speed, GAP, valid)}
+                "clip": cut.draw_clip_indices(rng, T, speed, valid),
+                "pairs": cut.draw_residual_indices(rng, T, speed, GAP, valid)}
 
     def graph(self, window, p, dtype):
-        pairs = fn.cast(clips.cut(window, p["pairs"]), dtype=types.FLOAT)
-        return {"window": window, "clip": clips.cut(window, p["clip"]), "residual": residual.residual_clip(pairs, T),
+        pairs = fn.cast(cut.cut(window, p["pairs"]), dtype=types.FLOAT)
+        return {"window": window, "clip": cut.cut(window, p["clip"]), "residual": residual.residual_clip(pairs, T),
                 "speed": p["speed"]}
 
 
@@ -94,11 +98,11 @@ def test_windows_clips_and_residuals_are_exact(request, decoder, device, workers
             assert 0 <= start <= max(n - W, 0)
             clip = decode_ids(batch["clip"][s])
             valid = min(n - start, W)
-            if clips.clip_span(T, speed) <= valid:
+            if cut.clip_span(T, speed) <= valid:
                 assert np.all(np.diff(clip) == speed)
             res = batch["residual"][s]
             levels = res.mean(axis=(1, 2, 3))
-            if clips.residual_span(T, speed, GAP) <= valid:  # |F_i − F_{i+t·s}| = 4·t·s everywhere
+            if cut.residual_span(T, speed, GAP) <= valid:  # |F_i − F_{i+t·s}| = 4·t·s everywhere
                 np.testing.assert_allclose(levels, 4 * GAP * speed, atol=1.5)
             assert batch["label"][s] == video % 2
 
@@ -209,7 +213,8 @@ def test_torchcodec_is_optional_and_names_its_install_lines(id_list, monkeypatch
     be used, the decoder is refused before the first batch with the reason and the two install lines."""
     import sys
 
-    from motionssl.pipelines import decoding, torchcodec_io
+    from motionssl.pipelines.decoders import read_window
+    from motionssl.pipelines.decoders import torchcodec as torchcodec_io
     from motionssl.pipelines.video_io import VideoError
 
     index = load_index(id_list)
@@ -217,7 +222,7 @@ def test_torchcodec_is_optional_and_names_its_install_lines(id_list, monkeypatch
     reason = torchcodec_io.torchcodec_available()
     assert reason.startswith("torchcodec cannot be used (ModuleNotFoundError")
     assert "`pip install torchcodec`" in reason and "`apt-get install ffmpeg`" in reason
-    monkeypatch.setattr(decoding, "torchcodec_available", lambda: reason)
+    monkeypatch.setattr(torchcodec_io, "torchcodec_available", lambda: reason)
     with pytest.raises(ValueError, match=r"decoder='torchcodec': torchcodec cannot be used .*pip install torchcodec.*"
                                          r"apt-get install ffmpeg.*decoder='pyav'"):
         choose_decoder(index, "torchcodec", "cpu")
@@ -226,7 +231,7 @@ def test_torchcodec_is_optional_and_names_its_install_lines(id_list, monkeypatch
     # take for a bad file (and skip every file for).
     monkeypatch.setattr(torchcodec_io, "_usable", False)
     with pytest.raises(RuntimeError, match="pip install torchcodec") as raised:
-        torchcodec_io.read_window_torchcodec(index.paths[0], 0, 4)
+        read_window(index.paths[0], 0, 4, decoder="torchcodec")
     assert not isinstance(raised.value, VideoError)
 
 
@@ -261,7 +266,7 @@ def test_timestamps_are_demuxed_once_per_file_and_kept_compact(tmp_path, monkeyp
     pts = _write_vfr_video(irregular)
     calls = []
     monkeypatch.setattr(sources, "frame_timestamps", lambda p: calls.append(p) or frame_timestamps(p))
-    cache = sources._Timestamps(capacity=1)
+    cache = sources.FileFacts(capacity=1)
     for _ in range(3):
         np.testing.assert_array_equal(cache.get(regular), frame_timestamps(regular))
         np.testing.assert_array_equal(cache.get(irregular), pts)
@@ -271,7 +276,7 @@ def test_timestamps_are_demuxed_once_per_file_and_kept_compact(tmp_path, monkeyp
 
 
 def test_variable_frame_rate_windows_count_frames_not_time(tmp_path):
-    from motionssl.pipelines.video_io import read_window
+    from motionssl.pipelines.decoders import read_window
 
     path = str(tmp_path / "vfr.mkv")
     _write_vfr_video(path)

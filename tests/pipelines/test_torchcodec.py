@@ -10,22 +10,27 @@ import av
 import numpy as np
 import pytest
 
-from motionssl.pipelines.torchcodec_io import torchcodec_available
+from motionssl.pipelines.decoders.torchcodec import torchcodec_available
 
 REASON = torchcodec_available()  # first: an old torchcodec without FFmpeg raises RuntimeError on import
 if REASON:
     pytest.skip(REASON, allow_module_level=True)
 torchcodec = pytest.importorskip("torchcodec")
 
-from motionssl.pipelines import make_iterator, torchcodec_io  # noqa: E402
-from motionssl.pipelines.decoding import choose_decoder  # noqa: E402
+from motionssl.pipelines import make_iterator  # noqa: E402
+from motionssl.pipelines.decoders import torchcodec as torchcodec_io  # noqa: E402
+from motionssl.pipelines.decoders import choose_decoder  # noqa: E402
 from motionssl.pipelines.index import load_index  # noqa: E402
 from motionssl.pipelines.sources import WindowSource  # noqa: E402
-from motionssl.pipelines.torchcodec_io import read_window_torchcodec  # noqa: E402
-from motionssl.pipelines.video_io import VideoError, frame_timestamps, read_window, write_video  # noqa: E402
+from motionssl.pipelines.video_io import VideoError, frame_timestamps, write_video
+from motionssl.pipelines.decoders import read_window  # noqa: E402
 from tests.fixtures import decode_ids, id_frames, write_id_videos  # noqa: E402
 from tests.pipelines.test_damage import damage_packet, textured  # noqa: E402
 from tests.pipelines.test_sources import W, ClipAndResidual, run_epochs  # noqa: E402
+
+
+def read_window_torchcodec(path, start, count, **options):
+    return read_window(path, start, count, decoder="torchcodec", **options)
 
 
 def id_video_at(path, pts, rate=25, time_base=Fraction(1, 1000), gop=8):

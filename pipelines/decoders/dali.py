@@ -1,25 +1,11 @@
-"""The decoder switch: which decoder reads a dataset, whether it can, and the graph op that decodes.
+"""DALI's own video decoder (``decoder="dali"``): NVDEC on the GPU, libavcodec on the CPU.
 
-Three decoders sit behind one window source (:class:`~.sources.WindowSource`):
-
-* ``"pyav"`` — DALI's worker processes seek and decode each window with PyAV, for any
-  codec and size, and hand RGB frames to the graph. On CPU this is the faster path (PyAV
-  workers ran 2.7× DALI's CPU decoder on the development machine, docs/design.md); on GPU
-  the frames are copied to the device and augmented there.
-* ``"dali"`` — the workers only read the file's bytes; ``fn.decoders.video`` decodes the
-  batch: NVDEC on ``device="gpu"``, libavcodec on CPU.
-* ``"torchcodec"`` — optional, only when asked for: like ``"pyav"`` but the workers decode
-  with torchcodec (:mod:`.torchcodec_io`), which costs less CPU per window and converts
-  colour with FFmpeg's defaults instead of DALI's conversion, and does not detect damaged
-  frame data. It reads what the system's FFmpeg reads, so no file is checked against it.
-
-Not every file suits DALI's decoder. Its CPU variant reads only VP8, VP9 and MJPEG; NVDEC
+The window source only reads each file's bytes; ``fn.decoders.video`` decodes the batch
+inside the graph — on ``"mixed"`` (NVDEC) in parallel for the whole batch. The default on
+the GPU. Not every file suits it: its CPU variant reads only VP8, VP9 and MJPEG; NVDEC
 refuses frames below a per-codec minimum and some chroma formats and bit depths
 (:func:`nvdec_problem`), and a given GPU may refuse more (:func:`probe_problems` asks it).
-:func:`choose_decoder` checks every video of the index *before* the first batch (from
-the headers the index caches, and on a GPU a probe decode of a few): when the decoder was
-left to its default it falls back to PyAV workers with one logged line; when it was asked
-for explicitly, an unusable file is an error that names it and the command that converts it.
+:meth:`DaliDecoder.check` finds all of that before the first batch.
 """
 from __future__ import annotations
 
@@ -28,17 +14,14 @@ import os
 import re
 from typing import Callable, Dict, List, Optional, Tuple
 
-from nvidia.dali import fn
-
-from .index import VideoIndex
-from .sources import DECODERS, FRAME_DECODERS, WindowSource
-from .torchcodec_io import torchcodec_available
-from .video_io import CONVERT_HINT, DALI_CPU_CODECS, Media
+from ..index import VideoIndex
+from ..video_io import Media
+from . import Decoder
 
 log = logging.getLogger(__name__)
 
-DEVICES = ("cpu", "gpu")
-
+# Codecs that DALI 2.4's CPU video decoder reads.
+DALI_CPU_CODECS = frozenset({"vp8", "vp9", "mjpeg"})
 # What fn.decoders.video on "mixed" (NVDEC) reads in DALI 2.4.0, read from its source and
 # not yet measured on a GPU here (docs/design.md, "GPU facts"). Its GPU variant refuses
 # MJPEG although its CPU variant reads it. DALI asks the driver for each codec's limits
@@ -52,11 +35,6 @@ NVDEC_MIN_SIZE: Dict[str, Tuple[int, int]] = {
 # DALI creates every NVDEC session with 8-bit 4:2:0 (NV12) output: other chroma formats
 # and bit depths either fail to open or come out wrong, so only these are accepted.
 NVDEC_PIX_FMTS = frozenset({"yuv420p", "yuvj420p", "nv12"})
-
-
-def default_decoder(device: str) -> str:
-    """NVDEC through DALI on GPU; PyAV workers on CPU (the faster CPU path, any codec)."""
-    return "dali" if device == "gpu" else "pyav"
 
 
 def nvdec_problem(media: Media) -> Optional[str]:
@@ -91,64 +69,6 @@ def decoder_problems(index: VideoIndex, device: str) -> List[Tuple[str, str]]:
     return found
 
 
-def choose_decoder(index: VideoIndex, decoder: Optional[str], device: str,
-                   bad_files: str = "skip", device_id: int = 0) -> Tuple[str, VideoIndex]:
-    """The decoder that will read ``index`` on ``device``, and the index checked for it.
-
-    Every frame count that came from a list is first checked against its file
-    (:meth:`~.index.VideoIndex.verify_counts`), whatever the decoder.
-
-    ``decoder=None`` means the default for the device (:func:`default_decoder`); if DALI's
-    decoder cannot read some video, the whole dataset goes through PyAV workers instead,
-    said in one logged line. An explicit ``decoder="dali"`` that cannot read a video raises
-    a ``ValueError`` naming the file, the reason and the conversion command. A file whose
-    header cannot be read is skipped with a warning (``bad_files="skip"``) or raises
-    (``"error"``, for evaluation, where every video must stay in place). ``"torchcodec"``
-    is never a default; asked for where it cannot be used, it raises a ``ValueError``
-    with the reason and the install lines.
-
-    On a GPU the probe decodes on ``device_id`` (this process's GPU). Under
-    ``torch.distributed`` every rank probes and the ranks agree: if any rank's GPU refuses a
-    kind of video, every rank falls back, and rank 0 says which rank and why — ranks never
-    read one dataset with different decoders.
-    """
-    if device not in DEVICES:
-        raise ValueError(f"device={device!r}; choose one of {DEVICES}")
-    index = index.verify_counts(bad_files=bad_files)  # a stale listed count would start windows past the end
-    chosen = decoder or default_decoder(device)
-    if chosen not in DECODERS:
-        raise ValueError(f"decoder={chosen!r}; choose one of {DECODERS}")
-    if chosen == "torchcodec":
-        reason = torchcodec_available()
-        if reason:
-            raise ValueError(f"decoder='torchcodec': {reason}; or use decoder='pyav'")
-    if chosen in FRAME_DECODERS:
-        return chosen, index
-    index = index.with_media(bad_files=bad_files)
-    problems = decoder_problems(index, device)
-    count, where = len(problems), ""
-    if not problems and device == "gpu":
-        try:
-            local, failure = probe_problems(index, device_id=device_id), None
-        except ProbeError as exc:  # raised on every rank below, not on this one alone (the others would wait)
-            local, failure = [], str(exc)
-        count, first, where, failure = _agree(local, failure)
-        if failure:
-            raise ProbeError(failure)
-        problems = [first] if first else []
-    if not problems:
-        return chosen, index
-    which = "NVDEC" if device == "gpu" else "DALI's CPU decoder"
-    first_path, first_reason = problems[0]
-    if decoder is None:
-        log.warning("decoding with PyAV workers instead of %s%s: %d of %d videos cannot be read by it, e.g. %s: %s",
-                    which, where, count, len(index), first_path, first_reason)
-        return "pyav", index
-    more = f" (and {count - 1} more videos)" if count > 1 else ""
-    raise ValueError(f"{first_path}: {first_reason}{more}; decoder='dali' on {device} cannot read it — "
-                     f"{CONVERT_HINT}, or use decoder='pyav'")
-
-
 class ProbeError(RuntimeError):
     """The NVDEC probe failed for a reason that says nothing about the video (out of memory, a GPU
     in exclusive-process mode, a driver error): falling back to PyAV would hide it."""
@@ -169,7 +89,7 @@ def nvdec_probe(path: str, device_id: int = 0) -> Optional[str]:
     process's own GPU: only on a GPU machine.
     """
     import numpy as np
-    from nvidia.dali import pipeline_def
+    from nvidia.dali import fn, pipeline_def
 
     data = np.fromfile(path, dtype=np.uint8)
 
@@ -250,29 +170,40 @@ def _agree(problems: List[Tuple[str, str]], failure: Optional[str]):
     return 0, None, "", failure
 
 
-def windows(source: WindowSource, device: str = "cpu", num_workers: int = 2,
-            prefetch: int = 2) -> Dict[str, object]:
-    """Graph op: the external source plus the decoder; returns DataNodes by name.
 
-    ``"window"`` is ``(W, H, W, 3)`` uint8 ``FHWC`` on ``device``; ``"label"`` and
-    ``"index"`` are int64 scalars; every planner key is a per-sample CPU array.
-    ``num_workers=0`` runs the callback in the main process (debugging, tiny tests).
-    """
-    if device not in DEVICES:
-        raise ValueError(f"device={device!r}; choose one of {DEVICES}")
-    keys = source.keys
-    layouts = ["FHWC" if k == "frames" else "" for k in keys]
-    parallel = {"parallel": True, "prefetch_queue_depth": prefetch} if num_workers > 0 else {}
-    outputs = fn.external_source(source=source, num_outputs=len(keys), batch=False, layout=layouts, **parallel)
-    nodes = dict(zip(keys, outputs))
-    if source.decoder in FRAME_DECODERS:
-        window = nodes.pop("frames")
-        if device == "gpu":
-            window = window.gpu()
-    else:
-        # pad_mode="edge" repeats the last frame for short videos, like read_window.
-        window = fn.decoders.video(nodes.pop("encoded"), device="mixed" if device == "gpu" else "cpu",
-                                   start_frame=nodes.pop("window_start"), sequence_length=source.window,
-                                   pad_mode="edge")
-    nodes["window"] = window
-    return nodes
+
+class DaliDecoder(Decoder):
+    """``fn.decoders.video`` inside the graph: the workers hand it each file's bytes and the window start."""
+
+    name = "dali"
+    in_graph = True
+    doc = "DALI's decoder in the graph: NVDEC on the GPU (the default there), libavcodec on the CPU (VP8, VP9, MJPEG)"
+
+    def check(self, index: VideoIndex, device: str, device_id: int = 0, bad_files: str = "skip"):
+        """``(index with headers, count, first (path, reason), where)`` of the videos this decoder cannot read.
+
+        Headers first (no decoding); on a GPU, when they pass, a probe decode of each kind
+        of video on this process's GPU, the ranks agreeing (:func:`_agree`).
+        """
+        index = index.with_media(bad_files=bad_files)
+        problems = decoder_problems(index, device)
+        if problems or device != "gpu":
+            return index, len(problems), (problems[0] if problems else None), ""
+        try:
+            local, failure = probe_problems(index, device_id=device_id), None
+        except ProbeError as exc:  # raised on every rank below, not on this one alone (the others would wait)
+            local, failure = [], str(exc)
+        count, first, where, failure = _agree(local, failure)
+        if failure:
+            raise ProbeError(failure)
+        return index, count, first, where
+
+    def graph(self, encoded, start, length: int, device: str):
+        """Graph op: ``(length, H, W, 3)`` uint8 frames from the encoded file, from frame ``start``.
+
+        ``pad_mode="edge"`` repeats the last frame for short videos, as the frame decoders pad.
+        """
+        from nvidia.dali import fn
+
+        return fn.decoders.video(encoded, device="mixed" if device == "gpu" else "cpu", start_frame=start,
+                                 sequence_length=length, pad_mode="edge")

@@ -19,7 +19,7 @@ from numba import carray, cfunc, njit
 from numba import types as nt
 from nvidia.dali.plugin.numba import address_as_void_pointer as _ptr
 
-from .reference import RGB_TO_YIQ, YIQ_TO_RGB
+from .colour import RGB_TO_YIQ, YIQ_TO_RGB
 
 _YIQ = RGB_TO_YIQ.astype(np.float64)
 _RGB = YIQ_TO_RGB.astype(np.float64)

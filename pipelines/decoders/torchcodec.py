@@ -1,4 +1,4 @@
-"""torchcodec as an optional third window decoder: :func:`.video_io.read_window`'s window, decoded by torchcodec.
+"""The torchcodec window decoder (``decoder="torchcodec"``): optional, only when asked for.
 
 torchcodec (PyTorch's video decoding library) seeks and decodes in C++ with the system's
 FFmpeg and converts to RGB there, which costs less CPU per window than PyAV's decode
@@ -8,7 +8,7 @@ project neither installs nor imports it unless ``decoder="torchcodec"`` is asked
 without the FFmpeg shared libraries it loads).
 
 **Frame-exact.** Frame ``i`` is the frame whose pts is the ``i``-th smallest, as for
-every decoder of the toolkit (:func:`.video_io.frame_timestamps`). The window source
+every decoder of the toolkit (:func:`..video_io.frame_timestamps`). The window source
 caches those timestamps and the time base per file, so the window is asked for by time and
 the file is not demuxed a second time: ``seek_mode="approximate"`` (no scan when the
 decoder opens) and ``get_frame_played_at`` once per frame, which matches a decoded frame by
@@ -28,13 +28,13 @@ is a :class:`VideoError`.
 
 **Colour** is torchcodec's, not the toolkit's: FFmpeg's default conversion (libswscale
 when the width is a multiple of 32, else a filter graph) in the colourspace the stream
-declares, where :func:`.video_io.to_rgb` converts as DALI's decoders do. The difference is
+declares, where :func:`.pyav.to_rgb` converts as DALI's decoders do. The difference is
 a few grey levels on average (docs/design.md, "Decoders").
 
 **Damaged data** is not detected as with PyAV. torchcodec sets FFmpeg's log to quiet and
 has no error checks to turn on, so a damaged frame payload that the decoder conceals
 (H.264, HEVC, MPEG-4) decodes into wrong pixels without an error, where
-:func:`.video_io.read_window` names the file (damaged VP9 goes unseen by both). A file
+:class:`.pyav.PyAVDecoder` names the file (damaged VP9 goes unseen by both). A file
 that cannot be opened, is empty or is truncated before the window's frames still raises a
 :class:`VideoError` naming it. Check data with ``motionssl-prepare`` (a full
 decode with the error checks) before training with this decoder.
@@ -47,7 +47,8 @@ from typing import Optional
 
 import numpy as np
 
-from .video_io import VideoError, check_file, frame_timestamps, time_base
+from ..video_io import VideoError, check_file, time_base
+from . import Decoder
 
 INSTALL = "`pip install torchcodec` and `apt-get install ffmpeg` (FFmpeg's shared libraries, which torchcodec loads)"
 
@@ -117,60 +118,54 @@ def _played_at(decoder, wanted: np.ndarray, tick: Fraction, exact: bool) -> list
     return data
 
 
-def read_window_torchcodec(path: str, start: int, count: int, timestamps: Optional[np.ndarray] = None,
-                           threads: int = 1, stream_time_base: Optional[Fraction] = None, device: str = "cpu"):
-    """Decode frames ``start .. start+count-1`` with torchcodec as ``(count, H, W, 3)`` uint8 RGB.
+class TorchcodecDecoder(Decoder):
+    """Decodes windows in the source's workers with torchcodec (see module doc); optional."""
 
-    :func:`.video_io.read_window`'s contract: frames in presentation order, ``start``
-    clamped into the video, frames past the end repeat the last frame, and a
-    :class:`VideoError` naming the file on any failure of the file (unreadable, truncated,
-    fewer frames than the timestamps promise). ``timestamps`` and ``stream_time_base``
-    (:func:`.video_io.time_base`) save a demux and a container probe when cached.
-    ``threads`` is torchcodec's ``num_ffmpeg_threads``: 1 (default) when one process per
-    core decodes, 0 lets FFmpeg choose. How frames are found, the colour conversion and what
-    damaged data does: the module doc. Raises ``RuntimeError`` (not a :class:`VideoError`,
-    which would skip every file under ``bad_files="skip"``) when torchcodec cannot be used.
-    ``device="cuda"`` decodes with torchcodec's CUDA decoder (NVDEC) and returns a torch
-    uint8 tensor on the GPU instead of an array (the benchmarks' peer loader on GPU); it
-    must run in a process that may use CUDA, not in a forked worker.
-    """
-    if threads < 0:
-        raise ValueError(f"threads must be >= 0, got {threads}")
-    if count <= 0:
-        raise ValueError(f"count must be positive, got {count}")
-    VideoDecoder = _video_decoder()
-    check_file(path)
-    if timestamps is None:
-        timestamps = frame_timestamps(path)
-    n = len(timestamps)
-    if n == 0:
-        raise VideoError(path, "video stream has no frames", "re-encode it or remove it")
-    tick = Fraction(stream_time_base) if stream_time_base is not None else time_base(path)
-    start = int(min(max(start, 0), n - 1))
-    stop = min(start + count, n)
-    wanted = np.asarray(timestamps[start:stop], dtype=np.int64)
-    failure: Optional[BaseException] = None
-    for mode in ("approximate", "exact"):
-        try:
-            decoder = VideoDecoder(path, num_ffmpeg_threads=threads, dimension_order="NHWC", seek_mode=mode,
-                                   device=device)
-        except Exception as exc:  # torchcodec raises RuntimeError or ValueError for unreadable input
-            raise VideoError(path, f"not a readable video container (torchcodec: {_reason(exc)})", _UNREADABLE) from exc
-        try:
-            frames = _played_at(decoder, wanted, tick, exact=mode == "exact")
-            break
-        except Exception as exc:  # misleading durations, a header that understates the length, truncation
-            failure = exc
-    else:
-        if isinstance(failure, _WrongFrame):
-            raise VideoError(path, f"torchcodec cannot find frames {start}..{stop - 1} by their timestamps "
-                                   f"({failure})", "decode it with decoder='pyav'") from failure
-        raise VideoError(path, f"decoding frames {start}..{stop - 1} failed (torchcodec: {_reason(failure)})",
-                         _TRUNCATED) from failure
-    while len(frames) < count:
-        frames.append(frames[-1])
-    if device != "cpu":
-        import torch
+    name = "torchcodec"
+    doc = "torchcodec in the decoding workers: less CPU per window, FFmpeg's colours, damage not detected (optional)"
 
-        return torch.stack(frames)
-    return np.stack([f.numpy() for f in frames])
+    def unavailable(self) -> Optional[str]:
+        return torchcodec_available()
+
+    def frames(self, path: str, wanted: np.ndarray, where: str = "", threads: int = 1, facts=None,
+               stream_time_base=None, device: str = "cpu", **unused) -> list:
+        """The frames whose pts are ``wanted`` (sorted): ``(H, W, 3)`` uint8 tensors (on the GPU for ``device="cuda"``).
+
+        ``threads`` is torchcodec's ``num_ffmpeg_threads``: 1 when one process per core
+        decodes, 0 lets FFmpeg choose. The stream's time base comes from ``stream_time_base``,
+        else the worker's per-file ``facts`` (:class:`~..sources.FileFacts`), else a probe.
+        How frames are found and what damaged data does: the module doc. Raises
+        ``RuntimeError`` (not a :class:`VideoError`, which would skip every file under
+        ``bad_files="skip"``) when torchcodec cannot be used. ``device="cuda"`` decodes with
+        torchcodec's CUDA decoder (NVDEC); it must run in a process that may use CUDA, not in
+        a forked worker.
+        """
+        if threads < 0:
+            raise ValueError(f"threads must be >= 0, got {threads}")
+        VideoDecoder = _video_decoder()
+        check_file(path)  # missing or empty: the same words as every decoder
+        if stream_time_base is not None:
+            tick = Fraction(stream_time_base)
+        else:
+            tick = facts.time_base(path) if facts is not None else time_base(path)
+        wanted = np.asarray(wanted, dtype=np.int64)
+        failure: Optional[BaseException] = None
+        for mode in ("approximate", "exact"):
+            try:
+                decoder = VideoDecoder(path, num_ffmpeg_threads=threads, dimension_order="NHWC", seek_mode=mode,
+                                       device=device)
+            except Exception as exc:  # torchcodec raises RuntimeError or ValueError for unreadable input
+                raise VideoError(path, f"not a readable video container (torchcodec: {_reason(exc)})",
+                                 _UNREADABLE) from exc
+            try:
+                frames = _played_at(decoder, wanted, tick, exact=mode == "exact")
+                break
+            except Exception as exc:  # misleading durations, a header that understates the length, truncation
+                failure = exc
+        else:
+            if isinstance(failure, _WrongFrame):
+                raise VideoError(path, f"torchcodec cannot find {where or 'the frames'} by their timestamps ({failure})",
+                                 "decode it with decoder='pyav'") from failure
+            raise VideoError(path, f"decoding {where or 'the window'} failed (torchcodec: {_reason(failure)})",
+                             _TRUNCATED) from failure
+        return frames if device != "cpu" else [f.numpy() for f in frames]

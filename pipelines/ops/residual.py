@@ -11,6 +11,7 @@ Output scaling: the difference of two float frames in pixel units, so values lie
 """
 from __future__ import annotations
 
+import numpy as np
 import nvidia.dali.math as dmath
 from nvidia.dali import fn
 
@@ -24,3 +25,9 @@ def residual_clip(pairs, num_frames: int):
     first = fn.sequence_rearrange(pairs, new_order=list(range(num_frames)))
     second = fn.sequence_rearrange(pairs, new_order=list(range(num_frames, 2 * num_frames)))
     return dmath.abs(first - second)
+
+
+# --- NumPy twin -------------------------------------------------------------------------------
+def residual_reference(pairs: np.ndarray, num_frames: int) -> np.ndarray:
+    """``|F_i − F_{i+t·s}|`` from ``2T`` float frames laid out clip-then-partners (MCPNet Eq. 2)."""
+    return np.abs(pairs[:num_frames].astype(np.float64) - pairs[num_frames:2 * num_frames])

@@ -21,7 +21,8 @@ from typing import Sequence, Tuple
 import numpy as np
 from nvidia.dali import fn, types
 
-APPEARANCE_OPS = ("rad_inter", "rad_intra", "be", "none")
+from .config import APPEARANCE_OPS  # noqa: F401  (the names, re-exported)
+from .crop import crop_resize_reference
 
 
 def draw_derangement(rng: np.random.Generator, batch_size: int) -> np.ndarray:
@@ -88,3 +89,18 @@ def blend(clip, noise, lam):
         noise = noise.gpu() if noise.device == "cpu" else noise
         lam = lam.gpu()
     return clip + lam * (noise - clip)
+
+
+# --- NumPy twins ------------------------------------------------------------------------------
+def rad_noise_reference(frame: np.ndarray, k: int, size: Tuple[int, int]) -> np.ndarray:
+    """``(1, h, w, C)`` uint8 frame → ``(1, H, W, C)`` uint8 mosaic of ``k × k`` shrunken copies."""
+    th, tw = tile_size(size, k)
+    tile = crop_resize_reference(frame, [0.0, 0.0, frame.shape[1], frame.shape[2]], (th, tw))
+    mosaic = np.tile(tile, (1, k, k, 1))
+    return mosaic[:, :size[0], :size[1]]
+
+
+def blend_reference(clip: np.ndarray, noise: np.ndarray, lam: float) -> np.ndarray:
+    """``(1 − λ)·clip + λ·noise`` (MoQuad §3.1), ``noise`` a single frame broadcast over time."""
+    clip = clip.astype(np.float64)
+    return clip + float(lam) * (noise.astype(np.float64) - clip)

@@ -19,9 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
-from . import clip_kinds, clips
-from .clip_kinds import AppearanceConfig, ClipConfig
-from .planner import Planner
+from ..ops import cut, recipes
+from ..ops.config import AppearanceConfig, ClipConfig
+from .base import Planner
 
 MODES = ("quad", "warmup")
 
@@ -37,8 +37,8 @@ class MoQuadConfig:
     mode: str = "quad"  # "warmup": the appearance task of Eq. 2
 
     def __post_init__(self):
-        if self.motion not in clips.MOTION_OPS:
-            raise ValueError(f"moquad motion={self.motion!r}; choose one of {clips.MOTION_OPS}")
+        if self.motion not in cut.MOTION_OPS:
+            raise ValueError(f"moquad motion={self.motion!r}; choose one of {cut.MOTION_OPS}")
         if self.mode not in MODES:
             raise ValueError(f"moquad mode={self.mode!r}; choose one of {MODES}")
         needs_two = self.mode == "warmup" or (self.motion == "speed" and (self.intra_neg or self.intra_neg_ad))
@@ -52,7 +52,7 @@ class MoQuadPlanner(Planner):
     def __init__(self, cfg: MoQuadConfig):
         self.cfg = cfg
         c = cfg.clip
-        self.window = max(clips.clip_span(c.frames, max(c.speeds)), c.window)
+        self.window = max(cut.clip_span(c.frames, max(c.speeds)), c.window)
         ad = cfg.appearance if cfg.appearance.op != "none" else None
         if cfg.mode == "warmup":
             self.members = {"clip_n": None, "clip_m": None}
@@ -63,30 +63,30 @@ class MoQuadPlanner(Planner):
             if cfg.intra_neg_ad:
                 self.members["intra_neg_ad"] = ad
         self.keys = ("speed_n", "speed_m") + tuple(k for name, a in self.members.items()
-                                                   for k in clip_kinds.keys_of(name, a))
+                                                   for k in recipes.keys_of(name, a))
         self.outputs = tuple(self.members) + ("speed_n", "speed_m")
         self.clip_specs = {name: ("rgb", a) for name, a in self.members.items()}
 
     def draw(self, rng, batch_rng, slot, batch_size, valid, frame_hw):
         c = self.cfg.clip
-        n = clips.draw_speed(rng, c.speeds)
+        n = cut.draw_speed(rng, c.speeds)
         # reverse/shuffle disturb the order at the anchor's speed; speed picks m ≠ n
-        m = clips.draw_speed(rng, c.speeds, exclude=n) if (self.cfg.motion == "speed" or self.cfg.mode == "warmup") else n
-        params = {"speed_n": clip_kinds.scalar(n), "speed_m": clip_kinds.scalar(m)}
+        m = cut.draw_speed(rng, c.speeds, exclude=n) if (self.cfg.motion == "speed" or self.cfg.mode == "warmup") else n
+        params = {"speed_n": recipes.scalar(n), "speed_m": recipes.scalar(m)}
         for name, appearance in self.members.items():
             at_m = name in ("intra_neg", "intra_neg_ad", "clip_m")
             motion = self.cfg.motion if (at_m and self.cfg.mode == "quad") else "speed"
-            params.update(clip_kinds.draw_rgb(rng, name, c, m if at_m else n, valid, frame_hw, motion, appearance,
+            params.update(recipes.draw_rgb(rng, name, c, m if at_m else n, valid, frame_hw, motion, appearance,
                                           batch_rng, slot, batch_size))
         return params
 
     def graph(self, window, p, dtype):
-        out = {name: clip_kinds.rgb_graph(window, p, name, self.cfg.clip, dtype, a) for name, a in self.members.items()}
+        out = {name: recipes.rgb_graph(window, p, name, self.cfg.clip, dtype, a) for name, a in self.members.items()}
         out.update(speed_n=p["speed_n"], speed_m=p["speed_m"])
         return out
 
     def reference(self, windows, params, slot):
-        out = {name: clip_kinds.rgb_reference(windows, params, slot, name, self.cfg.clip, a)
+        out = {name: recipes.rgb_reference(windows, params, slot, name, self.cfg.clip, a)
                for name, a in self.members.items()}
         out.update(speed_n=params[slot]["speed_n"], speed_m=params[slot]["speed_m"])
         return out

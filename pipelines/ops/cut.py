@@ -81,3 +81,9 @@ def draw_residual_indices(rng: np.random.Generator, num_frames: int, speed: int,
 def cut(window, indices):
     """Graph op: the frames ``indices`` (per-sample int32 array) of each window, ``FHWC``."""
     return fn.sequence_rearrange(window, new_order=indices)
+
+
+# --- NumPy twin -------------------------------------------------------------------------------
+def cut_reference(window: np.ndarray, indices: Sequence[int]) -> np.ndarray:
+    """``window[indices]`` along the frame axis (``fn.sequence_rearrange``)."""
+    return window[np.asarray(indices, dtype=np.int64)]

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import clip_kinds, clips
-from .clip_kinds import ClipConfig
-from .planner import Planner
+from ..ops import cut, recipes
+from ..ops.config import ClipConfig
+from .base import Planner
 
 CIP_SPEEDS = ("different", "same", "random")
 RESIDUAL_VIEWS = ("long_range", "residual", "rgb")
@@ -55,45 +55,45 @@ class MCPNetPlanner(Planner):
         c = cfg.clip
         self.gap = 1 if cfg.residual_view == "residual" else cfg.gap
         top = max(c.speeds)
-        self.window = max(clips.clip_span(c.frames, top),
-                          clips.residual_span(c.frames, top, self.gap) if cfg.residual_view != "rgb" else 0, c.window)
+        self.window = max(cut.clip_span(c.frames, top),
+                          cut.residual_span(c.frames, top, self.gap) if cfg.residual_view != "rgb" else 0, c.window)
         self.keys = ("speed_rgb", "speed_diff", "cip_same") + tuple(
-            k for name in ("rgb", "res_same", "res_diff") for k in clip_kinds.keys_of(name))
+            k for name in ("rgb", "res_same", "res_diff") for k in recipes.keys_of(name))
         residual = "rgb" if cfg.residual_view == "rgb" else "residual"
         self.clip_specs = {"rgb": ("rgb", None), "res_same": (residual, None), "res_diff": (residual, None)}
 
     def draw(self, rng, batch_rng, slot, batch_size, valid, frame_hw):
         c = self.cfg.clip
-        s_r = clips.draw_speed(rng, c.speeds)
-        s_d = clips.draw_speed(rng, c.speeds, exclude=s_r)
+        s_r = cut.draw_speed(rng, c.speeds)
+        s_d = cut.draw_speed(rng, c.speeds, exclude=s_r)
         if self.cfg.cip_speed == "random":
-            cip_same = clips.draw_speed(rng, c.speeds) == s_r
+            cip_same = cut.draw_speed(rng, c.speeds) == s_r
         else:
             cip_same = self.cfg.cip_speed == "same"
-        params = {"speed_rgb": clip_kinds.scalar(s_r), "speed_diff": clip_kinds.scalar(s_d),
+        params = {"speed_rgb": recipes.scalar(s_r), "speed_diff": recipes.scalar(s_d),
                   "cip_same": np.array(cip_same, dtype=bool)}
-        params.update(clip_kinds.draw_rgb(rng, "rgb", c, s_r, valid, frame_hw))
+        params.update(recipes.draw_rgb(rng, "rgb", c, s_r, valid, frame_hw))
         for name, speed in (("res_same", s_r), ("res_diff", s_d)):
             if self.cfg.residual_view == "rgb":
-                params.update(clip_kinds.draw_rgb(rng, name, c, speed, valid, frame_hw))
+                params.update(recipes.draw_rgb(rng, name, c, speed, valid, frame_hw))
             else:
-                params.update(clip_kinds.draw_residual(rng, name, c, speed, self.gap, valid, frame_hw))
+                params.update(recipes.draw_residual(rng, name, c, speed, self.gap, valid, frame_hw))
         return params
 
     def graph(self, window, p, dtype):
         c = self.cfg.clip
-        out = {"rgb": clip_kinds.rgb_graph(window, p, "rgb", c, dtype)}
+        out = {"rgb": recipes.rgb_graph(window, p, "rgb", c, dtype)}
         for name in ("res_same", "res_diff"):
-            out[name] = (clip_kinds.rgb_graph(window, p, name, c, dtype) if self.cfg.residual_view == "rgb"
-                         else clip_kinds.residual_graph(window, p, name, c, dtype))
+            out[name] = (recipes.rgb_graph(window, p, name, c, dtype) if self.cfg.residual_view == "rgb"
+                         else recipes.residual_graph(window, p, name, c, dtype))
         out.update(speed_rgb=p["speed_rgb"], speed_diff=p["speed_diff"], cip_same=p["cip_same"])
         return out
 
     def reference(self, windows, params, slot):
         c, p = self.cfg.clip, params[slot]
-        out = {"rgb": clip_kinds.rgb_reference(windows, params, slot, "rgb", c)}
+        out = {"rgb": recipes.rgb_reference(windows, params, slot, "rgb", c)}
         for name in ("res_same", "res_diff"):
-            out[name] = (clip_kinds.rgb_reference(windows, params, slot, name, c) if self.cfg.residual_view == "rgb"
-                         else clip_kinds.residual_reference(windows[slot], p, name, c))
+            out[name] = (recipes.rgb_reference(windows, params, slot, name, c) if self.cfg.residual_view == "rgb"
+                         else recipes.residual_reference(windows[slot], p, name, c))
         out.update(speed_rgb=p["speed_rgb"], speed_diff=p["speed_diff"], cip_same=p["cip_same"])
         return out

@@ -4,7 +4,7 @@ A planner says how long a window the method needs, draws every random parameter 
 sample in Python (clip positions, speeds, crops, colour, blend weights), and builds the
 method's batch from a decoded window and those parameters twice — as DALI graph nodes
 and as NumPy arrays (the reference). The window source calls :meth:`Planner.draw` in
-its worker processes; the pipeline definition (:mod:`.pipeline`) calls
+its worker processes; the pipeline definition (:mod:`..pipeline`) calls
 :meth:`Planner.graph`; the reference loader calls :meth:`Planner.reference`.
 
 Per-sample parameters travel between the three by name. :class:`ParamKeys` makes the
@@ -60,7 +60,7 @@ class Planner:
             names; each is one number per sample, ``(B,)`` in the batch.
         clip_specs: for every clip output, what builds it: ``("rgb", appearance)`` (an
             RGB clip, appearance-disturbed when ``appearance`` is an
-            :class:`~.clip_kinds.AppearanceConfig` whose op is not ``"none"``) or
+            :class:`~..ops.config.AppearanceConfig` whose op is not ``"none"``) or
             ``("residual", None)`` (a long-range residual clip). Loaders that build the
             clips without the graph (the benchmarks' peer loader) read it.
     """

@@ -12,14 +12,14 @@ float32 clip once. Residual clips subtract the two resized frames before the col
 matrix: ``twist(a) − twist(b) = M·(a − b)`` (the offset cancels).
 
 They compute exactly what the unfused graph computes — the same sample points and
-rounding as :func:`.reference.resize_roi`, the same colour matrix as
-:func:`.reference.color_twist` — so one NumPy reference serves both, with the same
+rounding as :func:`.crop.crop_resize_reference`, the same colour matrix as
+:func:`.colour.color_jitter_reference` — so one NumPy reference serves both, with the same
 tolerances. They are Numba functions run by DALI's ``numba_function`` operator
 (``nvidia.dali.plugin.numba``): CPU only, ``antialias=False`` only; the GPU graph keeps
 DALI's operators. :func:`available` says whether Numba is usable; the graph falls back
 to the unfused operators, with one logged line, when it is not.
 
-The kernels live in :mod:`._fused_kernels`, compiled by Numba with its on-disk cache: the
+The kernels live in :mod:`._kernels`, compiled by Numba with its on-disk cache: the
 first process on a machine compiles them (about 10 s), later ones load them.
 """
 from __future__ import annotations
@@ -46,7 +46,7 @@ def available() -> Optional[str]:
         return f"{ENV_SWITCH}=0 asks for the unfused operators"
     if "reason" not in _state:
         try:
-            from . import _fused_kernels  # noqa: F401  (imports Numba, loads or compiles the kernels)
+            from . import _kernels  # noqa: F401  (imports Numba, loads or compiles the kernels)
 
             _state["reason"] = None
         except Exception as exc:  # Numba missing, or incompatible with this NumPy
@@ -61,7 +61,7 @@ def _operator(kind: str):
         from nvidia.dali import types
         from nvidia.dali.plugin.numba.experimental import NumbaFunction
 
-        from . import _fused_kernels as k
+        from . import _kernels as k
 
         class Prebuilt(NumbaFunction):
             """DALI's Numba operator around callbacks compiled (and cached) beforehand."""
@@ -101,21 +101,40 @@ def _pack(color, mean: Sequence[float], std: Sequence[float], extra=()):
     return fn.cat(*parts, axis=0)
 
 
-def rgb_clip(window, idx, roi, color, size, mean, std, noise=None, lam=None, be_frame=None):
-    """Graph op: an RGB clip ``(3, T, H, W)`` float32 — cut, crop/flip/resize, colour, blend, normalise.
+# The op list each kernel runs, in order (ops/recipes.py builds clips from the same lists).
+KERNEL_OPS = {"rgb": ("cut", "crop", "colour", "normalise"), "rad": ("cut", "crop", "colour", "blend", "normalise"),
+              "be": ("cut", "crop", "colour", "blend", "normalise"),
+              "residual": ("cut", "crop", "colour", "residual", "normalise")}
+
+
+def _check(kind: str, ops) -> None:
+    """A recipe whose op list this kernel does not run is an error, never a clip with an op skipped."""
+    if tuple(ops) != KERNEL_OPS[kind]:
+        raise NotImplementedError(f"the fused {kind} kernel runs {KERNEL_OPS[kind]}, the recipe asks for "
+                                  f"{tuple(ops)}: write the new op into pipelines/ops/_kernels.py too, or build "
+                                  f"the clip with {ENV_SWITCH}=0")
+
+
+def rgb_clip(ops, window, idx, roi, color, size, mean, std, noise=None, lam=None, be_frame=None):
+    """Graph op: an RGB clip ``(3, T, H, W)`` float32 — the recipe ``ops`` (cut, crop/flip/resize, colour,
+    [blend], normalise) in one pass.
 
     ``noise`` (a ``(1, H, W, 3)`` uint8 mosaic) with ``lam`` blends RAD noise; ``be_frame``
     (a clip frame index) with ``lam`` blends the clip's own frame (BE).
     """
     if be_frame is not None:
+        _check("be", ops)
         return _operator("be")(idx, window, roi, _pack(color, mean, std, (lam, be_frame)), _size(size))
     if noise is not None:
+        _check("rad", ops)
         return _operator("rad")(idx, window, roi, _pack(color, mean, std, (lam,)), _size(size), noise)
+    _check("rgb", ops)
     return _operator("rgb")(idx, window, roi, _pack(color, mean, std), _size(size))
 
 
-def residual_clip(window, idx, roi, color, size, residual_std: float):
+def residual_clip(ops, window, idx, roi, color, size, residual_std: float):
     """Graph op: a long-range residual clip ``(3, T, H, W)`` float32 from ``2T`` indices (clip, partners)."""
+    _check("residual", ops)
     return _operator("residual")(idx, window, roi, _pack(color, (0.0, 0.0, 0.0), (residual_std,) * 3), _size(size))
 
 
