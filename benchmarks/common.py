@@ -25,9 +25,31 @@ from motionssl.pipelines.index import VideoIndex
 from motionssl.pipelines.pipeline import usable_cores
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-METHODS = ("simclr", "mcpnet", "moquad")
-# Paper-like clip sizes: MCPNet (and the SimCLR/CVRL baseline) at 112², MoQuad at 224².
-DEFAULT_SIZE = {"decode": None, "simclr": 112, "mcpnet": 112, "moquad": 224}
+
+
+def methods() -> tuple:
+    """The registered methods, baselines first (the benchmarks' rows), by name."""
+    from motionssl.models.methods import METHODS
+
+    return tuple(sorted(METHODS, key=lambda name: (not METHODS[name].baseline, name)))
+
+
+def paper_settings(name: str) -> dict:
+    """What a method's paper configuration says about the benchmarked step: clip size, optimiser, weight decay.
+
+    The papers' clip sizes differ (MoQuad 224², MCPNet and the SimCLR/CVRL baseline 112²),
+    as do their optimisers (LARS, SGD); ``decode`` (the decode-only pipeline) has none.
+    """
+    from motionssl.models.methods import get_method
+    from motionssl.models.training import load_config
+
+    if name == "decode":
+        return {"size": None}
+    method = get_method(name)
+    cfg = load_config([method.paper_config] if method.paper_config else [])
+    size = cfg.pipeline_config.get("clip", {}).get("augment", {}).get("size", [112, 112])
+    return {"size": int(size[0]), "optim": cfg.optim.name, "weight_decay": cfg.optim.weight_decay,
+            "paper_lr": method.paper_lr}
 
 
 def environment(device: str) -> dict:

@@ -34,20 +34,17 @@ import torch
 if __package__ in (None, ""):  # run as a file (python benchmarks/data_stall.py): the repository root is the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import (DEFAULT_SIZE, HERE, OtherLoad, close, default_data, describe,  # noqa: E402
+from benchmarks.common import (HERE, OtherLoad, close, default_data, describe, methods,  # noqa: E402
                                environment, load_average, pipeline_config, replicate, synchronizer, wait_for_idle,
                                warn_if_busy)
 from benchmarks.decode_only import build_iterator  # noqa: E402
 from motionssl.models.methods import create_method  # noqa: E402
-from motionssl.models.optim import build_optimizer, mcpnet_lr, moquad_lr  # noqa: E402
+from benchmarks.common import paper_settings  # noqa: E402
+from motionssl.models.optim import build_optimizer  # noqa: E402
 from motionssl.pipelines.index import load_index  # noqa: E402
 from motionssl.pipelines.pipeline import usable_cores  # noqa: E402
 from motionssl.pipelines.decoders import DECODERS  # noqa: E402
 
-METHOD_PIPELINES = ("simclr", "mcpnet", "moquad")
-# The papers' optimisers: LARS for MoQuad (and SimCLR/CVRL), SGD for MCPNet (models/optim.py).
-OPTIMIZERS = {"moquad": ("lars", moquad_lr, 1e-6), "simclr": ("lars", moquad_lr, 1e-6),
-              "mcpnet": ("sgd", mcpnet_lr, 1e-4)}
 
 
 def make_step(method: torch.nn.Module, optimizer: torch.optim.Optimizer, device: str, amp: bool) -> Callable:
@@ -92,8 +89,9 @@ def build_method(args):
     torch.manual_seed(args.seed)
     method = create_method(args.pipeline, backbone=args.backbone, gather=False)
     method = method.to("cuda" if args.device == "gpu" else "cpu").train()
-    name, lr_rule, weight_decay = OPTIMIZERS[args.pipeline]
-    return method, build_optimizer(name, method, lr=lr_rule(args.batch_size), weight_decay=weight_decay)
+    paper = paper_settings(args.pipeline)  # the paper's optimiser and learning-rate rule
+    return method, build_optimizer(paper["optim"], method, lr=paper["paper_lr"](args.batch_size),
+                                   weight_decay=paper["weight_decay"])
 
 
 def run(args) -> dict:
@@ -101,7 +99,7 @@ def run(args) -> dict:
     env["torch_threads"] = torch.get_num_threads()
     data = args.data or default_data(args.device)
     base = load_index(data)
-    size = args.size or DEFAULT_SIZE[args.pipeline]
+    size = args.size or paper_settings(args.pipeline)["size"]
     config = pipeline_config(args.pipeline, args.frames, size)
     sync = synchronizer(args.device)
     options = dict(decoder=args.decoder, num_workers=args.workers, num_threads=args.threads)
@@ -157,14 +155,14 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
-    parser.add_argument("--pipeline", choices=METHOD_PIPELINES, default="moquad")
+    parser.add_argument("--pipeline", choices=methods(), default=methods()[-1])
     parser.add_argument("--backbone", default=None, help="default: tiny on cpu, r3d_18 on gpu")
     parser.add_argument("--data", default=None, help="a `path label` list (default: the generated benchmark data)")
     parser.add_argument("--decoder", choices=DECODERS, default=None,
                         help="default: pyav on cpu, dali (NVDEC) on gpu; torchcodec where installed")
     parser.add_argument("--batch-size", type=int, default=None, help="default 8 on cpu, 32 on gpu")
     parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--size", type=int, default=None, help="default: 112 simclr/mcpnet, 224 moquad")
+    parser.add_argument("--size", type=int, default=None, help="clip size (default: the method's paper configuration's)")
     parser.add_argument("--workers", type=int, default=None, help="default: the usable cores on cpu, 8 on gpu")
     parser.add_argument("--threads", type=int, default=None, help="DALI threads (default: usable cores, at most 8)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per repeat (default 4 cpu, 50 gpu)")

@@ -48,5 +48,5 @@ DECODE_ONLY = PipelineSpec("decode", DecodeOnlyConfig, DecodeOnlyPlanner, "the d
 
 def build_iterator(name: str, index: VideoIndex, batch_size: int, device: str, seed: int, config: dict, **options):
     """``make_iterator`` of a method, or of the decode-only spec for ``name="decode"``."""
-    return make_iterator(DECODE_ONLY if name == "decode" else name, index, batch_size, device, seed, config=config,
-                         **options)
+    return make_iterator(DECODE_ONLY if name == "decode" else name, index, batch_size, device=device, seed=seed,
+                         config=config, **options)

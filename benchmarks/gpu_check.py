@@ -55,7 +55,14 @@ QUICK_STAGES = ("environment", "pytest", "nvdec_sizes", "paper_path")
 LIMITS = {"environment": (60, 60), "pytest": (270, 100), "nvdec_sizes": (60, 45), "throughput": (90, 0),
           "paper_path": (250, 140)}
 BUDGET = {False: 470, True: 230}  # under 8 and 4 minutes, with room for the start
-PAPER_METHODS = {"moquad": "configs/moquad_r3d18.yaml", "mcpnet": "configs/mcpnet_r3d18.yaml"}
+
+
+def paper_methods() -> Dict[str, str]:
+    """The methods under study (not the baselines) and their paper configurations."""
+    from motionssl.models.methods import METHODS
+
+    return {m.name: f"configs/{m.paper_config}" for m in sorted(METHODS.values(), key=lambda m: m.name, reverse=True)
+            if m.paper_config and not m.baseline}
 
 
 class StageFailed(Exception):
@@ -216,11 +223,12 @@ def stage_paper_path(args, limit) -> dict:
     deadline = time.time() + limit
     steps = 16 if args.quick else 40
     result, failures = {}, []
-    for name, config in PAPER_METHODS.items():
+    papers = paper_methods()
+    for name, config in papers.items():
         run_dir = os.path.join(args.out, "runs", name)
         if os.path.exists(os.path.join(run_dir, "config.yaml")):  # this check's own run, from an earlier check
             shutil.rmtree(run_dir)
-        share = max(10.0, (deadline - time.time()) / (len(PAPER_METHODS) - list(PAPER_METHODS).index(name)))
+        share = max(10.0, (deadline - time.time()) / (len(papers) - list(papers).index(name)))
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1",
                "train.py", "--pipeline", name, "--config", config, "--data", gallery, "--out", run_dir,
                f"steps={steps}", "log_every=4", f"checkpoint_every={steps}", "retrieval=false", "device=gpu",
@@ -306,7 +314,7 @@ def markdown(report: dict) -> str:
         if s["stage"] == "paper_path":
             lines += ["", "| method | steps/s | clips/s | waiting for data | peak GPU memory | retrieval top-1 (toy data) |",
                       "|---|---|---|---|---|---|"]
-            for name in PAPER_METHODS:
+            for name in paper_methods():
                 e = d.get(name, {})
                 if isinstance(e, dict) and "clips_per_s" in e:
                     lines.append(f"| {name} | {e.get('steps_per_s', '–')} | {e['clips_per_s']} | "

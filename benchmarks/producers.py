@@ -149,7 +149,7 @@ def timed_windows(args, name: str, index: VideoIndex, config: dict, first: Optio
     per_repeat = args.batches if per_repeat is None else per_repeat
     it = build_iterator(name, index, args.batch_size, args.device, args.seed, config, decoder="pyav",
                         num_workers=0)
-    source = WindowSource(it.index, it.planner, args.batch_size, args.seed, decoder="dali")
+    source = WindowSource(it.index, it.planner, args.batch_size, seed=args.seed, decoder="dali")
     keys = source.keys
     out = []
     for r in range(repeats):

@@ -120,7 +120,7 @@ def profile(args, name: str, index: VideoIndex, config: dict, windows: List[tupl
         if not fused_ops:
             fused.usable = lambda window, antialias: False
         try:
-            pipe = build_pipeline(source, planner, args.device, num_workers=0, num_threads=threads)
+            pipe = build_pipeline(source, planner, device=args.device, num_workers=0, num_threads=threads)
         finally:
             fused.usable = saved
         pipe.build()

@@ -58,7 +58,7 @@ from typing import List
 if __package__ in (None, ""):  # run as a file (python benchmarks/throughput.py): the repository root is the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import (DEFAULT_SIZE, HERE, default_data, describe, environment,  # noqa: E402
+from benchmarks.common import (HERE, default_data, describe, environment, methods, paper_settings,  # noqa: E402
                                load_average, pipeline_config, replicate, wait_for_idle, warn_if_busy)
 from benchmarks.producers import (measure_ceiling, measure_peer, measure_pipeline,  # noqa: E402
                                   measure_reference, operator_counts, timed_windows)
@@ -72,7 +72,7 @@ from motionssl.pipelines.decoders.torchcodec import torchcodec_available  # noqa
 from motionssl.pipelines.decoders.dali import DALI_CPU_CODECS
 from motionssl.pipelines.video_io import header  # noqa: E402
 
-ALL_PIPELINES = ("decode", "simclr", "mcpnet", "moquad")
+ALL_PIPELINES = ("decode",) + methods()
 PIPELINE_DECODERS = ("pyav", "torchcodec", "dali")
 ORDER = ("peer", "pipeline", "reference", "ceiling")  # table order: what users would pick instead comes first
 FRAMES_DEFINITION = "decoded frames/s = windows decoded per second x window length W"
@@ -121,7 +121,7 @@ def run(args) -> dict:
           f"median of {args.repeats} x {args.batches} batches after {args.warmup} warm-up", flush=True)
     for name in args.pipelines:
         load_before = load_average()
-        size = args.size or DEFAULT_SIZE[name]
+        size = args.size or paper_settings(name)["size"]
         config = pipeline_config(name, args.frames, size)
         rows = []
         for decoder in args.peer_decoders:
@@ -260,7 +260,7 @@ def parse_args(argv=None):
                                                                 "(default: the usable cores)")
     parser.add_argument("--frames", type=int, default=16, help="frames per clip (the decode-only window)")
     parser.add_argument("--size", type=int, default=None,
-                        help="clip size (default: 112 simclr/mcpnet, 224 moquad)")
+                        help="clip size (default: each method's paper configuration's)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed batches first (at least 1)")
     parser.add_argument("--batches", type=int, default=4, help="timed batches per repeat")
     parser.add_argument("--repeats", type=int, default=3)

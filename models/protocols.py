@@ -11,7 +11,8 @@ calls them, extracts its shard of the views, and all ranks get the same result.
 * :func:`linear_probe` — a linear classifier on frozen features of every clip of the
   train videos; test: softmax averaged over the test views.
 * :func:`finetune` — the whole network with a new two-layer head, trained on
-  clip-consistently augmented clips (MCPNet §4.1); test: softmax over the test views.
+  clip-consistently augmented clips (the ``clip`` pipeline; MCPNet §4.1); test: softmax
+  over the test views.
 """
 from __future__ import annotations
 
@@ -61,10 +62,11 @@ def view_outputs(model, index: VideoIndex, views: Views, device: str = "cpu", de
     (see ``models.evaluation.average_views``). Each rank reads its shard (``shard_id=rank``).
     """
     torch_dev = current_device(device)
-    loader = make_eval_iterator(index, views.frames, views.size, views.mean, views.std, views.num_clips,
-                                views.num_crops, views.stride, views.batch_size, device, get_rank(), get_world_size(),
-                                views.decoder, views.num_workers, antialias=views.antialias,
-                                device_id=torch_dev.index or 0)
+    loader = make_eval_iterator(index, frames=views.frames, size=views.size, mean=views.mean, std=views.std,
+                                num_clips=views.num_clips, num_crops=views.num_crops, stride=views.stride,
+                                batch_size=views.batch_size, device=device, shard_id=get_rank(),
+                                num_shards=get_world_size(), decoder=views.decoder, num_workers=views.num_workers,
+                                antialias=views.antialias, device_id=torch_dev.index or 0)
     batches = tqdm(loader, desc=desc, disable=get_rank() != 0, leave=False)
     return gather_views(*extract_views(model, batches, torch_dev))
 
@@ -152,8 +154,8 @@ def finetune(backbone, train_index: VideoIndex, test_index: VideoIndex, views: V
              test_crops: int = 3, seed: int = 0) -> Dict:
     """Fine-tune the whole network with a new head on augmented clips; test on the views.
 
-    The training clips are ``view1`` of the SimCLR pipeline: one clip per video at a
-    random start with ``augment`` applied clip-consistently (``view2`` is built and unused).
+    The training clips are those of the ``clip`` pipeline: one clip per video at a random
+    start with ``augment`` applied clip-consistently.
     """
     classes = num_classes(train_index, test_index)
     labels_of(train_index, "train")
@@ -164,16 +166,16 @@ def finetune(backbone, train_index: VideoIndex, test_index: VideoIndex, views: V
         trained = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[torch_dev.index] if device == "gpu" else None)
     clip = {"frames": views.frames, "speeds": [views.stride], "augment": augment}
-    loader = make_iterator("simclr", train_index, views.batch_size, device, seed, get_rank(), get_world_size(),
-                           config={"clip": clip}, decoder=views.decoder, num_workers=views.num_workers,
-                           device_id=torch_dev.index or 0)
+    loader = make_iterator("clip", train_index, views.batch_size, device=device, seed=seed, shard_id=get_rank(),
+                           num_shards=get_world_size(), config={"clip": clip}, decoder=views.decoder,
+                           num_workers=views.num_workers, device_id=torch_dev.index or 0)
 
     def report(epoch, loss):
         if get_rank() == 0:
             print(f"epoch {epoch + 1}/{epochs}  loss {loss:.4f}", flush=True)
 
     losses = fine_tune(trained, loader, epochs, optimizer, lr, weight_decay, warmup_epochs=warmup_epochs,
-                       clip_key="view1", device=torch_dev, on_epoch=report)
+                       clip_key="clip", device=torch_dev, on_epoch=report)
     loader.close()
     model.eval()
     with torch.no_grad():

@@ -19,7 +19,7 @@ normalisation unless ``--frames`` / ``--size`` say otherwise, and averages per v
   classifier sees single clips as at test time); test: softmax averaged over 10 clips
   (× 3 crops with ``--test-crops 3``); top-1/5. MoQuad's protocol: ``--frames 32 --stride 2``.
 * ``finetune`` — the whole network with a new two-layer head (MCPNet §4.1), trained on
-  clip-consistently augmented clips (``view1`` of the SimCLR pipeline with the checkpoint's
+  clip-consistently augmented clips (the ``clip`` pipeline, with the checkpoint's
   augmentation), SGD or LARS with a cosine schedule; test: 10 clips × 3 crops; top-1/5.
 
 Data are named as ``train.py`` names them: ``--data`` and ``--split`` are the training

@@ -30,25 +30,26 @@ from tqdm import tqdm
 
 from motionssl.models import runtime
 from motionssl.models.backbones import BACKBONES, create_backbone, to_channels_last
-from motionssl.models.methods import METHODS, create_method
-from motionssl.models.optim import build_optimizer, cosine_schedule, mcpnet_lr, moquad_lr
+from motionssl.models.methods import METHODS, create_method, get_method
+from motionssl.models.optim import build_optimizer, cosine_schedule
 from motionssl.models.training import (Checkpointer, CheckpointWriteError, MetricsLog, load_checkpoint, load_config, rng_state,
                              set_rng_state, to_dict)
-from motionssl.pipelines import PIPELINES, demo, files, load_index, make_iterator
+from motionssl.pipelines import demo, files, load_index, make_iterator
 from motionssl.pipelines.config import coerce_kwargs
 from motionssl.pipelines.index import load_pair
-from motionssl.pipelines.iterators import VideoIterator
+from motionssl.pipelines.iterators import VideoIterator, build_config
 from motionssl.pipelines.sources import PipelineError
 from motionssl.pipelines.files import FolderError
 from motionssl.pipelines.video_io import VideoError
 
-PAPER_LR = {"moquad": moquad_lr, "mcpnet": mcpnet_lr, "simclr": moquad_lr}  # SimCLR/CVRL: LARS, 3.2 @ 256
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--pipeline", required=True, choices=sorted(PIPELINES))
-    p.add_argument("--config", action="append", default=[], help="YAML file(s); later ones win (default: configs/demo/<pipeline>.yaml)")
+    p.add_argument("--pipeline", required=True, choices=sorted(METHODS), help="the method (and its pipeline)")
+    p.add_argument("--config", action="append", default=[],
+                   help="YAML file(s) or shipped configuration names; later ones win (default: the method's demo "
+                        "configuration, configs/demo/<pipeline>.yaml)")
     p.add_argument("--data", help="prepared dataset folder, class folder or `path label [num_frames]` list "
                                   "(default: the demo data)")
     p.add_argument("--split", help="the training split of a prepared dataset, e.g. train_split1 (demo: train)")
@@ -84,14 +85,20 @@ def main(argv=None):
                 raise
             raise SystemExit(f"train.py: error: {exc}") from None
         finally:
-            for it in run.loaders.values():
+            for it in run.loaders:
                 it.close()  # stop the decoding workers on every way out
             run.lock.release()
 
 
 def setup(args) -> SimpleNamespace:
-    """Config, data, loaders, model, optimiser and run folder of a new or resumed run."""
-    config_files = args.config or [f"demo/{args.pipeline}.yaml"]  # a shipped configuration
+    """Config, data, loaders, model, optimiser and run folder of a new or resumed run.
+
+    Everything that can be checked is checked before anything is built: the config and
+    the method's options, the backbone, the learning rate, the loader options, then the
+    data; only then is the run folder locked and are the loaders built.
+    """
+    spec = get_method(args.pipeline)
+    config_files = args.config or ([spec.demo_config] if spec.demo_config else [])  # shipped configurations
     cfg = load_config(config_files, args.overrides, pipeline=args.pipeline, data=args.data, out=args.out, split=args.split,
                       test_data=args.test_data, test_split=args.test_split)
     state = None
@@ -103,11 +110,19 @@ def setup(args) -> SimpleNamespace:
         folder = os.path.dirname(os.path.abspath(state["path"]))
         folder = os.path.dirname(folder) if os.path.basename(folder) == "checkpoints" else folder
         cfg = load_config([], args.overrides, **dict(state["config"], out=args.out or folder))
+    method_options = method_settings(spec, cfg.method)
+    phases = spec.phases(cfg)
+    pipeline_configs = [build_config(spec.pipeline, merged(cfg.pipeline_config, phase.pipeline_config))
+                        for phase in phases]  # every phase's pipeline settings, checked now
+    if cfg.backbone not in BACKBONES:
+        raise ValueError(f"backbone={cfg.backbone!r}; choose one of {sorted(BACKBONES)}")
+    backbone_options = coerce_kwargs(BACKBONES[cfg.backbone], cfg.backbone_kwargs, "backbone_kwargs")
+    if cfg.optim.lr is None and (spec.paper_lr is None or cfg.optim.name not in ("sgd", "lars")):
+        raise ValueError(f"optim.lr is needed with optim.name={cfg.optim.name} for {spec.name}: the papers' "
+                         "learning-rate rules are for SGD and LARS (e.g. optim.lr=1e-3 for Adam)")
     loader_options = coerce_loader_options(cfg.loader)
     rt = runtime.start(cfg.device)
     setup_logging(rt)
-    out = cfg.out or os.path.join("runs", f"{cfg.pipeline}-{time.strftime('%Y%m%d-%H%M%S')}")
-    lock = open_run_folder(out, resume=state is not None, main=rt.main)
     torch.manual_seed(cfg.seed)
     data, split, test_data, test_split = cfg.data, cfg.split, cfg.test_data, cfg.test_split
     if data is None:  # the embedded demo: generated once into the cache (rank 0 first)
@@ -119,45 +134,32 @@ def setup(args) -> SimpleNamespace:
         load_pair(data, split, test_data, test_split)
     elif cfg.retrieval:
         logger.info("no retrieval at the end: give --test-split (a split of --data) or --test-data")
-    modes = ["warmup", "quad"] if cfg.pipeline == "moquad" and cfg.appearance_warmup > 0 else [None]
-
-    def loader(mode):  # MoQuad Algorithm 1: the appearance task (Eq. 2) first, then quadruples
-        pc = dict(cfg.pipeline_config, **({"mode": mode} if mode else {}))
-        return make_iterator(cfg.pipeline, index, cfg.batch_size, rt.kind, cfg.seed, rt.rank, rt.world, config=pc,
-                             device_id=rt.local_rank, **loader_options)
-
-    loaders = {m: loader(m) for m in modes}
-    main_loader = loaders[modes[-1]]
+    out = cfg.out or os.path.join("runs", f"{cfg.pipeline}-{time.strftime('%Y%m%d-%H%M%S')}")
+    lock = open_run_folder(out, resume=state is not None, main=rt.main)
+    loaders = [make_iterator(spec.pipeline, index, cfg.batch_size, device=rt.kind, seed=cfg.seed, shard_id=rt.rank,
+                             num_shards=rt.world, config=pc, device_id=rt.local_rank, **loader_options)
+               for pc in pipeline_configs]
+    main_loader = loaders[-1]
     steps_per_epoch = len(main_loader)
-    if any(len(it) != steps_per_epoch for it in loaders.values()):
-        raise ValueError("the warm-up and quadruple pipelines see different numbers of batches per epoch")
-    if cfg.backbone not in BACKBONES:
-        raise ValueError(f"backbone={cfg.backbone!r}; choose one of {sorted(BACKBONES)}")
-    backbone = create_backbone(cfg.backbone, **coerce_kwargs(BACKBONES[cfg.backbone], cfg.backbone_kwargs,
-                                                             "backbone_kwargs"))
+    if any(len(it) != steps_per_epoch for it in loaders):
+        raise ValueError(f"the phases of {spec.name} ({', '.join(p.name for p in phases)}) see different numbers "
+                         "of batches per epoch")
+    backbone = create_backbone(cfg.backbone, **backbone_options)
     if rt.kind == "gpu":
         # Fixed clip shapes: let cuDNN pick the fastest 3D convolutions (unless the run must be deterministic).
         torch.backends.cudnn.benchmark = not cfg.deterministic
         to_channels_last(backbone)
-    method_options = coerce_kwargs(METHODS[cfg.pipeline].__init__, cfg.method, "method")
-    method = create_method(cfg.pipeline, backbone=backbone, **method_options).to(rt.device)
+    method = create_method(spec.name, backbone=backbone, **method_options).to(rt.device)
     if rt.distributed and rt.kind == "gpu" and cfg.sync_batchnorm:
         method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)  # BN over the global batch, as SimCLR
-    if cfg.optim.lr is None and cfg.optim.name not in ("sgd", "lars"):
-        raise ValueError(f"optim.lr is needed with optim.name={cfg.optim.name}: the papers' learning-rate rules are "
-                         "for SGD and LARS (e.g. optim.lr=1e-3 for Adam)")
-    lr = cfg.optim.lr if cfg.optim.lr is not None else PAPER_LR[cfg.pipeline](cfg.batch_size * rt.world)
+    lr = cfg.optim.lr if cfg.optim.lr is not None else spec.paper_lr(cfg.batch_size * rt.world)
     optimizer = build_optimizer(cfg.optim.name, method, lr, cfg.optim.weight_decay, cfg.optim.momentum)
     total = cfg.steps or cfg.epochs * steps_per_epoch
     budget = (f"{total} steps (steps={cfg.steps}: {total / steps_per_epoch:.1f} epochs of {steps_per_epoch})"
               if cfg.steps else f"{total} steps ({cfg.epochs} epochs x {steps_per_epoch})")
     if cfg.max_steps and cfg.max_steps < total:
         budget += f", stopping early at max_steps={cfg.max_steps}"
-    # MoQuad's appearance warm-up: the first fraction p of the run (whole epochs when sized in epochs).
-    warm_steps = 0
-    if len(modes) == 2:
-        warm_steps = round(cfg.appearance_warmup * total) if cfg.steps else \
-            round(cfg.appearance_warmup * cfg.epochs) * steps_per_epoch
+    phase_ends = phase_boundaries(phases, total, steps_per_epoch, cfg.epochs if not cfg.steps else None)
     scheduler = cosine_schedule(optimizer, total, round(cfg.optim.warmup_epochs * steps_per_epoch))
     checkpoints = Checkpointer(os.path.join(out, "checkpoints"), cfg.keep_checkpoints, writer=rt.main)
     step = 0
@@ -175,18 +177,48 @@ def setup(args) -> SimpleNamespace:
         raise ValueError(f"{out} already holds checkpoints (up to step {checkpoints.latest_step()}): continue it "
                          f"with --resume {out}, or choose another --out")
     absolute = {k: os.path.abspath(v) for k, v in (("data", cfg.data), ("test_data", test_data)) if v}
-    saved = dataclasses.replace(cfg, out=out, pipeline_config=dataclasses.asdict(main_loader.config), **absolute)
+    saved = dataclasses.replace(cfg, out=out, method=method_options,
+                                pipeline_config=dataclasses.asdict(main_loader.config), **absolute)
     if rt.main:
         files.write_text(os.path.join(out, "config.yaml"), yaml.safe_dump(to_dict(saved), sort_keys=False))
         stats = main_loader.index.stats
+        stages = "" if len(phases) == 1 else " (" + ", then ".join(
+            f"{p.name} to step {end}" for p, end in zip(phases, phase_ends)) + ")"
         print(f"{cfg.pipeline}: {len(main_loader.index)} videos ({describe_data(data, split, stats)}), "
-              f"{budget}, batch {cfg.batch_size}x{rt.world}, lr {lr:g}, {cfg.backbone} on {rt.kind}, "
+              f"{budget}{stages}, batch {cfg.batch_size}x{rt.world}, lr {lr:g}, {cfg.backbone} on {rt.kind}, "
               f"{main_loader.decoder} decoding; run folder {out}")
     return SimpleNamespace(cfg=cfg, saved=saved, rt=rt, data=data, split=split, test_data=test_data,
-                           test_split=test_split, retrieval=retrieval, loaders=loaders, modes=modes,
-                           main_loader=main_loader, steps_per_epoch=steps_per_epoch, warm_steps=warm_steps,
+                           test_split=test_split, retrieval=retrieval, loaders=loaders, phases=phases,
+                           phase_ends=phase_ends, main_loader=main_loader, steps_per_epoch=steps_per_epoch,
                            method=method, optimizer=optimizer, scheduler=scheduler, out=out, checkpoints=checkpoints,
                            step=step, total=total, lock=lock)
+
+
+def method_settings(spec, given) -> dict:
+    """The ``method`` section resolved: every option of the method's model, the given ones converted and checked
+    (an unknown key names the valid ones), the rest at their defaults — so the saved config holds them all."""
+    options = coerce_kwargs(spec.model.__init__, given, "method")
+    unknown = sorted(set(options) - set(spec.options()))
+    if unknown:
+        raise ValueError(f"unknown method key(s) {unknown}; valid keys: {sorted(spec.options())}")
+    return {**spec.options(), **options}
+
+
+def merged(base: dict, update: dict) -> dict:
+    """``base`` with ``update`` laid over it, nested mappings merged key by key."""
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def phase_boundaries(phases, total: int, steps_per_epoch: int, epochs=None) -> list:
+    """The step at which each phase ends (the last: ``total``). Whole epochs when the run is sized in epochs."""
+    ends, done = [], 0.0
+    for phase in phases[:-1]:
+        done += phase.fraction
+        ends.append(round(done * epochs) * steps_per_epoch if epochs else round(done * total))
+    return ends + [total]
 
 
 # What a run folder holds; a fresh run refuses a folder with anything else in it.
@@ -273,10 +305,10 @@ def train(run, term) -> str:
     with term.deferred():  # a signal stops the loop after its step, with a checkpoint
         while step < last_step:
             epoch, iteration = divmod(step, steps_per_epoch)
-            warming = step < run.warm_steps
-            it = run.loaders[run.modes[0] if warming else run.modes[-1]]
-            if it is run.main_loader and len(run.modes) == 2:
-                run.loaders[run.modes[0]].close()  # warm-up over: stop its graph's worker processes
+            phase = next(i for i, end in enumerate(run.phase_ends) if step < end)
+            for earlier in run.loaders[:phase]:
+                earlier.close()  # a phase is over: stop its graph's worker processes
+            it = run.loaders[phase]
             it.seek(epoch, iteration)
             for batch in it:
                 speed.arrived()
@@ -320,15 +352,15 @@ def train(run, term) -> str:
                     save()
                 elif not cfg.checkpoint_every and step % steps_per_epoch == 0:
                     save()  # at the end of every epoch
-                if step >= last_step or (warming and step >= run.warm_steps):
-                    break  # the end, or the warm-up → quadruple switch (mid-epoch in a run sized in steps)
+                if step >= last_step or step >= run.phase_ends[phase]:
+                    break  # the end, or the next phase (MoQuad's warm-up → quadruples; mid-epoch in a run sized in steps)
         bar.close()
         path = checkpoints.latest() if checkpoints.latest_step() == step else save()
         log.close()
     if rt.main:
         print(f"done: {step} steps; checkpoint {path}; logs {os.path.join(run.out, 'metrics.jsonl')}")
     term.check()  # a signal while the last checkpoint was written: it is on disk, stop now
-    for it in run.loaders.values():
+    for it in run.loaders:
         it.close()
     term.check()
     if run.retrieval:  # every rank extracts its shard of the views

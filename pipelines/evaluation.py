@@ -137,7 +137,7 @@ class EvalIterator:
     tensor on the pipeline's device.
     """
 
-    def __init__(self, index: VideoIndex, frames: int = 16, size: Sequence[int] = (112, 112),
+    def __init__(self, index: VideoIndex, *, frames: int = 16, size: Sequence[int] = (112, 112),
                  mean: Sequence[float] = KINETICS_MEAN, std: Sequence[float] = KINETICS_STD, num_clips: int = 10,
                  num_crops: int = 1, stride: int = 1, batch_size: int = 16, device: str = "cpu", shard_id: int = 0,
                  num_shards: int = 1, decoder: Optional[str] = None, num_workers: int = 2, num_threads: Optional[int] = None,
@@ -172,8 +172,8 @@ class EvalIterator:
         from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
         source, planner = self.source, self.planner
-        pipe = build_pipeline(source, planner, self.device, self.num_workers, self.num_threads, self.prefetch,
-                              self.device_id)
+        pipe = build_pipeline(source, planner, device=self.device, num_workers=self.num_workers,
+                              num_threads=self.num_threads, prefetch=self.prefetch, device_id=self.device_id)
         try:  # building starts the decoding workers (deaf to the terminal's signals) and runs the first batches
             with signals_ignored():
                 loader = DALIGenericIterator([pipe], list(self.output_names))
@@ -207,7 +207,7 @@ def reference_batch(iterator: EvalIterator, iteration: int) -> Dict[str, torch.T
                             iteration)
 
 
-def make_eval_iterator(index: Union[str, VideoIndex], frames: int = 16, size: Sequence[int] = (112, 112),
+def make_eval_iterator(index: Union[str, VideoIndex], *, frames: int = 16, size: Sequence[int] = (112, 112),
                        mean: Sequence[float] = KINETICS_MEAN, std: Sequence[float] = KINETICS_STD,
                        num_clips: int = 10, num_crops: int = 1, stride: int = 1, batch_size: int = 16,
                        device: str = "cpu", shard_id: int = 0, num_shards: int = 1, decoder: Optional[str] = None,
@@ -215,10 +215,17 @@ def make_eval_iterator(index: Union[str, VideoIndex], frames: int = 16, size: Se
                        antialias: bool = False, device_id: int = 0, prefetch: int = 2) -> EvalIterator:
     """The evaluation views of ``index`` (a :class:`VideoIndex`, or a folder / list with ``split``).
 
+    Each video is seen through ``num_clips`` clips of ``frames`` frames at ``stride``, at
+    uniformly spaced starts, each cut into ``num_crops`` crops (1: centre; 3: both ends and
+    the centre of the longer axis) resized to ``size`` ``(H, W)`` and normalised with
+    ``mean`` / ``std``. Yields ``clips (B·num_crops, C, T, H, W)`` and ``index``, ``label``,
+    ``clip_id`` ``(B·num_crops,)`` int64 on the pipeline's device (:class:`EvalIterator`).
     ``antialias`` should match the training augmentation; MoQuad's linear evaluation uses
     ``frames=32, stride=2``.
     """
     if not isinstance(index, VideoIndex):
         index = load_index(index, split=split)
-    return EvalIterator(index, frames, size, mean, std, num_clips, num_crops, stride, batch_size, device,
-                        shard_id, num_shards, decoder, num_workers, num_threads, antialias, device_id, prefetch)
+    return EvalIterator(index, frames=frames, size=size, mean=mean, std=std, num_clips=num_clips,
+                        num_crops=num_crops, stride=stride, batch_size=batch_size, device=device, shard_id=shard_id,
+                        num_shards=num_shards, decoder=decoder, num_workers=num_workers, num_threads=num_threads,
+                        antialias=antialias, device_id=device_id, prefetch=prefetch)

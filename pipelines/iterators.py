@@ -40,7 +40,8 @@ def build_config(name: Union[str, PipelineSpec], options: Any = None):
 class VideoIterator:
     """Iterates one shard of a dataset through a method's DALI pipeline (see module doc)."""
 
-    def __init__(self, name: str, index: VideoIndex, batch_size: int, device: str = "cpu", seed: int = 0,
+    def __init__(self, name: Union[str, PipelineSpec], index: VideoIndex, batch_size: int, *, device: str = "cpu",
+                 seed: int = 0,
                  shard_id: int = 0, num_shards: int = 1, config: Any = None, decoder: Optional[str] = None,
                  num_workers: int = 2, num_threads: Optional[int] = None, short_videos: str = "pad",
                  bad_files: str = "raise", last_batch: str = "drop", prefetch: int = 2, device_id: int = 0):
@@ -65,8 +66,9 @@ class VideoIterator:
         ``decoder="pyav"`` gives the same samples decoded on the CPU (the reference loader).
         """
         decoder = decoder or self.decoder
-        return WindowSource(self.index, self.planner, self.batch_size, self.seed, self.shard_id, self.num_shards,
-                            decoder, shuffle=True, last_batch=self.last_batch, start_epoch=epoch,
+        return WindowSource(self.index, self.planner, self.batch_size, seed=self.seed, shard_id=self.shard_id,
+                            num_shards=self.num_shards, decoder=decoder, shuffle=True, last_batch=self.last_batch,
+                            start_epoch=epoch,
                             start_iteration=iteration, bad_files=self.bad_files,
                             codec_threads=worker_codec_threads(self.num_workers))
 
@@ -76,8 +78,8 @@ class VideoIterator:
         if self.iteration >= len(self.source):  # stopped right after an epoch's last batch
             self.epoch, self.iteration = self.epoch + 1, 0
         self.source = self.make_source(self.epoch, self.iteration)
-        pipeline = build_pipeline(self.source, self.planner, self.device, self.num_workers, self.num_threads,
-                                  self.prefetch, self.device_id)
+        pipeline = build_pipeline(self.source, self.planner, device=self.device, num_workers=self.num_workers,
+                                  num_threads=self.num_threads, prefetch=self.prefetch, device_id=self.device_id)
         try:  # building starts the decoding workers (deaf to the terminal's signals) and runs the first batches
             with signals_ignored():
                 self._dali = DALIGenericIterator([pipeline], list(self.output_names), auto_reset=True)
@@ -129,13 +131,18 @@ class VideoIterator:
         self.seek(state["epoch"], state["iteration"])
 
 
-def make_iterator(name: Union[str, PipelineSpec], data: Union[str, VideoIndex], batch_size: int,
+def make_iterator(name: Union[str, PipelineSpec], data: Union[str, VideoIndex], batch_size: int, *,
                   device: str = "cpu", seed: int = 0, shard_id: int = 0, num_shards: int = 1,
                   split: Optional[str] = None, config: Any = None, **options) -> VideoIterator:
     """The iterator of pipeline ``name`` over ``data`` (index, folder, prepared folder or list).
 
     ``name`` is a key of :data:`PIPELINES`, or a :class:`PipelineSpec` of one's own (a new
-    method, a benchmark's decode-only planner) — the registry is never modified.
+    method, a benchmark's decode-only planner) — used as it is, never registered.
+    Batches of ``batch_size`` videos of shard ``shard_id`` of ``num_shards``; every random
+    draw a pure function of ``(seed, epoch, video)``. Each batch is a dict of torch tensors
+    on the pipeline's ``device``: the method's clips ``(B, C, T, H, W)`` (float16 on the
+    GPU, float32 on the CPU), its per-sample values ``(B,)``, ``label`` and ``index``
+    ``(B,)`` int64 (:mod:`.contract`).
 
     ``config`` is the method's config dataclass or a dict of its fields (nested dicts for
     ``clip``, ``clip.augment``, ``appearance``); ``options`` go to :class:`VideoIterator`
@@ -147,4 +154,5 @@ def make_iterator(name: Union[str, PipelineSpec], data: Union[str, VideoIndex], 
     if unknown:
         raise ValueError(f"unknown iterator option(s) {unknown}; valid: {sorted(valid)}")
     index = data if isinstance(data, VideoIndex) else load_index(data, split=split)
-    return VideoIterator(name, index, batch_size, device, seed, shard_id, num_shards, config, **options)
+    return VideoIterator(name, index, batch_size, device=device, seed=seed, shard_id=shard_id, num_shards=num_shards,
+                         config=config, **options)

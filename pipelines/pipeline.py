@@ -13,7 +13,7 @@ otherwise hand per-sample values that never touched the GPU (labels, speeds, fla
 torch as CPU tensors next to GPU clips; here they are copied to the GPU inside the graph,
 so a consumer never mixes devices.
 
-    pipe = build_pipeline(source, planner, "gpu", num_workers=8, num_threads=4)
+    pipe = build_pipeline(source, planner, device="gpu", num_workers=8, num_threads=4)
     names = output_names(planner)            # the order of pipe's outputs
 """
 from __future__ import annotations
@@ -90,7 +90,7 @@ DEFAULT_THREADS = {"cpu": 2, "gpu": 4}
 several sessions at once; on CPU the decoding workers need the remaining cores."""
 
 
-def build_pipeline(source: WindowSource, planner: Planner, device: str = "cpu", num_workers: int = 2,
+def build_pipeline(source: WindowSource, planner: Planner, *, device: str = "cpu", num_workers: int = 2,
                    num_threads: Optional[int] = None, prefetch: int = 2, device_id: int = 0,
                    seed: Optional[int] = None):
     """The DALI pipeline of ``planner`` over ``source`` on ``device`` (not yet built; iterators build it).

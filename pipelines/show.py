@@ -12,6 +12,7 @@ stays visible. With no data argument it uses the demo dataset.
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Dict, Optional
 
 import numpy as np
@@ -23,6 +24,24 @@ from .iterators import PIPELINES, make_iterator
 from .ops.config import AugmentConfig
 
 DEMO_CLIP = {"frames": 8, "augment": {"size": [64, 64], "flip_prob": 0.0}}
+
+
+def demo_config(pipeline: str) -> dict:
+    """The pipeline settings of the demo's configuration of ``pipeline`` (``configs/demo/<name>.yaml``), drawn
+    at full frame size: what the demo run trains on, large enough to look at."""
+    import yaml
+
+    from motionssl import configs
+
+    path = configs.resolve(f"demo/{pipeline}.yaml")
+    shipped = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            shipped = (yaml.safe_load(f) or {}).get("pipeline_config", {})
+    clip = dict(shipped.get("clip", {}))
+    clip["frames"] = clip.get("frames", DEMO_CLIP["frames"])
+    clip["augment"] = {**clip.get("augment", {}), **DEMO_CLIP["augment"]}
+    return {**shipped, "clip": clip}
 
 
 def to_images(clip: np.ndarray, mean, std, residual: bool) -> np.ndarray:
@@ -100,9 +119,7 @@ def main(argv: Optional[list] = None) -> str:
     data, split = args.data, args.split
     config = None
     if data is None:
-        data, split, config = demo.generate(), split or "train", {"clip": dict(DEMO_CLIP)}
-        if args.pipeline == "moquad":
-            config["clip"]["speeds"] = [1, 2, 3]
+        data, split, config = demo.generate(), split or "train", demo_config(args.pipeline)
     it = make_iterator(args.pipeline, data, args.batch_size, device=args.device, seed=args.seed, split=split,
                        config=config, num_workers=0)
     batch = next(iter(it))

@@ -130,7 +130,7 @@ class WindowSource:
             torchcodec has no error log to collect and takes this as ``num_ffmpeg_threads``.
     """
 
-    def __init__(self, index: VideoIndex, planner: Planner, batch_size: int, seed: int = 0,
+    def __init__(self, index: VideoIndex, planner: Planner, batch_size: int, *, seed: int = 0,
                  shard_id: int = 0, num_shards: int = 1, decoder: str = "pyav", shuffle: bool = True,
                  last_batch: str = "drop", samples: Optional[Sequence[Tuple[int, int]]] = None,
                  start_epoch: int = 0, start_iteration: int = 0, bad_files: str = "raise",

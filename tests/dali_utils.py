@@ -62,7 +62,7 @@ def decode_windows(index, samples, length: int, decoder: str, device: str = "cpu
 
     batch = 2 if len(samples) % 2 == 0 else 1
     source = WindowSource(index, Window(), batch_size=batch, shuffle=False, samples=samples, decoder=decoder)
-    pipe = build_pipeline(source, source.planner, device, num_workers=0)
+    pipe = build_pipeline(source, source.planner, device=device, num_workers=0)
     pipe.build()
     out = []
     for _ in range(len(source)):

@@ -56,9 +56,10 @@ def test_the_shipped_configurations_are_found_by_name(tmp_path, monkeypatch):
 
 
 def test_nothing_imports_the_bare_names():
-    tracked = subprocess.run(["git", "ls-files", "*.py"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "*.py"],
+                            cwd=ROOT, capture_output=True, text=True).stdout.split()
     bare = []
-    for path in tracked:
+    for path in (p for p in listed if os.path.exists(os.path.join(ROOT, p))):
         with open(os.path.join(ROOT, path)) as f:
             for number, line in enumerate(f, 1):
                 stripped = line.strip()

@@ -53,7 +53,7 @@ def first_batch(it, **options):
 
 @pytest.mark.parametrize("name", ["simclr", "mcpnet", "moquad"])
 def test_peer_batch_keeps_the_contract(data, name):
-    it = make_iterator(name, data, 3, "cpu", config={"clip": {"frames": 4, "augment": {"size": SIZE}}},
+    it = make_iterator(name, data, 3, device="cpu", config={"clip": {"frames": 4, "augment": {"size": SIZE}}},
                        num_workers=0)
     batch = first_batch(it)
     assert violations(batch, it.planner, "cpu", batch_size=3) == []
@@ -68,7 +68,7 @@ def test_peer_batch_keeps_the_contract(data, name):
 
 def test_speeds_are_what_was_asked(data):
     config = {"clip": {"frames": 5, "speeds": [1, 2, 3], "augment": PLAIN}, "appearance": {"op": "none"}}
-    it = make_iterator("moquad", data, 4, "cpu", config=config, num_workers=0)
+    it = make_iterator("moquad", data, 4, device="cpu", config=config, num_workers=0)
     batch, params = first_batch(it), source_params(it)
     for slot, p in enumerate(params):
         for name in ("anchor", "positive", "intra_neg", "intra_neg_ad"):
@@ -83,7 +83,7 @@ def test_speeds_are_what_was_asked(data):
 def test_residual_gaps_are_what_was_asked(data):
     gap = 3
     config = {"clip": {"frames": 4, "speeds": [1, 2], "augment": PLAIN}, "gap": gap}
-    it = make_iterator("mcpnet", data, 4, "cpu", config=config, num_workers=0)
+    it = make_iterator("mcpnet", data, 4, device="cpu", config=config, num_workers=0)
     batch, params = first_batch(it), source_params(it)
     residual_std = it.planner.cfg.clip.augment.residual_std
     for slot, p in enumerate(params):
@@ -101,7 +101,7 @@ def test_residual_gaps_are_what_was_asked(data):
 def test_rad_noise_comes_from_the_partner_with_the_drawn_weight(data):
     config = {"clip": {"frames": 4, "speeds": [1, 2], "augment": PLAIN},
               "appearance": {"op": "rad_inter", "grid": 3, "rad_lambda": [0.2, 0.5]}}
-    it = make_iterator("moquad", data, 4, "cpu", config=config, num_workers=0)
+    it = make_iterator("moquad", data, 4, device="cpu", config=config, num_workers=0)
     batch, params = first_batch(it), source_params(it)
     for slot, p in enumerate(params):
         partner = int(p["positive.partner"])
@@ -115,7 +115,7 @@ def test_rad_noise_comes_from_the_partner_with_the_drawn_weight(data):
 
 def test_be_blends_a_frame_of_the_clip_itself(data):
     config = {"clip": {"frames": 4, "speeds": [1, 2], "augment": PLAIN}, "appearance": {"op": "be"}}
-    it = make_iterator("moquad", data, 3, "cpu", config=config, num_workers=0)
+    it = make_iterator("moquad", data, 3, device="cpu", config=config, num_workers=0)
     batch, params = first_batch(it), source_params(it)
     for slot, p in enumerate(params):
         lam, idx = float(p["positive.lam"]), p["start"] + p["positive.idx"]
@@ -126,7 +126,7 @@ def test_be_blends_a_frame_of_the_clip_itself(data):
 
 def test_gpu_recipe_builds_the_same_batch_in_the_main_process(data):
     """On GPU the workers only decode and the main process augments; run that path on the CPU."""
-    it = make_iterator("moquad", data, 3, "cpu", config={"clip": {"frames": 4, "augment": {"size": SIZE}}},
+    it = make_iterator("moquad", data, 3, device="cpu", config={"clip": {"frames": 4, "augment": {"size": SIZE}}},
                        num_workers=0)
     in_workers, in_main = first_batch(it), first_batch(it, augment_in_main=True)
     assert in_workers.keys() == in_main.keys()
@@ -137,7 +137,7 @@ def test_gpu_recipe_builds_the_same_batch_in_the_main_process(data):
 
 def test_workers_and_jitter(data):
     """Two worker processes, full colour jitter: values stay in the normalised range of [0, 255]."""
-    it = make_iterator("simclr", data, 2, "cpu", config={"clip": {"frames": 4, "augment": {"size": SIZE}}},
+    it = make_iterator("simclr", data, 2, device="cpu", config={"clip": {"frames": 4, "augment": {"size": SIZE}}},
                        num_workers=0)
     loader = peer_loader(it, num_workers=2)
     batches = list(loader)
@@ -151,7 +151,7 @@ def test_workers_and_jitter(data):
 
 
 def test_decode_only_peer_yields_the_windows(data):
-    it = build_iterator("decode", make_iterator("simclr", data, 2, "cpu", num_workers=0).index, 2, "cpu", 0,
+    it = build_iterator("decode", make_iterator("simclr", data, 2, device="cpu", num_workers=0).index, 2, "cpu", 0,
                         {"window": 6}, num_workers=0)
     batch = first_batch(it)
     want = reference_batch(it.make_source(decoder="pyav"), it.planner, 0, 0)
@@ -160,7 +160,7 @@ def test_decode_only_peer_yields_the_windows(data):
 
 
 def test_peer_refuses_dali_decoder(data):
-    it = make_iterator("simclr", data, 2, "cpu", num_workers=0)
+    it = make_iterator("simclr", data, 2, device="cpu", num_workers=0)
     with pytest.raises(ValueError, match="'pyav' or 'torchcodec'"):
         peer_loader(it, decoder="dali")
     with pytest.raises(ValueError, match="decode_in_main"):
@@ -189,7 +189,7 @@ def skip_without_torchcodec():
 def test_peer_with_torchcodec_reads_the_same_frames(data):
     skip_without_torchcodec()
     config = {"clip": {"frames": 5, "speeds": [1, 2], "augment": PLAIN}, "appearance": {"op": "none"}}
-    it = make_iterator("moquad", data, 3, "cpu", config=config, num_workers=0)
+    it = make_iterator("moquad", data, 3, device="cpu", config=config, num_workers=0)
     with_pyav, with_torchcodec = first_batch(it), first_batch(it, decoder="torchcodec")
     for key in ("anchor", "intra_neg"):
         for slot in range(3):
@@ -202,7 +202,7 @@ def test_peer_with_torchcodec_reads_the_same_frames(data):
 def test_peer_decoding_in_the_main_process_builds_the_same_batch(data):
     """The GPU recipe with torchcodec's CUDA decoder (decode and augment in the main process), run on the CPU."""
     skip_without_torchcodec()
-    it = make_iterator("mcpnet", data, 3, "cpu", config={"clip": {"frames": 4, "augment": {"size": SIZE}}},
+    it = make_iterator("mcpnet", data, 3, device="cpu", config={"clip": {"frames": 4, "augment": {"size": SIZE}}},
                        num_workers=0)
     in_workers = first_batch(it, decoder="torchcodec")
     in_main = next(iter(peer_loader(it, decoder="torchcodec", num_workers=1, decode_in_main=True)))
@@ -228,7 +228,7 @@ def test_op_costs_lists_every_step_and_the_fused_operator(capsys):
 def test_peer_on_gpu_keeps_the_contract(data, decode_in_main):
     if decode_in_main:
         skip_without_torchcodec()
-    it = make_iterator("moquad", data, 3, "gpu", config={"clip": {"frames": 4, "augment": {"size": SIZE}}},
+    it = make_iterator("moquad", data, 3, device="gpu", config={"clip": {"frames": 4, "augment": {"size": SIZE}}},
                        decoder="pyav", num_workers=1)
     loader = peer_loader(it, decoder="torchcodec" if decode_in_main else "pyav", num_workers=1,
                          decode_in_main=decode_in_main)

@@ -53,7 +53,7 @@ def decoded_both_ways(folder, codec, height, width):
     (folder / "list.txt").write_text("\n".join(lines) + "\n")
     index = load_index(str(folder / "list.txt"))
     source = WindowSource(index, Window(), batch_size=2, shuffle=False, samples=[(0, 0), (1, 0)], decoder="dali")
-    pipe = build_pipeline(source, source.planner, "cpu", num_workers=0)
+    pipe = build_pipeline(source, source.planner, device="cpu", num_workers=0)
     pipe.build()
     windows = pipe.run()[0]
     dali = [np.array(windows[i]) for i in range(2)]

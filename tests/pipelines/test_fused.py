@@ -106,7 +106,7 @@ def test_cpu_graph_uses_the_fused_operator_and_gpu_graph_does_not(tmp_path):
     from tests.fixtures import write_id_videos
 
     data = write_id_videos(str(tmp_path), [20, 20, 20, 20])
-    it = make_iterator("moquad", data, 2, "cpu", config={"clip": {"frames": 4, "speeds": [1, 2],
+    it = make_iterator("moquad", data, 2, device="cpu", config={"clip": {"frames": 4, "speeds": [1, 2],
                                                                    "augment": {"size": [16, 16]}}}, num_workers=0)
     cpu = inspection.operator_counts(inspection.define(it.source, it.planner, "cpu").values())
     gpu = inspection.operator_counts(inspection.define(it.source, it.planner, "gpu").values())  # built, never run
@@ -121,7 +121,7 @@ def test_falls_back_to_dali_operators_without_numba(monkeypatch, tmp_path):
 
     monkeypatch.setitem(fused._state, "reason", "Numba is not usable (ImportError: none); `pip install numba`")
     data = write_id_videos(str(tmp_path), [20, 20, 20, 20])
-    it = make_iterator("simclr", data, 2, "cpu", config={"clip": {"frames": 4, "augment": {"size": [16, 16]}}},
+    it = make_iterator("simclr", data, 2, device="cpu", config={"clip": {"frames": 4, "augment": {"size": [16, 16]}}},
                        num_workers=0)
     cpu = inspection.operator_counts(inspection.define(it.source, it.planner, "cpu").values())
     assert "NumbaFuncImpl" not in cpu and cpu["ColorTwist"] == 2

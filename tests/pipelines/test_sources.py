@@ -42,7 +42,7 @@ class ClipAndResidual(Planner):
 
 def run_epochs(source, epochs=1, device="cpu", num_workers=0):
     """All batches of ``epochs`` epochs as dicts of per-sample NumPy arrays."""
-    p = build_pipeline(source, source.planner, device, num_workers=num_workers, num_threads=2)
+    p = build_pipeline(source, source.planner, device=device, num_workers=num_workers, num_threads=2)
     p.build()
     names = output_names(source.planner)
     out = []
