@@ -54,7 +54,7 @@ from motionssl.models.training import (CheckpointError, backbone_from_state, bui
 from motionssl.pipelines import VideoIndex, demo, files
 from motionssl.pipelines.ops.config import KINETICS_MEAN, KINETICS_STD, AugmentConfig
 from motionssl.pipelines.config import build
-from motionssl.pipelines.index import load_pair
+from motionssl.pipelines.index import load_pair, resolve_data
 from motionssl.pipelines.evaluation import NUM_CROPS
 from motionssl.pipelines.files import FolderError
 from motionssl.pipelines.show import save_neighbours
@@ -162,37 +162,16 @@ def parse_args(argv=None):
     return args
 
 
-def data_arguments(args, config: Optional[dict]) -> Tuple[str, Optional[str], Optional[str], Optional[str], str]:
-    """``(data, split, test_data, test_split, where from)`` from the arguments, else the checkpoint's run."""
-    if args.data:
-        return args.data, args.split, args.test_data, args.test_split, "the arguments"
-    if args.test_data:  # other test videos against the checkpoint's training videos
-        if not (config and config.get("data")):
-            raise ValueError("--test-data gives the test videos; give the training videos (the gallery) with --data")
-        return config["data"], args.split or config.get("split"), args.test_data, args.test_split, \
-            "the checkpoint's training videos and --test-data"
-    if config and config.get("data"):
-        split = args.split or config.get("split")
-        test_data, test_split = config.get("test_data"), args.test_split or config.get("test_split")
-        if not (test_data or test_split):
-            raise ValueError(f"the checkpoint was trained on {config['data']} without test videos: give --test-split "
-                             "(a split of that dataset) or --test-data")
-        return config["data"], split, test_data, test_split, "the checkpoint's run"
-    if args.split or args.test_split:
-        raise ValueError("--split and --test-split name splits of --data: give --data too")
-    return None, args.split or "train", None, args.test_split or "test", "the demo data"
-
-
 def load_data(args, rt, config: Optional[dict]) -> Tuple[Tuple[VideoIndex, VideoIndex], Dict]:
     """(train index, test index) and a description of where they came from."""
-    data, split, test_data, test_split, source = data_arguments(args, config)
-    if data is None:
-        data = runtime.rank_zero_first(rt, demo.generate)
+    choice = resolve_data(args.data, args.split, args.test_data, args.test_split, saved=config, need_test=True)
+    data = runtime.rank_zero_first(rt, demo.generate) if choice.demo else choice.data
+    split, test_data, test_split = choice.split, choice.test_data, choice.test_split
     train, test, describe = load_pair(data, split, test_data, test_split)
     if rt.main:
-        print(f"data ({source}): {describe}", flush=True)
+        print(f"data ({choice.source}): {describe}", flush=True)
     described = {"data": data, "split": split, "test_data": test_data or data, "test_split": test_split,
-                 "from": source}
+                 "from": choice.source}
     return (train, test), described
 
 

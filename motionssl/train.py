@@ -36,7 +36,7 @@ from motionssl.models.training import (Checkpointer, CheckpointWriteError, Metri
                              set_rng_state, to_dict)
 from motionssl.pipelines import demo, files, load_index, make_iterator
 from motionssl.pipelines.config import coerce_kwargs
-from motionssl.pipelines.index import load_pair
+from motionssl.pipelines.index import load_pair, resolve_data
 from motionssl.pipelines.iterators import VideoIterator, build_config
 from motionssl.pipelines.sources import PipelineError
 from motionssl.pipelines.files import FolderError
@@ -124,10 +124,10 @@ def setup(args) -> SimpleNamespace:
     rt = runtime.start(cfg.device)
     setup_logging(rt)
     torch.manual_seed(cfg.seed)
-    data, split, test_data, test_split = cfg.data, cfg.split, cfg.test_data, cfg.test_split
-    if data is None:  # the embedded demo: generated once into the cache (rank 0 first)
-        data = runtime.rank_zero_first(rt, demo.generate)
-        split, test_split = split or "train", test_split or (None if test_data else "test")
+    choice = resolve_data(cfg.data, cfg.split, cfg.test_data, cfg.test_split)
+    # The embedded demo: generated once into the cache (rank 0 first).
+    data = runtime.rank_zero_first(rt, demo.generate) if choice.demo else choice.data
+    split, test_data, test_split = choice.split, choice.test_data, choice.test_split
     index = load_index(data, split=split)
     retrieval = cfg.retrieval and bool(test_split or test_data)
     if retrieval:  # check the test videos now, not after hours of training

@@ -233,6 +233,70 @@ def load_index(source: str, split: Optional[str] = None, bad_files: str = "skip"
     return _load_list(source, bad_files, num_probe_threads)
 
 
+@dataclass(frozen=True)
+class DataChoice:
+    """Where a command's training and test videos come from (:func:`resolve_data`).
+
+    ``data`` is ``None`` for the embedded demo data (generated on first use by
+    :func:`motionssl.pipelines.demo.generate`); ``source`` says in words where the choice
+    came from, for the command's log.
+    """
+
+    data: Optional[str]
+    split: Optional[str]
+    test_data: Optional[str]
+    test_split: Optional[str]
+    source: str
+
+    @property
+    def demo(self) -> bool:
+        return self.data is None
+
+    @property
+    def has_test(self) -> bool:
+        return bool(self.test_data or self.test_split)
+
+
+def resolve_data(data: Optional[str] = None, split: Optional[str] = None, test_data: Optional[str] = None,
+                 test_split: Optional[str] = None, *, saved: Optional[dict] = None,
+                 need_test: bool = False) -> DataChoice:
+    """The one rule by which ``train.py`` and ``eval.py`` choose their videos.
+
+    * ``data`` given: it and the splits as given;
+    * only ``test_data`` given: those test videos against the training videos of ``saved``
+      (a run's config: ``data``, ``split``, ``test_data``, ``test_split``);
+    * nothing given and a ``saved`` run with data: the run's data and test videos, a
+      given split replacing the run's;
+    * no data anywhere: the embedded demo data, splits ``train`` and ``test``.
+
+    Splits name splits of a prepared dataset, so splits without any data are an error, as
+    is ``need_test`` (an evaluation) without test videos.
+    """
+    saved_data = (saved or {}).get("data")
+    if data:
+        choice = DataChoice(data, split, test_data, test_split, "the arguments")
+    elif test_data:
+        if not saved_data:
+            raise ValueError("--test-data gives the test videos; give the training videos (the gallery) with --data")
+        choice = DataChoice(saved_data, split or saved.get("split"), test_data, test_split,
+                            "the checkpoint's training videos and --test-data")
+    elif saved_data:
+        choice = DataChoice(saved_data, split or saved.get("split"), saved.get("test_data"),
+                            test_split or saved.get("test_split"), "the checkpoint's run")
+        if need_test and not choice.has_test:
+            raise ValueError(f"the checkpoint was trained on {saved_data} without test videos: give --test-split "
+                             "(a split of that dataset) or --test-data")
+    elif split not in (None, "train") or test_split not in (None, "test"):
+        raise ValueError(f"--split/--test-split ({split or test_split}) name splits of --data: give --data too "
+                         "(the demo data has the splits train and test)")
+    else:
+        choice = DataChoice(None, "train", None, "test", "the demo data")
+    if need_test and not choice.has_test:
+        raise ValueError(f"no test videos to evaluate on in {choice.data}: give --test-split (a split of --data) "
+                         "or --test-data")
+    return choice
+
+
 def load_pair(data: str, split: Optional[str] = None, test_data: Optional[str] = None,
               test_split: Optional[str] = None, bad_files: str = "skip"):
     """The train (gallery) and test (query) indexes of an evaluation, and a line saying what they are.

@@ -66,3 +66,13 @@ def test_nothing_imports_the_bare_names():
                 if stripped.startswith(("from pipelines", "import pipelines", "from models", "import models")):
                     bare.append(f"{path}:{number}")
     assert not [b for b in bare if not b.startswith("tests/test_packaging.py")], bare
+
+
+def test_the_models_and_the_public_api_import_without_dali():
+    """``import motionssl.models`` (and naming the pipelines' API) must not pay for DALI's import."""
+    code = ("import sys, motionssl.models, motionssl.models.methods, motionssl.models.training, motionssl.pipelines\n"
+            "loaded = sorted(m for m in sys.modules if m.startswith('nvidia.dali') or m == 'av')\n"
+            "print(','.join(loaded))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "", f"loaded on import: {done.stdout.strip()}"
