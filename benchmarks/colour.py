@@ -23,8 +23,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.common import default_data  # noqa: E402
-from motionssl.pipelines.index import load_index  # noqa: E402
 from motionssl.pipelines.decoders.pyav import to_rgb  # noqa: E402
+from motionssl.pipelines.index import load_index  # noqa: E402
 
 
 def frames_of(path: str, count: int):

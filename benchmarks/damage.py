@@ -28,8 +28,8 @@ from typing import Dict, List
 import numpy as np
 
 from motionssl.pipelines import demo
-from motionssl.pipelines.video_io import VideoError, check_decoding, decoder_errors, open_video, write_video
 from motionssl.pipelines.decoders.pyav import to_rgb
+from motionssl.pipelines.video_io import VideoError, check_decoding, decoder_errors, open_video, write_video
 
 CODECS = {"h264": ".mp4", "vp9": ".webm", "mpeg4": ".avi"}
 

@@ -34,17 +34,28 @@ import torch
 if __package__ in (None, ""):  # run as a file (python benchmarks/data_stall.py): the repository root is the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import (HERE, OtherLoad, close, default_data, describe, methods,  # noqa: E402
-                               environment, load_average, pipeline_config, replicate, synchronizer, wait_for_idle,
-                               warn_if_busy)
+from benchmarks.common import (  # noqa: E402
+    HERE,
+    OtherLoad,
+    close,
+    default_data,
+    describe,
+    environment,
+    load_average,
+    methods,
+    paper_settings,  # noqa: E402
+    pipeline_config,
+    replicate,
+    synchronizer,
+    wait_for_idle,
+    warn_if_busy,
+)
 from benchmarks.decode_only import build_iterator  # noqa: E402
 from motionssl.models.methods import create_method  # noqa: E402
-from benchmarks.common import paper_settings  # noqa: E402
 from motionssl.models.optim import build_optimizer  # noqa: E402
+from motionssl.pipelines.decoders import DECODERS  # noqa: E402
 from motionssl.pipelines.index import load_index  # noqa: E402
 from motionssl.pipelines.pipeline import usable_cores  # noqa: E402
-from motionssl.pipelines.decoders import DECODERS  # noqa: E402
-
 
 
 def make_step(method: torch.nn.Module, optimizer: torch.optim.Optimizer, device: str, amp: bool) -> Callable:

@@ -38,11 +38,11 @@ import torch
 import torchvision.transforms.v2.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from motionssl.pipelines.ops.config import KINETICS_MEAN, KINETICS_STD
 from motionssl.pipelines.contract import torch_device
-from motionssl.pipelines.planners.base import ParamKeys, Planner
-from motionssl.pipelines.ops.blend import tile_size
 from motionssl.pipelines.decoders import frame_decoders, read_window
+from motionssl.pipelines.ops.blend import tile_size
+from motionssl.pipelines.ops.config import KINETICS_MEAN, KINETICS_STD
+from motionssl.pipelines.planners.base import ParamKeys, Planner
 from motionssl.pipelines.sources import FileFacts, WindowSource  # FileFacts: the workers' per-file cache
 
 

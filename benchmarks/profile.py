@@ -29,12 +29,12 @@ import numpy as np
 from benchmarks.common import synchronizer
 from benchmarks.decode_only import build_iterator
 from motionssl.pipelines import build_pipeline
-from motionssl.pipelines.ops import fused as fused
+from motionssl.pipelines.decoders import read_window
 from motionssl.pipelines.index import VideoIndex
+from motionssl.pipelines.ops import fused as fused
 from motionssl.pipelines.pipeline import output_names
 from motionssl.pipelines.sources import WindowSource
 from motionssl.pipelines.video_io import frame_timestamps
-from motionssl.pipelines.decoders import read_window
 
 
 class CachedSource(WindowSource):

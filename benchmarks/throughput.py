@@ -58,18 +58,35 @@ from typing import List
 if __package__ in (None, ""):  # run as a file (python benchmarks/throughput.py): the repository root is the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import (HERE, default_data, describe, environment, methods, paper_settings,  # noqa: E402
-                               load_average, pipeline_config, replicate, wait_for_idle, warn_if_busy)
-from benchmarks.producers import (measure_ceiling, measure_peer, measure_pipeline,  # noqa: E402
-                                  measure_reference, operator_counts, timed_windows)
+from benchmarks.common import (  # noqa: E402
+    HERE,
+    default_data,
+    describe,
+    environment,
+    load_average,
+    methods,
+    paper_settings,
+    pipeline_config,
+    replicate,
+    wait_for_idle,
+    warn_if_busy,
+)
+from benchmarks.producers import (  # noqa: E402
+    measure_ceiling,
+    measure_peer,
+    measure_pipeline,
+    measure_reference,
+    operator_counts,
+    timed_windows,
+)
 from benchmarks.profile import profile  # noqa: E402
+from motionssl.pipelines.decoders import frame_decoders  # noqa: E402  (decoders in loader workers)
 from motionssl.pipelines.index import load_index  # noqa: E402
 from motionssl.pipelines.pipeline import usable_cores  # noqa: E402
-from motionssl.pipelines.decoders import frame_decoders  # noqa: E402  (decoders in loader workers)
 
 FRAME_DECODERS = frame_decoders()  # the peer's and the ceilings' decoders
-from motionssl.pipelines.decoders.torchcodec import torchcodec_available  # noqa: E402
 from motionssl.pipelines.decoders.dali import DALI_CPU_CODECS
+from motionssl.pipelines.decoders.torchcodec import torchcodec_available  # noqa: E402
 from motionssl.pipelines.video_io import header  # noqa: E402
 
 ALL_PIPELINES = ("decode",) + methods()

@@ -23,13 +23,22 @@ import torch
 from tqdm import tqdm
 
 from motionssl.models.distributed import get_rank, get_world_size
-from motionssl.models.evaluation import (FineTuneClassifier, distinct_views, extract_views, fine_tune, gather_views,
-                               retrieval_accuracy, topk_accuracy, train_linear_probe, video_features,
-                               video_probabilities)
+from motionssl.models.evaluation import (
+    FineTuneClassifier,
+    distinct_views,
+    extract_views,
+    fine_tune,
+    gather_views,
+    retrieval_accuracy,
+    topk_accuracy,
+    train_linear_probe,
+    video_features,
+    video_probabilities,
+)
 from motionssl.pipelines import VideoIndex, make_iterator
-from motionssl.pipelines.ops.config import KINETICS_MEAN, KINETICS_STD
 from motionssl.pipelines.contract import torch_device
 from motionssl.pipelines.evaluation import make_eval_iterator
+from motionssl.pipelines.ops.config import KINETICS_MEAN, KINETICS_STD
 
 
 def current_device(device: str) -> torch.device:

@@ -49,16 +49,23 @@ from motionssl.models.backbones import BACKBONES
 from motionssl.models.evaluation import rank_gallery
 from motionssl.models.optim import OPTIMIZERS
 from motionssl.models.protocols import Views
-from motionssl.models.training import (CheckpointError, backbone_from_state, build_backbone, clip_settings, load_config,
-                             read_checkpoint, to_dict)
+from motionssl.models.training import (
+    CheckpointError,
+    backbone_from_state,
+    build_backbone,
+    clip_settings,
+    load_config,
+    read_checkpoint,
+    to_dict,
+)
 from motionssl.pipelines import VideoIndex, demo, files
-from motionssl.pipelines.ops.config import KINETICS_MEAN, KINETICS_STD, AugmentConfig
 from motionssl.pipelines.config import build
-from motionssl.pipelines.index import load_pair, resolve_data
+from motionssl.pipelines.decoders import DECODERS
 from motionssl.pipelines.evaluation import NUM_CROPS
 from motionssl.pipelines.files import FolderError
+from motionssl.pipelines.index import load_pair, resolve_data
+from motionssl.pipelines.ops.config import KINETICS_MEAN, KINETICS_STD, AugmentConfig
 from motionssl.pipelines.show import save_neighbours
-from motionssl.pipelines.decoders import DECODERS
 from motionssl.pipelines.sources import PipelineError
 from motionssl.pipelines.video_io import VideoError
 
@@ -259,6 +266,16 @@ def _run(args, rt, start: float) -> Dict:
         files.write_text(record["json"], json.dumps(record, indent=2))
         print(f"wrote {record['json']}" + (f" and {result['figure']}" if result.get("figure") else ""))
     return record
+
+
+
+def cli() -> None:
+    """The console script ``motionssl-eval``: :func:`main`, exit status 0 when it succeeds.
+
+    ``main`` returns what it made (for callers in Python); a console script that returned
+    it would hand it to ``sys.exit``, which prints it and exits with status 1.
+    """
+    main()
 
 
 if __name__ == "__main__":

@@ -32,16 +32,23 @@ from motionssl.models import runtime
 from motionssl.models.backbones import BACKBONES, create_backbone, to_channels_last
 from motionssl.models.methods import METHODS, create_method, get_method
 from motionssl.models.optim import build_optimizer, cosine_schedule
-from motionssl.models.training import (Checkpointer, CheckpointWriteError, MetricsLog, load_checkpoint, load_config, rng_state,
-                             set_rng_state, to_dict)
+from motionssl.models.training import (
+    Checkpointer,
+    CheckpointWriteError,
+    MetricsLog,
+    load_checkpoint,
+    load_config,
+    rng_state,
+    set_rng_state,
+    to_dict,
+)
 from motionssl.pipelines import demo, files, load_index, make_iterator
 from motionssl.pipelines.config import coerce_kwargs
+from motionssl.pipelines.files import FolderError
 from motionssl.pipelines.index import load_pair, resolve_data
 from motionssl.pipelines.iterators import VideoIterator, build_config
 from motionssl.pipelines.sources import PipelineError
-from motionssl.pipelines.files import FolderError
 from motionssl.pipelines.video_io import VideoError
-
 
 
 def parse_args(argv=None):
@@ -429,6 +436,16 @@ def report_retrieval(backbone, run, clip, term):
         print(f"{name:>12}  {100 * r['top1']:6.1f}  {100 * r['top5']:6.1f}")
     with open(os.path.join(run.out, "retrieval.json"), "w") as f:
         json.dump({"data": describe, **rows}, f, indent=2)
+
+
+
+def cli() -> None:
+    """The console script ``motionssl-train``: :func:`main`, exit status 0 when it succeeds.
+
+    ``main`` returns what it made (for callers in Python); a console script that returned
+    it would hand it to ``sys.exit``, which prints it and exits with status 1.
+    """
+    main()
 
 
 if __name__ == "__main__":

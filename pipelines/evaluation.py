@@ -42,9 +42,9 @@ import torch
 
 from .decoders import DEVICES, choose_decoder
 from .index import VideoIndex, load_index
-from .pipeline import build_pipeline, output_names, worker_codec_threads
 from .ops import crop, cut, normalise
 from .ops.config import KINETICS_MEAN, KINETICS_STD
+from .pipeline import build_pipeline, output_names, worker_codec_threads
 from .planners.base import Planner
 from .reference_loader import reference_batch as assemble_reference_batch
 from .sources import WindowSource

@@ -62,11 +62,11 @@ import av
 from tqdm import tqdm
 
 from . import files
-from .datasets import DATASETS, Dataset, Item, fail as _fail
-from .index import safe_name
+from .datasets import DATASETS, Dataset, Item
+from .datasets import fail as _fail
 from .decoders.dali import DALI_CPU_CODECS
-from .video_io import (VideoError, check_decoding, checked_frames, decoder_errors, frame_timestamps,
-                       open_video, probe)
+from .index import safe_name
+from .video_io import VideoError, check_decoding, checked_frames, decoder_errors, frame_timestamps, open_video, probe
 from .workers import pool as worker_pool
 
 MANIFEST = ".manifest.jsonl"
@@ -511,6 +511,16 @@ def main(argv: Optional[List[str]] = None) -> dict:
     print(f"index files: {', '.join(f'{n}.txt ({c})' for n, c in summary['indexes'].items())} "
           f"in {summary['out']}")
     return summary
+
+
+
+def cli() -> None:
+    """The console script ``motionssl-prepare``: :func:`main`, exit status 0 when it succeeds.
+
+    ``main`` returns what it made (for callers in Python); a console script that returned
+    it would hand it to ``sys.exit``, which prints it and exits with status 1.
+    """
+    main()
 
 
 if __name__ == "__main__":

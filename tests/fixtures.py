@@ -65,8 +65,9 @@ def textured_frames(num_frames: int, height: int = 48, width: int = 64, seed: in
 def write_raw(path: str, frames: np.ndarray, codec: str, fmt: str, pix_fmt: str = "yuv420p",
               pts: Sequence[int] = None, rate: int = 25, gop: int = 12, options: dict = None) -> str:
     """Write frames with any PyAV encoder and pixel format; ``pts`` (in 1/rate units) makes the rate variable."""
-    import av
     from fractions import Fraction
+
+    import av
 
     with av.open(path, "w", format=fmt) as container:
         stream = container.add_stream(codec, rate=rate, options=options or {})

@@ -17,11 +17,11 @@ from benchmarks.decode_only import build_iterator
 from benchmarks.make_data import SMALL
 from benchmarks.profile import decode_window_one_thread
 from motionssl.pipelines import PIPELINES
+from motionssl.pipelines.decoders import read_window
+from motionssl.pipelines.decoders.torchcodec import torchcodec_available
 from motionssl.pipelines.index import load_index
 from motionssl.pipelines.reference_loader import reference_loader
-from motionssl.pipelines.decoders.torchcodec import torchcodec_available
 from motionssl.pipelines.video_io import frame_timestamps, probe
-from motionssl.pipelines.decoders import read_window
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Tiny settings: 4-frame clips at 32², batches of 2; the small videos hold 40 frames,

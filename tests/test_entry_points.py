@@ -11,8 +11,7 @@ import sys
 
 import pytest
 
-from motionssl import evaluate
-from motionssl import train
+from motionssl import evaluate, train
 from motionssl.models.training import load_checkpoint
 from motionssl.pipelines import demo, load_index
 

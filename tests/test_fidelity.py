@@ -5,10 +5,10 @@ import os
 import numpy as np
 import pytest
 
-from motionssl import evaluate as eval_cli
-from motionssl import train as train_cli
 from benchmarks import fidelity, fidelity_data
 from benchmarks.fidelity_data import CLASSES, in_train, render, scene_spec
+from motionssl import evaluate as eval_cli
+from motionssl import train as train_cli
 from motionssl.models.training import load_config
 from motionssl.pipelines.index import load_index
 

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 import motionssl
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -76,3 +78,13 @@ def test_the_models_and_the_public_api_import_without_dali():
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "", f"loaded on import: {done.stdout.strip()}"
+
+
+@pytest.mark.parametrize("script", ["motionssl-train", "motionssl-eval", "motionssl-prepare"])
+def test_a_console_script_that_succeeds_exits_with_status_0(script, monkeypatch):
+    """The commands' ``main`` returns what it made; handed to ``sys.exit`` that is status 1 (and a printed dict)."""
+    dist = importlib.metadata.distribution("motionssl")
+    entry = next(e for e in dist.entry_points if e.group == "console_scripts" and e.name == script)
+    module = importlib.import_module(entry.module)
+    monkeypatch.setattr(module, "main", lambda *a, **k: {"made": "something"})
+    assert entry.load()() is None

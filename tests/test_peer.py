@@ -11,10 +11,10 @@ import torch
 from benchmarks.decode_only import build_iterator
 from benchmarks.peer import collate, peer_loader
 from motionssl.pipelines import make_iterator
-from motionssl.pipelines.ops.config import KINETICS_MEAN, KINETICS_STD
 from motionssl.pipelines.contract import violations
-from motionssl.pipelines.reference_loader import reference_batch
 from motionssl.pipelines.decoders.torchcodec import torchcodec_available
+from motionssl.pipelines.ops.config import KINETICS_MEAN, KINETICS_STD
+from motionssl.pipelines.reference_loader import reference_batch
 from tests.fixtures import write_id_videos
 
 SIZE = [16, 20]

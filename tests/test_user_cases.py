@@ -32,8 +32,7 @@ from typing import Callable, List
 import numpy as np
 import pytest
 
-from motionssl import evaluate
-from motionssl import train
+from motionssl import evaluate, train
 from motionssl.pipelines import demo, files
 from motionssl.pipelines import prepare as prep
 from motionssl.pipelines.index import load_pair

@@ -18,8 +18,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from motionssl.models.methods.common import (RESIDUAL_BN, OwnNorms, as_backbone_input, encode_views,
-                                             own_video_ranks)
+from motionssl.models.methods.common import RESIDUAL_BN, OwnNorms, as_backbone_input, encode_views, own_video_ranks
 from motionssl.models.methods.mcpnet import MCPNet
 from motionssl.models.methods.moquad import MoQuad
 from motionssl.models.methods.registry import METHODS, Method, Phase, get_method, register_method

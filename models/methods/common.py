@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from motionssl.models.backbones import VideoBackbone, create_backbone
+from motionssl.models.backbones import create_backbone
 
 
 def encode_views(backbone: nn.Module, views: Sequence[Tensor]) -> list[Tensor]:

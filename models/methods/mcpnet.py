@@ -1,17 +1,26 @@
 """MCPNet (Huang et al.): motion (MIP) and instance (CIP) perception on RGB and long-range residual clips."""
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import torch
 from torch import Tensor, nn
 
 from motionssl.models.heads import MCPNetHeads
 from motionssl.models.losses import MIP_SIMILARITIES, cip_loss, mip_loss, mip_similarity
-from motionssl.models.methods.common import (RESIDUAL_BN, OwnNorms, as_backbone_input, backbone_of, check_head,
-                                             encode_views, own_video_ranks, require)
+from motionssl.models.methods.common import (
+    RESIDUAL_BN,
+    OwnNorms,
+    as_backbone_input,
+    backbone_of,
+    check_head,
+    encode_views,
+    own_video_ranks,
+    require,
+)
 from motionssl.models.methods.registry import Method, register_method
 from motionssl.models.optim import mcpnet_lr
+
 
 class MCPNet(nn.Module):
     """MCPNet: motion (MIP) and instance (CIP) branches on one encoder (Sec. 3.2).

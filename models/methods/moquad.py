@@ -12,6 +12,7 @@ from motionssl.models.methods.common import backbone_of, check_head, encode_view
 from motionssl.models.methods.registry import Method, Phase, register_method
 from motionssl.models.optim import moquad_lr
 
+
 class MoQuad(nn.Module):
     """MoQuad: SimCLR with a motion-focused quadruple per video (Liu et al.).
 

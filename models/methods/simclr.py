@@ -1,7 +1,7 @@
 """SimCLR on clips (Chen et al. 2020; CVRL for video): the baseline, two views and NT-Xent."""
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import torch
 from torch import Tensor, nn
@@ -11,6 +11,7 @@ from motionssl.models.losses import nt_xent_loss
 from motionssl.models.methods.common import backbone_of, check_head, encode_views, own_video_ranks, require
 from motionssl.models.methods.registry import Method, register_method
 from motionssl.models.optim import moquad_lr
+
 
 class SimCLR(nn.Module):
     """SimCLR on clips (Chen et al. 2020; CVRL for video): two views, NT-Xent.

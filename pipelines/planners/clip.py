@@ -10,6 +10,8 @@ from .base import Planner
 
 @dataclass
 class ClipOnlyConfig:
+    """The ``clip`` pipeline's settings: ``clip`` (frames, speeds, augmentation)."""
+
     clip: ClipConfig = field(default_factory=lambda: ClipConfig(speeds=(1,)))
 
 

@@ -30,6 +30,13 @@ RESIDUAL_VIEWS = ("long_range", "residual", "rgb")
 
 @dataclass
 class MCPNetConfig:
+    """The ``mcpnet`` pipeline's settings (``config=`` of ``make_iterator``; ``pipeline_config`` of a run).
+
+    ``clip``: frames, speeds (two at least) and augmentation; ``gap``: t of Eq. 2, in frames
+    of the accelerated clip; ``cip_speed``: the speed of the residual clip CIP pairs with the
+    RGB clip (Tab. 2); ``residual_view``: what stands in for the residual clips (Tab. 3).
+    """
+
     clip: ClipConfig = field(default_factory=lambda: ClipConfig(speeds=(1, 2)))
     gap: int = 4  # t of Eq. 2 (Tab. 1)
     cip_speed: str = "different"  # Tab. 2
@@ -47,6 +54,8 @@ class MCPNetConfig:
 
 
 class MCPNetPlanner(Planner):
+    """``rgb``, ``res_same``, ``res_diff`` ``(C, T, H, W)``; ``speed_rgb``, ``speed_diff`` and ``cip_same`` per sample."""
+
     outputs = ("rgb", "res_same", "res_diff", "speed_rgb", "speed_diff", "cip_same")
     values = {"speed_rgb": "int64", "speed_diff": "int64", "cip_same": "bool"}
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-
 from ..ops import cut, recipes
 from ..ops.config import AppearanceConfig, ClipConfig
 from .base import Planner
@@ -28,6 +27,14 @@ MODES = ("quad", "warmup")
 
 @dataclass
 class MoQuadConfig:
+    """The ``moquad`` pipeline's settings (``config=`` of ``make_iterator``; ``pipeline_config`` of a run).
+
+    ``clip``: frames, speeds (two at least) and augmentation of every clip; ``appearance``:
+    the disturbance of the positive and of N̄ (RAD intra/inter, BE; k, λ range); ``motion``:
+    how the intra negatives differ in motion; the three switches of Tab. 4; ``mode``:
+    ``"warmup"`` builds the appearance task's two clips instead of the quadruple.
+    """
+
     clip: ClipConfig = field(default_factory=lambda: ClipConfig(speeds=(1, 2, 4)))
     appearance: AppearanceConfig = field(default_factory=AppearanceConfig)
     motion: str = "speed"  # Tab. 5 right: speed / reverse / shuffle
@@ -47,6 +54,9 @@ class MoQuadConfig:
 
 
 class MoQuadPlanner(Planner):
+    """The quadruple: ``anchor``, ``positive``, ``intra_neg``, ``intra_neg_ad`` ``(C, T, H, W)`` and their speeds
+    ``speed_n``, ``speed_m`` (warm-up: ``clip_n``, ``clip_m``)."""
+
     values = {"speed_n": "int64", "speed_m": "int64"}
 
     def __init__(self, cfg: MoQuadConfig):

@@ -10,10 +10,14 @@ from .base import Planner
 
 @dataclass
 class SimCLRConfig:
+    """The ``simclr`` pipeline's settings: ``clip`` (frames, speeds, augmentation of both views)."""
+
     clip: ClipConfig = field(default_factory=lambda: ClipConfig(speeds=(1,)))
 
 
 class SimCLRPlanner(Planner):
+    """``view1``, ``view2``: two clips ``(C, T, H, W)`` of a video, positioned and augmented independently."""
+
     outputs = ("view1", "view2")
 
     def __init__(self, cfg: SimCLRConfig):

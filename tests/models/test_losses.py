@@ -11,8 +11,8 @@ from motionssl.models.losses import (
     mip_loss,
     mip_similarity,
     moquad_loss,
-    num_hard_negatives,
     nt_xent_loss,
+    num_hard_negatives,
 )
 
 DIM = 8

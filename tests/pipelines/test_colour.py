@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from motionssl.pipelines import build_pipeline
+from motionssl.pipelines.decoders import read_window
 from motionssl.pipelines.index import load_index
 from motionssl.pipelines.planners.base import Planner
 from motionssl.pipelines.sources import WindowSource
-from motionssl.pipelines.decoders import read_window
 from motionssl.pipelines.video_io import write_video
 
 FRAMES = 6

@@ -14,9 +14,9 @@ import pytest
 
 from motionssl.pipelines import make_iterator
 from motionssl.pipelines import prepare as prep
+from motionssl.pipelines.decoders import read_window
 from motionssl.pipelines.index import load_index
 from motionssl.pipelines.video_io import VideoError, check_decoding, probe, timestamp_gap, write_video
-from motionssl.pipelines.decoders import read_window
 
 T = 40
 

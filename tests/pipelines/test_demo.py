@@ -1,14 +1,14 @@
 """The embedded demo dataset: deterministic, balanced, motion-defined, readable by the pipelines."""
-import pytest
 import hashlib
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from motionssl.pipelines import demo, files
-from motionssl.pipelines.index import load_index
 from motionssl.pipelines.decoders import read_window
+from motionssl.pipelines.index import load_index
 
 
 def test_render_is_deterministic_and_moves():

@@ -5,9 +5,18 @@ import pytest
 import torch
 
 from motionssl.models.backbones import create_backbone
-from motionssl.models.evaluation import (FineTuneClassifier, average_views, distinct_views, fine_tune, rank_gallery,
-                               retrieval_accuracy, topk_accuracy, train_linear_probe, video_features,
-                               video_probabilities)
+from motionssl.models.evaluation import (
+    FineTuneClassifier,
+    average_views,
+    distinct_views,
+    fine_tune,
+    rank_gallery,
+    retrieval_accuracy,
+    topk_accuracy,
+    train_linear_probe,
+    video_features,
+    video_probabilities,
+)
 from motionssl.pipelines.evaluation import clip_starts, make_eval_iterator, reference_batch, spatial_crops
 from motionssl.pipelines.index import load_index
 from motionssl.pipelines.video_io import write_video

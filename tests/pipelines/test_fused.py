@@ -11,7 +11,7 @@ import pytest
 
 from motionssl.pipelines import inspection
 from motionssl.pipelines.ops import fused
-from motionssl.pipelines.ops import recipes as clip_kinds
+from motionssl.pipelines.ops import recipes
 from motionssl.pipelines.ops.config import AppearanceConfig, AugmentConfig, ClipConfig
 from tests.dali_utils import run_ops
 
@@ -31,9 +31,9 @@ def windows_and_params(rng, name, kind, appearance=None, batch=4, frames=12):
     for slot, w in enumerate(windows):
         valid = frames - 3 if slot == 1 else frames  # a short video: indices clamp to the last real frame
         if kind == "residual":
-            p = clip_kinds.draw_residual(rng, name, CFG, 2, 3, valid, w.shape[1:3])
+            p = recipes.draw_residual(rng, name, CFG, 2, 3, valid, w.shape[1:3])
         else:
-            p = clip_kinds.draw_rgb(rng, name, CFG, 2, valid, w.shape[1:3], "speed", appearance,
+            p = recipes.draw_rgb(rng, name, CFG, 2, valid, w.shape[1:3], "speed", appearance,
                                     np.random.default_rng(batch_rng_seed), slot, batch)
         params.append(p)
     params[0][f"{name}.roi"] = np.array([2.5, 40.0, 30.0, 3.5], np.float32)  # flipped, explicitly
@@ -49,8 +49,8 @@ def run_graph(windows, params, name, kind, appearance, use_fused, monkeypatch):
     def build(w, **nodes):
         p = {k.replace("__", "."): v for k, v in nodes.items()}
         if kind == "residual":
-            return clip_kinds.residual_graph(w, p, name, CFG, _float())
-        return clip_kinds.rgb_graph(w, p, name, CFG, _float(), appearance)
+            return recipes.residual_graph(w, p, name, CFG, _float())
+        return recipes.rgb_graph(w, p, name, CFG, _float(), appearance)
 
     (out,) = run_ops(build, inputs, "cpu", {"w": "FHWC"})
     return out
@@ -64,8 +64,8 @@ def _float():
 
 def reference_clips(windows, params, name, kind, appearance):
     if kind == "residual":
-        return [clip_kinds.residual_reference(w, p, name, CFG) for w, p in zip(windows, params)]
-    return [clip_kinds.rgb_reference(windows, params, slot, name, CFG, appearance) for slot in range(len(windows))]
+        return [recipes.residual_reference(w, p, name, CFG) for w, p in zip(windows, params)]
+    return [recipes.rgb_reference(windows, params, slot, name, CFG, appearance) for slot in range(len(windows))]
 
 
 CASES = [("rgb", None), ("rgb", AppearanceConfig("rad_inter", grid=3)), ("rgb", AppearanceConfig("rad_intra", grid=4)),
@@ -146,10 +146,10 @@ def test_antialiased_clips_are_not_fused():
 
 
 def test_the_fused_kernels_run_exactly_the_recipes_op_lists():
-    assert fused.KERNEL_OPS["rgb"] == clip_kinds.rgb_ops() == clip_kinds.rgb_ops(AppearanceConfig(op="none"))
+    assert fused.KERNEL_OPS["rgb"] == recipes.rgb_ops() == recipes.rgb_ops(AppearanceConfig(op="none"))
     for op, kernel in (("rad_inter", "rad"), ("rad_intra", "rad"), ("be", "be")):
-        assert fused.KERNEL_OPS[kernel] == clip_kinds.rgb_ops(AppearanceConfig(op=op))
-    assert fused.KERNEL_OPS["residual"] == clip_kinds.residual_ops()
+        assert fused.KERNEL_OPS[kernel] == recipes.rgb_ops(AppearanceConfig(op=op))
+    assert fused.KERNEL_OPS["residual"] == recipes.residual_ops()
 
 
 def test_an_op_added_to_a_recipe_alone_is_refused_not_skipped(monkeypatch, tmp_path):
@@ -159,7 +159,7 @@ def test_an_op_added_to_a_recipe_alone_is_refused_not_skipped(monkeypatch, tmp_p
 
     it = make_iterator("simclr", write_id_videos(str(tmp_path), [12] * 4), 2,
                        config={"clip": {"frames": 4, "augment": {"size": [16, 16]}}}, num_workers=0)
-    monkeypatch.setattr(clip_kinds, "rgb_ops", lambda appearance=None: ("cut", "crop", "sharpen", "colour",
+    monkeypatch.setattr(recipes, "rgb_ops", lambda appearance=None: ("cut", "crop", "sharpen", "colour",
                                                                         "normalise"))
     with pytest.raises(NotImplementedError, match=r"fused rgb kernel runs .*'sharpen'.*_kernels\.py"):
         inspection.define(it.make_source(), it.planner, "cpu")

@@ -25,9 +25,9 @@ import pytest
 import torch
 
 from motionssl.pipelines import PIPELINES, contract, make_iterator
+from motionssl.pipelines.decoders import read_window
 from motionssl.pipelines.index import load_index
 from motionssl.pipelines.reference_loader import reference_loader
-from motionssl.pipelines.decoders import read_window
 from tests.dali_utils import decode_windows
 from tests.fixtures import KINETICS_SHAPES, band_ids, count_bframes, write_coloured_videos
 

@@ -16,8 +16,8 @@ from benchmarks.make_data import SMALL
 from motionssl.models.methods import create_method
 from motionssl.pipelines import PIPELINES, contract, demo, make_iterator
 from motionssl.pipelines import pipeline as pipeline_module
-from motionssl.pipelines.decoders.dali import NVDEC_MIN_SIZE, decoder_problems, nvdec_problem
 from motionssl.pipelines.decoders import choose_decoder
+from motionssl.pipelines.decoders.dali import NVDEC_MIN_SIZE, decoder_problems, nvdec_problem
 from motionssl.pipelines.evaluation import make_eval_iterator
 from motionssl.pipelines.index import load_index
 from motionssl.pipelines.inspection import define, operators, output_devices, output_dtype, placement_problems

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from motionssl.pipelines import make_iterator, PIPELINES
+from motionssl.pipelines import PIPELINES, make_iterator
 from motionssl.pipelines.index import load_index
 from motionssl.pipelines.reference_loader import ReferenceBatches, reference_loader
 from tests.fixtures import decode_ids, write_id_videos

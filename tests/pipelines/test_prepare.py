@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from motionssl.pipelines import prepare as prep
-from motionssl.pipelines.video_io import probe, write_video
 from motionssl.pipelines.decoders import read_window
+from motionssl.pipelines.video_io import probe, write_video
 
 REPO = Path(__file__).resolve().parents[2]
 UCF_CLASSES = ["ApplyEyeMakeup", "Basketball", "Biking"]

@@ -6,12 +6,9 @@ import pytest
 from nvidia.dali import fn, types
 
 from motionssl.pipelines import build_pipeline
-
-from motionssl.pipelines.ops import cut
-
-from motionssl.pipelines.ops import residual
 from motionssl.pipelines.decoders import choose_decoder
 from motionssl.pipelines.index import load_index
+from motionssl.pipelines.ops import cut, residual
 from motionssl.pipelines.pipeline import output_names
 from motionssl.pipelines.planners.base import Planner
 from motionssl.pipelines.sources import WindowSource

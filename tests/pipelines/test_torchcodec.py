@@ -18,15 +18,17 @@ if REASON:
 torchcodec = pytest.importorskip("torchcodec")
 
 from motionssl.pipelines import make_iterator  # noqa: E402
+from motionssl.pipelines.decoders import (
+    choose_decoder,  # noqa: E402
+    read_window,  # noqa: E402
+)
 from motionssl.pipelines.decoders import torchcodec as torchcodec_io  # noqa: E402
-from motionssl.pipelines.decoders import choose_decoder  # noqa: E402
 from motionssl.pipelines.index import load_index  # noqa: E402
 from motionssl.pipelines.sources import WindowSource  # noqa: E402
 from motionssl.pipelines.video_io import VideoError, frame_timestamps, write_video
-from motionssl.pipelines.decoders import read_window  # noqa: E402
 from tests.fixtures import decode_ids, id_frames, write_id_videos  # noqa: E402
 from tests.pipelines.test_damage import damage_packet, textured  # noqa: E402
-from tests.pipelines.test_sources import W, ClipAndResidual, run_epochs  # noqa: E402
+from tests.pipelines.test_sources import ClipAndResidual, W, run_epochs  # noqa: E402
 
 
 def read_window_torchcodec(path, start, count, **options):
@@ -198,7 +200,7 @@ def test_the_source_draws_the_same_samples_as_pyav(id_list):
                     np.testing.assert_array_equal(decode_ids(tc[key]), decode_ids(pyav[key]))
                 else:
                     np.testing.assert_array_equal(tc[key], pyav[key])
-    assert len(sources["torchcodec"]._timestamps.time_bases) > 0  # probed once per file, then cached
+    assert len(sources["torchcodec"]._facts.time_bases) > 0  # probed once per file, then cached
 
 
 def test_the_dali_graph_gets_the_same_windows(id_list):
