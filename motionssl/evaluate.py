@@ -270,11 +270,7 @@ def _run(args, rt, start: float) -> Dict:
 
 
 def cli() -> None:
-    """The console script ``motionssl-eval``: :func:`main`, exit status 0 when it succeeds.
-
-    ``main`` returns what it made (for callers in Python); a console script that returned
-    it would hand it to ``sys.exit``, which prints it and exits with status 1.
-    """
+    """``motionssl-eval``: :func:`main`, whose return value (for callers in Python) must not reach ``sys.exit``."""
     main()
 
 

@@ -440,11 +440,7 @@ def report_retrieval(backbone, run, clip, term):
 
 
 def cli() -> None:
-    """The console script ``motionssl-train``: :func:`main`, exit status 0 when it succeeds.
-
-    ``main`` returns what it made (for callers in Python); a console script that returned
-    it would hand it to ``sys.exit``, which prints it and exits with status 1.
-    """
+    """``motionssl-train``: :func:`main`, whose return value (for callers in Python) must not reach ``sys.exit``."""
     main()
 
 

@@ -515,11 +515,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
 
 
 def cli() -> None:
-    """The console script ``motionssl-prepare``: :func:`main`, exit status 0 when it succeeds.
-
-    ``main`` returns what it made (for callers in Python); a console script that returned
-    it would hand it to ``sys.exit``, which prints it and exits with status 1.
-    """
+    """``motionssl-prepare``: :func:`main`, whose return value (for callers in Python) must not reach ``sys.exit``."""
     main()
 
 
