@@ -20,14 +20,17 @@ normalisation unless ``--frames`` / ``--size`` say otherwise, and averages per v
   (× 3 crops with ``--test-crops 3``); top-1/5. MoQuad's protocol: ``--frames 32 --stride 2``.
 * ``finetune`` — the whole network with a new two-layer head (MCPNet §4.1), trained on
   clip-consistently augmented clips (the ``clip`` pipeline, with the checkpoint's
-  augmentation), SGD or LARS with a cosine schedule; test: 10 clips × 3 crops; top-1/5.
+  augmentation; without a checkpoint ``--config``'s, on the demo data the demo
+  configuration's, else the papers' crop and flip without colour jitter), SGD or LARS with
+  a cosine schedule; test: 10 clips × 3 crops; top-1/5.
 
 Data are named as ``train.py`` names them: ``--data`` and ``--split`` are the training
 videos (the gallery of retrieval), ``--test-split`` (or ``--test-data``) the test videos
 (the queries). Without them the checkpoint's own data and splits are used, and the demo
 data only for a demo checkpoint or no checkpoint at all; the first line printed says which.
 ``--random-init`` evaluates a randomly initialised backbone (the checkpoint's architecture,
-or ``--backbone``) as the baseline, with the clip shape of the checkpoint or of ``--config``.
+or ``--backbone``) as the baseline, with the clip settings of the checkpoint, of ``--config``
+or of the data (the demo configuration's for the demo data).
 Results go to a table and to ``<checkpoint>.<task>.json`` beside the checkpoint (without
 one: ``runs/eval-random-init-<backbone>/``; or into ``--out``). Under torchrun each rank
 extracts its shard of the views; rank 0 prints and writes.
@@ -63,13 +66,35 @@ from motionssl.pipelines.config import build
 from motionssl.pipelines.decoders import DECODERS
 from motionssl.pipelines.evaluation import NUM_CROPS
 from motionssl.pipelines.files import FolderError
-from motionssl.pipelines.index import load_pair, resolve_data
+from motionssl.pipelines.index import DataChoice, load_pair, resolve_data
 from motionssl.pipelines.ops.config import KINETICS_MEAN, KINETICS_STD, AugmentConfig
 from motionssl.pipelines.show import save_neighbours
 from motionssl.pipelines.sources import PipelineError
 from motionssl.pipelines.video_io import VideoError
 
 TASKS = ("retrieval", "linear", "finetune")
+# A network without a checkpoint or --config takes the clip settings of its data: the demo
+# configurations' for the demo data (they share them; a test checks), and otherwise the
+# fine-tuning augmentation of both papers — random crop and flip, no colour jitter — on
+# 16-frame 112² clips with Kinetics' normalisation.
+DEMO_CONFIG = "demo/simclr.yaml"
+FINETUNE_AUGMENT = {"size": [112, 112], "mean": list(KINETICS_MEAN), "std": list(KINETICS_STD),
+                    "jitter_prob": 0.0, "grayscale_prob": 0.0}
+
+
+def own_clip_settings(path: str) -> Tuple[int, Dict]:
+    """``(frames, augmentation dict)`` of the training config ``path`` (a file or a shipped name)."""
+    clip = to_dict(load_config([path])).get("pipeline_config", {}).get("clip", {})
+    augment = asdict(build(AugmentConfig, clip.get("augment", {}), "pipeline_config.clip.augment", origin=path))
+    return int(clip.get("frames", 16)), augment
+
+
+def data_clip_settings(choice: DataChoice) -> Tuple[int, Dict, str]:
+    """``(frames, augmentation dict, where from)`` for a network without a checkpoint or --config."""
+    if choice.demo:
+        frames, augment = own_clip_settings(DEMO_CONFIG)
+        return frames, augment, f"the demo configuration (configs/{DEMO_CONFIG})"
+    return 16, asdict(build(AugmentConfig, FINETUNE_AUGMENT, "augment")), "crop and flip, no colour jitter"
 
 
 # --- sub-commands --------------------------------------------------------------------------------
@@ -127,9 +152,11 @@ def parse_args(argv=None):
                         help="their split of a prepared dataset, e.g. test_split1 (default: the checkpoint's)")
     common.add_argument("--config", help="with --random-init and no checkpoint: a training config whose clip length, "
                                          "size and normalisation to use")
-    common.add_argument("--frames", type=int, help="frames per clip (default: the checkpoint's, else 16)")
+    common.add_argument("--frames", type=int,
+                        help="frames per clip (default: the checkpoint's or --config's; the demo data: 8; else 16)")
     common.add_argument("--stride", type=int, default=1, help="frame stride within a clip (default 1)")
-    common.add_argument("--size", type=int, nargs="+", help="H [W] of a clip (default: the checkpoint's, else 112)")
+    common.add_argument("--size", type=int, nargs="+",
+                        help="H [W] of a clip (default: the checkpoint's or --config's; the demo data: 56; else 112)")
     common.add_argument("--num-clips", type=int, default=10, help="clips per video (default 10)")
     common.add_argument("--batch-size", type=int, default=16)
     common.add_argument("--device", default="auto", choices=runtime.DEVICE_CHOICES)
@@ -169,9 +196,8 @@ def parse_args(argv=None):
     return args
 
 
-def load_data(args, rt, config: Optional[dict]) -> Tuple[Tuple[VideoIndex, VideoIndex], Dict]:
-    """(train index, test index) and a description of where they came from."""
-    choice = resolve_data(args.data, args.split, args.test_data, args.test_split, saved=config, need_test=True)
+def load_data(choice: DataChoice, rt) -> Tuple[Tuple[VideoIndex, VideoIndex], Dict]:
+    """(train index, test index) of ``choice`` and a description of where they came from."""
     data = runtime.rank_zero_first(rt, demo.generate) if choice.demo else choice.data
     split, test_data, test_split = choice.split, choice.test_data, choice.test_split
     train, test, describe = load_pair(data, split, test_data, test_split)
@@ -215,23 +241,25 @@ def _run(args, rt, start: float) -> Dict:
     else:
         backbone = backbone_from_state(state)
         name, kwargs = config["backbone"], config["backbone_kwargs"]
-    if config is None and args.config:  # a training config: its clip shape and normalisation
-        config = {"pipeline_config": to_dict(load_config([args.config])).get("pipeline_config", {})}
-        clip = config["pipeline_config"].get("clip", {})
-        augment = asdict(build(AugmentConfig, clip.get("augment", {}), "pipeline_config.clip.augment",
-                               origin=args.config))
-        frames, config = int(clip.get("frames", 16)), None
+    choice = resolve_data(args.data, args.split, args.test_data, args.test_split, saved=config, need_test=True)
+    if config is None and args.config:  # a training config: its clip shape, augmentation and normalisation
+        frames, augment = own_clip_settings(args.config)
+        clip_from = args.config
     elif config is None:
-        frames, augment = 16, {"size": [112, 112], "mean": list(KINETICS_MEAN), "std": list(KINETICS_STD)}
+        frames, augment, clip_from = data_clip_settings(choice)
     else:
         frames, augment = clip_settings(config, state["path"])
+        clip_from = "the checkpoint"
+    if rt.main:
+        print(f"clips: {args.frames or frames} frames, augmentation of {clip_from}", flush=True)
     size = args.size or augment["size"]
     size = (size[0], size[-1])
     views = Views(frames=args.frames or frames, size=tuple(size), mean=tuple(augment["mean"]),
                   std=tuple(augment["std"]), stride=args.stride, num_clips=args.num_clips,
                   batch_size=args.batch_size, num_workers=args.num_workers, decoder=args.decoder,
                   antialias=bool(augment.get("antialias", False)))
-    data, described = load_data(args, rt, config)
+    data, described = load_data(choice, rt)
+    described["clips_from"] = clip_from
 
     if state:
         out_dir = args.out or os.path.dirname(os.path.abspath(state["path"]))
@@ -247,7 +275,7 @@ def _run(args, rt, start: float) -> Dict:
     elif args.task == "linear":
         result = cmd_linear(args, backbone, views, data, rt.kind)
     else:
-        # The training clips: the checkpoint's augmentation at the evaluation clip size.
+        # The training clips: the augmentation chosen above, at the evaluation clip size.
         train_augment = {**augment, "size": list(views.size), "mean": list(views.mean), "std": list(views.std)}
         if args.flip_prob is not None:
             train_augment["flip_prob"] = args.flip_prob

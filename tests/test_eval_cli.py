@@ -149,3 +149,25 @@ def test_cli_errors_are_one_clear_line(tmp_path, checkpoint, capsys):
         with pytest.raises(SystemExit):
             evaluate.main(argv)
         assert message in capsys.readouterr().err
+
+
+def test_a_network_without_checkpoint_takes_its_datas_clip_settings():
+    """No checkpoint, no --config: the demo data get the demo configuration's clips (no colour jitter, no
+    flip: left and right are classes), other data the papers' fine-tuning crop and flip without jitter —
+    never AugmentConfig's self-supervised defaults (jitter 0.8, grayscale 0.2), under which a network
+    trained from scratch on the demo stayed at chance."""
+    from motionssl.configs import shipped
+    from motionssl.models.methods import METHODS
+    from motionssl.pipelines.index import resolve_data
+
+    frames, augment, where = evaluate.data_clip_settings(resolve_data())
+    assert "demo" in where and frames == 8
+    assert augment["jitter_prob"] == augment["grayscale_prob"] == augment["flip_prob"] == 0.0
+    demo_clips = {m.demo_config: evaluate.own_clip_settings(m.demo_config) for m in METHODS.values() if m.demo_config}
+    assert len(demo_clips) >= 3 and all(c == (frames, augment) for c in demo_clips.values())  # one for all
+    assert evaluate.DEMO_CONFIG in shipped()
+
+    frames, augment, where = evaluate.data_clip_settings(resolve_data("my/videos.txt", test_data="my/test.txt",
+                                                                      saved={"data": "x"}))
+    assert frames == 16 and tuple(augment["size"]) == (112, 112)
+    assert augment["jitter_prob"] == augment["grayscale_prob"] == 0.0 and augment["flip_prob"] == 0.5

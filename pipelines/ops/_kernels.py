@@ -29,23 +29,48 @@ jit = njit(cache=True, nogil=True, fastmath=True)
 # --- kernels ------------------------------------------------------------------------------------
 @jit
 def _colour(pack, m):
-    """``m`` (3, 4) ← the colour matrix and offset of ``fn.color_twist`` for ``pack[:4]``."""
-    b, c, s, h = pack[0], pack[1], pack[2], pack[3]
+    """``m`` (2, 3, 3) ← the saturation and hue matrices of ``pack[:4]`` (YIQ space, back to RGB).
+
+    Brightness ``pack[0]`` and contrast ``pack[1]`` are scalar maps, applied by :func:`_jitter`.
+    """
+    s, h = pack[2], pack[3]
     rad = h * math.pi / 180.0
     co, si = math.cos(rad), math.sin(rad)
-    # hue(h) · diag(1, s, s) in YIQ space, then back to RGB, times b·c
-    hs = np.zeros((3, 3))
-    hs[0, 0] = 1.0
-    hs[1, 1], hs[1, 2] = co * s, si * s
-    hs[2, 1], hs[2, 2] = -si * s, co * s
-    for i in range(3):  # m = b·c · YIQ→RGB · hs · RGB→YIQ, written out (no BLAS in compiled code)
+    sat = np.zeros((3, 3))
+    sat[0, 0], sat[1, 1], sat[2, 2] = 1.0, s, s
+    hue = np.zeros((3, 3))
+    hue[0, 0] = 1.0
+    hue[1, 1], hue[1, 2] = co, si
+    hue[2, 1], hue[2, 2] = -si, co
+    for i in range(3):  # m[0] = YIQ→RGB · sat · RGB→YIQ, m[1] likewise with hue (no BLAS in compiled code)
         for j in range(3):
-            acc = 0.0
+            a0 = 0.0
+            a1 = 0.0
             for k in range(3):
                 for n in range(3):
-                    acc += _RGB[i, k] * hs[k, n] * _YIQ[n, j]
-            m[i, j] = b * c * acc
-        m[i, 3] = (128.0 - 128.0 * c) * b
+                    a0 += _RGB[i, k] * sat[k, n] * _YIQ[n, j]
+                    a1 += _RGB[i, k] * hue[k, n] * _YIQ[n, j]
+            m[0, i, j] = a0
+            m[1, i, j] = a1
+
+
+@jit
+def _clamp(v):
+    return min(max(v, np.float32(0.0)), np.float32(255.0))
+
+
+@jit
+def _jitter(r, g, b, br, ct, m, out):
+    """``out`` (3,) ← brightness ``br``, contrast ``ct``, saturation ``m[0]``, hue ``m[1]``, each clamped to [0, 255]."""
+    pivot = np.float32(128.0) * (np.float32(1.0) - ct)
+    r, g, b = _clamp(r * br), _clamp(g * br), _clamp(b * br)
+    r, g, b = _clamp(r * ct + pivot), _clamp(g * ct + pivot), _clamp(b * ct + pivot)
+    for k in range(2):
+        x = _clamp(m[k, 0, 0] * r + m[k, 0, 1] * g + m[k, 0, 2] * b)
+        y = _clamp(m[k, 1, 0] * r + m[k, 1, 1] * g + m[k, 1, 2] * b)
+        z = _clamp(m[k, 2, 0] * r + m[k, 2, 1] * g + m[k, 2, 2] * b)
+        r, g, b = x, y, z
+    out[0], out[1], out[2] = r, g, b
 
 
 @jit
@@ -114,12 +139,13 @@ def _geometry(window, roi, oh, ow):
 
 
 @jit
-def _write(out, t, oy, row, m, mean, inv_std, noise_row, lam):
+def _write(out, t, oy, row, br, ct, m, mean, inv_std, noise_row, lam):
     """Colour, blend (``lam`` > 0 with ``noise_row``) and normalise one row into ``out[:, t, oy]``."""
+    px = np.empty(3, np.float32)
     for ox in range(row.shape[0]):
-        r, g, b = row[ox, 0], row[ox, 1], row[ox, 2]
+        _jitter(row[ox, 0], row[ox, 1], row[ox, 2], br, ct, m, px)
         for c in range(3):
-            v = m[c, 0] * r + m[c, 1] * g + m[c, 2] * b + m[c, 3]
+            v = px[c]
             if lam > 0.0:
                 v = v + lam * (noise_row[ox, c] - v)
             out[c, t, oy, ox] = (v - mean[c]) * inv_std[c]
@@ -127,21 +153,21 @@ def _write(out, t, oy, row, m, mean, inv_std, noise_row, lam):
 
 @jit
 def _unpack(pack):
-    m = np.empty((3, 4), np.float32)
+    m = np.empty((2, 3, 3), np.float32)
     _colour(pack, m)
     mean = np.empty(3, np.float32)
     inv_std = np.empty(3, np.float32)
     for c in range(3):
         mean[c] = pack[4 + c]
         inv_std[c] = 1.0 / pack[7 + c]
-    return m, mean, inv_std
+    return pack[0], pack[1], m, mean, inv_std
 
 
 @jit
 def _rgb_kernel(out, idx, window, roi, pack, noise):
     """RGB clip; RAD blend when ``noise`` is a (1, H, W, 3) frame and pack[10] = λ; BE when pack has 12."""
     oh, ow = out.shape[2], out.shape[3]
-    m, mean, inv_std = _unpack(pack)
+    br, ct, m, mean, inv_std = _unpack(pack)
     ya, yb, wy, xa, xb, wx = _geometry(window, roi, oh, ow)
     row = np.empty((ow, 3), np.float32)
     cache = np.empty((2, ow, 3), np.float32)
@@ -161,21 +187,21 @@ def _rgb_kernel(out, idx, window, roi, pack, noise):
         for oy in range(oh):
             _resized_row(window[f], oy, ya, yb, wy, xa, xb, wx, cache, ids, row)
             for ox in range(ow):
-                for c in range(3):
-                    blend[oy, ox, c] = m[c, 0] * row[ox, 0] + m[c, 1] * row[ox, 1] + m[c, 2] * row[ox, 2] + m[c, 3]
+                _jitter(row[ox, 0], row[ox, 1], row[ox, 2], br, ct, m, blend[oy, ox])
     for t in range(out.shape[1]):
         frame = window[idx[t]]
         ids[:] = -1
         for oy in range(oh):
             _resized_row(frame, oy, ya, yb, wy, xa, xb, wx, cache, ids, row)
-            _write(out, t, oy, row, m, mean, inv_std, blend[oy if lam > 0.0 else 0], lam)
+            _write(out, t, oy, row, br, ct, m, mean, inv_std, blend[oy if lam > 0.0 else 0], lam)
 
 
 @jit
 def _residual_kernel(out, idx, window, roi, pack):
-    """``|M·(a − b)| / std`` of the clip's frames ``idx[:T]`` and their partners ``idx[T:]``."""
+    """``|J(a) − J(b)| / std`` of the clip's frames ``idx[:T]`` and their partners ``idx[T:]`` (J: the jitter)."""
     oh, ow, frames = out.shape[2], out.shape[3], out.shape[1]
-    m, mean, inv_std = _unpack(pack)
+    br, ct, m, mean, inv_std = _unpack(pack)
+    pa, pb = np.empty(3, np.float32), np.empty(3, np.float32)
     ya, yb, wy, xa, xb, wx = _geometry(window, roi, oh, ow)
     first = np.empty((ow, 3), np.float32)
     second = np.empty((ow, 3), np.float32)
@@ -189,11 +215,10 @@ def _residual_kernel(out, idx, window, roi, pack):
             _resized_row(fa, oy, ya, yb, wy, xa, xb, wx, cache_a, ids_a, first)
             _resized_row(fb, oy, ya, yb, wy, xa, xb, wx, cache_b, ids_b, second)
             for ox in range(ow):
-                dr = first[ox, 0] - second[ox, 0]
-                dg = first[ox, 1] - second[ox, 1]
-                db = first[ox, 2] - second[ox, 2]
+                _jitter(first[ox, 0], first[ox, 1], first[ox, 2], br, ct, m, pa)
+                _jitter(second[ox, 0], second[ox, 1], second[ox, 2], br, ct, m, pb)
                 for c in range(3):
-                    out[c, t, oy, ox] = abs(m[c, 0] * dr + m[c, 1] * dg + m[c, 2] * db) * inv_std[c]
+                    out[c, t, oy, ox] = abs(pa[c] - pb[c]) * inv_std[c]
 
 
 # --- DALI entry points ---------------------------------------------------------------------------

@@ -1,10 +1,16 @@
 """Colour jitter and grayscale of a clip (one draw per clip): draw, DALI op, NumPy twin.
 
-Brightness, contrast, saturation and hue are one colour matrix, applied by one
-``fn.color_twist`` (grayscale is saturation 0 in its YIQ space); the draw happens in
-Python (:func:`draw_color`). Differences from torchvision's ``ColorJitter`` worth knowing:
-the four adjustments are one matrix in a fixed order, contrast pivots on mid-grey (128)
-rather than the image mean, and saturation and hue act in YIQ rather than HSV.
+The jitter is four adjustments in a fixed order — brightness, contrast, saturation, hue —
+each clamped to ``[0, 255]`` before the next, as torchvision's ``ColorJitter`` clamps after
+every adjustment (so a jittered clip keeps the value range, and the statistics, of a
+clean one). Grayscale is saturation 0. The draw happens in Python (:func:`draw_color`).
+
+Each adjustment is an affine map of the RGB pixel (:func:`colour_steps`). Brightness
+(``b·x``) and saturation (a blend with the grey ``Y = 0.299 R + 0.587 G + 0.114 B``) are
+torchvision's up to the grey weights (0.2989 there); differences worth knowing: the order
+is fixed where torchvision draws one per clip, contrast pivots on mid-grey (128) rather
+than the frame's mean grey, and hue rotates the chroma in YIQ rather than shifting it in
+HSV.
 """
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from typing import Sequence
 
 import numpy as np
 from nvidia.dali import fn, types
+from nvidia.dali import math as dmath
 
 from .config import AugmentConfig
 
@@ -38,25 +45,39 @@ def draw_color(rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
 IDENTITY_COLOR = np.array([1.0, 1.0, 1.0, 0.0], dtype=np.float32)
 
 
+def colour_steps(color: Sequence[float]):
+    """The four adjustments of ``[b, c, s, hue°]`` as ``(matrix (3, 3), offset (3,))`` affine maps of RGB, in order."""
+    b, c, s, h = (float(v) for v in color)
+    rad = np.deg2rad(h)
+    hue = np.array([[1, 0, 0], [0, np.cos(rad), np.sin(rad)], [0, -np.sin(rad), np.cos(rad)]])
+    return [(b * np.eye(3), np.zeros(3)),
+            (c * np.eye(3), np.full(3, 128.0 * (1.0 - c))),
+            (YIQ_TO_RGB @ np.diag([1.0, s, s]) @ RGB_TO_YIQ, np.zeros(3)),
+            (YIQ_TO_RGB @ hue @ RGB_TO_YIQ, np.zeros(3))]
+
+
+def _clamp(x):
+    return dmath.clamp(x, 0.0, 255.0)
+
+
 def color_jitter(frames, color):
-    """Graph op: ``fn.color_twist`` with per-sample ``[b, c, s, hue°]``; float output.
+    """Graph op: the four adjustments of per-sample ``[b, c, s, hue°]``, each clamped to [0, 255]; float output.
 
-    On uint8 input the contrast pivot is 128 (DALI picks it from the input type).
+    Brightness and contrast are arithmetic (``fn.color_twist`` would pivot contrast on half
+    the input type's range: 0.5 for float), saturation and hue are ``fn.color_twist`` on
+    float input (CPU and GPU backends accept it).
     """
-    return fn.color_twist(frames, brightness=color[0], contrast=color[1], saturation=color[2],
-                          hue=color[3], dtype=types.FLOAT)
-
+    b, c, s, h = color[0], color[1], color[2], color[3]
+    x = _clamp(frames * b)
+    x = _clamp(x * c + (1.0 - c) * 128.0)
+    x = _clamp(fn.color_twist(x, saturation=s, dtype=types.FLOAT))
+    return _clamp(fn.color_twist(x, hue=h, dtype=types.FLOAT))
 
 
 # --- NumPy twin -------------------------------------------------------------------------------
 def color_jitter_reference(frames: np.ndarray, color: Sequence[float]) -> np.ndarray:
-    """``fn.color_twist`` on uint8 input with float output: ``M·rgb + offset`` per pixel.
-
-    ``M = b·c · YIQ→RGB · hue(h°) · diag(1, s, s) · RGB→YIQ`` and
-    ``offset = (128 − 128·c)·b``, i.e. contrast pivots on mid-grey.
-    """
-    b, c, s, h = (float(v) for v in color)
-    rad = np.deg2rad(h)
-    hue = np.array([[1, 0, 0], [0, np.cos(rad), np.sin(rad)], [0, -np.sin(rad), np.cos(rad)]])
-    matrix = b * c * YIQ_TO_RGB @ hue @ np.diag([1.0, s, s]) @ RGB_TO_YIQ
-    return frames.astype(np.float64) @ matrix.T + (128.0 - 128.0 * c) * b
+    """The four adjustments of :func:`colour_steps` applied in order, each clamped to [0, 255]; float64."""
+    x = frames.astype(np.float64)
+    for matrix, offset in colour_steps(color):
+        x = np.clip(x @ matrix.T + offset, 0.0, 255.0)
+    return x

@@ -1,18 +1,19 @@
 """Fused CPU clip operators: cut, crop/flip/resize, colour, blend and normalisation in one pass.
 
 On the CPU, DALI runs every step of a clip as its own operator over the whole clip:
-``sequence_rearrange`` (cut), ``resize`` (crop + flip + resize), ``color_twist``, the
+``sequence_rearrange`` (cut), ``resize`` (crop + flip + resize), the jitter's arithmetic
+and ``color_twist`` steps, the
 three arithmetic operators of a RAD blend, ``crop_mirror_normalize``. Each writes and
 the next reads the whole clip, and DALI's CPU resampling alone cost about 4.5 times
 torch's uint8 resize per 112² clip on the development machine (benchmarks/RESULTS.md).
 The operators here do all of it per output pixel: read the four window pixels around the
-crop's sample point, interpolate, round to uint8 as ``fn.resize`` does, apply the colour
-matrix of ``fn.color_twist``, blend the noise, normalise, and write the ``(C, T, H, W)``
-float32 clip once. Residual clips subtract the two resized frames before the colour
-matrix: ``twist(a) − twist(b) = M·(a − b)`` (the offset cancels).
+crop's sample point, interpolate, round to uint8 as ``fn.resize`` does, apply the four
+clamped jitter steps, blend the noise, normalise, and write the ``(C, T, H, W)`` float32
+clip once. Residual clips jitter both resized frames and subtract them (the clamps make the
+jitter non-linear, so it cannot be applied to the difference).
 
 They compute exactly what the unfused graph computes — the same sample points and
-rounding as :func:`.crop.crop_resize_reference`, the same colour matrix as
+rounding as :func:`.crop.crop_resize_reference`, the same jitter steps as
 :func:`.colour.color_jitter_reference` — so one NumPy reference serves both, with the same
 tolerances. They are Numba functions run by DALI's ``numba_function`` operator
 (``nvidia.dali.plugin.numba``): CPU only, ``antialias=False`` only; the GPU graph keeps

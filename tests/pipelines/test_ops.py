@@ -219,3 +219,71 @@ def test_clip_window_widens_the_decoded_window_and_spreads_the_clips(name):
     assert max(starts) > need  # a clip started past the end of the shortest window
     with pytest.raises(ValueError, match="clip.window must be >= 0"):
         build(spec.config, {"clip": dict(clip, window=-1)}, name)
+
+
+# --- the jitter clamps as torchvision's ColorJitter does ----------------------------------------
+def _torchvision(frames, steps):
+    """torchvision's functional adjustments, in order, on float frames in [0, 1] (they clamp after each)."""
+    import torch
+    from torchvision.transforms.v2 import functional as tvf
+
+    x = torch.from_numpy(frames.astype(np.float32) / 255.0).permute(0, 3, 1, 2)
+    for name, value in steps:
+        x = getattr(tvf, f"adjust_{name}")(x, value)
+    return x.permute(0, 2, 3, 1).numpy().astype(np.float64) * 255.0
+
+
+def _mean_grey_128(rng, shape=(2, 16, 24, 3)):
+    """Frames whose every channel averages 128 exactly (pixel pairs x, 256 − x), so the two contrast pivots agree."""
+    half = rng.integers(1, 256, (shape[0], shape[1] // 2, shape[2], 3))
+    return np.concatenate([half, 256 - half], axis=1).astype(np.uint8)
+
+
+@pytest.mark.parametrize("color, steps", [
+    ((1.9, 1.0, 1.0, 0.0), [("brightness", 1.9)]),
+    ((0.3, 1.0, 1.0, 0.0), [("brightness", 0.3)]),
+    ((1.0, 1.0, 1.9, 0.0), [("saturation", 1.9)]),
+    ((1.0, 1.0, 0.0, 0.0), [("saturation", 0.0)]),
+    ((1.0, 1.8, 1.0, 0.0), [("contrast", 1.8)]),
+    ((1.7, 1.0, 1.9, 0.0), [("brightness", 1.7), ("saturation", 1.9)]),
+    ((1.0, 1.6, 1.9, 0.0), [("contrast", 1.6), ("saturation", 1.9)]),
+    ((0.6, 1.0, 1.8, 0.0), [("brightness", 0.6), ("saturation", 1.8)]),
+])
+def test_jitter_clamps_after_every_adjustment_as_torchvision(color, steps):
+    """Where the definitions agree (brightness, saturation; contrast on frames of mean grey 128, so not after
+    brightness), torchvision's functional ops and the twin agree within a level, clamping included; hue is YIQ
+    here (documented)."""
+    frames = _mean_grey_128(np.random.default_rng(11))
+    ours = colour.color_jitter_reference(frames, np.array(color, np.float32))
+    theirs = _torchvision(frames, steps)
+    # Brightness and contrast agree to 0.02 levels; saturation to 0.7 (the YIQ coefficients of fn.color_twist,
+    # rounded to three decimals, take grey to 1.003 Y in blue).
+    assert np.abs(ours - theirs).max() < (1.0 if color[2] != 1.0 else 0.05)
+    clipped = (theirs <= 0.0) | (theirs >= 255.0)
+    if max(color[:3]) > 1:
+        assert clipped.mean() > 0.01  # the strong settings do clamp, so the test can see the clamping
+
+
+def test_one_clamp_at_the_end_would_differ_from_torchvision():
+    """The same chain clamped once at the end (the jitter before) is far from torchvision: per-step clamping matters."""
+    frames = _mean_grey_128(np.random.default_rng(12))
+    theirs = _torchvision(frames, [("brightness", 1.7), ("saturation", 1.9)])
+    x = frames.astype(np.float64)
+    for matrix, offset in colour.colour_steps((1.7, 1.0, 1.9, 0.0)):
+        x = x @ matrix.T + offset
+    assert np.abs(np.clip(x, 0, 255) - theirs).max() > 50
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_jittered_values_stay_in_range_and_keep_the_clean_statistics(device):
+    """The default augmentation's jitter keeps every value in [0, 255]; the spread of jittered clips stays near
+    that of clean ones (unclamped, it was about 1.5 times as wide)."""
+    rng = np.random.default_rng(13)
+    windows = [_mean_grey_128(rng, (2, 32, 32, 3)) for _ in range(12)]
+    cfg = AugmentConfig(jitter_prob=1.0, grayscale_prob=0.0, brightness=0.8, contrast=0.8, saturation=0.8, hue=0.2)
+    colors = [colour.draw_color(rng, cfg) for _ in windows]
+    (out,) = run_ops(lambda w, c: colour.color_jitter(w, c), {"w": windows, "c": colors}, device, {"w": FRAMES})
+    got = np.stack([np.asarray(o) for o in out])
+    assert got.min() >= 0.0 and got.max() <= 255.0
+    clean = np.stack(windows).astype(np.float64)
+    assert got.std() < 1.25 * clean.std()
