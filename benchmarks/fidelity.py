@@ -43,7 +43,7 @@ class Row:
     """One line of the table: a method, the config files on top of its base config, overrides."""
 
     name: str
-    method: str  # "random" (no pre-training), or a train.py pipeline
+    method: str  # a train.py pipeline, or "random", "supervised" or a control (CONTROLS): no pre-training
     group: str
     what: str
     configs: tuple = ()
@@ -53,6 +53,13 @@ class Row:
 def _rows() -> List[Row]:
     ab = lambda f: (os.path.join(ABLATION, f + ".yaml"),)  # noqa: E731
     rows = [
+        Row("motion-control", "motion_descriptor", "main",
+            "control: hand-made motion features (affine flow of what changes), no appearance, no learning"),
+        Row("appearance-control", "still_appearance", "main",
+            "control: the colours of one frame, no motion, no learning"),
+        Row("supervised", "supervised", "main",
+            "labelled reference: the tiny network trained from scratch on the labels (eval.py finetune, "
+            "linear column: its top-1)"),
         Row("random", "random", "main", "randomly initialised backbone, no pre-training"),
         Row("simclr", "simclr", "main", "SimCLR, two clips of a video at speed 1"),
         Row("moquad", "moquad", "main", "MoQuad: RAD positive, reversed intra negatives, mining, warm-up"),
@@ -132,15 +139,29 @@ def select(spec: Sequence[str]) -> List[Row]:
     return [r for r in ROWS.values() if r.name in wanted]
 
 
+CONTROLS = ("motion_descriptor", "still_appearance")
+
+
+def supervised_epochs(steps: int, batch_size: int, train_videos: int) -> int:
+    """Epochs of the supervised row: as many training clips as a pre-training run sees."""
+    return max(1, round(steps * batch_size / max(train_videos, 1)))
+
+
 def commands(row: Row, seed: int, data: str, run: str, steps: int, batch_size: int, num_clips: int,
-             extra: Sequence[str] = ()) -> List[List[str]]:
+             extra: Sequence[str] = (), train_videos: int = 0) -> List[List[str]]:
     """The train.py / eval.py command lines of one (row, seed), in order."""
     py = sys.executable
     split = ["--data", data, "--split", "train", "--test-split", "test"]
     views = ["--num-clips", str(num_clips), "--seed", str(seed)]
-    if row.method == "random":
-        base = ["--random-init", "--config", BASE["simclr"], *split, "--out", run, *views]
-        return [[py, "eval.py", "retrieval", *base], [py, "eval.py", "linear", *base]]
+    if row.method in ("random", *CONTROLS):
+        backbone = [] if row.method == "random" else ["--backbone", row.method]
+        base = ["--random-init", *backbone, "--config", BASE["simclr"], *split, "--out", run, *views]
+        entry = ["eval.py"] if row.method == "random" else ["-m", "benchmarks.controls"]
+        return [[py, *entry, "retrieval", *base], [py, *entry, "linear", *base]]
+    if row.method == "supervised":  # the small configs' clips and augmentation, trained on the labels
+        epochs = supervised_epochs(steps, batch_size, train_videos)
+        return [[py, "eval.py", "finetune", "--random-init", "--backbone", "tiny", "--config", BASE["simclr"], *split,
+                 "--out", run, "--epochs", str(epochs), "--batch-size", str(batch_size), *views]]
     configs = [a for c in (BASE[row.method], *row.configs) for a in ("--config", c)]
     train = [py, "train.py", "--pipeline", row.method, *configs, *split, "--out", run, f"seed={seed}",
              f"steps={steps}", f"batch_size={batch_size}", "retrieval=false", *row.overrides, *extra]
@@ -201,7 +222,8 @@ def run_one(row: Row, seed: int, args, data: str) -> Dict:
             return json.load(f)
     if args.cached:
         return {}
-    cmds = commands(row, seed, data, run, args.steps, args.batch_size, args.num_clips, args.set)
+    cmds = commands(row, seed, data, run, args.steps, args.batch_size, args.num_clips, args.set,
+                    train_videos=_count(data, "train"))
     if args.dry_run:
         for c in cmds:
             print(" ".join(c))
@@ -209,14 +231,19 @@ def run_one(row: Row, seed: int, args, data: str) -> Dict:
     seconds = _run_commands(row, seed, run, cmds)
     if isinstance(seconds, dict):  # a failure
         return seconds
-    retrieval = _read_json(run, ".retrieval.json")["metrics"]  # eval.py --out run writes its JSON there
-    linear = _read_json(run, ".linear.json")["metrics"]
-    result = {"row": row.name, "seed": seed, "retrieval_top1": 100 * retrieval["top1"],
-              "retrieval_top5": 100 * retrieval["top5"], "linear_top1": 100 * linear["top1"],
+    if row.method == "supervised":  # classification by the trained network: the linear columns
+        retrieval, linear = None, _read_json(run, ".finetune.json")["metrics"]
+    else:
+        retrieval = _read_json(run, ".retrieval.json")["metrics"]  # eval.py --out run writes its JSON there
+        linear = _read_json(run, ".linear.json")["metrics"]
+    trained = row.method not in ("random", *CONTROLS)
+    result = {"row": row.name, "seed": seed,
+              "retrieval_top1": 100 * retrieval["top1"] if retrieval else None,
+              "retrieval_top5": 100 * retrieval["top5"] if retrieval else None, "linear_top1": 100 * linear["top1"],
               "linear_top5": 100 * linear["top5"],
-              "train_seconds": round(seconds[0], 1) if row.method != "random" else 0.0,
-              "eval_seconds": round(sum(seconds[-2:]), 1), "final": last_scalars(run),
-              "commands": [" ".join(c[1:]) for c in cmds]}
+              "train_seconds": round(seconds[0], 1) if trained else 0.0,
+              "eval_seconds": round(sum(seconds[-2:]), 1) if row.method != "supervised" else 0.0,
+              "final": last_scalars(run), "commands": [" ".join(c[1:]) for c in cmds]}
     with open(result_path, "w") as f:
         json.dump(result, f, indent=2)
     return result
@@ -230,7 +257,7 @@ def summarise(results: Sequence[Dict]) -> Dict[str, Dict[str, float]]:
     ok = [r for r in results if r and "failed" not in r]
     out: Dict[str, Dict[str, float]] = {}
     for key, _ in METRICS + (("train_seconds", ""),):
-        values = [r[key] for r in ok]
+        values = [r[key] for r in ok if r.get(key) is not None]
         if values:
             out[key] = {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
                         "min": min(values), "max": max(values), "n": len(values)}
@@ -268,7 +295,8 @@ def parse_args(argv=None):
     p.add_argument("--num-clips", type=int, default=5, help="evaluation clips per video (default 5)")
     p.add_argument("--data", help="fidelity dataset folder (default: generated into the cache)")
     p.add_argument("--scenes", type=int, default=16, help="scenes when generating (default 16)")
-    p.add_argument("--per-class", type=int, default=4, help="videos per scene and class when generating (default 4)")
+    p.add_argument("--per-class", type=int, default=4,
+                   help="videos per scene and class when generating, three in four of them train (default 4)")
     p.add_argument("--out", default=os.path.join("runs", "fidelity"), help="folder of the runs and the table")
     p.add_argument("--markdown", help="also write the Markdown report here (e.g. benchmarks/FIDELITY.md)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
@@ -342,13 +370,16 @@ def _argv_of(args) -> List[str]:
     return out
 
 
+def _count(data: str, split: str) -> int:
+    path = os.path.join(data, f"{split}.txt")
+    if not os.path.exists(path):
+        return 0
+    with open(path) as f:
+        return sum(1 for line in f if line.strip())
+
+
 def _describe(data: str) -> str:
-    counts = {}
-    for split in ("train", "test"):
-        path = os.path.join(data, f"{split}.txt")
-        if os.path.exists(path):
-            with open(path) as f:
-                counts[split] = sum(1 for line in f if line.strip())
+    counts = {split: _count(data, split) for split in ("train", "test") if _count(data, split)}
     scenes = os.path.join(data, "scenes.txt")
     n_scenes = None
     if os.path.exists(scenes):
@@ -384,8 +415,9 @@ def main(argv=None) -> Dict:
             if res or not args.cached:
                 results[r.name].append(res)
             if res and "failed" not in res:
-                print(f"  retrieval {res['retrieval_top1']:.1f}/{res['retrieval_top5']:.1f}  linear "
-                      f"{res['linear_top1']:.1f}  ({res['train_seconds']:.0f} s training)", flush=True)
+                got = (f"retrieval {res['retrieval_top1']:.1f}/{res['retrieval_top5']:.1f}  "
+                       if res.get("retrieval_top1") is not None else "")
+                print(f"  {got}linear {res['linear_top1']:.1f}  ({res['train_seconds']:.0f} s training)", flush=True)
     if args.dry_run:
         return {}
     summary = {name: summarise(rs) for name, rs in results.items()}

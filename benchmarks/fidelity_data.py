@@ -1,16 +1,17 @@
-"""The fidelity benchmark's videos: motion decides the class, appearance misleads.
+"""The fidelity benchmark's videos: motion decides the class, appearance carries no label.
 
 Every *scene* (a textured background and one textured object of its own shape, size and
-colours) is rendered in **every** motion class, and each scene's classes are split
-between train and test: for every scene one class of each mirrored pair (up/down,
-left/right, clockwise/anticlockwise, in/out) is in the train split and the other in the
-test split, and each class is in train for half the scenes. A test video's look-alikes
-in the train split (its own scene) therefore always carry another label — usually the
-mirrored motion — so appearance features score *below* chance in retrieval and in a
-linear probe, and only motion features score above it.
+colours) is rendered in **every** motion class, in the train split and in the test split
+alike (three videos of each scene and class in train, one in test). A test video's
+look-alikes in the train split — its own scene — come in every class, so features of
+the scene rank videos of all classes first and score at chance, in retrieval and in a
+linear probe, and only motion features score above it. The classes are four pairs of
+mirrored motions (up/down, left/right, clockwise/anticlockwise, zoom in/out).
 
-Per video the object's start, angle and speed are drawn anew, and sensor noise is added;
-the scene fixes everything else. Everything is a pure function of ``seed``.
+Per video the object's start, angle, size, speed and rate are drawn anew, and sensor
+noise is added; the scene fixes everything else. The object's size varies in every
+class (not only while zooming), so one frame does not tell a zoom from the rest.
+Everything is a pure function of ``seed``.
 
     python -m benchmarks.fidelity_data --out data/fidelity     # 16 scenes × 8 classes × 4 videos
 
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 # Mirrored pairs side by side: class 2k and 2k + 1 are the same motion, reversed.
 CLASSES = ("move_up", "move_down", "move_left", "move_right",
            "rotate_clockwise", "rotate_anticlockwise", "zoom_in", "zoom_out")
-VERSION = 1  # bump when the output changes, so cached copies are rebuilt
+VERSION = 4  # bump when the output changes, so cached copies are rebuilt
 MARKER = "fidelity.json"  # what wrote a fidelity folder (generator version and parameters)
 SHAPES = ("bar", "ellipse", "cross", "triangle", "ring")
 
@@ -47,14 +48,12 @@ def default_root(seed: int = 0, scenes: int = 16, per_class: int = 4, size: int 
     return os.path.join(base, f"fidelity-v{VERSION}-seed{seed}-{scenes}x{per_class}-{size}px-{num_frames}f")
 
 
-def in_train(scene: int, label: int) -> bool:
-    """Whether class ``label`` of ``scene`` is a training video (else a test video).
+def in_train(copy: int) -> bool:
+    """Whether video ``copy`` of a scene and class is a training video (copies 0, 1, 3, …) or a test video (2, 5, …).
 
-    One class of each mirrored pair per scene, alternating with the scene, so each class
-    is in train for half the scenes and a scene's test classes are the mirror images of
-    its train classes.
+    Every scene and class has videos in both splits: with four copies, three train and one test.
     """
-    return (label + scene) % 2 == 0
+    return copy % 3 != 2
 
 
 def texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -120,9 +119,11 @@ def render(spec: dict, label: int, rng: np.random.Generator, size: int, num_fram
     name = CLASSES[label]
     t = np.arange(num_frames, dtype=np.float32)
     t = t - t.mean()
-    centre = rng.uniform(0.3, 0.7, 2) * size
+    # Anywhere on the torus and of any size, in every class: where the object is and how big
+    # it looks in one frame says nothing of how it moves.
+    centre = rng.uniform(0.0, 1.0, 2) * size
     angle = np.full_like(t, rng.uniform(0, 2 * np.pi))
-    scale = np.ones_like(t)
+    scale = np.full_like(t, np.exp(rng.uniform(np.log(0.4), np.log(2.2))))
     shift = np.zeros((num_frames, 2), np.float32)
     if name.startswith("move"):
         speed = rng.uniform(0.025, 0.05) * size  # per frame; the object wraps around the edges
@@ -131,8 +132,8 @@ def render(spec: dict, label: int, rng: np.random.Generator, size: int, num_fram
     elif name.startswith("rotate"):
         angle = angle + rng.uniform(0.1, 0.2) * (1 if name == "rotate_clockwise" else -1) * t
     else:
-        rate = rng.uniform(0.03, 0.045) * (1 if name == "zoom_in" else -1)
-        scale = np.exp(rate * t)
+        rate = rng.uniform(0.015, 0.025) * (1 if name == "zoom_in" else -1)
+        scale = scale * np.exp(rate * t)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     background, tex = spec["background"], spec["object"]
     frames = np.empty((num_frames, size, size, 3), np.uint8)
@@ -159,15 +160,13 @@ def generate(root: Optional[str] = None, seed: int = 0, scenes: int = 16, per_cl
              num_frames: int = 32, workers: Optional[int] = None) -> str:
     """Write the benchmark into ``root`` (default: the cache) unless it is already complete; return ``root``.
 
-    ``scenes × 8 classes × per_class`` videos, half of them train. Written into a temporary
+    ``scenes × 8 classes × per_class`` videos, three in four of them train. Written into a temporary
     folder and renamed, so an interrupted run never leaves a half dataset that looks finished.
     """
     root = os.path.abspath(root or default_root(seed, scenes, per_class, size, num_frames))
-    if scenes < 2 or scenes % 2:
-        raise ValueError(f"scenes={scenes}: need an even number >= 2, so every class is in train for half the scenes")
-    if per_class < 1 or size < 32 or num_frames < 8:
-        raise ValueError(f"need per_class >= 1, size >= 32 and num_frames >= 8; got {per_class}, {size}, "
-                         f"{num_frames}")
+    if scenes < 1 or per_class < 3 or size < 32 or num_frames < 8:
+        raise ValueError(f"need scenes >= 1, per_class >= 3 (videos in both splits), size >= 32 and num_frames >= 8; "
+                         f"got {scenes}, {per_class}, {size}, {num_frames}")
     description = {"dataset": "motionssl fidelity", "version": VERSION, "seed": seed, "scenes": scenes,
                    "per_class": per_class, "size": size, "frames": num_frames}
     start = time.time()
@@ -178,8 +177,8 @@ def generate(root: Optional[str] = None, seed: int = 0, scenes: int = 16, per_cl
         rows = demo.run_jobs(_write, jobs, workers)
         files.write_text(os.path.join(tmp, "scenes.txt"), "".join(f"{rel} {scene}\n" for rel, _, _, scene in rows))
         log.info("wrote %d fidelity videos to %s in %.1f s", len(rows), root, time.time() - start)
-        return {"train": [r for r in rows if in_train(r[3], r[1])],
-                "test": [r for r in rows if not in_train(r[3], r[1])], "all": rows}
+        return {"train": [r for r, job in zip(rows, jobs) if in_train(job[4])],
+                "test": [r for r, job in zip(rows, jobs) if not in_train(job[4])], "all": rows}
 
     return demo.write_dataset(root, CLASSES, MARKER, description, build)
 

@@ -1,4 +1,5 @@
-"""The fidelity benchmark: its data keep appearance from giving the class away; its rows are valid runs."""
+"""The fidelity benchmark: its data keep appearance from giving the class away; its controls see what they
+claim to see; its rows are valid runs."""
 import json
 import os
 
@@ -15,13 +16,12 @@ from motionssl.pipelines.index import load_index
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.mark.parametrize("scenes", [2, 4, 16])
-def test_split_puts_one_of_each_mirrored_pair_in_train_and_each_class_in_train_for_half_the_scenes(scenes):
-    for s in range(scenes):
-        train = [c for c in range(len(CLASSES)) if in_train(s, c)]
-        assert sorted(c // 2 for c in train) == list(range(len(CLASSES) // 2))  # one per mirrored pair
-    for c in range(len(CLASSES)):
-        assert sum(in_train(s, c) for s in range(scenes)) == scenes // 2
+@pytest.mark.parametrize("per_class", [3, 4, 6])
+def test_split_puts_every_scene_and_class_in_both_splits(per_class):
+    """Three in four (at least one of every three) copies of a scene and class train, the rest test."""
+    copies = [in_train(k) for k in range(per_class)]
+    assert any(copies) and not all(copies)
+    assert sum(copies) == per_class - per_class // 3
 
 
 def test_mirrored_pairs_are_mirrored_motions():
@@ -29,22 +29,18 @@ def test_mirrored_pairs_are_mirrored_motions():
         assert a.split("_")[0] == b.split("_")[0] and a != b
 
 
-def _moving_mask(frames):
-    return np.abs(frames[1:].astype(int) - frames[:-1].astype(int)).max(-1).max(0) > 40
-
-
 def test_a_scene_looks_the_same_in_every_class_and_scenes_differ():
     """Background pixels (never covered by the object) are the scene's in every class; other scenes differ."""
     size, t = 48, 16
     spec = scene_spec(0, 3, size)
     videos = [render(spec, c, np.random.default_rng(c), size, t) for c in range(len(CLASSES))]
-    still = ~np.any([_moving_mask(v) for v in videos], axis=0)
-    assert still.sum() > 100
     first = videos[0][0].astype(float)
     for v in videos[1:]:
+        still = ~(_object_mask(spec, v[:1]) | _object_mask(spec, videos[0][:1]))[0]  # under neither object
+        assert still.sum() > 100
         assert np.abs(v[0].astype(float) - first)[still].mean() < 8  # sensor noise only
     other = render(scene_spec(0, 4, size), 0, np.random.default_rng(0), size, t)[0].astype(float)
-    assert np.abs(other - first)[still].mean() > 20
+    assert np.abs(other - first).mean() > 20
 
 
 def _object_mask(spec, frames):
@@ -85,29 +81,32 @@ def test_render_is_a_pure_function_of_the_seed():
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("fidelity") / "data")
-    return fidelity_data.generate(root, seed=0, scenes=2, per_class=1, size=32, num_frames=24, workers=1)
+    return fidelity_data.generate(root, seed=0, scenes=2, per_class=3, size=32, num_frames=24, workers=1)
 
 
 def test_generate_writes_a_prepared_dataset_with_scenes(tiny_data):
     train, test = load_index(tiny_data, split="train"), load_index(tiny_data, split="test")
-    assert len(train) == len(test) == 8
+    assert len(train) == 2 * len(test) == 32
     assert train.classes == list(CLASSES)
     with open(os.path.join(tiny_data, "scenes.txt")) as f:
         scenes = dict(line.split() for line in f)
-    assert len(scenes) == 16 and set(scenes.values()) == {"0", "1"}
-    # Every class appears once per split, from different scenes.
-    assert sorted(train.labels.tolist()) == sorted(test.labels.tolist()) == list(range(8))
-    again = fidelity_data.generate(tiny_data, seed=0, scenes=2, per_class=1, size=32, num_frames=24)
+    assert len(scenes) == 48 and set(scenes.values()) == {"0", "1"}
+    # Every scene in every class, in both splits.
+    for index in (train, test):
+        pairs = {(scenes[os.path.relpath(p, tiny_data)], int(label)) for p, label in zip(index.paths, index.labels)}
+        assert pairs == {(s, c) for s in ("0", "1") for c in range(8)}
+    again = fidelity_data.generate(tiny_data, seed=0, scenes=2, per_class=3, size=32, num_frames=24)
     assert again == tiny_data  # complete: not written again
 
 
-def test_generate_rejects_an_odd_number_of_scenes(tmp_path):
-    with pytest.raises(ValueError, match="even number"):
-        fidelity_data.generate(str(tmp_path / "d"), scenes=3)
+def test_generate_needs_videos_in_both_splits(tmp_path):
+    with pytest.raises(ValueError, match="per_class >= 3"):
+        fidelity_data.generate(str(tmp_path / "d"), scenes=2, per_class=2)
 
 
 def test_rows_groups_and_selection():
-    assert [r.name for r in fidelity.select(["main"])] == ["random", "simclr", "moquad", "mcpnet"]
+    assert [r.name for r in fidelity.select(["main"])] == ["motion-control", "appearance-control", "supervised",
+                                                           "random", "simclr", "moquad", "mcpnet"]
     every = fidelity.select(["all"])
     assert len(every) == len(fidelity.ROWS) and {r.group for r in every} == set(fidelity.GROUPS)
     assert [r.name for r in fidelity.select(["mcpnet,random", "random"])] == ["random", "mcpnet"]
@@ -119,10 +118,15 @@ def test_rows_groups_and_selection():
 def test_every_row_is_a_valid_command_and_config(name, tmp_path):
     """Each row's train.py and eval.py command lines parse, and its config files and overrides load."""
     row = fidelity.ROWS[name]
-    cmds = fidelity.commands(row, 1, "DATA", str(tmp_path / "run"), 10, 8, 2)
+    cmds = fidelity.commands(row, 1, "DATA", str(tmp_path / "run"), 10, 8, 2, train_videos=40)
     for cmd in cmds:
-        assert cmd[1] in ("train.py", "eval.py")
-        if cmd[1] == "train.py":
+        assert cmd[1] in ("train.py", "eval.py") or cmd[1:3] == ["-m", "benchmarks.controls"]
+        if cmd[1] == "-m":
+            from benchmarks import controls
+            controls.register()
+            args = eval_cli.parse_args(cmd[3:])
+            assert args.random_init and args.backbone == row.method
+        elif cmd[1] == "train.py":
             args = train_cli.parse_args(cmd[2:])
             assert args.pipeline == row.method and args.data == "DATA" and args.test_split == "test"
             files = [os.path.join(ROOT, c) for c in args.config]
@@ -131,8 +135,10 @@ def test_every_row_is_a_valid_command_and_config(name, tmp_path):
         else:
             args = eval_cli.parse_args(cmd[2:])
             assert args.seed == 1 and args.num_clips == 2
-            assert args.random_init == (row.method == "random")
-    assert len(cmds) == (2 if row.method == "random" else 3)
+            assert args.random_init == (row.method in ("random", "supervised"))
+            if row.method == "supervised":  # as many clips as a pre-training run: 10 steps x 8 / 40 videos
+                assert args.task == "finetune" and args.epochs == 2 and args.backbone == "tiny"
+    assert len(cmds) == {"supervised": 1, "random": 2, **{c: 2 for c in fidelity.CONTROLS}}.get(row.method, 3)
 
 
 def test_summary_is_mean_and_sample_deviation():
@@ -165,3 +171,52 @@ def test_random_row_end_to_end_writes_the_tables(tiny_data, tmp_path, capsys):
                    "--markdown", str(md)])
     text = md.read_text()
     assert text.count("| random | 1 |") == 1 and text.endswith(fidelity.KEEP + "\nnotes by hand\n")
+
+
+# --- the controls -------------------------------------------------------------------------------
+def _clip(frames):
+    """(T, H, W, 3) uint8 → (1, 3, T, H, W) float, as the evaluation views hand clips to a backbone."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)[None].float()
+
+
+def test_the_motion_descriptor_reads_each_motion_as_named():
+    """Over rendered videos of six scenes (objects anywhere on the torus, some straddling an edge): translation
+    along its axis with its sign, mostly the largest component; rotation and zoom in their own components with
+    opposite signs for the two directions. (Deterministic: the videos are a pure function of their seeds.)"""
+    from benchmarks.controls import MotionDescriptor
+
+    size, descriptor = 48, MotionDescriptor()
+    named = {0: (1, -1), 1: (1, 1), 2: (0, -1), 3: (0, 1), 4: (2, None), 5: (2, None), 6: (3, 1), 7: (3, -1)}
+    values = {label: [] for label in named}
+    for scene in range(6):
+        spec = scene_spec(0, scene, size)
+        for label in named:
+            for copy in range(2):
+                frames = render(spec, label, np.random.default_rng([scene, label, copy]), size, 8)
+                values[label].append(descriptor.features(_clip(frames))[0].numpy())
+    for label, (component, sign) in named.items():
+        f = np.stack(values[label])
+        if sign is not None:
+            assert (np.sign(f[:, component]) == sign).mean() >= 0.75, CLASSES[label]
+        if label < 4:  # translation dominates the other components
+            assert (np.abs(f).argmax(1) == component).mean() >= 0.75, CLASSES[label]
+    clockwise, anticlockwise = np.stack(values[4])[:, 2], np.stack(values[5])[:, 2]
+    assert np.median(clockwise) * np.median(anticlockwise) < 0  # the two rotations turn opposite ways
+    assert (np.sign(clockwise) == np.sign(np.median(clockwise))).mean() >= 0.75
+    assert (np.sign(anticlockwise) == np.sign(np.median(anticlockwise))).mean() >= 0.75
+
+
+def test_the_still_appearance_control_sees_one_frame_only():
+    """Two clips that share their first frame and nothing else give the same features; the look of the frame
+    (a scene's colours) changes them."""
+    from benchmarks.controls import StillAppearance
+
+    spec = scene_spec(0, 5, 32)
+    moving = render(spec, 0, np.random.default_rng(1), 32, 6)
+    still = np.repeat(moving[:1], 6, axis=0)
+    control = StillAppearance()
+    np.testing.assert_allclose(control.features(_clip(moving)), control.features(_clip(still)))
+    other = render(scene_spec(0, 6, 32), 0, np.random.default_rng(1), 32, 6)
+    assert not np.allclose(control.features(_clip(other)), control.features(_clip(moving)))
