@@ -12,7 +12,7 @@ only motion features score above it.
     python -m benchmarks.fidelity --rows all --markdown benchmarks/FIDELITY.md
     python -m benchmarks.fidelity --list                 # the rows and what each changes
 
-Every run lives in ``--out/<row>/seed<k>/`` with its logs; a run whose ``result.json``
+Every run lives in ``--out/<row>/seed<k>/`` with its log (``train/`` is train.py's run folder); a run whose ``result.json``
 exists is not run again, so an interrupted benchmark continues where it stopped and
 rows can be added later. The table (mean ± sample standard deviation over seeds) is
 printed and written to ``--out/fidelity.json`` and ``fidelity.md`` (and ``--markdown``).
@@ -109,6 +109,9 @@ def _rows() -> List[Row]:
             overrides=("method.residual_bn=joint",)),
         Row("mcpnet-bn-split", "mcpnet", "diagnostics", "separate batches through shared BatchNorm layers",
             overrides=("method.residual_bn=split",)),
+        Row("mcpnet-reverse", "mcpnet", "diagnostics",
+            "MIP negative l2: the same speed played backwards (CIP with l1; compare mcpnet-cip-same)",
+            overrides=("pipeline_config.mip_negative=reverse", "pipeline_config.cip_speed=same")),
         Row("moquad-plain", "moquad", "diagnostics", "speed negatives, no warm-up, no mining",
             overrides=("pipeline_config.motion=speed", "appearance_warmup=0", "method.beta=0")),
         Row("moquad-window32", "moquad", "diagnostics", "clips drawn from 32-frame windows (further apart)",
@@ -140,6 +143,7 @@ def select(spec: Sequence[str]) -> List[Row]:
 
 
 CONTROLS = ("motion_descriptor", "still_appearance")
+TRAIN = "train"  # the train.py run folder inside a (row, seed) folder
 
 
 def supervised_epochs(steps: int, batch_size: int, train_videos: int) -> int:
@@ -158,14 +162,16 @@ def commands(row: Row, seed: int, data: str, run: str, steps: int, batch_size: i
         base = ["--random-init", *backbone, "--config", BASE["simclr"], *split, "--out", run, *views]
         entry = ["eval.py"] if row.method == "random" else ["-m", "benchmarks.controls"]
         return [[py, *entry, "retrieval", *base], [py, *entry, "linear", *base]]
-    if row.method == "supervised":  # the small configs' clips and augmentation, trained on the labels
+    if row.method == "supervised":  # the small configs' clips, augmentation and optimiser, trained on the labels
         epochs = supervised_epochs(steps, batch_size, train_videos)
         return [[py, "eval.py", "finetune", "--random-init", "--backbone", "tiny", "--config", BASE["simclr"], *split,
-                 "--out", run, "--epochs", str(epochs), "--batch-size", str(batch_size), *views]]
+                 "--out", run, "--epochs", str(epochs), "--batch-size", str(batch_size), "--optimizer", "adamw", "--lr", "1e-3",
+                 *views]]
     configs = [a for c in (BASE[row.method], *row.configs) for a in ("--config", c)]
-    train = [py, "train.py", "--pipeline", row.method, *configs, *split, "--out", run, f"seed={seed}",
-             f"steps={steps}", f"batch_size={batch_size}", "retrieval=false", *row.overrides, *extra]
-    ckpt = ["--checkpoint", run, "--out", run, *views]
+    # train.py writes its own run folder (it refuses one holding files it did not write, such as log.txt).
+    train = [py, "train.py", "--pipeline", row.method, *configs, *split, "--out", os.path.join(run, TRAIN),
+             f"seed={seed}", f"steps={steps}", f"batch_size={batch_size}", "retrieval=false", *row.overrides, *extra]
+    ckpt = ["--checkpoint", os.path.join(run, TRAIN), "--out", run, *views]
     return [train, [py, "eval.py", "retrieval", *ckpt], [py, "eval.py", "linear", *ckpt]]
 
 
@@ -243,7 +249,7 @@ def run_one(row: Row, seed: int, args, data: str) -> Dict:
               "linear_top5": 100 * linear["top5"],
               "train_seconds": round(seconds[0], 1) if trained else 0.0,
               "eval_seconds": round(sum(seconds[-2:]), 1) if row.method != "supervised" else 0.0,
-              "final": last_scalars(run), "commands": [" ".join(c[1:]) for c in cmds]}
+              "final": last_scalars(os.path.join(run, TRAIN)), "commands": [" ".join(c[1:]) for c in cmds]}
     with open(result_path, "w") as f:
         json.dump(result, f, indent=2)
     return result

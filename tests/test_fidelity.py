@@ -220,3 +220,14 @@ def test_the_still_appearance_control_sees_one_frame_only():
     np.testing.assert_allclose(control.features(_clip(moving)), control.features(_clip(still)))
     other = render(scene_spec(0, 6, 32), 0, np.random.default_rng(1), 32, 6)
     assert not np.allclose(control.features(_clip(other)), control.features(_clip(moving)))
+
+
+@pytest.mark.slow
+def test_a_trained_row_end_to_end(tiny_data, tmp_path):
+    """train.py, then eval.py on its checkpoint: the runner's own log lives beside train.py's run folder, which
+    train.py would refuse to share."""
+    record = fidelity.main(["--rows", "simclr", "--seeds", "0", "--data", tiny_data, "--out", str(tmp_path / "out"),
+                            "--num-clips", "1", "--steps", "10", "--batch-size", "4"])
+    run = record["runs"]["simclr"][0]
+    assert "failed" not in run, run
+    assert 0 <= run["retrieval_top1"] <= 100 and run["train_seconds"] > 0 and "loss" in run["final"]

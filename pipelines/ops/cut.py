@@ -63,18 +63,22 @@ def draw_clip_indices(rng: np.random.Generator, num_frames: int, speed: int, val
 
 
 def draw_residual_indices(rng: np.random.Generator, num_frames: int, speed: int, gap: int,
-                          valid: int) -> np.ndarray:
+                          valid: int, reverse: bool = False) -> np.ndarray:
     """``2·num_frames`` window indices: the clip ``i_k`` then its partners ``i_k + gap·speed``.
 
     MCPNet Eq. 2 applied to the accelerated clip (§3.2): the residual of a clip at speed
     ``s`` with gap ``t`` subtracts frames ``t·s`` apart. Partners past the last real frame
-    are clamped to it (no wrap-around).
+    are clamped to it (no wrap-around). ``reverse`` plays the residual clip backwards (both
+    halves reversed, so each residual frame keeps its pair): the residual clip of the
+    video played backwards.
     """
     if gap < 1:
         raise ValueError(f"residual gap must be >= 1, got {gap}")
     start = draw_start(rng, residual_span(num_frames, speed, gap), valid)
     first = start + speed * np.arange(num_frames)
     second = first + gap * speed
+    if reverse:
+        first, second = first[::-1], second[::-1]
     return np.minimum(np.concatenate([first, second]), valid - 1).astype(np.int32)
 
 

@@ -75,10 +75,11 @@ def draw_appearance(rng, name: str, cfg: AppearanceConfig, valid: int, frames: i
     return params
 
 
-def draw_residual(rng, name: str, cfg: ClipConfig, speed: int, gap: int, valid: int, frame_hw) -> Dict[str, np.ndarray]:
-    """Parameters of a residual clip: ``2T`` indices (clip, then partners ``gap·speed`` later)."""
+def draw_residual(rng, name: str, cfg: ClipConfig, speed: int, gap: int, valid: int, frame_hw,
+                  reverse: bool = False) -> Dict[str, np.ndarray]:
+    """Parameters of a residual clip: ``2T`` indices (clip, then partners ``gap·speed`` later; ``reverse``: backwards)."""
     k = ParamKeys(name)
-    return {k.idx: cut.draw_residual_indices(rng, cfg.frames, speed, gap, valid),
+    return {k.idx: cut.draw_residual_indices(rng, cfg.frames, speed, gap, valid, reverse),
             k.roi: crop.draw_crop(rng, frame_hw, cfg.augment),
             k.color: colour.draw_color(rng, cfg.augment)}
 

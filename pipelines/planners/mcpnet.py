@@ -13,6 +13,12 @@ For every video of the batch, from one decoded window:
 The residual clip of speed s and gap t subtracts frames t·s apart (Eq. 2 applied to the
 accelerated clip); ``residual_view`` switches it to the plain residual (t = 1) or to RGB
 (Tab. 3), ``gap`` is Tab. 1's t.
+
+``mip_negative`` (not in the paper): ``"speed"`` is the paper's l2, another speed;
+``"reverse"`` makes l2 the residual clip at the RGB clip's own speed played backwards, so
+that MIP contrasts directions rather than speeds (as MoQuad's Tab. 5 "reverse" does for its
+intra negatives). CIP must then pair r with l1 (``cip_speed: same``): pairing it with the
+reversed clip would teach the network that a motion and its reverse are one.
 """
 from __future__ import annotations
 
@@ -25,6 +31,7 @@ from ..ops.config import ClipConfig
 from .base import Planner
 
 CIP_SPEEDS = ("different", "same", "random")
+MIP_NEGATIVES = ("speed", "reverse")
 RESIDUAL_VIEWS = ("long_range", "residual", "rgb")
 
 
@@ -34,13 +41,15 @@ class MCPNetConfig:
 
     ``clip``: frames, speeds (two at least) and augmentation; ``gap``: t of Eq. 2, in frames
     of the accelerated clip; ``cip_speed``: the speed of the residual clip CIP pairs with the
-    RGB clip (Tab. 2); ``residual_view``: what stands in for the residual clips (Tab. 3).
+    RGB clip (Tab. 2); ``residual_view``: what stands in for the residual clips (Tab. 3);
+    ``mip_negative``: l2 at another speed (the paper) or reversed at the same speed (module doc).
     """
 
     clip: ClipConfig = field(default_factory=lambda: ClipConfig(speeds=(1, 2)))
     gap: int = 4  # t of Eq. 2 (Tab. 1)
     cip_speed: str = "different"  # Tab. 2
     residual_view: str = "long_range"  # Tab. 3
+    mip_negative: str = "speed"  # l2: another speed (the paper), or the same speed played backwards
 
     def __post_init__(self):
         if self.cip_speed not in CIP_SPEEDS:
@@ -49,7 +58,12 @@ class MCPNetConfig:
             raise ValueError(f"mcpnet residual_view={self.residual_view!r}; choose one of {RESIDUAL_VIEWS}")
         if self.gap < 1:
             raise ValueError(f"mcpnet gap must be >= 1, got {self.gap}")
-        if len(set(self.clip.speeds)) < 2:
+        if self.mip_negative not in MIP_NEGATIVES:
+            raise ValueError(f"mcpnet mip_negative={self.mip_negative!r}; choose one of {MIP_NEGATIVES}")
+        if self.mip_negative == "reverse" and self.cip_speed != "same":
+            raise ValueError(f"mcpnet mip_negative=reverse needs cip_speed=same (got {self.cip_speed!r}): CIP would "
+                             "pair the RGB clip with its reversed residual clip")
+        if self.mip_negative == "speed" and len(set(self.clip.speeds)) < 2:
             raise ValueError(f"mcpnet needs two different speeds for l1 and l2, got speeds={list(self.clip.speeds)}")
 
 
@@ -74,7 +88,8 @@ class MCPNetPlanner(Planner):
     def draw(self, rng, batch_rng, slot, batch_size, valid, frame_hw):
         c = self.cfg.clip
         s_r = cut.draw_speed(rng, c.speeds)
-        s_d = cut.draw_speed(rng, c.speeds, exclude=s_r)
+        reverse = self.cfg.mip_negative == "reverse"
+        s_d = s_r if reverse else cut.draw_speed(rng, c.speeds, exclude=s_r)
         if self.cfg.cip_speed == "random":
             cip_same = cut.draw_speed(rng, c.speeds) == s_r
         else:
@@ -82,11 +97,12 @@ class MCPNetPlanner(Planner):
         params = {"speed_rgb": recipes.scalar(s_r), "speed_diff": recipes.scalar(s_d),
                   "cip_same": np.array(cip_same, dtype=bool)}
         params.update(recipes.draw_rgb(rng, "rgb", c, s_r, valid, frame_hw))
-        for name, speed in (("res_same", s_r), ("res_diff", s_d)):
+        for name, speed, backwards in (("res_same", s_r, False), ("res_diff", s_d, reverse)):
             if self.cfg.residual_view == "rgb":
-                params.update(recipes.draw_rgb(rng, name, c, speed, valid, frame_hw))
+                params.update(recipes.draw_rgb(rng, name, c, speed, valid, frame_hw,
+                                               "reverse" if backwards else "speed"))
             else:
-                params.update(recipes.draw_residual(rng, name, c, speed, self.gap, valid, frame_hw))
+                params.update(recipes.draw_residual(rng, name, c, speed, self.gap, valid, frame_hw, backwards))
         return params
 
     def graph(self, window, p, dtype):

@@ -247,3 +247,29 @@ def test_a_dali_decoder_failure_names_the_candidate_files(tmp_path):
     with pytest.raises(PipelineError, match=r"^Start frame \d+ is out of bounds .*v005\.webm.*decoder='pyav'"):
         for _ in range(4):
             batches(it)
+
+
+def test_mcpnet_reversed_mip_negatives(ids):
+    """mip_negative=reverse: l2 is the clip at the RGB clip's own speed played backwards, pairs kept; CIP pairs
+    r with l1 (another setting is refused with the reason)."""
+    from motionssl.pipelines.planners.mcpnet import MCPNetConfig, MCPNetPlanner
+    from motionssl.pipelines.ops.config import ClipConfig
+
+    rgb = batches(make_iterator("mcpnet", ids, B, seed=3, config=cfg("mcpnet", PLAIN, residual_view="rgb",
+                                                                    mip_negative="reverse", cip_speed="same"),
+                                num_workers=0), 2)
+    for batch in rgb:
+        assert torch.equal(batch["speed_rgb"], batch["speed_diff"]) and batch["cip_same"].all()
+        for s in range(B):
+            speed = int(batch["speed_rgb"][s])
+            assert np.all(np.diff(levels(batch["res_same"][s])) == speed)
+            assert np.all(np.diff(levels(batch["res_diff"][s])) == -speed)
+    planner = MCPNetPlanner(MCPNetConfig(clip=ClipConfig(frames=4, speeds=(2,)), gap=3, mip_negative="reverse",
+                                         cip_speed="same"))
+    p = planner.draw(np.random.default_rng(0), np.random.default_rng(1), 0, 1, 40, (32, 48))
+    idx = p["res_diff.idx"]
+    assert np.all(np.diff(idx[:4]) == -2) and np.all(idx[4:] - idx[:4] == 6)  # backwards, each pair 3·2 apart
+    with pytest.raises(ValueError, match="needs cip_speed=same"):
+        MCPNetConfig(mip_negative="reverse")
+    with pytest.raises(ValueError, match="mip_negative='back'"):
+        MCPNetConfig(mip_negative="back", cip_speed="same")
