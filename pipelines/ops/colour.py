@@ -68,6 +68,8 @@ def color_jitter(frames, color):
     float input (CPU and GPU backends accept it).
     """
     b, c, s, h = color[0], color[1], color[2], color[3]
+    if frames.device == "gpu":  # per-sample scalars as inputs of a GPU arithmetic operator (s, h stay arguments)
+        b, c = b.gpu(), c.gpu()
     x = _clamp(frames * b)
     x = _clamp(x * c + (1.0 - c) * 128.0)
     x = _clamp(fn.color_twist(x, saturation=s, dtype=types.FLOAT))
