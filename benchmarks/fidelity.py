@@ -284,7 +284,7 @@ def table(rows: Sequence[Row], summary: Dict[str, Dict], markdown: bool = False)
     lines = []
     for r in rows:
         s = summary.get(r.name, {})
-        seeds = s.get("retrieval_top1", {}).get("n", 0)
+        seeds = max((s.get(k, {}).get("n", 0) for k, _ in METRICS), default=0)
         train_s = f"{s['train_seconds']['mean']:.0f}" if s.get("train_seconds") else "–"
         lines.append([r.name, str(seeds), *[_cell(s.get(k, {})) for k, _ in METRICS], train_s, r.what])
     if markdown:
