@@ -44,21 +44,18 @@ def _centred(first: Tensor, second: Tensor):
     The videos are drawn on a torus (an object leaving one edge enters the opposite one);
     rolling keeps an object that straddles an edge in one piece for the flow's model.
     """
-    n, h, w = first.shape
     change = (second - first).abs()
-    out_a, out_b = torch.empty_like(first), torch.empty_like(second)
-    for axis, size in ((1, h), (2, w)):
+    shifts = []
+    for axis in (1, 2):  # rows, then columns
+        size = change.shape[axis]
         phase = 2 * torch.pi * torch.arange(size, dtype=first.dtype) / size
         profile = change.sum(dim=3 - axis)  # (N, size): the change summed along the other axis
         angle = torch.atan2((profile * phase.sin()).sum(1), (profile * phase.cos()).sum(1))
-        shift = (size // 2 - torch.round(angle / (2 * torch.pi) * size)).long() % size
-        if axis == 1:
-            rows = shift
-        else:
-            cols = shift
-    for i in range(n):
-        out_a[i] = torch.roll(first[i], (int(rows[i]), int(cols[i])), dims=(0, 1))
-        out_b[i] = torch.roll(second[i], (int(rows[i]), int(cols[i])), dims=(0, 1))
+        shifts.append(((size // 2 - torch.round(angle / (2 * torch.pi) * size)).long() % size).tolist())
+    out_a, out_b = torch.empty_like(first), torch.empty_like(second)
+    for i, shift in enumerate(zip(*shifts)):
+        out_a[i] = torch.roll(first[i], shift, dims=(0, 1))
+        out_b[i] = torch.roll(second[i], shift, dims=(0, 1))
     return out_a, out_b
 
 

@@ -390,7 +390,7 @@ def _count(data: str, split: str) -> int:
 
 
 def _describe(data: str) -> str:
-    counts = {split: _count(data, split) for split in ("train", "test") if _count(data, split)}
+    counts = {split: n for split in ("train", "test") if (n := _count(data, split))}
     scenes = os.path.join(data, "scenes.txt")
     n_scenes = None
     if os.path.exists(scenes):
