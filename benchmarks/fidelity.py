@@ -39,6 +39,7 @@ from motionssl.pipelines import files
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASE = {m: os.path.join("configs", "small", f"{m}.yaml") for m in ("simclr", "moquad", "mcpnet")}
 ABLATION = os.path.join("configs", "ablations")
+PAPER_PAIRS = (os.path.join(ABLATION, "mcpnet_paper_negatives.yaml"),)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ class Row:
 
 def _rows() -> List[Row]:
     ab = lambda f: (os.path.join(ABLATION, f + ".yaml"),)  # noqa: E731
+    # MCPNet's ablations vary the paper's method, not the small config's reversed MIP negative.
+    mcp = lambda f: PAPER_PAIRS + ab(f)  # noqa: E731
     rows = [
         Row("motion-control", "motion_descriptor", "main",
             "control: hand-made motion features (affine flow of what changes), no appearance, no learning"),
@@ -66,7 +69,11 @@ def _rows() -> List[Row]:
         Row("random", "random", "main", "randomly initialised backbone, no pre-training"),
         Row("simclr", "simclr", "main", "SimCLR, two clips of a video at speed 1"),
         Row("moquad", "moquad", "main", "MoQuad: RAD positive, reversed intra negatives, mining, warm-up"),
-        Row("mcpnet", "mcpnet", "main", "MCPNet: MIP + CIP, residual clips with their own BatchNorm"),
+        Row("mcpnet", "mcpnet", "main",
+            "MCPNet: MIP + CIP, residual clips with their own BatchNorm; MIP's negative the clip played backwards, "
+            "CIP with l1 (the small config)"),
+        Row("mcpnet-paper", "mcpnet", "main", "MCPNet with the paper's pairs: MIP's negative at the other speed, "
+            "CIP with it (the ablations' base)", PAPER_PAIRS),
         # MoQuad Tab. 4: quadruple members
         Row("moquad-no-intra-neg", "moquad", "moquad_ablations", "Tab. 4: without N", ab("moquad_tab4_no_intra_neg")),
         Row("moquad-no-intra-neg-ad", "moquad", "moquad_ablations", "Tab. 4: without N̄",
@@ -91,16 +98,17 @@ def _rows() -> List[Row]:
         Row("moquad-no-warmup", "moquad", "moquad_ablations", "Tab. 6: no appearance warm-up",
             ab("moquad_tab6_no_warmup")),
         # MCPNet Tab. 1: gap t; Tab. 2: branches and CIP speed; Tab. 3: the view
-        Row("mcpnet-gap1", "mcpnet", "mcpnet_ablations", "Tab. 1: t = 1", ab("mcpnet_tab1_gap1")),
-        Row("mcpnet-gap2", "mcpnet", "mcpnet_ablations", "Tab. 1: t = 2", overrides=("pipeline_config.gap=2",)),
-        Row("mcpnet-cip-only", "mcpnet", "mcpnet_ablations", "Tab. 2: CIP only (α = 0)", ab("mcpnet_tab2_cip_only")),
-        Row("mcpnet-mip-only", "mcpnet", "mcpnet_ablations", "Tab. 2: MIP only (α = 1)", ab("mcpnet_tab2_mip_only")),
+        Row("mcpnet-gap1", "mcpnet", "mcpnet_ablations", "Tab. 1: t = 1", mcp("mcpnet_tab1_gap1")),
+        Row("mcpnet-gap4", "mcpnet", "mcpnet_ablations", "Tab. 1: t = 4 (the paper's; the small config's is 2)",
+            PAPER_PAIRS, overrides=("pipeline_config.gap=4",)),
+        Row("mcpnet-cip-only", "mcpnet", "mcpnet_ablations", "Tab. 2: CIP only (α = 0)", mcp("mcpnet_tab2_cip_only")),
+        Row("mcpnet-mip-only", "mcpnet", "mcpnet_ablations", "Tab. 2: MIP only (α = 1)", mcp("mcpnet_tab2_mip_only")),
         Row("mcpnet-cip-same", "mcpnet", "mcpnet_ablations", "Tab. 2: CIP at the same speed",
-            ab("mcpnet_tab2_cip_same_speed")),
+            mcp("mcpnet_tab2_cip_same_speed")),
         Row("mcpnet-cip-random", "mcpnet", "mcpnet_ablations", "Tab. 2: CIP at a random speed",
-            ab("mcpnet_tab2_cip_random_speed")),
-        Row("mcpnet-residual", "mcpnet", "mcpnet_ablations", "Tab. 3: residual view (t = 1)", ab("mcpnet_tab3_residual")),
-        Row("mcpnet-rgb", "mcpnet", "mcpnet_ablations", "Tab. 3: RGB view instead of residual", ab("mcpnet_tab3_rgb")),
+            mcp("mcpnet_tab2_cip_random_speed")),
+        Row("mcpnet-residual", "mcpnet", "mcpnet_ablations", "Tab. 3: residual view (t = 1)", mcp("mcpnet_tab3_residual")),
+        Row("mcpnet-rgb", "mcpnet", "mcpnet_ablations", "Tab. 3: RGB view instead of residual", mcp("mcpnet_tab3_rgb")),
         # What the investigation switched: each against the main row it changes
         *[Row(f"{m}-no-jitter", m, "diagnostics", "no colour jitter or grayscale (the demo configs' setting)",
               overrides=("pipeline_config.clip.augment.jitter_prob=0.0",
@@ -112,9 +120,6 @@ def _rows() -> List[Row]:
             overrides=("method.residual_bn=joint",)),
         Row("mcpnet-bn-split", "mcpnet", "diagnostics", "separate batches through shared BatchNorm layers",
             overrides=("method.residual_bn=split",)),
-        Row("mcpnet-reverse", "mcpnet", "diagnostics",
-            "MIP negative l2: the same speed played backwards (CIP with l1; compare mcpnet-cip-same)",
-            overrides=("pipeline_config.mip_negative=reverse", "pipeline_config.cip_speed=same")),
         Row("moquad-plain", "moquad", "diagnostics", "speed negatives, no warm-up, no mining",
             overrides=("pipeline_config.motion=speed", "appearance_warmup=0", "method.beta=0")),
         Row("moquad-window32", "moquad", "diagnostics", "clips drawn from 32-frame windows (further apart)",

@@ -106,12 +106,44 @@ def test_generate_needs_videos_in_both_splits(tmp_path):
 
 def test_rows_groups_and_selection():
     assert [r.name for r in fidelity.select(["main"])] == ["motion-control", "appearance-control", "supervised",
-                                                           "random", "simclr", "moquad", "mcpnet"]
+                                                           "random", "simclr", "moquad", "mcpnet", "mcpnet-paper"]
     every = fidelity.select(["all"])
     assert len(every) == len(fidelity.ROWS) and {r.group for r in every} == set(fidelity.GROUPS)
     assert [r.name for r in fidelity.select(["mcpnet,random", "random"])] == ["random", "mcpnet"]
     with pytest.raises(SystemExit, match="unknown row or group 'moquad-nope'"):
         fidelity.select(["moquad-nope"])
+
+
+def _train_config(name, tmp_path):
+    row = fidelity.ROWS[name]
+    train = fidelity.commands(row, 0, "DATA", str(tmp_path / name), 10, 8, 2)[0]
+    args = train_cli.parse_args(train[2:])
+    return load_config([os.path.join(ROOT, c) for c in args.config], args.overrides, pipeline=args.pipeline)
+
+
+def test_mcpnet_ablations_vary_the_papers_pairs_and_the_main_row_the_small_config(tmp_path):
+    """The small config reverses MIP's negative; the Tab. 1-3 rows build on the paper's pairs instead, each
+    changing only what its table changes."""
+    main = _train_config("mcpnet", tmp_path).pipeline_config
+    assert (main["mip_negative"], main["cip_speed"]) == ("reverse", "same")
+    paper = _train_config("mcpnet-paper", tmp_path).pipeline_config
+    assert (paper["mip_negative"], paper["cip_speed"]) == ("speed", "different")
+    rows = [r.name for r in fidelity.select(["mcpnet_ablations"])]
+    assert len(rows) == 8
+    changed = {}
+    for name in rows:
+        cfg = _train_config(name, tmp_path)
+        assert cfg.pipeline_config["mip_negative"] == "speed", name
+        diff = {k: v for k, v in cfg.pipeline_config.items() if paper.get(k) != v}
+        diff.update({f"method.{k}": v for k, v in cfg.method.items()
+                     if _train_config("mcpnet-paper", tmp_path).method.get(k) != v})
+        changed[name] = diff
+    assert changed["mcpnet-gap1"] == {"gap": 1} and changed["mcpnet-gap4"] == {"gap": 4}
+    assert changed["mcpnet-cip-same"] == {"cip_speed": "same"}
+    assert changed["mcpnet-cip-random"] == {"cip_speed": "random"}
+    assert changed["mcpnet-rgb"] == {"residual_view": "rgb"}
+    assert changed["mcpnet-cip-only"] == {"method.alpha": 0.0}
+    assert changed["mcpnet-mip-only"] == {"method.alpha": 1.0}
 
 
 @pytest.mark.parametrize("name", sorted(fidelity.ROWS))
