@@ -52,6 +52,8 @@ class Row:
     what: str
     configs: tuple = ()
     overrides: tuple = ()
+    base: str = ""  # an ablation: the row it changes
+    paper: str = ""  # what the paper found the change does to accuracy: "worse", "better", or "" (not in it)
 
 
 def _rows() -> List[Row]:
@@ -75,40 +77,48 @@ def _rows() -> List[Row]:
         Row("mcpnet-paper", "mcpnet", "main", "MCPNet with the paper's pairs: MIP's negative at the other speed, "
             "CIP with it (the ablations' base)", PAPER_PAIRS),
         # MoQuad Tab. 4: quadruple members
-        Row("moquad-no-intra-neg", "moquad", "moquad_ablations", "Tab. 4: without N", ab("moquad_tab4_no_intra_neg")),
+        Row("moquad-no-intra-neg", "moquad", "moquad_ablations", "Tab. 4: without N", ab("moquad_tab4_no_intra_neg"),
+            base="moquad", paper="worse"),
         Row("moquad-no-intra-neg-ad", "moquad", "moquad_ablations", "Tab. 4: without N̄",
-            ab("moquad_tab4_no_intra_neg_ad")),
+            ab("moquad_tab4_no_intra_neg_ad"), base="moquad", paper="worse"),
         Row("moquad-no-intra", "moquad", "moquad_ablations", "Tab. 4: anchor + RAD positive only (no N, N̄)",
-            ab("moquad_tab4_no_intra_neg") + ab("moquad_tab4_no_intra_neg_ad")),
+            ab("moquad_tab4_no_intra_neg") + ab("moquad_tab4_no_intra_neg_ad"), base="moquad", paper="worse"),
         Row("moquad-no-positive-ad", "moquad", "moquad_ablations", "Tab. 4: positive without RAD",
-            ab("moquad_tab4_no_positive_ad")),
+            ab("moquad_tab4_no_positive_ad"), base="moquad", paper="worse"),
         # Tab. 5: appearance and motion disturbance
         Row("moquad-rad-intra", "moquad", "moquad_ablations", "Tab. 5: RAD noise from the same video",
-            ab("moquad_tab5_rad_intra")),
+            ab("moquad_tab5_rad_intra"), base="moquad", paper="worse"),
         Row("moquad-be", "moquad", "moquad_ablations", "Tab. 5: BE (a frame of the clip) instead of RAD",
-            ab("moquad_tab5_be")),
+            ab("moquad_tab5_be"), base="moquad", paper="worse"),
         Row("moquad-speed", "moquad", "moquad_ablations",
             "Tab. 5: intra negatives sped up (the paper's op) instead of reversed",
-            overrides=("pipeline_config.motion=speed",)),
-        Row("moquad-shuffle", "moquad", "moquad_ablations", "Tab. 5: intra negatives shuffled", ab("moquad_tab5_shuffle")),
+            overrides=("pipeline_config.motion=speed",), base="moquad", paper="better"),
+        Row("moquad-shuffle", "moquad", "moquad_ablations", "Tab. 5: intra negatives shuffled", ab("moquad_tab5_shuffle"),
+            base="moquad", paper="better"),
         # Tab. 6: mining and warm-up
-        Row("moquad-no-mining", "moquad", "moquad_ablations", "Tab. 6: β = 0 (Eq. 1)", ab("moquad_tab6_no_mining")),
+        Row("moquad-no-mining", "moquad", "moquad_ablations", "Tab. 6: β = 0 (Eq. 1)", ab("moquad_tab6_no_mining"),
+            base="moquad", paper="worse"),
         Row("moquad-alpha1", "moquad", "moquad_ablations", "Tab. 6: α = 1 (mining without up-weighting)",
-            overrides=("method.alpha=1.0",)),
+            overrides=("method.alpha=1.0",), base="moquad", paper=""),
         Row("moquad-no-warmup", "moquad", "moquad_ablations", "Tab. 6: no appearance warm-up",
-            ab("moquad_tab6_no_warmup")),
+            ab("moquad_tab6_no_warmup"), base="moquad", paper="worse"),
         # MCPNet Tab. 1: gap t; Tab. 2: branches and CIP speed; Tab. 3: the view
-        Row("mcpnet-gap1", "mcpnet", "mcpnet_ablations", "Tab. 1: t = 1", mcp("mcpnet_tab1_gap1")),
+        Row("mcpnet-gap1", "mcpnet", "mcpnet_ablations", "Tab. 1: t = 1", mcp("mcpnet_tab1_gap1"),
+            base="mcpnet-paper", paper="worse"),
         Row("mcpnet-gap4", "mcpnet", "mcpnet_ablations", "Tab. 1: t = 4 (the paper's; the small config's is 2)",
-            PAPER_PAIRS, overrides=("pipeline_config.gap=4",)),
-        Row("mcpnet-cip-only", "mcpnet", "mcpnet_ablations", "Tab. 2: CIP only (α = 0)", mcp("mcpnet_tab2_cip_only")),
-        Row("mcpnet-mip-only", "mcpnet", "mcpnet_ablations", "Tab. 2: MIP only (α = 1)", mcp("mcpnet_tab2_mip_only")),
+            PAPER_PAIRS, overrides=("pipeline_config.gap=4",), base="mcpnet-paper", paper="better"),
+        Row("mcpnet-cip-only", "mcpnet", "mcpnet_ablations", "Tab. 2: CIP only (α = 0)", mcp("mcpnet_tab2_cip_only"),
+            base="mcpnet-paper", paper="worse"),
+        Row("mcpnet-mip-only", "mcpnet", "mcpnet_ablations", "Tab. 2: MIP only (α = 1)", mcp("mcpnet_tab2_mip_only"),
+            base="mcpnet-paper", paper="worse"),
         Row("mcpnet-cip-same", "mcpnet", "mcpnet_ablations", "Tab. 2: CIP at the same speed",
-            mcp("mcpnet_tab2_cip_same_speed")),
+            mcp("mcpnet_tab2_cip_same_speed"), base="mcpnet-paper", paper="worse"),
         Row("mcpnet-cip-random", "mcpnet", "mcpnet_ablations", "Tab. 2: CIP at a random speed",
-            mcp("mcpnet_tab2_cip_random_speed")),
-        Row("mcpnet-residual", "mcpnet", "mcpnet_ablations", "Tab. 3: residual view (t = 1)", mcp("mcpnet_tab3_residual")),
-        Row("mcpnet-rgb", "mcpnet", "mcpnet_ablations", "Tab. 3: RGB view instead of residual", mcp("mcpnet_tab3_rgb")),
+            mcp("mcpnet_tab2_cip_random_speed"), base="mcpnet-paper", paper="worse"),
+        Row("mcpnet-residual", "mcpnet", "mcpnet_ablations", "Tab. 3: residual view (t = 1)", mcp("mcpnet_tab3_residual"),
+            base="mcpnet-paper", paper="worse"),
+        Row("mcpnet-rgb", "mcpnet", "mcpnet_ablations", "Tab. 3: RGB view instead of residual", mcp("mcpnet_tab3_rgb"),
+            base="mcpnet-paper", paper=""),
         # What the investigation switched: each against the main row it changes
         *[Row(f"{m}-no-jitter", m, "diagnostics", "no colour jitter or grayscale (the demo configs' setting)",
               overrides=("pipeline_config.clip.augment.jitter_prob=0.0",
@@ -350,7 +360,53 @@ def report(args, rows: Sequence[Row], results: Dict[str, List[Dict]], data: str,
         group_rows = [r for r in rows if r.group == group]
         if group_rows:
             lines += [f"## {group}", "", table(group_rows, summary, markdown=True), ""]
+    ablations = [r for r in rows if r.base]
+    if ablations:
+        lines += ["## The papers' directions", "",
+                  "Each ablation against the row it changes: the difference of means, in brackets the larger "
+                  "of the two rows' seed standard deviations. Reproduced: the paper's way by more than that; "
+                  "not reproduced: the other way by more than that; no verdict under 3 seeds.", "",
+                  directions_table(ablations, summary), ""]
     return "\n".join(lines)
+
+
+def direction(row: Row, summary: Dict[str, Dict], metric: str = "linear_top1") -> Dict:
+    """An ablation row against its base on one metric: the difference of means, the larger of the two seed
+    spreads, and the verdict on the paper's direction.
+
+    ``reproduced``: the row moved the paper's way by more than the spread; ``not reproduced``: the other way by
+    more than the spread; ``within the spread`` otherwise. Under 3 seeds on either side, or where the paper
+    did not test the change, there is no verdict (``n < 3``, ``not in the paper``)."""
+    a, b = summary.get(row.name, {}).get(metric), summary.get(row.base, {}).get(metric)
+    if not a or not b:
+        return {"delta": None, "spread": None, "n": 0, "verdict": "not run"}
+    delta, spread, n = a["mean"] - b["mean"], max(a["std"], b["std"]), min(a["n"], b["n"])
+    if n < 3:
+        verdict = "n < 3"
+    elif not row.paper:
+        verdict = "not in the paper"
+    elif abs(delta) <= spread:
+        verdict = "within the spread"
+    else:
+        verdict = "reproduced" if (delta < 0) == (row.paper == "worse") else "not reproduced"
+    return {"delta": delta, "spread": spread, "n": n, "verdict": verdict}
+
+
+def directions_table(rows: Sequence[Row], summary: Dict[str, Dict]) -> str:
+    """Markdown: each ablation row's change against its base, and the verdict on the paper's direction."""
+    head = ["row", "against", "the paper: the change makes it", "seeds", "Δ linear top-1 (spread)", "verdict",
+            "Δ retrieval top-1 (spread)", "verdict"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        if not r.base:
+            continue
+        cells = [r.name, r.base, r.paper or "not in the paper"]
+        lin, ret = direction(r, summary, "linear_top1"), direction(r, summary, "retrieval_top1")
+        cells.append(str(lin["n"]))
+        for d in (lin, ret):
+            cells += ["–" if d["delta"] is None else f"{d['delta']:+.1f} ({d['spread']:.1f})", d["verdict"]]
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
 
 
 KEEP = "<!-- Written by hand below this line; rewriting the tables above keeps it. -->"

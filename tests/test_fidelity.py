@@ -183,6 +183,35 @@ def test_summary_is_mean_and_sample_deviation():
     assert "3.0 ± 2.6" in fidelity.table([fidelity.ROWS["simclr"]], {"simclr": s})
 
 
+def _stats(values):
+    return fidelity.summarise([{"linear_top1": v, "retrieval_top1": v} for v in values])
+
+
+def test_every_ablation_names_an_existing_base_and_a_direction():
+    ablations = [r for r in fidelity.ROWS.values() if r.base]
+    assert {r.name for r in ablations} == {r.name for r in fidelity.select(["moquad_ablations", "mcpnet_ablations"])}
+    for r in ablations:
+        assert r.base in fidelity.ROWS and fidelity.ROWS[r.base].method == r.method and r.paper in ("worse", "better", "")
+
+
+@pytest.mark.parametrize("values, paper, verdict", [
+    ((40.0, 42.0, 44.0), "worse", "reproduced"),  # 20 below, spread 2
+    ((40.0, 42.0, 44.0), "better", "not reproduced"),
+    ((60.0, 61.0, 62.0), "worse", "within the spread"),  # 1 below, spread 2
+    ((40.0, 42.0), "worse", "n < 3"),
+    ((40.0, 42.0, 44.0), "", "not in the paper"),
+])
+def test_direction_verdicts(values, paper, verdict):
+    row = fidelity.Row("x", "moquad", "moquad_ablations", "", base="moquad", paper=paper)
+    summary = {"moquad": _stats((60.0, 62.0, 64.0)), "x": _stats(values)}
+    d = fidelity.direction(row, summary)
+    assert d["verdict"] == verdict and d["spread"] == pytest.approx(2.0)
+    assert d["delta"] == pytest.approx(sum(values) / len(values) - 62.0)
+    assert fidelity.direction(row, {"x": summary["x"]})["verdict"] == "not run"
+    line = fidelity.directions_table([row], summary).splitlines()[-1]
+    assert line.startswith("| x | moquad |") and verdict in line
+
+
 @pytest.mark.slow
 def test_random_row_end_to_end_writes_the_tables(tiny_data, tmp_path, capsys):
     out = tmp_path / "out"
