@@ -337,7 +337,21 @@ def parse_args(argv=None):
     return args
 
 
+def _cached_base_results(args, rows: Sequence[Row], results: Dict[str, List[Dict]]) -> Dict[str, List[Dict]]:
+    """The finished runs of the ablations' base rows not selected this time, so that their directions show."""
+    out: Dict[str, List[Dict]] = {}
+    for base in {r.base for r in rows if r.base and r.base not in results}:
+        out[base] = []
+        for seed in args.seeds:
+            path = os.path.join(args.out, base, f"seed{seed}", "result.json")
+            if os.path.exists(path):
+                with open(path) as f:
+                    out[base].append(json.load(f))
+    return out
+
+
 def report(args, rows: Sequence[Row], results: Dict[str, List[Dict]], data: str, seconds: float) -> str:
+    results = {**_cached_base_results(args, rows, results), **results}
     summary = {name: summarise(rs) for name, rs in results.items()}
     import torch
     lines = [

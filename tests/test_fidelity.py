@@ -212,6 +212,20 @@ def test_direction_verdicts(values, paper, verdict):
     assert line.startswith("| x | moquad |") and verdict in line
 
 
+def test_report_reads_an_unselected_base_from_its_finished_runs(tmp_path):
+    """`--rows moquad-be` alone still shows its direction against moquad's finished runs in --out."""
+    for seed, value in enumerate((60.0, 62.0, 64.0)):
+        os.makedirs(tmp_path / "moquad" / f"seed{seed}")
+        (tmp_path / "moquad" / f"seed{seed}" / "result.json").write_text(
+            json.dumps({"row": "moquad", "seed": seed, "linear_top1": value, "retrieval_top1": value}))
+    args = fidelity.parse_args(["--rows", "moquad-be", "--out", str(tmp_path), "--data", str(tmp_path)])
+    results = {"moquad-be": [{"linear_top1": v, "retrieval_top1": v + 30} for v in (40.0, 41.0, 42.0)]}
+    text = fidelity.report(args, [fidelity.ROWS["moquad-be"]], results, str(tmp_path), 0.0)
+    line = next(x for x in text.splitlines() if x.startswith("| moquad-be | moquad |"))
+    assert "| -21.0 (2.0) | reproduced |" in line and "| +9.0 (2.0) | not reproduced |" in line
+    assert "| moquad |" not in text.split("## The papers' directions")[0]  # the base is not tabulated itself
+
+
 @pytest.mark.slow
 def test_random_row_end_to_end_writes_the_tables(tiny_data, tmp_path, capsys):
     out = tmp_path / "out"
