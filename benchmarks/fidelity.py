@@ -32,7 +32,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from motionssl.pipelines import files
 
@@ -239,13 +239,22 @@ def _run_commands(row: Row, seed: int, run: str, cmds: List[List[str]]):
     return seconds
 
 
+def _finished(out: str, name: str, seed: int) -> Optional[Dict]:
+    """The result.json of a finished run of row ``name``, seed ``seed``, in ``out``; None if it has not finished."""
+    path = os.path.join(out, name, f"seed{seed}", "result.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
 def run_one(row: Row, seed: int, args, data: str) -> Dict:
     """Train (unless random) and evaluate one seed of one row; the result, also written to result.json."""
     run = os.path.join(args.out, row.name, f"seed{seed}")
     result_path = os.path.join(run, "result.json")
-    if os.path.exists(result_path):
-        with open(result_path) as f:
-            return json.load(f)
+    done = _finished(args.out, row.name, seed)
+    if done is not None:
+        return done
     if args.cached:
         return {}
     cmds = commands(row, seed, data, run, args.steps, args.batch_size, args.num_clips, args.set,
@@ -341,12 +350,7 @@ def _cached_base_results(args, rows: Sequence[Row], results: Dict[str, List[Dict
     """The finished runs of the ablations' base rows not selected this time, so that their directions show."""
     out: Dict[str, List[Dict]] = {}
     for base in {r.base for r in rows if r.base and r.base not in results}:
-        out[base] = []
-        for seed in args.seeds:
-            path = os.path.join(args.out, base, f"seed{seed}", "result.json")
-            if os.path.exists(path):
-                with open(path) as f:
-                    out[base].append(json.load(f))
+        out[base] = [r for seed in args.seeds if (r := _finished(args.out, base, seed)) is not None]
     return out
 
 
