@@ -82,14 +82,28 @@ def test_workers_started_in_the_quiet_block_ignore_terminal_signals():
 
     from motionssl.pipelines.workers import signals_ignored
 
-    with signals_ignored():
-        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    # Handlers of our own before the block, so that restoring them is checked whatever this
+    # process inherited (a shell starts a background job with SIGINT already ignored).
+    def on_int(signum, frame):
+        pass
+
+    def on_term(signum, frame):
+        pass
+
+    inherited = {s: signal.signal(s, h) for s, h in ((signal.SIGINT, on_int), (signal.SIGTERM, on_term))}
     try:
-        time.sleep(0.5)
-        child.send_signal(signal.SIGTERM)
-        time.sleep(0.5)
-        assert child.poll() is None  # ignored: the training process decides when its workers stop
+        with signals_ignored():
+            child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        try:
+            time.sleep(0.5)
+            child.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            assert child.poll() is None  # ignored: the training process decides when its workers stop
+        finally:
+            child.kill()
+            child.wait()
+        assert signal.getsignal(signal.SIGINT) is on_int
+        assert signal.getsignal(signal.SIGTERM) is on_term
     finally:
-        child.kill()
-        child.wait()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        for s, h in inherited.items():
+            signal.signal(s, h)
