@@ -245,9 +245,17 @@ def _run_commands(row: Row, seed: int, run: str, cmds: List[List[str]]):
     return seconds
 
 
+def _run_dir(out: str, name: str, seed: int) -> str:
+    """The folder of one seed of row ``name`` in ``out``."""
+    return os.path.join(out, name, f"seed{seed}")
+
+
+RESULT = "result.json"  # in a run's folder once the run has finished
+
+
 def _finished(out: str, name: str, seed: int) -> Optional[Dict]:
     """The result.json of a finished run of row ``name``, seed ``seed``, in ``out``; None if it has not finished."""
-    path = os.path.join(out, name, f"seed{seed}", "result.json")
+    path = os.path.join(_run_dir(out, name, seed), RESULT)
     if not os.path.exists(path):
         return None
     with open(path) as f:
@@ -256,8 +264,7 @@ def _finished(out: str, name: str, seed: int) -> Optional[Dict]:
 
 def run_one(row: Row, seed: int, args, data: str) -> Dict:
     """Train (unless random) and evaluate one seed of one row; the result, also written to result.json."""
-    run = os.path.join(args.out, row.name, f"seed{seed}")
-    result_path = os.path.join(run, "result.json")
+    run = _run_dir(args.out, row.name, seed)
     done = _finished(args.out, row.name, seed)
     if done is not None:
         return done
@@ -285,7 +292,7 @@ def run_one(row: Row, seed: int, args, data: str) -> Dict:
               "train_seconds": round(seconds[0], 1) if trained else 0.0,
               "eval_seconds": round(sum(seconds[-2:]), 1) if row.method != "supervised" else 0.0,
               "final": last_scalars(os.path.join(run, TRAIN)), "commands": [" ".join(c[1:]) for c in cmds]}
-    with open(result_path, "w") as f:
+    with open(os.path.join(run, RESULT), "w") as f:
         json.dump(result, f, indent=2)
     return result
 
