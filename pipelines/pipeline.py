@@ -53,7 +53,8 @@ def windows(source: WindowSource, device: str = "cpu", num_workers: int = 2,
     nodes = dict(zip(keys, outputs))
     decoder = DECODERS[source.decoder]
     if decoder.in_graph:
-        window = decoder.graph(nodes.pop("encoded"), nodes.pop("window_start"), source.window, device)
+        window = decoder.graph(nodes.pop("encoded"), nodes.pop("window_start"), source.window, device,
+                               rotation=nodes.pop("rotation", None))
     else:
         window = nodes.pop("frames")
         if device == "gpu":

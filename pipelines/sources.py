@@ -32,7 +32,7 @@ import numpy as np
 from .decoders import DECODERS, get_decoder, read_window
 from .index import VideoIndex
 from .planners.base import Planner
-from .video_io import VideoError, frame_timestamps, time_base
+from .video_io import VideoError, frame_timestamps, rotation, time_base
 from .workers import watch_parent
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,8 @@ class FileFacts:
     timestamps (constant frame rate, as prepared data is) are kept as three numbers, so
     every file of a Kinetics-sized dataset stays cached; irregular ones (variable rate,
     millisecond-rounded rates) go to an LRU of full arrays. The torchcodec decoder also
-    needs each file's time base, probed once (a container open, about 4 ms: a fifth of its window).
+    needs each file's time base, probed once (a container open, about 4 ms: a fifth of its window),
+    and its rotation (one first frame decoded, once).
     """
 
     def __init__(self, capacity: int = 16384):
@@ -79,6 +80,13 @@ class FileFacts:
         self.irregular = _Cache(capacity)
         self.time_bases: Dict[str, Fraction] = {}  # torchcodec only; the few distinct values are shared
         self._distinct: Dict[Fraction, Fraction] = {}
+        self.rotations: Dict[str, int] = {}  # torchcodec only
+
+    def rotation(self, path: str) -> int:
+        """The file's display rotation (:func:`..video_io.display_rotation`), probed once per file."""
+        if path not in self.rotations:
+            self.rotations[path] = rotation(path)
+        return self.rotations[path]
 
     def time_base(self, path: str) -> Fraction:
         """The stream's time base (torchcodec asks for frames by time), probed once per file."""
@@ -114,7 +122,8 @@ class WindowSource:
         batch_size, seed, shard_id, num_shards: as their names say.
         decoder: a name of :data:`~.decoders.DECODERS`: a frame decoder (``"pyav"``,
             ``"torchcodec"``: the source returns decoded frames) or an in-graph one (``"dali"``:
-            the source returns the file's bytes and the window start).
+            the source returns the file's bytes and the window start, and each video's
+            rotation when some video of the index has one, for the graph to turn its frames upright).
         shuffle: permute the videos every epoch (training) or keep index order (evaluation).
         last_batch: ``"drop"`` the incomplete last batch, or ``"pad"`` it with the shard's
             first videos (every video seen; the repeats are distinct within the batch).
@@ -146,9 +155,13 @@ class WindowSource:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if codec_threads < 0:
             raise ValueError(f"codec_threads must be >= 0, got {codec_threads}")
+        self.rotations = None  # per video, for an in-graph decoder that must turn some frames upright
         if DECODERS[decoder].in_graph:  # DALI's decoder needs each frame size up front; the index probes headers once
             index = index.with_media()
             self.frame_hw = np.array([(m.height, m.width) for m in index.media], dtype=np.int64).reshape(-1, 2)
+            turns = np.array([m.rotation for m in index.media], dtype=np.float32)
+            if turns.any():  # no turning step in the graph of a dataset without rotated videos
+                self.rotations = turns
         self.paths = list(index.paths)
         self.labels = np.asarray(index.labels, dtype=np.int64)
         self.num_frames = np.asarray(index.num_frames, dtype=np.int64)
@@ -184,6 +197,8 @@ class WindowSource:
     def keys(self) -> Tuple[str, ...]:
         """Names of the outputs of :meth:`__call__`, in order."""
         head = ("encoded", "window_start") if DECODERS[self.decoder].in_graph else ("frames",)
+        if self.rotations is not None:
+            head += ("rotation",)
         return head + ("label", "index") + tuple(self.planner.keys)
 
     def __len__(self) -> int:
@@ -299,6 +314,8 @@ class WindowSource:
         valid = max(1, min(n - start, self.window))
         if DECODERS[self.decoder].in_graph:
             head = (np.fromfile(path, dtype=np.uint8), np.array(start, dtype=np.int32))
+            if self.rotations is not None:
+                head += (np.array(self.rotations[video], dtype=np.float32),)
             frame_hw = tuple(self.frame_hw[video])
         else:
             stamps = self._facts.get(path)

@@ -74,12 +74,15 @@ class Decoder:
 
     def frames(self, path: str, wanted: np.ndarray, where: str = "", **options) -> List:
         """The frames of ``path`` whose pts are ``wanted`` (sorted, from :func:`..video_io.frame_timestamps`),
-        in order, each ``(H, W, 3)`` uint8 RGB; fewer when the file ends early. A :class:`VideoError`
+        in order, each ``(H, W, 3)`` uint8 RGB and upright (the display matrix's quarter turn applied,
+        :func:`..video_io.display_rotation`); fewer when the file ends early. A :class:`VideoError`
         naming the file (and ``where``: "frames 16..31") on any failure of the file."""
         raise NotImplementedError(f"decoder {self.name!r} decodes inside the graph")
 
-    def graph(self, encoded, start, length: int, device: str):
-        """Graph op (in-graph decoders): ``(length, H, W, 3)`` uint8 frames of the encoded file from ``start``."""
+    def graph(self, encoded, start, length: int, device: str, rotation=None):
+        """Graph op (in-graph decoders): ``(length, H, W, 3)`` uint8 frames of the encoded file from ``start``,
+        upright: ``rotation`` (when not ``None``) is each sample's counter-clockwise turn in degrees
+        (:attr:`..video_io.Media.rotation`), for a decoder that does not apply the display matrix itself."""
         raise NotImplementedError(f"decoder {self.name!r} decodes in the source's workers")
 
 
@@ -141,7 +144,9 @@ def read_window(path: str, start: int, count: int, timestamps: Optional[np.ndarr
         import torch
 
         return torch.stack(frames)
-    return np.stack(frames)
+    # Into a C-ordered array: np.stack alone keeps the layout of its inputs, and a turned frame is a
+    # transposed view (:func:`..video_io.upright`), which DALI's external source refuses.
+    return np.stack(frames, out=np.empty((count, *frames[0].shape), frames[0].dtype))
 
 
 def choose_decoder(index: VideoIndex, decoder: Optional[str], device: str,

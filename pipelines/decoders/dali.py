@@ -42,9 +42,9 @@ def nvdec_problem(media: Media) -> Optional[str]:
     if media.codec not in NVDEC_CODECS:
         return f"codec {media.codec} is not decoded by NVDEC (reads {sorted(NVDEC_CODECS)})"
     min_w, min_h = NVDEC_MIN_SIZE.get(media.codec, (0, 0))
-    if media.width < min_w or media.height < min_h:
-        return (f"{media.width}x{media.height} frames are below NVDEC's {min_w}x{min_h} minimum for "
-                f"{media.codec}")
+    height, width = media.coded_size  # NVDEC decodes the frames as stored, before any rotation
+    if width < min_w or height < min_h:
+        return f"{width}x{height} frames are below NVDEC's {min_w}x{min_h} minimum for {media.codec}"
     if media.pix_fmt and media.pix_fmt not in NVDEC_PIX_FMTS:
         return (f"pixel format {media.pix_fmt} is not 8-bit 4:2:0, the only format DALI's NVDEC decoder "
                 f"outputs")
@@ -198,12 +198,19 @@ class DaliDecoder(Decoder):
             raise ProbeError(failure)
         return index, count, first, where
 
-    def graph(self, encoded, start, length: int, device: str):
+    def graph(self, encoded, start, length: int, device: str, rotation=None):
         """Graph op: ``(length, H, W, 3)`` uint8 frames from the encoded file, from frame ``start``.
 
         ``pad_mode="edge"`` repeats the last frame for short videos, as the frame decoders pad.
+        Neither of DALI's decoders applies the display matrix: where ``rotation`` is given
+        (some video of the dataset has one) ``fn.rotate`` turns each window by its video's
+        quarter turn — exact, nearest-neighbour, height and width swapped for 90 and 270 —
+        on the device the frames are on; a dataset without rotated videos has no such step.
         """
-        from nvidia.dali import fn
+        from nvidia.dali import fn, types
 
-        return fn.decoders.video(encoded, device="mixed" if device == "gpu" else "cpu", start_frame=start,
-                                 sequence_length=length, pad_mode="edge")
+        frames = fn.decoders.video(encoded, device="mixed" if device == "gpu" else "cpu", start_frame=start,
+                                   sequence_length=length, pad_mode="edge")
+        if rotation is None:
+            return frames
+        return fn.rotate(frames, angle=rotation, keep_size=False, interp_type=types.INTERP_NN)

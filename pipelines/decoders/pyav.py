@@ -13,7 +13,7 @@ from typing import List
 
 import numpy as np
 
-from ..video_io import VideoError, checked_frames, decoder_errors, open_video
+from ..video_io import VideoError, checked_frames, decoder_errors, display_rotation, open_video, upright
 from . import Decoder
 
 
@@ -63,6 +63,8 @@ class PyAVDecoder(Decoder):
         (frame and slice threads, best for one process); 1 is best when one process per core
         already fills the cores, as the decoding workers do, since codec threading then only
         adds work (H.264: +13-28 % CPU per window, VP9: +1-6 %; benchmarks/RESULTS.md).
+        Frames come upright: a display matrix's quarter turn is applied (a view of the
+        converted frame, so no copy; :func:`..video_io.display_rotation`).
         ``check_errors`` (default) collects the decoder's error log and the frames' corrupt
         flags and raises on damaged data; the decode is then single-threaded whatever
         ``threads`` says, since codec threads that log can deadlock against closing the
@@ -70,7 +72,7 @@ class PyAVDecoder(Decoder):
         """
         if threads < 0:
             raise ValueError(f"threads must be >= 0, got {threads}")
-        frames = []
+        frames, turn = [], 0
         if check_errors:
             threads = 1
         with (decoder_errors() if check_errors else contextlib.nullcontext([])) as errors:
@@ -85,7 +87,9 @@ class PyAVDecoder(Decoder):
                 for frame in checked_frames(container.decode(stream), errors):
                     if frame.pts is None or frame.pts < wanted[0]:
                         continue
-                    frames.append(to_rgb(frame))
+                    if not frames:  # the stream's display matrix, on every frame
+                        turn = display_rotation(frame, path)
+                    frames.append(upright(to_rgb(frame), turn))
                     if len(frames) == len(wanted):
                         break
             except VideoError:

@@ -31,6 +31,11 @@ when the width is a multiple of 32, else a filter graph) in the colourspace the 
 declares, where :func:`.pyav.to_rgb` converts as DALI's decoders do. The difference is
 a few grey levels on average (docs/design.md, "Decoders").
 
+**Rotation**: torchcodec turns frames by the display matrix itself (a phone's −90°);
+the toolkit's rule (quarter turns applied, mirror images left as stored) is read with
+PyAV once per file, and what torchcodec did otherwise is undone or named
+(:func:`_left_to_turn`), so the frames equal PyAV's in orientation.
+
 **Damaged data** is not detected as with PyAV. torchcodec sets FFmpeg's log to quiet and
 has no error checks to turn on, so a damaged frame payload that the decoder conceals
 (H.264, HEVC, MPEG-4) decodes into wrong pixels without an error, where
@@ -47,7 +52,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..video_io import VideoError, check_file, time_base
+from ..video_io import VideoError, check_file, rotation, time_base, upright
 from . import Decoder
 
 INSTALL = "`pip install torchcodec` and `apt-get install ffmpeg` (FFmpeg's shared libraries, which torchcodec loads)"
@@ -118,6 +123,28 @@ def _played_at(decoder, wanted: np.ndarray, tick: Fraction, exact: bool) -> list
     return data
 
 
+def _left_to_turn(decoder, path: str, facts=None) -> int:
+    """What is left to turn (degrees counter-clockwise) after torchcodec's own rotation.
+
+    torchcodec (0.7 and later) turns frames by the display matrix's angle rounded to a
+    quarter turn and reports the angle (``None`` without a matrix); earlier releases turn
+    nothing and report nothing. The toolkit applies quarter turns only
+    (:func:`..video_io.display_rotation`, read with PyAV, from ``facts`` once per file): a
+    mirroring matrix, which torchcodec turns half round, is turned back, and another angle —
+    which torchcodec rounds — is a :class:`VideoError`. A video without a matrix costs nothing.
+    """
+    angle = getattr(decoder.metadata, "rotation", 0.0)
+    if angle is None:
+        return 0
+    turns = round(angle / 90)
+    if abs(angle - 90 * turns) >= 0.5:
+        raise VideoError(path, f"its display matrix turns the picture by {angle:g} degrees, which torchcodec rounds "
+                               "to a quarter turn where the other decoders leave the frames as stored",
+                         "decode it with decoder='pyav', or re-encode it upright")
+    wanted = facts.rotation(path) if facts is not None else rotation(path)
+    return (wanted - 90 * turns) % 360
+
+
 class TorchcodecDecoder(Decoder):
     """Decodes windows in the source's workers with torchcodec (see module doc); optional."""
 
@@ -134,7 +161,8 @@ class TorchcodecDecoder(Decoder):
         ``threads`` is torchcodec's ``num_ffmpeg_threads``: 1 when one process per core
         decodes, 0 lets FFmpeg choose. The stream's time base comes from ``stream_time_base``,
         else the worker's per-file ``facts`` (:class:`~..sources.FileFacts`), else a probe.
-        How frames are found and what damaged data does: the module doc. Raises
+        How frames are found and what damaged data does: the module doc. Frames come upright,
+        turned as every decoder turns them (:func:`_left_to_turn`). Raises
         ``RuntimeError`` (not a :class:`VideoError`, which would skip every file under
         ``bad_files="skip"``) when torchcodec cannot be used. ``device="cuda"`` decodes with
         torchcodec's CUDA decoder (NVDEC); it must run in a process that may use CUDA, not in
@@ -157,6 +185,7 @@ class TorchcodecDecoder(Decoder):
             except Exception as exc:  # torchcodec raises RuntimeError or ValueError for unreadable input
                 raise VideoError(path, f"not a readable video container (torchcodec: {_reason(exc)})",
                                  _UNREADABLE) from exc
+            left = _left_to_turn(decoder, path, facts)
             try:
                 frames = _played_at(decoder, wanted, tick, exact=mode == "exact")
                 break
@@ -168,4 +197,6 @@ class TorchcodecDecoder(Decoder):
                                  "decode it with decoder='pyav'") from failure
             raise VideoError(path, f"decoding {where or 'the window'} failed (torchcodec: {_reason(failure)})",
                              _TRUNCATED) from failure
+        if left:
+            frames = [upright(f, left) for f in frames]
         return frames if device != "cpu" else [f.numpy() for f in frames]

@@ -23,7 +23,7 @@ from motionssl.pipelines.index import load_index
 from motionssl.pipelines.inspection import define, operators, output_devices, output_dtype, placement_problems
 from motionssl.pipelines.pipeline import CLIP_DTYPES, start_method
 from motionssl.pipelines.video_io import Media, write_video
-from tests.fixtures import id_frames, write_id_videos
+from tests.fixtures import coloured_id_frames, id_frames, write_id_videos, write_turned
 
 B = 4
 SMALL_CLIP = {"frames": 4, "augment": {"size": [32, 32]}}
@@ -169,6 +169,36 @@ def test_nvdec_capability_rules():
     assert "mjpeg" in nvdec_problem(Media(240, 320, "mjpeg", "yuvj420p"))  # DALI's GPU decoder refuses MJPEG
     assert "mpeg1video" in nvdec_problem(Media(240, 320, "mpeg1video", "yuv420p"))
     assert set(NVDEC_MIN_SIZE) == {"h264", "hevc", "vp8", "vp9", "mpeg4", "av1"}
+    # NVDEC decodes the frames as stored: a video displayed 64 high and 20 wide is stored 64 wide when turned
+    assert "20x64 frames are below" in nvdec_problem(Media(64, 20, "h264", "yuv420p"))
+    assert nvdec_problem(Media(64, 20, "h264", "yuv420p", rotation=90)) is None
+
+
+@pytest.mark.parametrize("name", ["moquad", "simclr"])
+def test_the_gpu_graph_turns_rotated_videos_upright_on_the_gpu(tmp_path, demo_index, name):
+    """NVDEC ignores the display matrix: the graph turns each window by its video's rotation, on the GPU,
+    the per-sample angle from the CPU; a dataset without rotated videos has no turning step at all."""
+    frames = coloured_id_frames(12, 40, 64)
+    listing = tmp_path / "list.txt"
+    listing.write_text("".join(f"{write_turned(str(tmp_path / f'r{v}.mp4'), frames, r)} {v % 2}\n"
+                               for v, r in enumerate((0, 90, 180, 270))))
+    turned = load_index(str(listing))
+    for index, rotated in ((turned, True), (demo_index, False)):
+        it = make_iterator(name, index, B, config=config(name, {}), num_workers=0)
+        source = it.make_source(decoder="dali")
+        assert ("rotation" in source.keys) == rotated
+        nodes = define(source, it.planner, "gpu")
+        assert placement_problems(nodes.values()) == []
+        assert set(output_devices(nodes).values()) == {"gpu"}
+        ops = operators(nodes.values())
+        rotations = [op for op in ops if op.schema == "Rotate"]
+        assert len(rotations) == rotated
+        if rotated:
+            assert rotations[0].device == "gpu"
+            assert any(op.schema == "decoders__Video" and op.device == "mixed" for op in ops)
+            for slot in range(B):  # each sample carries its own video's turn
+                sample = dict(zip(source.keys, source.sample(0, 0, slot)))
+                assert float(sample["rotation"]) == (0, 90, 180, 270)[int(sample["index"])]
 
 
 def test_the_demo_on_a_gpu_falls_back_to_pyav_with_one_line(demo_index, caplog):

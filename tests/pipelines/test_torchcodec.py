@@ -26,7 +26,9 @@ from motionssl.pipelines.decoders import torchcodec as torchcodec_io  # noqa: E4
 from motionssl.pipelines.index import load_index  # noqa: E402
 from motionssl.pipelines.sources import WindowSource  # noqa: E402
 from motionssl.pipelines.video_io import VideoError, frame_timestamps, write_video
-from tests.fixtures import decode_ids, id_frames, write_id_videos  # noqa: E402
+from motionssl.pipelines.sources import FileFacts  # noqa: E402
+from tests.fixtures import coloured_id_frames, decode_ids, id_frames, write_id_videos, write_raw, write_turned  # noqa: E402
+from tests.pipelines.test_geometry import UPRIGHT, assert_upright  # noqa: E402
 from tests.pipelines.test_damage import damage_packet, textured  # noqa: E402
 from tests.pipelines.test_sources import ClipAndResidual, W, run_epochs  # noqa: E402
 
@@ -242,3 +244,26 @@ def test_availability_reports_missing_ffmpeg_libraries(monkeypatch):
     reason = torchcodec_available()
     assert "FFmpeg's shared libraries" in reason and "pip install torchcodec" in reason and \
         "apt-get install ffmpeg" in reason
+
+
+# --- rotation: frames as displayed, turned as PyAV turns them -------------------------------------------
+@pytest.mark.parametrize("rotation,codec", [(270, "h264"), (90, "vp9"), (180, "h264")])
+def test_a_rotated_video_comes_upright_as_with_pyav(tmp_path, rotation, codec):
+    frames = coloured_id_frames(12, *UPRIGHT)
+    path = write_turned(str(tmp_path / f"r.{'mp4' if codec == 'h264' else 'webm'}"), frames, rotation, codec)
+    pyav = read_window(path, 2, 6)
+    for options in ({}, {"facts": FileFacts()}):  # the rotation probed per window, or once per file
+        window = read_window_torchcodec(path, 2, 6, **options)
+        assert_upright(window, frames[2:8])
+        assert np.abs(window.astype(int) - pyav).mean() < 8  # the conversion (5.4 unrotated), not a turn (44+)
+
+
+def test_a_display_matrix_that_is_no_quarter_turn_is_as_with_pyav_or_named(tmp_path):
+    frames = coloured_id_frames(8, *UPRIGHT)
+    mirrored = write_raw(str(tmp_path / "mirrored.mp4"), frames, "libx264", "mp4", options={"crf": "10"},
+                         display=(0, True))
+    assert_upright(read_window_torchcodec(mirrored, 0, 8), frames)  # torchcodec alone would turn it half round
+    tilted = write_raw(str(tmp_path / "tilted.mp4"), frames, "libx264", "mp4", display=(45, False))
+    with pytest.raises(VideoError, match=r"tilted\.mp4: its display matrix turns the picture by 45 degrees.*"
+                                         r"decoder='pyav'"):
+        read_window_torchcodec(tilted, 0, 8)
