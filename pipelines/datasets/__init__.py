@@ -61,7 +61,7 @@ def lines(path: Path) -> List[Tuple[int, str]]:
     """Non-blank lines of a split file with their 1-based numbers."""
     if not path.is_file():
         fail(f"split file {path} not found; check --splits")
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open(path, encoding="utf-8-sig", errors="replace") as f:  # a byte order mark is not part of line 1
         return [(n, line.strip()) for n, line in enumerate(f, 1) if line.strip()]
 
 

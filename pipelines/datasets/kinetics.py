@@ -30,7 +30,7 @@ def kinetics(src: Path, splits: Optional[Path]) -> Dataset:
     for csv_file in csv_files:
         if not csv_file.is_file():
             fail(f"annotation file {csv_file} not found; check --splits")
-        with open(csv_file, newline="", encoding="utf-8") as f:
+        with open(csv_file, newline="", encoding="utf-8-sig") as f:  # spreadsheets save a byte order mark
             reader = csv.DictReader(f)
             missing = [c for c in KINETICS_COLUMNS if c not in (reader.fieldnames or [])]
             if missing:

@@ -16,7 +16,9 @@ from motionssl.pipelines import make_iterator
 from motionssl.pipelines import prepare as prep
 from motionssl.pipelines.decoders import read_window
 from motionssl.pipelines.index import load_index
-from motionssl.pipelines.video_io import VideoError, check_decoding, probe, timestamp_gap, write_video
+from motionssl.pipelines.video_io import (VideoError, check_decoding, duplicate_timestamps, probe, timestamp_gap,
+                                          write_video)
+from tests.fixtures import count_bframes, write_raw
 
 T = 40
 
@@ -76,6 +78,30 @@ def test_timestamp_gaps_need_a_constant_rate():
     assert timestamp_gap(np.arange(10) * 40) is None
     assert timestamp_gap(np.r_[0:400:40, 440:800:40]) == "1 frame(s) missing: the timestamps jump after frame 9"
     assert timestamp_gap(np.cumsum([0, 40, 40, 80, 40, 33, 47, 40])) is None  # variable rate: not judged
+    # a rate that changes all along in whole multiples of one step (repeated frames left out): variable, not damage
+    assert timestamp_gap(np.cumsum([0] + [40, 40, 120, 40, 80, 40, 40, 160] * 3)) is None
+
+
+def test_duplicate_timestamps_are_not_missing_frames():
+    one_late = np.r_[0:160:40, 120, 200:800:40]  # frame 4 stamped as frame 3: no frame is missing
+    assert timestamp_gap(one_late) is None
+    assert duplicate_timestamps(one_late).startswith("duplicate timestamps: 1 frame(s) share the timestamp of the "
+                                                     "frame before (first: frame 4); each is kept")
+    assert timestamp_gap(np.r_[0:160:40, 120, 240:800:40]) == "1 frame(s) missing: the timestamps jump after frame 4"
+    assert duplicate_timestamps(np.arange(10) * 40) is None
+
+
+@pytest.mark.parametrize("kind", ["h264 cabac b-pyramid", "h264 variable rate", "mpeg4 b-frames"])
+def test_the_full_check_passes_clean_files(kind, tmp_path):
+    frames, path = textured(24, 48, 64), str(tmp_path / "clean")
+    if kind == "mpeg4 b-frames":
+        write_raw(path + ".avi", frames, "mpeg4", "avi", options={"bf": "2"})
+    else:
+        stamps = np.cumsum([0] + [1, 1, 3, 1, 2, 1, 1, 4] * 3)[:24] if kind == "h264 variable rate" else None
+        write_raw(path + ".mp4", frames, "libx264", "mp4", pts=stamps,
+                  options={"preset": "medium", "x264-params": "bframes=3:b-pyramid=normal"})
+    path += ".avi" if kind == "mpeg4 b-frames" else ".mp4"
+    assert count_bframes(path) and check_decoding(path) == 24
 
 
 def test_windows_over_damage_fail_and_elsewhere_read(damaged):
@@ -109,7 +135,7 @@ def test_the_index_warns_about_missing_frames(damaged, caplog):
     (folder / "gaps.txt").write_text("gap.webm 0\n")
     with caplog.at_level(logging.WARNING):
         index = load_index(str(folder / "gaps.txt"))
-    assert len(index) == 1 and "frames missing from their timestamps" in caplog.text and "gap.webm" in caplog.text
+    assert len(index) == 1 and "irregular timestamps" in caplog.text and "gap.webm (1 frame(s) missing" in caplog.text
     assert probe(str(damaged["gap"])).gap
 
 
@@ -155,3 +181,12 @@ def test_decoding_under_the_error_log_is_single_threaded(damaged, monkeypatch):
     assert [count for count, _ in seen] == [1, 1, 1]
     read_window(str(damaged["good"]), 5, 8, threads=4, check_errors=False)
     assert seen[-1][0] == 4
+
+
+def test_the_damage_benchmark_counts_every_trial_by_size():
+    from benchmarks import damage
+
+    table = damage.run(trials=3, seed=0, sizes=(1, 128), codecs=("h264",))
+    assert sorted(table["h264"]) == [1, 128]
+    for counts in table["h264"].values():
+        assert counts["harmless"] + counts["detected"] + counts["silent"] == 3
