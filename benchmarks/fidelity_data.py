@@ -29,7 +29,7 @@ from typing import Optional
 
 import numpy as np
 
-from motionssl.pipelines import demo, files
+from motionssl.pipelines import demo, environment, files
 from motionssl.pipelines.video_io import write_video
 
 log = logging.getLogger(__name__)
@@ -43,9 +43,9 @@ SHAPES = ("bar", "ellipse", "cross", "triangle", "ring")
 
 
 def default_root(seed: int = 0, scenes: int = 16, per_class: int = 4, size: int = 48, num_frames: int = 32) -> str:
-    """Cache folder (``$MOTIONSSL_CACHE`` or ``~/.cache/motionssl``), named by every setting of the data."""
-    base = os.environ.get("MOTIONSSL_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "motionssl"))
-    return os.path.join(base, f"fidelity-v{VERSION}-seed{seed}-{scenes}x{per_class}-{size}px-{num_frames}f")
+    """In the cache folder (:func:`~motionssl.pipelines.environment.cache_dir`), named by every setting of the data."""
+    name = f"fidelity-v{VERSION}-seed{seed}-{scenes}x{per_class}-{size}px-{num_frames}f"
+    return os.path.join(environment.cache_dir(), name)
 
 
 def in_train(copy: int) -> bool:

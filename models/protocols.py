@@ -38,6 +38,7 @@ from motionssl.models.evaluation import (
 from motionssl.pipelines import VideoIndex, make_iterator
 from motionssl.pipelines.contract import torch_device
 from motionssl.pipelines.evaluation import make_eval_iterator
+from motionssl.pipelines.index import class_count
 from motionssl.pipelines.ops.config import KINETICS_MEAN, KINETICS_STD
 
 
@@ -124,8 +125,11 @@ def labels_of(index: VideoIndex, split: str) -> torch.Tensor:
     return labels
 
 
-def num_classes(*indexes: VideoIndex) -> int:
-    return max(max(len(i.classes), int(i.labels.max()) + 1) for i in indexes)
+def num_classes(train_index: VideoIndex, test_index: VideoIndex) -> int:
+    """The classifier's width, every label of both checked against it first (``pipelines.index.class_count``)."""
+    labels_of(train_index, "train")
+    labels_of(test_index, "test")
+    return class_count(train_index, test_index)
 
 
 def classify(model, test_index: VideoIndex, views: Views, device: str) -> Tuple[Dict, int]:
@@ -167,7 +171,6 @@ def finetune(backbone, train_index: VideoIndex, test_index: VideoIndex, views: V
     start with ``augment`` applied clip-consistently.
     """
     classes = num_classes(train_index, test_index)
-    labels_of(train_index, "train")
     torch_dev = current_device(device)
     model = FineTuneClassifier(backbone, classes, hidden_dim).to(torch_dev)
     trained = model

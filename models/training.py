@@ -28,11 +28,10 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
-import yaml
 
 from motionssl import configs as shipped_configs
 from motionssl.pipelines import files
-from motionssl.pipelines.config import ConfigError, build
+from motionssl.pipelines.config import ConfigError, build, cut, read_yaml, shown
 
 CHECKPOINT_FORMAT = "motionssl/1"
 DEVICES = ("auto", "cpu", "gpu")
@@ -50,12 +49,12 @@ class OptimConfig:
     def __post_init__(self):
         from motionssl.models.optim import OPTIMIZERS
         if self.name not in OPTIMIZERS:
-            raise ValueError(f"optim.name={self.name!r}; choose one of {sorted(OPTIMIZERS)}")
+            raise ValueError(f"optim.name={shown(self.name)}; choose one of {sorted(OPTIMIZERS)}")
         if self.lr is not None and not self.lr > 0:
             raise ValueError(f"optim.lr must be positive, got {self.lr}")
         if self.weight_decay < 0 or self.momentum < 0 or self.warmup_epochs < 0:
             raise ValueError(f"optim.weight_decay, optim.momentum and optim.warmup_epochs must be >= 0, got "
-                             f"{self.weight_decay}, {self.momentum}, {self.warmup_epochs}")
+                             f"{shown(self.weight_decay)}, {shown(self.momentum)}, {shown(self.warmup_epochs)}")
 
 
 @dataclass
@@ -87,21 +86,26 @@ class TrainConfig:
     retrieval: bool = True  # quick retrieval on test_split vs a random-init backbone at the end
     sync_batchnorm: bool = True  # under DDP on GPUs: BatchNorm statistics over the global batch
     deterministic: bool = False  # deterministic kernels only: a run repeated on one machine gives the same bits
+    sync_timing: bool = False  # on a GPU: wait for each step to finish before timing it (exact step time and data
+    # wait, at the cost of the overlap between the host's next launches and the device's work; for benchmarks)
     out: Optional[str] = None  # run folder; default runs/<pipeline>-<time>
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "log_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ValueError(f"{name} must be >= 1, got {shown(getattr(self, name))}")
         for name in ("steps", "max_steps", "checkpoint_every"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0 (0: off), got {getattr(self, name)}")
+                raise ValueError(f"{name} must be >= 0 (0: off), got {shown(getattr(self, name))}")
         if self.device not in DEVICES:
-            raise ValueError(f"device={self.device!r}; choose one of {list(DEVICES)}")
+            raise ValueError(f"device={shown(self.device)}; choose one of {list(DEVICES)}")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision={self.precision!r}; choose one of {list(PRECISIONS)}")
+            raise ValueError(f"precision={shown(self.precision)}; choose one of {list(PRECISIONS)}")
         if not 0.0 <= self.appearance_warmup < 1.0:
             raise ValueError(f"appearance_warmup is a fraction of the epochs in [0, 1), got {self.appearance_warmup}")
+        if not self.steps and self.optim.warmup_epochs > self.epochs:  # a run sized in steps: train.py checks it
+            raise ValueError(f"optim.warmup_epochs={shown(self.optim.warmup_epochs)} is longer than the run "
+                             f"(epochs={self.epochs}); the warm-up must end within it")
 
 
 def _merge(base: Dict[str, Any], update: Dict[str, Any]) -> Dict[str, Any]:
@@ -114,52 +118,41 @@ def _merge(base: Dict[str, Any], update: Dict[str, Any]) -> Dict[str, Any]:
 def parse_override(text: str) -> Dict[str, Any]:
     """``a.b=value`` → ``{"a": {"b": value}}``; the value is parsed as YAML (numbers, lists, null)."""
     if "=" not in text:
-        raise ConfigError(f"override {text!r} must look like key=value (e.g. optim.lr=0.1)")
+        raise ConfigError(f"override {shown(text)} must look like key=value (e.g. optim.lr=0.1)")
     key, raw = text.split("=", 1)
     if not key.strip() or any(not part for part in key.strip().split(".")):
-        raise ConfigError(f"override {text!r}: the key before '=' is empty or has an empty part")
-    try:
-        value: Any = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"override {text!r}: the value is not valid YAML ({_yaml_problem(exc)})") from None
+        raise ConfigError(f"override {shown(text)}: the key before '=' is empty or has an empty part")
+    value: Any = read_yaml(raw, f"override {shown(text)}") if raw.strip() else None
     for part in reversed(key.strip().split(".")):
         value = {part: value}
     return value
 
 
-def load_config(files: List[str] = (), overrides: List[str] = (), **top: Any) -> TrainConfig:
-    """Defaults, then each YAML file in order, then ``top`` keys, then ``key=value`` overrides.
+def load_config(files: List[str] = (), overrides: List[str] = (), base: Optional[Dict[str, Any]] = None,
+                **top: Any) -> TrainConfig:
+    """Defaults, then ``base`` (a saved run's config), then each YAML file in order, then ``top`` keys, then
+    ``key=value`` overrides.
 
     Several files stack: a paper configuration followed by a small ablation file that
     changes a few keys. A file that does not exist is looked up among the shipped
     configurations (``configs/moquad_r3d18.yaml``, ``moquad_r3d18``: :mod:`motionssl.configs`).
     """
-    values: Dict[str, Any] = {}
+    values: Dict[str, Any] = dict(base or {})
     for given in files:
         path = shipped_configs.resolve(given)  # a file, or the name of a shipped configuration
         if not os.path.exists(path):
-            raise ConfigError(f"config file {given} not found (nor a shipped configuration of that name: "
+            raise ConfigError(f"config file {cut(given)} not found (nor a shipped configuration of that name: "
                               f"{', '.join(shipped_configs.shipped()[:6])} ...)")
-        try:
-            with open(path) as f:
-                loaded = yaml.safe_load(f) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(exc)})") from None
+        with open(path) as f:
+            loaded = read_yaml(f, path) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: a config file must be a mapping of keys to values")
         values = _merge(values, loaded)
     values = _merge(values, {k: v for k, v in top.items() if v is not None})
     for text in overrides:
         values = _merge(values, parse_override(text))
-    origin = ", ".join(list(files) + list(overrides)) or "defaults"
-    return build(TrainConfig, values, origin=origin)
-
-
-def _yaml_problem(exc: Exception) -> str:
-    """A YAML error in one line: what and where (line and column, 1-based)."""
-    mark = getattr(exc, "problem_mark", None)
-    what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    return f"{what} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else what
+    sources = (["the run's saved config"] if base else []) + list(files) + list(overrides)
+    return build(TrainConfig, values, origin=", ".join(cut(text) for text in sources) or "defaults")
 
 
 def to_dict(cfg) -> Dict[str, Any]:
@@ -226,17 +219,35 @@ class Checkpointer:
         return os.path.join(self.folder, f"ckpt-{step:08d}.pt")
 
     def save(self, state: Dict[str, Any], step: int) -> str:
-        path = self.path(step)
         if not self.writer:
-            return path
-        tmp = f"{path}.tmp-{socket.gethostname()}-{os.getpid()}"
+            return self.path(step)
         # Serialised in memory first: torch's file writer reports a full disk as an opaque
         # RuntimeError ("unexpected pos"), a plain write says "No space left on device".
         buffer = io.BytesIO()
         torch.save({"format": CHECKPOINT_FORMAT, **state}, buffer)
+        path = self._write(step, lambda f: f.write(buffer.getbuffer()))
+        for old in self.list()[:-self.keep]:
+            os.remove(old)
+        return path
+
+    def copy_in(self, source: str, step: int) -> str:
+        """Copy the checkpoint file ``source`` (of step ``step``) into this folder, as :meth:`save` writes one."""
+        def copy(f):
+            with open(source, "rb") as src:
+                shutil.copyfileobj(src, f)
+
+        return self._write(step, copy)
+
+    def _write(self, step: int, write) -> str:
+        """``write(file)`` into a temporary file, flushed, renamed to the checkpoint of ``step``; the folder entry
+        flushed too. A :class:`CheckpointWriteError` names the checkpoint and leaves no temporary behind."""
+        path = self.path(step)
+        if not self.writer:
+            return path
+        tmp = f"{path}.tmp-{socket.gethostname()}-{os.getpid()}"
         try:
             with open(tmp, "wb") as f:
-                f.write(buffer.getbuffer())
+                write(f)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
@@ -248,8 +259,6 @@ class Checkpointer:
             if os.path.exists(tmp):
                 os.remove(tmp)
         _fsync_dir(self.folder)
-        for old in self.list()[:-self.keep]:
-            os.remove(old)
         return path
 
     def list(self) -> List[str]:
@@ -457,8 +466,11 @@ class MetricsLog:
     def write(self, step: int, scalars: Dict[str, float]) -> None:
         if not self.enabled:
             return
-        with open(self.path, "a") as f:
-            f.write(json.dumps({"step": step, "time": time.time(), **scalars}) + "\n")
+        try:
+            with open(self.path, "a") as f:
+                f.write(json.dumps({"step": step, "time": time.time(), **scalars}) + "\n")
+        except OSError as exc:  # a full disk: name the file (a failed write's own error does not)
+            raise OSError(exc.errno, exc.strerror or str(exc), self.path) from exc
         if self.board is not None:
             for key, value in scalars.items():
                 self.board.add_scalar(key, value, step)

@@ -31,14 +31,17 @@ data only for a demo checkpoint or no checkpoint at all; the first line printed 
 ``--random-init`` evaluates a randomly initialised backbone (the checkpoint's architecture,
 or ``--backbone``) as the baseline, with the clip settings of the checkpoint, of ``--config``
 or of the data (the demo configuration's for the demo data).
-Results go to a table and to ``<checkpoint>.<task>.json`` beside the checkpoint (without
-one: ``runs/eval-random-init-<backbone>/``; or into ``--out``). Under torchrun each rank
-extracts its shard of the views; rank 0 prints and writes.
+Results go to a table and to ``<checkpoint name>.<task>.json`` in ``--out``, by default
+``runs/eval-<run>/`` in the current folder (``runs/eval-random-init-<backbone>/`` without a
+checkpoint): evaluation never writes into the run it reads, and replaces only results of its
+own. Every option is checked before any work. Under torchrun each rank extracts its shard of
+the views; rank 0 prints and writes.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -61,7 +64,7 @@ from motionssl.models.training import (
     read_checkpoint,
     to_dict,
 )
-from motionssl.pipelines import VideoIndex, demo, files
+from motionssl.pipelines import VideoIndex, demo, environment, files
 from motionssl.pipelines.config import build
 from motionssl.pipelines.decoders import DECODERS
 from motionssl.pipelines.evaluation import NUM_CROPS
@@ -121,6 +124,52 @@ def cmd_finetune(args, backbone, views: Views, data, augment: Dict, kind: str) -
 
 
 # --- output ------------------------------------------------------------------------------------------
+def results_stem(args, state: Optional[Dict], backbone: str) -> str:
+    """``<folder>/<name>``: the results are ``<name>.<task>.json`` (and ``.png``), checked before any work.
+
+    The folder is ``--out``, by default ``runs/eval-<run>/`` in the current folder: a run is
+    read, never written (its folder is the one holding ``checkpoints/``, else the
+    checkpoint's). A file already there is replaced only if it is a result of this task.
+    """
+    if state:
+        checkpoint = os.path.abspath(state["path"])
+        name = os.path.splitext(os.path.basename(checkpoint))[0]
+        run = os.path.dirname(os.path.dirname(checkpoint))  # <run>/checkpoints/<name>.pt
+        in_run = os.path.basename(os.path.dirname(checkpoint)) == "checkpoints"
+        folder = args.out or os.path.join("runs", f"eval-{os.path.basename(run) if in_run else name}")
+        if not args.out and in_run and os.path.realpath(folder).startswith(os.path.join(os.path.realpath(run), "")):
+            raise ValueError(f"the default results folder {folder} lies inside the run {run}, which evaluation only "
+                             "reads: give --out, or run eval.py from another folder")
+        name += "-random-init" if args.random_init else ""
+    else:
+        name = f"random-init-{backbone}"
+        folder = args.out or os.path.join("runs", f"eval-{name}")
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ValueError(f"--out {folder} is a file, not a folder")
+    stem = os.path.join(folder, name)
+    record = _own_record(stem + f".{args.task}.json", args.task)
+    if args.task == "retrieval" and args.show:
+        figure = stem + ".retrieval.png"
+        if os.path.lexists(figure) and os.path.basename((record or {}).get("figure") or "") != os.path.basename(figure):
+            raise ValueError(f"{figure} exists and is not a figure of eval.py {args.task}: move it, or choose "
+                             "another --out")
+    return stem
+
+
+def _own_record(path: str, task: str) -> Optional[Dict]:
+    """The result eval.py ``task`` wrote to ``path`` before (None if none); another file there is an error."""
+    if not os.path.lexists(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        record = None
+    if not isinstance(record, dict) or record.get("task") != task or "views" not in record:
+        raise ValueError(f"{path} exists and is not a result of eval.py {task}: move it, or choose another --out")
+    return record
+
+
 def print_table(task: str, result: Dict) -> None:
     metrics, counts = result["metrics"], result["counts"]
     names = [k for k in metrics if k.startswith("top")]
@@ -134,6 +183,27 @@ def print_table(task: str, result: Dict) -> None:
 
 
 # --- command line ----------------------------------------------------------------------------------
+def number(kind, low, high=None, above=False):
+    """An argparse type: a finite ``kind`` (int or float) >= ``low`` (> with ``above``), <= ``high`` if given."""
+    bound = (f"> {low}" if above else f">= {low}") + (f" and <= {high}" if high is not None else "")
+    what = "a whole number" if kind is int else "a number"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not math.isfinite(value) or value < low or (above and value == low) or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{text} is out of range: need {what} {bound}")
+        return value
+
+    return parse
+
+
+COUNT, NONNEGATIVE, RATE = number(int, 1), number(int, 0), number(float, 0, above=True)
+DECAY = number(float, 0)
+
+
 def parse_args(argv=None):
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--checkpoint", help="checkpoint file (or a run's checkpoint folder: the newest one)")
@@ -152,38 +222,39 @@ def parse_args(argv=None):
                         help="their split of a prepared dataset, e.g. test_split1 (default: the checkpoint's)")
     common.add_argument("--config", help="with --random-init and no checkpoint: a training config whose clip length, "
                                          "size and normalisation to use")
-    common.add_argument("--frames", type=int,
+    common.add_argument("--frames", type=COUNT,
                         help="frames per clip (default: the checkpoint's or --config's; the demo data: 8; else 16)")
-    common.add_argument("--stride", type=int, default=1, help="frame stride within a clip (default 1)")
-    common.add_argument("--size", type=int, nargs="+",
+    common.add_argument("--stride", type=COUNT, default=1, help="frame stride within a clip (default 1)")
+    common.add_argument("--size", type=COUNT, nargs="+",
                         help="H [W] of a clip (default: the checkpoint's or --config's; the demo data: 56; else 112)")
-    common.add_argument("--num-clips", type=int, default=10, help="clips per video (default 10)")
-    common.add_argument("--batch-size", type=int, default=16)
+    common.add_argument("--num-clips", type=COUNT, default=10, help="clips per video (default 10)")
+    common.add_argument("--batch-size", type=COUNT, default=16)
     common.add_argument("--device", default="auto", choices=runtime.DEVICE_CHOICES)
     common.add_argument("--decoder", choices=DECODERS, help="default: dali (NVDEC) on GPU, pyav on CPU")
-    common.add_argument("--num-workers", type=int, default=2, help="decoding worker processes")
-    common.add_argument("--out", help="folder for the JSON (and PNG) (default: the checkpoint's folder, else "
-                                      "runs/eval-random-init-<backbone>)")
-    common.add_argument("--seed", type=int, default=0)
+    common.add_argument("--num-workers", type=NONNEGATIVE, default=2, help="decoding worker processes")
+    common.add_argument("--out", help="folder for the results, <checkpoint name>.<task>.json (and .png) (default: "
+                                      "runs/eval-<run>/ in the current folder, never the run's own folder; "
+                                      "without a checkpoint runs/eval-random-init-<backbone>/)")
+    common.add_argument("--seed", type=number(int, 0, 2 ** 63 - 1), default=0)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="task", required=True, metavar="{" + ",".join(TASKS) + "}")
     retrieval = sub.add_parser("retrieval", parents=[common], help="nearest-neighbour video retrieval")
-    retrieval.add_argument("--show", type=int, default=0, metavar="N", help="PNG of N queries and their top-3")
+    retrieval.add_argument("--show", type=NONNEGATIVE, default=0, metavar="N", help="PNG of N queries and their top-3")
     linear = sub.add_parser("linear", parents=[common], help="linear probe on frozen features")
-    linear.add_argument("--epochs", type=int, default=100)
-    linear.add_argument("--lr", type=float, default=0.1)
-    linear.add_argument("--probe-batch-size", type=int, default=256)
-    linear.add_argument("--weight-decay", type=float, default=0.0)
+    linear.add_argument("--epochs", type=COUNT, default=100)
+    linear.add_argument("--lr", type=RATE, default=0.1)
+    linear.add_argument("--probe-batch-size", type=COUNT, default=256)
+    linear.add_argument("--weight-decay", type=DECAY, default=0.0)
     linear.add_argument("--test-crops", type=int, default=1, choices=NUM_CROPS)
     finetune = sub.add_parser("finetune", parents=[common], help="fine-tune the whole network with a new head")
-    finetune.add_argument("--epochs", type=int, default=10, help="default 10 (the papers: 100)")
+    finetune.add_argument("--epochs", type=COUNT, default=10, help="default 10 (the papers: 100)")
     finetune.add_argument("--optimizer", default="sgd", choices=sorted(OPTIMIZERS))
-    finetune.add_argument("--lr", type=float, default=0.05,
+    finetune.add_argument("--lr", type=RATE, default=0.05,
                           help="peak learning rate (default 0.05 for the demo; MCPNet: sgd 0.005, MoQuad: lars 0.08)")
-    finetune.add_argument("--weight-decay", type=float, default=1e-4)
-    finetune.add_argument("--warmup-epochs", type=float, default=0.0)
-    finetune.add_argument("--hidden-dim", type=int, help="width of the head's hidden layer (default: feature_dim)")
-    finetune.add_argument("--flip-prob", type=float,
+    finetune.add_argument("--weight-decay", type=DECAY, default=1e-4)
+    finetune.add_argument("--warmup-epochs", type=DECAY, default=0.0, help="at most --epochs")
+    finetune.add_argument("--hidden-dim", type=COUNT, help="width of the head's hidden layer (default: feature_dim)")
+    finetune.add_argument("--flip-prob", type=number(float, 0, 1),
                           help="horizontal flip probability (default: the checkpoint's; 0 on the demo data)")
     finetune.add_argument("--test-crops", type=int, default=3, choices=NUM_CROPS)
     args = parser.parse_args(argv)
@@ -193,6 +264,8 @@ def parse_args(argv=None):
         parser.error("--backbone chooses the architecture of --random-init; a checkpoint names its own")
     if args.size is not None and len(args.size) not in (1, 2):
         parser.error(f"--size takes H or H W, got {args.size}")
+    if args.task == "finetune" and args.warmup_epochs > args.epochs:
+        parser.error(f"--warmup-epochs {args.warmup_epochs:g} is longer than --epochs {args.epochs}")
     return args
 
 
@@ -219,7 +292,7 @@ def main(argv=None) -> Dict:
     try:
         return _run(args, rt, start)
     except (CheckpointError, FileNotFoundError, VideoError, ValueError, PipelineError, FolderError, OSError) as exc:
-        if os.environ.get("MOTIONSSL_DEBUG"):
+        if environment.debug():
             raise
         print(f"eval.py {args.task}: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -241,6 +314,7 @@ def _run(args, rt, start: float) -> Dict:
     else:
         backbone = backbone_from_state(state)
         name, kwargs = config["backbone"], config["backbone_kwargs"]
+    out_stem = results_stem(args, state, name)
     choice = resolve_data(args.data, args.split, args.test_data, args.test_split, saved=config, need_test=True)
     if config is None and args.config:  # a training config: its clip shape, augmentation and normalisation
         frames, augment = own_clip_settings(args.config)
@@ -260,15 +334,8 @@ def _run(args, rt, start: float) -> Dict:
                   antialias=bool(augment.get("antialias", False)))
     data, described = load_data(choice, rt)
     described["clips_from"] = clip_from
-
-    if state:
-        out_dir = args.out or os.path.dirname(os.path.abspath(state["path"]))
-        stem = os.path.splitext(os.path.basename(state["path"]))[0] + ("-random-init" if args.random_init else "")
-    else:
-        out_dir, stem = args.out or os.path.join("runs", f"eval-random-init-{name}"), f"random-init-{name}"
     if rt.main:
-        os.makedirs(out_dir, exist_ok=True)
-    out_stem = os.path.join(out_dir, stem)
+        os.makedirs(os.path.dirname(out_stem), exist_ok=True)
 
     if args.task == "retrieval":
         result = cmd_retrieval(args, backbone, views, data, out_stem, rt)

@@ -19,6 +19,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
@@ -36,17 +37,19 @@ from motionssl.models.training import (
     Checkpointer,
     CheckpointWriteError,
     MetricsLog,
+    list_checkpoints,
     load_checkpoint,
     load_config,
     rng_state,
     set_rng_state,
     to_dict,
 )
-from motionssl.pipelines import demo, files, load_index, make_iterator
-from motionssl.pipelines.config import coerce_kwargs
+from motionssl.pipelines import demo, environment, files, load_index, make_iterator
+from motionssl.pipelines.config import build, coerce_kwargs, cut, shown
 from motionssl.pipelines.files import FolderError
 from motionssl.pipelines.index import load_pair, resolve_data
-from motionssl.pipelines.iterators import VideoIterator, build_config
+from motionssl.pipelines.iterators import VideoIterator
+from motionssl.pipelines.planners import pipeline_spec
 from motionssl.pipelines.sources import PipelineError
 from motionssl.pipelines.video_io import VideoError
 
@@ -81,14 +84,14 @@ def main(argv=None):
         try:
             run = setup(args)
         except USER_ERRORS as exc:
-            if os.environ.get("MOTIONSSL_DEBUG"):
+            if environment.debug():
                 raise
             raise SystemExit(f"train.py: error: {exc} (MOTIONSSL_DEBUG=1 shows where)") from None
         try:
             with runtime.deterministic(run.cfg.deterministic):
                 return train(run, term)
         except (PipelineError, CheckpointWriteError, OSError) as exc:  # a file that fails mid-run, a full disk
-            if os.environ.get("MOTIONSSL_DEBUG"):
+            if environment.debug():
                 raise
             raise SystemExit(f"train.py: error: {exc}") from None
         finally:
@@ -100,34 +103,47 @@ def main(argv=None):
 def setup(args) -> SimpleNamespace:
     """Config, data, loaders, model, optimiser and run folder of a new or resumed run.
 
-    Everything that can be checked is checked before anything is built: the config and
-    the method's options, the backbone, the learning rate, the loader options, then the
-    data; only then is the run folder locked and are the loaders built.
+    Everything that can be checked is checked, and everything built, before anything is
+    written: the config and the method's options, the backbone, the learning rate, the
+    loader options, what a resumed run may change and where it may write, then the data,
+    the loaders, the model, the schedule and a resumed run's state. Only then is the run
+    folder locked and written; an error on the way leaves nothing behind.
     """
     spec = get_method(args.pipeline)
-    config_files = args.config or ([spec.demo_config] if spec.demo_config else [])  # shipped configurations
-    cfg = load_config(config_files, args.overrides, pipeline=args.pipeline, data=args.data, out=args.out, split=args.split,
-                      test_data=args.test_data, test_split=args.test_split)
-    state = None
-    if args.resume:  # the run's own config, so the resumed run is the same run, in the checkpoint's run folder
+    state = own = None
+    if args.resume:  # the run's own config, with what the command line changes (checked below)
         state = load_checkpoint(args.resume)
         if state["config"].get("pipeline") != args.pipeline:
             raise ValueError(f"{state['path']} is a {state['config'].get('pipeline')} run; resume it with "
                              f"--pipeline {state['config'].get('pipeline')}")
-        folder = os.path.dirname(os.path.abspath(state["path"]))
-        folder = os.path.dirname(folder) if os.path.basename(folder) == "checkpoints" else folder
-        cfg = load_config([], args.overrides, **dict(state["config"], out=args.out or folder))
+        own = own_run_folder(state["path"])
+        if not (args.out or own):
+            raise ValueError(f"{state['path']} is not in the checkpoints folder of a run folder: give --out with a "
+                             "new or empty folder to continue that run there")
+        absolute = {k: os.path.abspath(v) for k, v in (("data", args.data), ("test_data", args.test_data)) if v}
+        cfg = load_config(args.config, args.overrides, base=state["config"], pipeline=args.pipeline, split=args.split,
+                          test_split=args.test_split, out=args.out or own, **absolute)
+    else:
+        config_files = args.config or ([spec.demo_config] if spec.demo_config else [])  # shipped configurations
+        cfg = load_config(config_files, args.overrides, pipeline=args.pipeline, data=args.data, out=args.out,
+                          split=args.split, test_data=args.test_data, test_split=args.test_split)
     method_options = method_settings(spec, cfg.method)
     phases = spec.phases(cfg)
-    pipeline_configs = [build_config(spec.pipeline, merged(cfg.pipeline_config, phase.pipeline_config))
+    pipeline_configs = [pipeline_settings(spec, merged(cfg.pipeline_config, phase.pipeline_config))
                         for phase in phases]  # every phase's pipeline settings, checked now
     if cfg.backbone not in BACKBONES:
-        raise ValueError(f"backbone={cfg.backbone!r}; choose one of {sorted(BACKBONES)}")
+        raise ValueError(f"backbone={shown(cfg.backbone)}; choose one of {sorted(BACKBONES)}")
     backbone_options = coerce_kwargs(BACKBONES[cfg.backbone], cfg.backbone_kwargs, "backbone_kwargs")
     if cfg.optim.lr is None and (spec.paper_lr is None or cfg.optim.name not in ("sgd", "lars")):
         raise ValueError(f"optim.lr is needed with optim.name={cfg.optim.name} for {spec.name}: the papers' "
                          "learning-rate rules are for SGD and LARS (e.g. optim.lr=1e-3 for Adam)")
     loader_options = coerce_loader_options(cfg.loader)
+    out = cfg.out or os.path.join("runs", f"{cfg.pipeline}-{time.strftime('%Y%m%d-%H%M%S')}")
+    elsewhere = state is not None and (own is None or not same_folder(out, own))
+    if state is not None:
+        refuse_changes(spec, cfg, state, args)
+    files.FolderLock(out).refuse_if_held()  # a run in progress there is named before any other objection
+    may_write(out, state, own, elsewhere)  # now, to fail fast; again under the lock, where no one else writes
     rt = runtime.start(cfg.device)
     setup_logging(rt)
     torch.manual_seed(cfg.seed)
@@ -141,16 +157,19 @@ def setup(args) -> SimpleNamespace:
         load_pair(data, split, test_data, test_split)
     elif cfg.retrieval:
         logger.info("no retrieval at the end: give --test-split (a split of --data) or --test-data")
-    out = cfg.out or os.path.join("runs", f"{cfg.pipeline}-{time.strftime('%Y%m%d-%H%M%S')}")
-    lock = open_run_folder(out, resume=state is not None, main=rt.main)
     loaders = [make_iterator(spec.pipeline, index, cfg.batch_size, device=rt.kind, seed=cfg.seed, shard_id=rt.rank,
                              num_shards=rt.world, config=pc, device_id=rt.local_rank, **loader_options)
-               for pc in pipeline_configs]
+               for pc in pipeline_configs]  # no decoding starts before the first batch
     main_loader = loaders[-1]
     steps_per_epoch = len(main_loader)
     if any(len(it) != steps_per_epoch for it in loaders):
         raise ValueError(f"the phases of {spec.name} ({', '.join(p.name for p in phases)}) see different numbers "
                          "of batches per epoch")
+    total = cfg.steps or cfg.epochs * steps_per_epoch
+    warmup = cfg.optim.warmup_epochs * steps_per_epoch
+    if warmup > total:  # a run sized in epochs: TrainConfig checks this
+        raise ValueError(f"optim.warmup_epochs={shown(cfg.optim.warmup_epochs)} ({warmup:.0f} steps of "
+                         f"{steps_per_epoch} per epoch) is longer than the run (steps={cfg.steps})")
     backbone = create_backbone(cfg.backbone, **backbone_options)
     if rt.kind == "gpu":
         # Fixed clip shapes: let cuDNN pick the fastest 3D convolutions (unless the run must be deterministic).
@@ -161,33 +180,32 @@ def setup(args) -> SimpleNamespace:
         method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)  # BN over the global batch, as SimCLR
     lr = cfg.optim.lr if cfg.optim.lr is not None else spec.paper_lr(cfg.batch_size * rt.world)
     optimizer = build_optimizer(cfg.optim.name, method, lr, cfg.optim.weight_decay, cfg.optim.momentum)
-    total = cfg.steps or cfg.epochs * steps_per_epoch
     budget = (f"{total} steps (steps={cfg.steps}: {total / steps_per_epoch:.1f} epochs of {steps_per_epoch})"
               if cfg.steps else f"{total} steps ({cfg.epochs} epochs x {steps_per_epoch})")
     if cfg.max_steps and cfg.max_steps < total:
         budget += f", stopping early at max_steps={cfg.max_steps}"
     phase_ends = phase_boundaries(phases, total, steps_per_epoch, cfg.epochs if not cfg.steps else None)
-    scheduler = cosine_schedule(optimizer, total, round(cfg.optim.warmup_epochs * steps_per_epoch))
-    checkpoints = Checkpointer(os.path.join(out, "checkpoints"), cfg.keep_checkpoints, writer=rt.main)
+    scheduler = cosine_schedule(optimizer, total, round(warmup))
     step = 0
     if state is not None:
-        method.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        load_run_state(state, method, optimizer, scheduler, main_loader, cuda=rt.kind == "gpu")
         step = state["step"]
-        set_rng_state(state["rng"], cuda=rt.kind == "gpu")
-        main_loader.load_state_dict(state["iterator"])  # same data, seed, batch and world size, or a clear error
-        for later in checkpoints.supersede_after(step):  # a resumed run writes its own future
-            logger.warning("resuming from step %d: the later checkpoint %s is kept as %s.superseded", step, later,
-                           later)
-    elif checkpoints.latest():
-        raise ValueError(f"{out} already holds checkpoints (up to step {checkpoints.latest_step()}): continue it "
-                         f"with --resume {out}, or choose another --out")
     absolute = {k: os.path.abspath(v) for k, v in (("data", cfg.data), ("test_data", test_data)) if v}
     saved = dataclasses.replace(cfg, out=out, method=method_options,
                                 pipeline_config=dataclasses.asdict(main_loader.config), **absolute)
+    created = not os.path.isdir(out)
+    lock = open_run_folder(out, main=rt.main)
+    with undone_on_error(lock, out, rt.main, created):
+        may_write(out, state, own, elsewhere)
+        checkpoints = Checkpointer(os.path.join(out, "checkpoints"), cfg.keep_checkpoints, writer=rt.main)
+        if elsewhere:
+            copy_history(own, out, checkpoints, state, rt.main)
+        for later in checkpoints.supersede_after(step):  # a resumed run writes its own future
+            logger.warning("resuming from step %d: the later checkpoint %s is kept as %s.superseded", step, later,
+                           later)
+        if rt.main:
+            files.write_text(os.path.join(out, "config.yaml"), yaml.safe_dump(to_dict(saved), sort_keys=False))
     if rt.main:
-        files.write_text(os.path.join(out, "config.yaml"), yaml.safe_dump(to_dict(saved), sort_keys=False))
         stats = main_loader.index.stats
         stages = "" if len(phases) == 1 else " (" + ", then ".join(
             f"{p.name} to step {end}" for p, end in zip(phases, phase_ends)) + ")"
@@ -199,6 +217,130 @@ def setup(args) -> SimpleNamespace:
                            phase_ends=phase_ends, main_loader=main_loader, steps_per_epoch=steps_per_epoch,
                            method=method, optimizer=optimizer, scheduler=scheduler, out=out, checkpoints=checkpoints,
                            step=step, total=total, lock=lock)
+
+
+def pipeline_settings(spec, options: dict):
+    """The method's pipeline config (a dataclass) from a ``pipeline_config`` section; errors name its keys."""
+    return build(pipeline_spec(spec.pipeline).config, options, "pipeline_config")
+
+
+# What a resumed run may change: its length, how it logs and checkpoints, where it runs and the retrieval at the
+# end. The rest — the data, the model, the optimiser, the pipeline, batch and seed — is what its checkpoint holds.
+RESUME_MAY_CHANGE = {"out", "epochs", "steps", "max_steps", "appearance_warmup", "device", "precision", "log_every",
+                     "checkpoint_every", "keep_checkpoints", "retrieval", "test_data", "test_split", "sync_batchnorm",
+                     "deterministic", "sync_timing", "loader"}
+RESUME_OPTIONS = {"data": "--data", "split": "--split"}
+
+
+def refuse_changes(spec, cfg, state, args) -> None:
+    """A ValueError naming the first setting that a resumed run changes but may not (``RESUME_MAY_CHANGE``).
+
+    Settings are compared as the run resolves them (types converted, defaults filled in), the
+    data by its resolved path: the same value written another way is no change.
+    """
+    def resolved(c):
+        fixed = {f.name: getattr(c, f.name) for f in dataclasses.fields(c) if f.name not in RESUME_MAY_CHANGE}
+        return dict(fixed, data=os.path.realpath(c.data) if c.data else None, method=method_settings(spec, c.method),
+                    optim=dataclasses.asdict(c.optim),
+                    pipeline_config=dataclasses.asdict(pipeline_settings(spec, c.pipeline_config)))
+
+    saved = load_config([], [], base=state["config"])
+    new, old = resolved(cfg), resolved(saved)
+    key = first_difference(new, old)
+    if key is None:
+        return
+    option = RESUME_OPTIONS.get(key)
+    if option and getattr(args, key) is not None:
+        raise ValueError(f"{option} {shown(getattr(args, key))} is not the {key} of the run in {state['path']} "
+                         f"({shown(getattr(saved, key))}): a resumed run goes on with its own; leave out {option}, or "
+                         "start a new run")
+    raise ValueError(f"{key}={shown(lookup(new, key))} differs from the run's {shown(lookup(old, key))} (in "
+                     f"{state['path']}): a resumed run keeps its data, model, optimiser and pipeline settings; leave "
+                     f"{key} out, or start a new run")
+
+
+def first_difference(new, old, prefix: str = ""):
+    """The dotted key of the first value that differs between two nested mappings, or ``None``."""
+    if isinstance(new, dict) and isinstance(old, dict):
+        for key in list(new) + [k for k in old if k not in new]:
+            found = first_difference(new.get(key), old.get(key), f"{prefix}{key}.")
+            if found:
+                return found
+        return None
+    return prefix[:-1] if new != old else None
+
+
+def lookup(mapping: dict, key: str):
+    for part in key.split("."):
+        mapping = mapping.get(part) if isinstance(mapping, dict) else None
+    return mapping
+
+
+def own_run_folder(checkpoint: str):
+    """The run folder a checkpoint belongs to (``<run>/checkpoints/ckpt-*.pt``), or ``None`` for one elsewhere."""
+    folder = os.path.dirname(os.path.abspath(checkpoint))
+    return os.path.dirname(folder) if os.path.basename(folder) == "checkpoints" else None
+
+
+def same_folder(a: str, b: str) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def refuse_resume_into(out: str, own, checkpoint: str) -> None:
+    """A :class:`FolderError` unless ``out``, where a resumed run would go on outside its own folder, is new or
+    empty (the run's lock file aside): another run's folder or a user's files are never written into."""
+    found = [name for name in files.entries(out) if name != files.LOCK_FILE]
+    if found:
+        listing = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+        where = f"its own run folder {own}, or " if own else ""
+        raise FolderError(f"--out {out} already holds files ({listing}) and is not the folder of the run in "
+                          f"{checkpoint}; resume into {where}a new or empty --out (the run's history is copied there "
+                          "first); nothing was written")
+
+
+def copy_history(own: str, out: str, checkpoints: Checkpointer, state, main: bool) -> None:
+    """A resumed run's new folder starts as the run up to its checkpoint: the logs and TensorBoard events of the run
+    folder ``own`` (none for a checkpoint found elsewhere) and the checkpoint itself; ``config.yaml`` follows."""
+    if not main:
+        return
+    for name in ("metrics.jsonl", "metrics-superseded.jsonl", "tb"):
+        source = os.path.join(own, name) if own else ""
+        if os.path.isdir(source):
+            shutil.copytree(source, os.path.join(out, name))
+        elif os.path.isfile(source):
+            shutil.copyfile(source, os.path.join(out, name))
+    checkpoints.copy_in(state["path"], state["step"])
+
+
+def load_run_state(state, method, optimizer, scheduler, loader, cuda: bool) -> None:
+    """A checkpoint's model, optimiser, schedule, RNG and iterator state; a ValueError naming it if they do not fit."""
+    try:
+        method.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise ValueError(f"{state['path']}: its saved state does not fit this run's model and optimiser "
+                         f"({cut(' '.join(str(exc).split()), 200)})") from None
+    set_rng_state(state["rng"], cuda=cuda)
+    loader.load_state_dict(state["iterator"])  # same data, seed, batch and world size, or a clear error
+
+
+@contextlib.contextmanager
+def undone_on_error(lock, out: str, main: bool, created: bool):
+    """Inside the block the locked run folder is written; if that fails, a folder that was new (``created``) or
+    empty is left as it was — everything in it was this run's — and the lock is released."""
+    fresh = main and not [name for name in files.entries(out) if name != files.LOCK_FILE]
+    try:
+        yield
+    except BaseException:
+        if fresh:
+            for name in files.entries(out):
+                path = os.path.join(out, name)
+                shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
+            if created:
+                os.rmdir(out)
+        lock.release()
+        raise
 
 
 def method_settings(spec, given) -> dict:
@@ -233,21 +375,36 @@ RUN_FOLDER_ENTRIES = {"config.yaml", "metrics.jsonl", "metrics-superseded.jsonl"
                       "retrieval.json", files.LOCK_FILE}
 
 
-def open_run_folder(out: str, resume: bool, main: bool):
-    """Create ``out`` and lock it for this run (rank 0); a :class:`FolderError` if it is busy or not a run folder.
+def may_write(out: str, state, own, elsewhere: bool) -> None:
+    """A :class:`FolderError` unless the run may write ``out``: a resumed run its own folder or a new or empty one,
+    a new run a folder that holds nothing but an earlier run's files without checkpoints."""
+    if elsewhere:  # a new or empty --out, where the run's history is copied first
+        refuse_resume_into(out, own, state["path"])
+    elif state is None:
+        refuse_for_a_new_run(out)
+
+
+def refuse_for_a_new_run(out: str) -> None:
+    """A :class:`FolderError` if a fresh run may not write ``out``: it holds files that are not a run's (nothing
+    of the user's is overwritten), or a run's checkpoints (that run is continued with ``--resume``)."""
+    foreign = [name for name in files.entries(out) if name not in RUN_FOLDER_ENTRIES]
+    if foreign:
+        raise FolderError(f"--out {out} already holds files that are not a run's ({', '.join(foreign[:3])}"
+                          f"{' ...' if len(foreign) > 3 else ''}); choose a new or empty folder")
+    if list_checkpoints(os.path.join(out, "checkpoints")):
+        raise FolderError(f"{out} already holds checkpoints: continue that run with --resume {out}, or choose "
+                          "another --out")
+
+
+def open_run_folder(out: str, main: bool):
+    """Create ``out`` and lock it for this run (rank 0); a :class:`FolderError` if it is busy or cannot be written.
 
     Two runs writing one folder would interleave their logs and overwrite each other's
-    checkpoints, so the second fails at once and names the first. A fresh run also refuses
-    a folder holding files that are not a run's (nothing of the user's is overwritten).
+    checkpoints, so the second fails at once and names the first.
     """
     lock = files.FolderLock(out, "train.py")
     if not main:
         return lock
-    if not resume:
-        foreign = [name for name in files.entries(out) if name not in RUN_FOLDER_ENTRIES]
-        if foreign:
-            raise FolderError(f"--out {out} already holds files that are not a run's ({', '.join(foreign[:3])}"
-                              f"{' ...' if len(foreign) > 3 else ''}); choose a new or empty folder")
     try:
         return lock.acquire()
     except OSError as exc:
@@ -264,7 +421,10 @@ def coerce_loader_options(options) -> dict:
         raise ValueError(f"loader.{taken[0]} is set by train.py from {own[taken[0]]}"
                          + (f"; write {taken[0]}=... instead" if own[taken[0]] == taken[0] else "")
                          + f" (the loader section takes {sorted(set(loader_keys()) - set(own))})")
-    return coerce_kwargs(VideoIterator, options, "loader")
+    options = coerce_kwargs(VideoIterator, options, "loader")
+    if options.get("prefetch", 1) < 1:
+        raise ValueError(f"loader.prefetch={shown(options['prefetch'])}: the batches prepared ahead must be >= 1")
+    return options
 
 
 def loader_keys():
@@ -307,7 +467,8 @@ def train(run, term) -> str:
     autocast = torch.autocast("cuda", torch.bfloat16) if rt.kind == "gpu" and cfg.precision != "fp32" else contextlib.nullcontext()
     last_step = run.total if not cfg.max_steps else min(run.total, cfg.max_steps)
     bar = tqdm(total=last_step, initial=step, disable=not rt.main, dynamic_ncols=True)
-    speed = ClipRate()
+    speed = ClipRate(sync=torch.cuda.synchronize if rt.kind == "gpu" and cfg.sync_timing else None)
+    metered = None  # the phase the meter measures
     model.train()
     with term.deferred():  # a signal stops the loop after its step, with a checkpoint
         while step < last_step:
@@ -316,6 +477,9 @@ def train(run, term) -> str:
             for earlier in run.loaders[:phase]:
                 earlier.close()  # a phase is over: stop its graph's worker processes
             it = run.loaders[phase]
+            if phase != metered:  # a new phase's pipeline starts up: no data stall
+                speed.restart()
+                metered = phase
             it.seek(epoch, iteration)
             for batch in it:
                 speed.arrived()
@@ -340,10 +504,14 @@ def train(run, term) -> str:
                 if step % cfg.log_every == 0 or step == last_step or terminate:
                     scalars = {k: float(v.detach()) for k, v in result.items() if v.numel() == 1}
                     scalars.update(lr=scheduler.get_last_lr()[0], clips_per_s=speed.rate, data_wait=speed.wait_share,
-                                   epoch=epoch)
+                                   step_s=speed.step_seconds, epoch=epoch)
                     if rt.kind == "gpu":
                         scalars["gpu_mem_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30
-                    log.write(step, scalars)
+                    try:
+                        log.write(step, scalars)
+                    except OSError as exc:  # a full disk: the log, and what the run has kept
+                        raise OSError(f"could not append to {exc.filename} ({exc.strerror}); the last checkpoint "
+                                      f"written is {checkpoints.latest() or 'none: none was written yet'}") from exc
                     bar.set_postfix(loss=f"{scalars['loss']:.3f}", clips_s=f"{scalars['clips_per_s']:.0f}")
                 bar.update(1)
                 if terminate:
@@ -378,32 +546,51 @@ def train(run, term) -> str:
 
 class ClipRate:
     """Clips per second, and the share of the time spent waiting for batches, over the last ``window``
-    steps, across epoch boundaries (steady figures).
+    steps, across epoch boundaries: steady-state figures.
 
-    The wait is the time from the end of a step to the arrival of the next batch; each step
-    ends with a host sync (the loss is checked on every rank), so on a GPU it is time in
-    which the GPU had nothing to do: the data stall.
+    The first ``warmup`` steps after a start (:meth:`restart`: the run's, a new phase's) are left
+    out once they are over: pipeline build, worker start, the first prefetch and cuDNN's autotuning
+    are no data stall. The wait is the time from the end of a step to the arrival of the next batch;
+    with ``sync`` (``torch.cuda.synchronize`` on a GPU) a step ends when the device has finished it,
+    so the wait is time in which the device had nothing to do, and its share is of synchronised step
+    time. Until the warm-up is over the figures are those so far, start-up included.
     """
 
-    def __init__(self, window: int = 50):
-        self.marks = collections.deque(maxlen=window + 1)  # (time, clips so far, seconds waited so far)
+    def __init__(self, window: int = 50, warmup: int = 5, sync=None):
+        self.window, self.warmup, self.sync = window, warmup, sync
         self.clips, self.waited = 0, 0.0
+        self.restart()
+
+    def restart(self) -> None:
+        """A start: the next ``warmup`` steps are a warm-up."""
         self.last = time.perf_counter()
-        self.marks.append((self.last, 0, 0.0))
+        self.marks = collections.deque([(self.last, self.clips, self.waited)], maxlen=self.window + 1)
+        self.skip = self.warmup  # (time, clips so far, seconds waited so far) per step in ``marks``
 
     def arrived(self) -> None:
         """A batch arrived: the time since the last step ended was spent waiting for it."""
         self.waited += time.perf_counter() - self.last
 
     def step(self, clips: int) -> None:
+        if self.sync is not None:
+            self.sync()
         self.clips += clips
         self.last = time.perf_counter()
+        if self.skip:
+            self.skip -= 1
+            if not self.skip:
+                self.marks.clear()  # the warm-up is over: the window starts here
         self.marks.append((self.last, self.clips, self.waited))
 
     @property
     def rate(self) -> float:
         (t0, c0, _), (t1, c1, _) = self.marks[0], self.marks[-1]
         return (c1 - c0) / (t1 - t0) if t1 > t0 else 0.0
+
+    @property
+    def step_seconds(self) -> float:
+        (t0, _, _), (t1, _, _) = self.marks[0], self.marks[-1]
+        return (t1 - t0) / (len(self.marks) - 1) if len(self.marks) > 1 else 0.0
 
     @property
     def wait_share(self) -> float:

@@ -39,7 +39,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import files
+from . import environment, files
 from .video_io import write_video
 from .workers import pool as worker_pool
 
@@ -51,12 +51,33 @@ VERSION = 6  # bump when the generator's output changes, so caches are rebuilt
 APPEARANCES = 2  # backgrounds in the pool, and bar textures in the pool
 BAR = (0.3, 0.09)  # the bar's half-length and half-width, as fractions of the frame size
 MARKER = "demo.json"  # what wrote a demo folder (generator version and parameters)
+# The least value of each setting of :func:`generate`: its command-line option, the value, and why.
+LEAST = {"seed": ("--seed", 0, "seeds are non-negative"),
+         "per_class": ("--per-class", 2, "one test and one training video per class"),
+         "test_per_class": ("--test-per-class", 1, "the test split would be empty"),
+         "size": ("--size", 16, "a smaller frame cannot show the bar's motion"),
+         "num_frames": ("--frames", 1, "a video needs a frame"),
+         "workers": ("--workers", 1, "")}
 
 
 def default_root(seed: int = 0) -> str:
-    """Cache folder of the demo data (``$MOTIONSSL_CACHE`` or ``~/.cache/motionssl``)."""
-    base = os.environ.get("MOTIONSSL_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "motionssl"))
-    return os.path.join(base, f"demo-v{VERSION}-seed{seed}")
+    """Cache folder of the demo data (in :func:`.environment.cache_dir`)."""
+    return os.path.join(environment.cache_dir(), f"demo-v{VERSION}-seed{seed}")
+
+
+def check_settings(settings: dict, options: bool = False) -> None:
+    """A ``ValueError`` for the first of :func:`generate`'s ``settings`` out of range, named as its
+    parameter or, with ``options``, as its command-line option."""
+    def name(key: str) -> str:
+        return LEAST[key][0] if options else key
+
+    for key, value in settings.items():
+        _, least, why = LEAST[key]
+        if value is not None and value < least:
+            raise ValueError(f"{name(key)} must be at least {least}, got {value}" + (f" ({why})" if why else ""))
+    if settings["test_per_class"] >= settings["per_class"]:
+        raise ValueError(f"{name('test_per_class')} ({settings['test_per_class']}) must be smaller than "
+                         f"{name('per_class')} ({settings['per_class']}): the rest of a class are its training videos")
 
 
 def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -237,9 +258,9 @@ def generate(root: Optional[str] = None, seed: int = 0, per_class: int = 40, tes
     never leaves a half dataset that looks finished; a ``root`` that holds other files is
     refused (:class:`~.files.FolderError`), never emptied.
     """
+    check_settings(dict(seed=seed, per_class=per_class, test_per_class=test_per_class, size=size,
+                        num_frames=num_frames, workers=workers))
     root = os.path.abspath(root or default_root(seed))
-    if test_per_class >= per_class:
-        raise ValueError(f"test_per_class={test_per_class} must be smaller than per_class={per_class}")
     description = {"dataset": "motionssl demo", "version": VERSION, "seed": seed, "per_class": per_class,
                    "test_per_class": test_per_class, "size": size, "frames": num_frames}
     start = time.time()
@@ -266,14 +287,17 @@ def main(argv=None) -> None:
     parser.add_argument("--frames", type=int, default=32)
     parser.add_argument("--workers", type=int, default=None)
     args = parser.parse_args(argv)
+    settings = dict(seed=args.seed, per_class=args.per_class, test_per_class=args.test_per_class, size=args.size,
+                    num_frames=args.frames, workers=args.workers)
     start = time.time()
     try:
-        root = generate(args.out, args.seed, args.per_class, args.test_per_class, args.size, args.frames, args.workers)
+        check_settings(settings, options=True)
+        root = generate(args.out, **settings)
     except KeyboardInterrupt:
         print("motionssl.pipelines.demo: interrupted; nothing was kept", file=sys.stderr)
         raise SystemExit(130) from None
     except (files.FolderError, ValueError, OSError) as exc:
-        if os.environ.get("MOTIONSSL_DEBUG"):
+        if environment.debug():
             raise
         raise SystemExit(f"motionssl.pipelines.demo: error: {exc}") from None
     print(f"demo dataset in {root} ({time.time() - start:.1f} s)")

@@ -22,10 +22,10 @@ from __future__ import annotations
 import fcntl
 import glob
 import os
+import secrets
 import shutil
 import socket
 import sys
-import tempfile
 import time
 from typing import List, Optional
 
@@ -68,18 +68,43 @@ def temp_folder(root: str) -> str:
     """A new, empty temporary folder beside ``root`` (``<root>.tmp…``), marked as this process's.
 
     Temporary folders of earlier runs whose process died (a kill, a power cut) are removed
-    first; any other folder of that name is left alone.
+    first; any other folder of that name is left alone. Its mode follows the umask, as the
+    folder renamed from it must. A ``root`` that is a mount point, or whose parent folder
+    cannot be written, is a :class:`FolderError` that says what to do.
     """
     root = os.path.abspath(root)
     parent = os.path.dirname(root)
-    os.makedirs(parent, exist_ok=True)
-    for old in glob.glob(glob.escape(root) + ".tmp*"):
-        if os.path.isdir(old) and _stale(old):
-            shutil.rmtree(old, ignore_errors=True)
-    tmp = tempfile.mkdtemp(prefix=os.path.basename(root) + ".tmp", dir=parent)
+    if os.path.ismount(root):
+        what = ("choose a folder inside it" if os.access(root, os.W_OK) else
+                "nor can it be written: choose a folder on a file system you can write")
+        raise FolderError(f"{root} is a mount point, which cannot take the temporary folder that is written beside it "
+                          f"and renamed into place; {what}")
+    try:
+        os.makedirs(parent, exist_ok=True)
+        for old in glob.glob(glob.escape(root) + ".tmp*"):
+            if os.path.isdir(old) and _stale(old):
+                shutil.rmtree(old, ignore_errors=True)
+        tmp = _new_folder(os.path.join(parent, os.path.basename(root) + ".tmp"))
+    except OSError as exc:
+        blocker = _existing(parent)
+        reason = f"{blocker} is a file" if not os.path.isdir(blocker) else exc.strerror or str(exc)
+        raise FolderError(f"cannot write {root}: {reason}; it is written into a temporary folder beside it and "
+                          "renamed into place, so choose a folder whose parent folder you can write") from None
     with open(os.path.join(tmp, PARTIAL_MARKER), "w") as f:
         f.write(f"{socket.gethostname()} {os.getpid()}\n")
     return tmp
+
+
+def _new_folder(prefix: str) -> str:
+    """A new folder ``<prefix><random>``. Made with ``os.mkdir``, so its mode is 0777 less the umask, as of any
+    folder a user makes; ``tempfile.mkdtemp`` makes 0700, which would keep a dataset from every other user."""
+    while True:
+        path = prefix + secrets.token_hex(4)
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            continue
 
 
 def remove_temp_folder(tmp: str) -> None:
@@ -95,7 +120,15 @@ def entries(folder: str) -> List[str]:
     except FileNotFoundError:
         return []
     except NotADirectoryError:
-        raise FolderError(f"{folder} is a file, not a folder; choose another output folder") from None
+        raise FolderError(f"cannot write {folder}: {_existing(folder)} is a file, not a folder; choose another output "
+                          "folder") from None
+
+
+def _existing(path: str) -> str:
+    """``path`` itself or its nearest ancestor that exists."""
+    while path and not os.path.lexists(path):
+        path = os.path.dirname(path)
+    return path or "."
 
 
 def refuse_foreign(folder: str, what: str) -> None:
@@ -118,12 +151,13 @@ def publish_folder(tmp: str, root: str, what: str) -> bool:
     try:
         os.replace(tmp, root)  # onto a missing or empty folder: atomic
         return True
-    except OSError:
+    except OSError as exc:
         with open(os.path.join(tmp, PARTIAL_MARKER), "w") as f:
             f.write(f"{socket.gethostname()} {os.getpid()}\n")
         if entries(root):
             return False
-        raise
+        raise FolderError(f"cannot rename the finished temporary folder to {root} ({exc.strerror or exc}); if it is a "
+                          "mount point, choose a folder inside it") from None
 
 
 def write_text(path: str, text: str) -> None:
@@ -164,11 +198,8 @@ class FolderLock:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
             handle.close()
-            raise FolderError(f"{self.folder} is in use by {holder}; wait for it to finish or choose another "
-                              "folder") from None
+            self._refuse()
         except OSError as exc:  # a filesystem without locks: go on, but say so once
             import logging
 
@@ -181,6 +212,30 @@ class FolderLock:
         handle.flush()
         self._file = handle
         return self
+
+    def refuse_if_held(self) -> None:
+        """A :class:`FolderError` naming the holder if another process holds the lock now; creates nothing.
+        For a check before the work that precedes :meth:`acquire` (which checks again)."""
+        try:
+            handle = open(self.path)
+        except OSError:  # no lock file, or none that can be read: nobody to name
+            return
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self._refuse()
+            except OSError:
+                pass
+
+    def _refuse(self) -> None:
+        try:
+            with open(self.path) as f:
+                holder = f.read().strip()
+        except OSError:
+            holder = ""
+        raise FolderError(f"{self.folder} is in use by {holder or 'another process'}; wait for it to finish or "
+                          "choose another folder") from None
 
     def release(self) -> None:
         if self._file is not None:

@@ -10,8 +10,8 @@ Three inputs are understood:
   and split lists such as ``train_split1.txt``: pass the folder and a split name.
 
 Frame counts that a list does not give are probed once with PyAV (which also reads each
-file's frame size, codec and pixel format) and cached in the toolkit's cache folder
-(``$MOTIONSSL_CACHE``, else ``~/.cache/motionssl``), one file per list or folder, keyed by
+file's frame size as displayed, codec, pixel format and display rotation) and cached in the
+toolkit's cache folder (``$MOTIONSSL_CACHE``, else ``~/.cache/motionssl``), one file per list or folder, keyed by
 each video's size and modification time so an edited video is probed again. Nothing is
 written into the dataset folder, which may be read-only or shared.
 
@@ -31,6 +31,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from .environment import cache_dir
 from .video_io import Media, VideoError, header, probe, scan
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,10 @@ log = logging.getLogger(__name__)
 VIDEO_EXTENSIONS = (".webm", ".mp4", ".avi", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".ogv")
 BAD_FILE_POLICIES = ("skip", "error")
 SHORT_VIDEO_POLICIES = ("pad", "skip", "error")
-CACHE_VERSION = "# motionssl index cache 2: path size mtime frames height width codec pix_fmt"
+CACHE_VERSION = "# motionssl index cache 3: path size mtime frames height width codec pix_fmt rotation"
+# Paths are the file system's bytes: a name that is not UTF-8 (b"caf\xe9.webm" from a Latin-1 system) is a
+# str with surrogate escapes in Python, which plain UTF-8 cannot write; surrogateescape writes its bytes back.
+CACHE_ENCODING = "utf-8"
 NOT_SPLITS = ("classes.txt", "failed.txt")  # text files of a prepared dataset that are not splits
 
 
@@ -303,21 +307,78 @@ def load_pair(data: str, split: Optional[str] = None, test_data: Optional[str] =
 
     ``test_data`` defaults to ``data`` (then the two differ by split). Each side follows
     :func:`load_index`: a prepared dataset folder needs its split, a list or a class folder
-    takes none. Testing on the very videos of training — the same list or the same split —
-    would print perfect scores that mean nothing, so it is an error.
+    takes none. Testing on the very videos of training would print perfect scores that mean
+    nothing, so it is an error however the test videos are named: the same list or split
+    (through a link, too), or other lines, paths or byte-identical copies reaching only
+    training videos (:func:`shared_videos`). Test videos *partly* among the training videos
+    are counted in a warning. Labels are joined by class name (:func:`align_classes`).
     """
     test_data = test_data or data
-    if os.path.abspath(test_data) == os.path.abspath(data) and split == test_split:
-        where = f"{data}" + (f", split {split!r}" if split else "")
-        raise ValueError(f"the test videos would be the training videos ({where}): give a test split of a prepared "
-                         "dataset (--test-split) or another list or folder (--test-data)")
+    train_name = f"{data}" + (f" [{split}]" if split else "")
+    test_name = f"{test_data}" + (f" [{test_split}]" if test_split else "")
+    if os.path.realpath(test_data) == os.path.realpath(data) and split == test_split:
+        raise ValueError(f"the test videos would be the training videos: {test_name} is {train_name}; give a test "
+                         "split of a prepared dataset (--test-split) or another list or folder (--test-data)")
     train = load_index(data, split=split, bad_files=bad_files)
-    test = align_classes(train, load_index(test_data, split=test_split, bad_files=bad_files),
-                         f"{data}" + (f" [{split}]" if split else ""),
-                         f"{test_data}" + (f" [{test_split}]" if test_split else ""))
-    describe = (f"{len(train)} videos of {data}" + (f" [{split}]" if split else "") + f", {len(test)} test videos of "
-                f"{test_data}" + (f" [{test_split}]" if test_split else ""))
+    test = load_index(test_data, split=test_split, bad_files=bad_files)
+    shared = shared_videos(train, test)
+    if len(shared) == len(test):
+        raise ValueError(f"the test videos would be the training videos: all {len(test)} test videos of {test_name} "
+                         f"are videos of {train_name} (the same files, or byte-identical copies); give other test "
+                         "videos (--test-split, --test-data)")
+    if shared:
+        log.warning("%d of the %d test videos of %s are also training videos of %s (the same files, or "
+                    "byte-identical copies): %s%s. They find themselves and inflate the scores; remove them from the "
+                    "test videos", len(shared), len(test), test_name, train_name,
+                    ", ".join(test.paths[i] for i in shared[:5]), f" and {len(shared) - 5} more" if len(shared) > 5
+                    else "")
+    test = align_classes(train, test, train_name, test_name)
+    describe = f"{len(train)} videos of {train_name}, {len(test)} test videos of {test_name}"
     return train, test, describe
+
+
+def shared_videos(train: VideoIndex, test: VideoIndex, chunk: int = 1 << 16) -> List[int]:
+    """Positions of the test videos that are training videos: the same file by any path, or a copy.
+
+    A file is the same when its device and inode are (links, other relative paths); a copy
+    has the same size and the same first and last ``chunk`` bytes. Only files of equal size
+    are read, so a dataset costs one ``stat`` per video.
+    """
+    def stat(path):
+        try:
+            return os.stat(path)
+        except OSError:
+            return None
+
+    digests: Dict[str, Optional[str]] = {}
+
+    def digest(path: str, size: int) -> Optional[str]:
+        if path not in digests:
+            try:
+                with open(path, "rb") as f:
+                    head = f.read(chunk)
+                    f.seek(max(size - chunk, len(head)))
+                    digests[path] = hashlib.sha1(head + f.read(chunk)).hexdigest()
+            except OSError:
+                digests[path] = None
+        return digests[path]
+
+    files, by_size = set(), {}
+    for path in train.paths:
+        st = stat(path)
+        if st is not None:
+            files.add((st.st_dev, st.st_ino))
+            by_size.setdefault(st.st_size, []).append(path)
+    shared = []
+    for i, path in enumerate(test.paths):
+        st = stat(path)
+        if st is None:
+            continue
+        same_size = by_size.get(st.st_size, ())
+        if (st.st_dev, st.st_ino) in files or (same_size and digest(path, st.st_size) is not None and any(
+                digest(path, st.st_size) == digest(other, st.st_size) for other in same_size)):
+            shared.append(i)
+    return shared
 
 
 def align_classes(train: VideoIndex, test: VideoIndex, train_name: str = "the training data",
@@ -348,10 +409,53 @@ def align_classes(train: VideoIndex, test: VideoIndex, train_name: str = "the tr
         out = test.subset(range(len(test)))
         out.labels, out.classes = labels, list(train.classes)
         return out
-    if train.classes and len(test) and test.labels.max() >= len(train.classes):
-        raise ValueError(f"{test_name}: label {int(test.labels.max())} is not a class of {train_name} "
-                         f"({len(train.classes)} classes)")
+    for plain, plain_name, named, named_name in ((train, train_name, test, test_name),
+                                                 (test, test_name, train, train_name)):
+        if named.classes and not plain.classes and (plain.labels >= 0).any():
+            raise ValueError(f"{plain_name} has no class names and {named_name} names its classes "
+                             f"({', '.join(named.classes[:3])}{', ...' if len(named.classes) > 3 else ''}), so their "
+                             "labels cannot be joined by class name; put a classes.txt beside the list (one class "
+                             "name per line, line k naming label k)")
     return test
+
+
+def class_count(train: VideoIndex, test: VideoIndex) -> int:
+    """The number of classes a classifier of ``train``'s and ``test``'s labels needs, every label checked.
+
+    With class names (``train``'s, which ``test``'s labels are joined to) it is their
+    number; lists without names number their classes 0..K-1, K being the number of
+    distinct labels of both. A label beyond (a typo such as 10000000 would otherwise size
+    the classifier by it) is a ``ValueError`` naming its list, line and label.
+    """
+    labels = np.concatenate([train.labels, test.labels])
+    count = len(train.classes) if train.classes else len(np.unique(labels[labels >= 0]))
+    for index in (train, test):
+        beyond = np.flatnonzero(index.labels >= count)
+        if len(beyond):
+            i = int(beyond[0])
+            named = f"one of the {count} classes of the training videos" if train.classes else (
+                f"one of 0..{count - 1}: lists without classes.txt number their {count} classes by their distinct "
+                "labels; fix the label, or name the classes in a classes.txt beside the list (one name per line)")
+            raise ValueError(f"{list_line(index, i)}: label {int(index.labels[i])} of {index.paths[i]} is not {named}")
+    return count
+
+
+def list_line(index: VideoIndex, i: int) -> str:
+    """``list:line`` naming video ``i`` of ``index`` when it was read from a list, else the video's path."""
+    listed = index.stats.get("list")
+    if listed:
+        base = os.path.dirname(os.path.abspath(listed))
+        with open(listed, encoding="utf-8-sig", errors="surrogateescape") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip() or line.lstrip().startswith("#"):
+                    continue
+                try:
+                    path = parse_list_line(line, "")[0]
+                except ValueError:
+                    continue
+                if os.path.join(base, path) == index.paths[i]:
+                    return f"{listed}:{lineno}"
+    return index.paths[i]
 
 
 def _split_lists(root: str) -> List[str]:
@@ -432,7 +536,7 @@ def _load_list(path: str, bad_files: str, threads: int) -> VideoIndex:
     base = os.path.dirname(os.path.abspath(path))
     rows = []
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:  # -sig: a byte order mark (Windows editors) is not the first path
             for lineno, line in enumerate(f, 1):
                 if not line.strip() or line.lstrip().startswith("#"):
                     continue
@@ -444,20 +548,21 @@ def _load_list(path: str, bad_files: str, threads: int) -> VideoIndex:
     if not rows:
         raise ValueError(f"{path}: the list holds no videos")
     index = _finish(rows, _cache_path(path), bad_files, threads, origin=path)
+    index.stats["list"] = path  # for messages naming a video's line (list_line)
     named = os.path.join(base, "classes.txt")
     if os.path.exists(named):  # a split list of a prepared dataset: its labels index classes.txt
         index.classes = read_classes(named)
         wrong = np.flatnonzero(index.labels >= len(index.classes))
         if len(wrong):
-            raise ValueError(f"{path}: label {index.labels[wrong[0]]} of {index.paths[wrong[0]]} is not a class of "
-                             f"{named} ({len(index.classes)} classes, labels 0..{len(index.classes) - 1}; -1 marks "
-                             "an unlabelled video)")
+            raise ValueError(f"{list_line(index, wrong[0])}: label {index.labels[wrong[0]]} of "
+                             f"{index.paths[wrong[0]]} is not a class of {named} ({len(index.classes)} classes, "
+                             f"labels 0..{len(index.classes) - 1}; -1 marks an unlabelled video)")
     return index
 
 
 def read_classes(path: str) -> List[str]:
     """The class names of a ``classes.txt`` (one per line; the label is the line's position)."""
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:  # a byte order mark is not part of the first name
         names = [line.strip() for line in f if line.strip()]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -479,14 +584,9 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
-def cache_dir() -> str:
-    """The toolkit's cache folder: ``$MOTIONSSL_CACHE``, else ``~/.cache/motionssl``."""
-    return os.environ.get("MOTIONSSL_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "motionssl")
-
-
 def _cache_path(anchor: str) -> str:
     """The cache file of a list or folder: ``<cache_dir>/index/<hash of its absolute path>.tsv``."""
-    digest = hashlib.sha1(os.path.abspath(anchor).encode()).hexdigest()[:16]
+    digest = hashlib.sha1(os.fsencode(os.path.abspath(anchor))).hexdigest()[:16]
     return os.path.join(cache_dir(), "index", f"{os.path.basename(os.path.normpath(anchor))[:40]}-{digest}.tsv")
 
 
@@ -494,21 +594,22 @@ def _cache_path(anchor: str) -> str:
 def _read_cache(cache: str) -> Dict[str, tuple]:
     entries: Dict[str, tuple] = {}
     try:
-        with open(cache) as f:
-            lines = f.read().splitlines()
+        with open(cache, encoding=CACHE_ENCODING, errors="surrogateescape") as f:
+            lines = f.read().split("\n")  # only "\n" ends a line: a file name may hold other line breaks
     except OSError:
         return entries
     if not lines or lines[0] != CACHE_VERSION:
         return entries  # another format: probe again
     for line in lines[1:]:
         parts = line.split("\t")
-        if len(parts) != 8:
+        if len(parts) != 9:
             continue
         try:
             size, mtime, frames, height, width = (int(v) for v in parts[1:6])
+            rotation = int(parts[8])
         except ValueError:
             continue
-        media = Media(height, width, parts[6], parts[7]) if height > 0 else None
+        media = Media(height, width, parts[6], parts[7], rotation) if height > 0 else None
         entries[parts[0]] = (size, mtime, frames, media)
     return entries
 
@@ -540,11 +641,12 @@ def _save_cache(cache: str, entries: Dict[str, tuple]) -> None:
     tmp = f"{cache}.tmp{os.getpid()}"
     try:
         os.makedirs(os.path.dirname(os.path.abspath(cache)), exist_ok=True)
-        with open(tmp, "w") as f:
+        with open(tmp, "w", encoding=CACHE_ENCODING, errors="surrogateescape") as f:
             f.write(CACHE_VERSION + "\n")
             for p, (size, mtime, frames, media) in sorted(entries.items()):
                 m = media or Media(-1, -1, "", "")
-                f.write(f"{p}\t{size}\t{mtime}\t{frames}\t{m.height}\t{m.width}\t{m.codec}\t{m.pix_fmt}\n")
+                f.write(f"{p}\t{size}\t{mtime}\t{frames}\t{m.height}\t{m.width}\t{m.codec}\t{m.pix_fmt}\t"
+                        f"{m.rotation}\n")
         os.replace(tmp, cache)
     except OSError as exc:
         log.warning("could not write the index cache %s: %s", cache, exc)
@@ -602,8 +704,9 @@ def _finish(rows, cache: str, bad_files: str, threads: int, origin: str) -> Vide
                     gaps.append(f"{rows[i][0]} ({info.gap})")
         _save_cache(cache, entries)
         if gaps:
-            log.warning("%d videos in %s have frames missing from their timestamps (damaged, or dropped at the "
-                        "source): %s%s", len(gaps), origin, "; ".join(gaps[:5]),
+            log.warning("%d videos in %s have irregular timestamps and are used as they are (frames missing from a "
+                        "constant rate are damage, frames dropped at the source, or a pause in a variable-rate "
+                        "recording): %s%s", len(gaps), origin, "; ".join(gaps[:5]),
                         f" and {len(gaps) - 5} more" if len(gaps) > 5 else "")
     _report_bad(bad, bad_files, origin)
     keep = [i for i, c in enumerate(counts) if c is not None]

@@ -10,7 +10,8 @@
 Why: UCF-101 and HMDB-51 ship as xvid AVI, which DALI's CPU decoder cannot read at all
 and NVDEC reads unreliably; Kinetics ships as H.264 of mixed sizes with long keyframe
 intervals, so every random window decodes from a distant keyframe (docs/design.md, "DALI facts").
-Every input is stream-decoded with PyAV (one frame in memory at a time), optionally
+Every input is stream-decoded with PyAV (one frame in memory at a time), turned upright
+where its display matrix says so (a phone's video; the output carries no matrix), optionally
 resized, and re-encoded with a keyframe every ``--gop`` frames (default 16), even width
 and height, and no audio stream.
 
@@ -41,7 +42,8 @@ the original names (Kinetics' "air drumming").
 
 Every output is verified (opens, first and last frames decode) before it counts. Inputs
 that fail — unreadable, empty, not a video, no frames, listed in a split file but missing
-on disk — are skipped and reported, never fatal. A run can be interrupted and started
+on disk — are skipped and reported, never fatal; only when every input fails does the
+command exit non-zero, naming the most common reason. A run can be interrupted and started
 again: finished outputs are recorded in the manifest and skipped without any decoding.
 Nothing under ``--src`` is ever written: the output folder must lie outside it.
 """
@@ -53,6 +55,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -61,12 +64,13 @@ from typing import Dict, List, Optional, Tuple
 import av
 from tqdm import tqdm
 
-from . import files
+from . import environment, files
 from .datasets import DATASETS, Dataset, Item
 from .datasets import fail as _fail
 from .decoders.dali import DALI_CPU_CODECS
 from .index import safe_name
-from .video_io import VideoError, check_decoding, checked_frames, decoder_errors, frame_timestamps, open_video, probe
+from .video_io import (VideoError, check_decoding, checked_frames, decoder_errors, frame_timestamps, open_video,
+                       probe, rotation)
 from .workers import pool as worker_pool
 
 MANIFEST = ".manifest.jsonl"
@@ -81,6 +85,7 @@ class Codec:
     extension: str
     container: str
     default_crf: int
+    crf_range: Tuple[int, int]  # the encoder's quality range, best first
     options: Tuple[Tuple[str, str], ...]
 
 
@@ -88,9 +93,9 @@ class Codec:
 # dataset of thousands of clips the encode time is what users feel. Realtime mode also
 # makes no alt-ref (hidden) frames, so every packet is one displayed frame.
 CODECS: Dict[str, Codec] = {
-    "vp9": Codec("libvpx-vp9", ".webm", "webm", 32,
+    "vp9": Codec("libvpx-vp9", ".webm", "webm", 32, (0, 63),
                  (("deadline", "realtime"), ("cpu-used", "8"), ("row-mt", "1"), ("b", "0"))),
-    "h264": Codec("libx264", ".mp4", "mp4", 23, (("preset", "veryfast"),)),
+    "h264": Codec("libx264", ".mp4", "mp4", 23, (0, 51), (("preset", "veryfast"),)),
 }
 
 
@@ -165,15 +170,44 @@ def _transcode(job: Job, tmp: str) -> None:
 COUNTED_CODECS = frozenset({"h264", "hevc"})
 
 
+# FFmpeg's filters that turn a frame counter-clockwise by each display rotation (video_io.display_rotation).
+TURN_FILTERS = {90: (("transpose", "cclock"),), 180: (("hflip", ""), ("vflip", "")), 270: (("transpose", "clock"),)}
+
+
+def _turner(turn: int, width: int, height: int, rate: Fraction):
+    """``frame -> frame`` turning ``width``×``height`` yuv420p frames ``turn`` degrees counter-clockwise, in YUV."""
+    graph = av.filter.Graph()
+    node = graph.add_buffer(width=width, height=height, format="yuv420p", time_base=1 / rate)
+    for name, args in TURN_FILTERS[turn]:
+        step = graph.add(name, args)
+        node.link_to(step)
+        node = step
+    node.link_to(graph.add("buffersink"))
+    graph.configure()
+
+    def turn(frame):
+        graph.push(frame)
+        return graph.pull()
+
+    return turn
+
+
 def _transcode_frames(job: Job, tmp: str, errors: List[str]) -> Tuple[int, str]:
-    """``(frames written, source codec)``; frames the decoder marks corrupt are recorded in ``errors``."""
+    """``(frames written, source codec)``; frames the decoder marks corrupt are recorded in ``errors``.
+
+    A source whose display matrix turns its frames (a phone's video: −90°) is written
+    upright, its frames turned (:func:`..video_io.display_rotation`), and the output carries
+    no display matrix: nothing is left to turn it again. Its size is the displayed size.
+    """
     codec = CODECS[job.codec]
+    turn = rotation(job.src)
     with contextlib.closing(open_video(job.src)) as inp:
         stream = inp.streams.video[0]
         # Decoded single-threaded: this runs under decoder_errors, whose log callback can
         # deadlock against decoder threads (see there). The encoder keeps job.threads.
         stream.codec_context.thread_count = 1
-        width, height = output_size(stream.codec_context.width, stream.codec_context.height, job.short_side)
+        coded = stream.codec_context.width, stream.codec_context.height
+        width, height = output_size(*(coded[::-1] if turn in (90, 270) else coded), job.short_side)
         # Frames are re-timed at a constant rate: the pipelines index frames, not seconds,
         # and a constant rate keeps num_frames / fps an honest duration.
         rate = Fraction(stream.average_rate or stream.guessed_rate or 25).limit_denominator(1001)
@@ -184,9 +218,14 @@ def _transcode_frames(job: Job, tmp: str, errors: List[str]) -> Tuple[int, str]:
             ostream.codec_context.gop_size = job.gop
             ostream.codec_context.thread_count = job.threads
             count = 0
+            # Resized as stored, then turned: the turn moves pixels, it does not filter them.
+            stored = (height, width) if turn in (90, 270) else (width, height)
+            turn_upright = _turner(turn, *stored, rate) if turn else None
             for frame in checked_frames(inp.decode(stream), errors):
-                image = frame.reformat(width=width, height=height, format="yuv420p", interpolation="AREA")
+                image = frame.reformat(width=stored[0], height=stored[1], format="yuv420p", interpolation="AREA")
                 image.pts, image.time_base = count, 1 / rate
+                if turn_upright:
+                    image = turn_upright(image)
                 count += 1
                 for packet in ostream.encode(image):
                     out.mux(packet)
@@ -304,6 +343,9 @@ def prepare(dataset: str, src, out, splits=None, codec: str = "vp9", short_side:
     for flag, value in (("--short-side", short_side), ("--gop", gop), ("--workers", workers)):
         if value is not None and value < 1:
             _fail(f"{flag} must be a positive integer, got {value}")
+    low, high = CODECS[codec].crf_range
+    if crf is not None and not low <= crf <= high:
+        _fail(f"--crf {crf} is outside {codec}'s range, {low} to {high} (lower is better and larger)")
     src, out = Path(os.path.abspath(src)), Path(os.path.abspath(out))
     _check_locations(src, out)
     found = DATASETS[dataset](src, Path(os.path.abspath(splits)) if splits else None)
@@ -483,7 +525,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
                         help="keyframe interval in frames (default 16); a random window decodes at most "
                              "this many extra frames")
     parser.add_argument("--crf", type=int, metavar="Q",
-                        help="quality: lower is better and larger (default: vp9 32, h264 23)")
+                        help="quality: lower is better and larger (vp9 0 to 63, default 32; h264 0 to 51, "
+                             "default 23)")
     parser.add_argument("--workers", type=int, metavar="N",
                         help="parallel conversions (default: the number of CPUs)")
     args = parser.parse_args(argv)
@@ -495,7 +538,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         print(f"prepare: {exc}", file=sys.stderr)
         raise SystemExit(130) from None
     except OSError as exc:  # a full disk, a folder that became unwritable
-        if os.environ.get("MOTIONSSL_DEBUG"):
+        if environment.debug():
             raise
         _fail(f"{exc.strerror or exc} ({exc.filename or args.out}); the videos converted so far are kept — free "
               "the space (or fix the folder) and run the same command again")
@@ -504,8 +547,16 @@ def main(argv: Optional[List[str]] = None) -> dict:
           f"failed {summary['failed']}; {summary['hours']:.2f} h of video, "
           f"{_human_bytes(summary['disk_bytes'])} on disk, {summary['videos_per_s']:.2f} videos/s "
           f"({summary['seconds']:.1f} s)")
+    failed = Path(summary["out"]) / "failed.txt"
+    if summary["failed"] and summary["failed"] == summary["videos"]:
+        reasons = Counter(f["reason"].replace(f["src"], "") for f in summary["failures"])  # less the file's name
+        common, count = reasons.most_common(1)[0]
+        example = next(f for f in summary["failures"] if f["reason"].replace(f["src"], "") == common)
+        every = "the one video" if summary["videos"] == 1 else f"all {summary['videos']} videos"
+        _fail(f"{every} failed; the most common reason ({count} of them), e.g. {example['src']}: {example['reason']}; "
+              f"every failure and its reason: {failed}")
     if summary["failed"]:
-        print(f"failures and their reasons: {Path(summary['out']) / 'failed.txt'}")
+        print(f"failures and their reasons: {failed}")
     if args.codec not in DALI_CPU_CODECS:
         print(f"note: DALI's CPU decoder cannot read {args.codec}; decode it on the GPU or with the PyAV source")
     print(f"index files: {', '.join(f'{n}.txt ({c})' for n, c in summary['indexes'].items())} "

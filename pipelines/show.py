@@ -13,15 +13,21 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import Dict, Optional
 
 import numpy as np
 
-from . import demo
+from . import demo, environment
 from .decoders import read_window
+from .files import FolderError
 from .index import VideoIndex
 from .iterators import PIPELINES, make_iterator
 from .ops.config import AugmentConfig
+from .sources import PipelineError
+from .video_io import VideoError
+
+PROG = "motionssl.pipelines.show"
 
 DEMO_CLIP = {"frames": 8, "augment": {"size": [64, 64], "flip_prob": 0.0}}
 
@@ -99,8 +105,34 @@ def save_neighbours(path: str, queries: VideoIndex, gallery: VideoIndex, nearest
             label = int(index.labels[i])
             draw.text((x + pad, y + tile + 2 * pad), (index.classes[label] if index.classes else str(label))[:18],
                       fill="black")
-    canvas.save(path)
+    save_picture(canvas, path)
     return path
+
+
+def picture_type(path: str) -> str:
+    """The picture format Pillow writes for ``path``'s extension; a ``ValueError`` for one it cannot write."""
+    from PIL import Image
+
+    extension = os.path.splitext(path)[1].lower()
+    kind = Image.registered_extensions().get(extension)
+    if kind not in Image.SAVE:
+        raise ValueError(f"{path}: cannot write pictures of type {extension or '(no extension)'}; end it with .png "
+                         "or .jpg")
+    return kind
+
+
+def save_picture(image, path: str) -> None:
+    """Write a PIL ``image`` to ``path`` through a temporary file beside it, renamed when complete: a failed write
+    (a full disk) leaves no half picture and any earlier one as it was. An ``OSError`` names ``path``."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        image.save(tmp, format=picture_type(path))
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), path) from exc
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def main(argv: Optional[list] = None) -> str:
@@ -114,6 +146,38 @@ def main(argv: Optional[list] = None) -> str:
     parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    try:
+        _check_options(args)
+        return _show(args)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; nothing was written", file=sys.stderr)
+        raise SystemExit(130) from None
+    except (ValueError, OSError, FolderError, VideoError, PipelineError) as exc:
+        if environment.debug():
+            raise
+        raise SystemExit(f"{PROG}: error: {exc}") from None
+
+
+def _check_options(args) -> None:
+    """A ``ValueError`` naming the first option out of range, or an ``--out`` that cannot be written, before any work."""
+    for option, value, least in (("--samples", args.samples, 1), ("--batch-size", args.batch_size, 1),
+                                 ("--seed", args.seed, 0)):
+        if value < least:
+            raise ValueError(f"{option} must be at least {least}, got {value}")
+    try:
+        picture_type(args.out)
+    except ValueError as exc:
+        raise ValueError(f"--out {exc}") from None
+    folder = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(folder):
+        what = "is a file" if os.path.lexists(folder) else "does not exist"
+        raise ValueError(f"cannot write --out {args.out}: {folder} {what}; choose a picture path in an existing folder")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"cannot write --out {args.out}: {folder} is read-only to you; choose a folder you can write")
+
+
+def _show(args) -> str:
+    """The picture of one batch (see :func:`main`)."""
     from PIL import Image, ImageDraw
 
     data, split = args.data, args.split
@@ -144,7 +208,11 @@ def main(argv: Optional[list] = None) -> str:
                 draw.text((4, y + 18), f"video {int(batch['index'][s])}", fill="gray")
                 draw.text((4, y + 32), info[:18], fill="gray")
                 draw.text((4, y + 46), info[18:36], fill="gray")
-    image.save(args.out)
+    try:
+        save_picture(image, args.out)
+    except OSError as exc:
+        raise SystemExit(f"{PROG}: error: cannot write --out {args.out} ({exc.strerror or exc}); choose a folder you "
+                         "can write, with room for the picture") from None
     print(f"wrote {args.out}: {args.pipeline}, rows {names}, {len(batch['index'])} videos, "
           f"{batch[names[0]].shape[2]} frames each")
     return args.out

@@ -14,12 +14,16 @@ what to do about it.
 from __future__ import annotations
 
 import contextlib
+import logging
+import math
 import os
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 CONVERT_HINT = (
     "convert it with `motionssl-prepare folder --src DIR --out DIR --codec vp9` "
@@ -41,16 +45,25 @@ class VideoError(RuntimeError):
 
 @dataclass(frozen=True)
 class Media:
-    """What a decoder needs to know before it opens a file: frame size, codec and pixel format.
+    """What a decoder needs to know before it opens a file: frame size, codec, pixel format, rotation.
 
     ``pix_fmt`` is FFmpeg's name (``yuv420p``, ``yuv444p``, ``yuv420p10le``...): it carries
     the chroma subsampling and the bit depth, which decide whether NVDEC can decode a file.
+    ``rotation`` is the counter-clockwise turn (0, 90, 180 or 270 degrees) that the file's
+    display matrix asks for (:func:`display_rotation`); ``height`` and ``width`` are the size
+    as displayed, after it — what every decoder returns. :attr:`coded_size` is the size stored.
     """
 
     height: int
     width: int
     codec: str
     pix_fmt: str
+    rotation: int = 0
+
+    @property
+    def coded_size(self) -> Tuple[int, int]:
+        """``(height, width)`` of the frames as stored, before the rotation."""
+        return (self.width, self.height) if self.rotation in (90, 270) else (self.height, self.width)
 
 
 @dataclass(frozen=True)
@@ -61,11 +74,12 @@ class VideoInfo:
     fps: float
     codec: str
     pix_fmt: str = ""
-    gap: Optional[str] = None  # frames missing from a constant-rate stream (timestamp_gap)
+    gap: Optional[str] = None  # irregular timestamps: frames missing, or stamped alike (probe)
+    rotation: int = 0  # display_rotation; width and height are the displayed size
 
     @property
     def media(self) -> Media:
-        return Media(self.height, self.width, self.codec, self.pix_fmt)
+        return Media(self.height, self.width, self.codec, self.pix_fmt, self.rotation)
 
 
 def check_file(path: str) -> None:
@@ -91,6 +105,10 @@ def open_video(path: str):
     # Check what the format allows (CRCs, bitstream conformance, buffer overruns): a damaged
     # file then fails or logs an error instead of decoding into wrong pixels without a word.
     ctx = container.streams.video[0].codec_context
+    if ctx is None:  # FFmpeg knows no decoder for the codec the header names
+        container.close()
+        raise VideoError(path, "its video stream is of a codec FFmpeg cannot decode (or its header is damaged)",
+                         "re-download or re-encode it, or remove it from the list")
     ctx.options = {"err_detect": ERROR_CHECKS.get(ctx.name, ERROR_CHECKS[None])}
     return container
 
@@ -116,32 +134,114 @@ def checked_frames(frames, errors: List[str]):
         yield frame
 
 
-def header(path: str) -> Media:
-    """Frame size, codec and pixel format from the container header (no decoding)."""
+# --- rotation: the display matrix a phone writes ----------------------------------------------------
+_warned_rotation: set = set()  # files whose display matrix was not applied, warned about once per process
+
+
+def display_rotation(frame, path: str = "") -> int:
+    """The counter-clockwise turn (0, 90, 180 or 270 degrees) that shows a decoded PyAV frame upright.
+
+    A phone stores frames as its sensor delivers them and writes a display matrix that turns
+    them for display (−90°, a quarter turn clockwise, for a phone held upright); FFmpeg
+    attaches the stream's matrix to every decoded frame. Quarter turns are applied by every
+    decoder of the toolkit (:func:`upright`). Any other matrix — another angle, or one that
+    mirrors the picture — is not: the frames are used as stored, with one warning per file.
+    """
+    matrix = frame.side_data.get("DISPLAYMATRIX")
+    if matrix is None:
+        return 0
+    m = np.frombuffer(bytes(matrix), dtype=np.int32).astype(np.float64)
+    a, b, c, d = m[0], m[1], m[3], m[4]
+    if a * d - b * c > 0:  # a rotation (times a scale); FFmpeg's av_display_rotation_get
+        angle = -math.degrees(math.atan2(b / math.hypot(b, d), a / math.hypot(a, c)))
+        turns = round(angle / 90)
+        if abs(angle - 90 * turns) < 0.5:
+            return 90 * turns % 360
+        what = f"turns the picture by {angle:.0f} degrees, not a quarter turn"
+    else:
+        what = "mirrors the picture" if a * d - b * c < 0 else "is degenerate"
+    if path not in _warned_rotation:
+        _warned_rotation.add(path)
+        log.warning("%s: its display matrix %s; its frames are used as stored, not turned", path, what)
+    return 0
+
+
+def upright(image, rotation: int):
+    """An ``(H, W, C)`` frame (NumPy or torch) turned ``rotation`` degrees counter-clockwise (:func:`display_rotation`).
+
+    A NumPy frame is returned as a view (no copy; the window's stack copies it once); an
+    unrotated frame is returned as it is.
+    """
+    if not rotation:
+        return image
+    if isinstance(image, np.ndarray):
+        return np.rot90(image, rotation // 90)
+    import torch
+
+    return torch.rot90(image, rotation // 90, dims=(0, 1))
+
+
+def _first_frame(container, path: str):
+    """The first decoded frame of the container's video stream; a :class:`VideoError` if there is none."""
+    stream = container.streams.video[0]
+    try:
+        return next(container.decode(stream))
+    except StopIteration:
+        raise VideoError(path, "video stream has no decodable frame", "re-encode it or remove it") from None
+    except Exception as exc:
+        raise VideoError(path, f"cannot decode ({stream.codec_context.name}): {exc}", "re-encode it or remove it") \
+            from exc
+
+
+def _media(stream, first, path: str) -> Media:
+    """The :class:`Media` of a stream whose first decoded frame is ``first``: the displayed size and the rotation."""
+    turn = display_rotation(first, path)
+    height, width = (first.width, first.height) if turn in (90, 270) else (first.height, first.width)
+    return Media(int(height), int(width), stream.codec_context.name,
+                 stream.codec_context.pix_fmt or first.format.name, turn)
+
+
+def rotation(path: str) -> int:
+    """The rotation of ``path``'s display matrix (:func:`display_rotation`); decodes the first frame."""
     container = open_video(path)
     try:
-        ctx = container.streams.video[0].codec_context
-        return Media(int(ctx.height), int(ctx.width), ctx.name, ctx.pix_fmt or "")
+        return display_rotation(_first_frame(container, path), path)
+    finally:
+        container.close()
+
+
+def header(path: str) -> Media:
+    """Frame size as displayed, codec, pixel format and rotation (the header and the first frame)."""
+    container = open_video(path)
+    try:
+        return _media(container.streams.video[0], _first_frame(container, path), path)
     finally:
         container.close()
 
 
 def scan(path: str) -> Tuple[int, Media]:
-    """``(frames, header)`` of ``path`` from one demux pass (no decoding): what :func:`frame_timestamps`
-    counts, and what :func:`header` reads."""
+    """``(frames, header)`` of ``path`` from one demux pass that decodes only the first frame: what
+    :func:`frame_timestamps` counts, and what :func:`header` reads."""
     container = open_video(path)
     try:
         stream = container.streams.video[0]
-        ctx = stream.codec_context
-        media = Media(int(ctx.height), int(ctx.width), ctx.name, ctx.pix_fmt or "")
-        frames = sum(1 for p in container.demux(stream) if p.size > 0 and p.pts is not None)
+        first, frames = None, 0
+        for packet in container.demux(stream):
+            if first is None:  # its display matrix and size
+                first = next(iter(stream.decode(packet)), None)
+            if packet.size > 0 and packet.pts is not None:
+                frames += 1
+        if first is None and frames:  # a decoder that holds frames back gives them up when flushed
+            first = next(iter(stream.decode(None)), None)
     except Exception as exc:
         raise VideoError(path, f"demuxing failed ({exc})", "the file is probably truncated; re-encode it") from exc
     finally:
         container.close()
     if frames == 0:
         raise VideoError(path, "video stream has no frames", "re-encode it or remove it")
-    return frames, media
+    if first is None:
+        raise VideoError(path, "video stream has no decodable frame", "re-encode it or remove it")
+    return frames, _media(stream, first, path)
 
 
 @contextlib.contextmanager
@@ -176,23 +276,50 @@ def decoder_errors() -> Iterator[List[str]]:
     errors[:0] = [f"{name}: {message.strip()}" for lvl, name, message in captured if lvl <= av.logging.ERROR]
 
 
+MAX_GAPS = 2  # jumps in the timestamps beyond which a stream is taken for a variable-rate one
+
+
 def timestamp_gap(stamps: np.ndarray) -> Optional[str]:
     """A description of missing frames in a constant-rate stream, or ``None``.
 
-    When every step between frame timestamps is one step ``s`` except steps that are whole
-    multiples of it, frames are missing there (a damaged block the demuxer skipped). A
-    variable-rate stream has other steps too and is never flagged.
+    When every step between the (sorted) frame timestamps is one step ``s`` except at most
+    :data:`MAX_GAPS` steps that are whole multiples of it, frames are missing there (a
+    damaged block the demuxer skipped: one jump per damaged place). A stream whose rate
+    changes at more places is a variable-rate one — a recorder that leaves out repeated
+    frames writes such steps all along — and is not flagged; nor is one with other steps
+    too. A frame stamped with its neighbour's time (:func:`duplicate_timestamps`) is not
+    missing: it fills one frame of a gap.
     """
-    if len(stamps) < 3:
+    diffs = np.diff(np.asarray(stamps, dtype=np.int64))
+    frame = np.flatnonzero(diffs > 0)  # the frame before each step between distinct timestamps
+    steps = diffs[frame]
+    if len(steps) < 2:
         return None
-    steps = np.diff(np.asarray(stamps, dtype=np.int64))
     values, counts = np.unique(steps, return_counts=True)
     step = int(values[np.argmax(counts)])
-    if step <= 0 or np.any(steps % step) or np.all(steps == step):
-        return None
     gaps = np.flatnonzero(steps != step)
-    missing = int(sum(steps[g] // step - 1 for g in gaps))
-    return f"{missing} frame(s) missing: the timestamps jump after frame {int(gaps[0])}"
+    if np.any(steps % step) or not len(gaps) or len(gaps) > MAX_GAPS:
+        return None
+    missing = int(sum(steps[gaps] // step - 1)) - int(np.sum(diffs == 0))
+    if missing <= 0:
+        return None
+    return f"{missing} frame(s) missing: the timestamps jump after frame {int(frame[gaps[0]])}"
+
+
+def duplicate_timestamps(stamps: np.ndarray) -> Optional[str]:
+    """A description of frames that share their timestamp with another, or ``None``.
+
+    A muxer that rounds or miscounts can stamp two frames alike. The index counts both, and
+    frame ``i`` is still the ``i``-th in timestamp order, ties in the order stored, as the
+    PyAV decoder reads them; torchcodec finds frames by time and reads the first of the two
+    twice.
+    """
+    same = np.flatnonzero(np.diff(np.asarray(stamps, dtype=np.int64)) == 0)
+    if not len(same):
+        return None
+    return (f"duplicate timestamps: {len(same)} frame(s) share the timestamp of the frame before (first: frame "
+            f"{int(same[0]) + 1}); each is kept as a frame of its own (decoder='torchcodec', which finds frames "
+            "by time, reads the first of them twice)")
 
 
 def check_decoding(path: str) -> int:
@@ -200,30 +327,42 @@ def check_decoding(path: str) -> int:
 
     Returns the number of frames decoded. Costs a full decode: dataset preparation runs
     it; the index only checks the timestamps and the first frame (:func:`probe`).
+
+    Besides the decoder's word (:func:`decoder_errors`, :func:`checked_frames`), the frames
+    must come out of the decoder in the order of the stream's timestamps — the order every
+    decoder of the toolkit reads them in — one per timestamp: damage to an MP4's timing
+    tables decodes every frame without an error, but out of that order. Damage inside a
+    frame's payload that still obeys the codec's syntax cannot be seen at all (docs/design.md,
+    "Damaged files").
     """
-    count = 0
+    pts: List[Optional[int]] = []
     with decoder_errors() as errors:
         container = open_video(path)
         try:
             stream = container.streams.video[0]
             stream.codec_context.thread_count = 1  # single-threaded under decoder_errors (see there)
-            for _ in checked_frames(container.decode(stream), errors):
-                count += 1
+            pts.extend(frame.pts for frame in checked_frames(container.decode(stream), errors))
         except Exception as exc:
             errors.insert(0, f"{exc.__class__.__name__}: {exc}")
         finally:
             container.close()
+    hint = "re-download or re-encode it, or remove it from the list"
     if errors:
-        raise VideoError(path, f"the decoder reported damaged data ({'; '.join(errors[:3])})",
-                         "re-download or re-encode it, or remove it from the list")
+        raise VideoError(path, f"the decoder reported damaged data ({'; '.join(errors[:3])})", hint)
+    if not pts:
+        raise VideoError(path, "no frame could be decoded", hint)
     stamps = frame_timestamps(path)
     gap = timestamp_gap(stamps)
     if gap:
-        raise VideoError(path, f"damaged: {gap}", "re-download or re-encode it, or remove it from the list")
-    if count != len(stamps):  # frames the decoder dropped without a word
-        raise VideoError(path, f"damaged: {count} frames decoded of the {len(stamps)} the stream holds",
-                         "re-download or re-encode it, or remove it from the list")
-    return count
+        raise VideoError(path, f"damaged: {gap}", hint)
+    if len(pts) != len(stamps):  # frames the decoder dropped without a word
+        raise VideoError(path, f"damaged: {len(pts)} frames decoded of the {len(stamps)} the stream holds", hint)
+    moved = [k for k, (got, want) in enumerate(zip(pts, stamps)) if got is not None and got != want]
+    if moved:
+        k = moved[0]
+        raise VideoError(path, f"damaged timestamps: the decoder returns frame {k} with pts {pts[k]}, where the "
+                               f"{k}-th smallest timestamp is {stamps[k]} ({len(moved)} frames out of order)", hint)
+    return len(pts)
 
 
 def frame_timestamps(path: str) -> np.ndarray:
@@ -260,33 +399,27 @@ def time_base(path: str) -> Fraction:
 
 
 def probe(path: str) -> VideoInfo:
-    """Frame count, size, rate and codec of ``path``; decodes the first frame to prove it reads.
+    """Frame count, size (as displayed), rate, codec and rotation of ``path``; decodes the first frame to prove it reads.
 
-    ``gap`` describes frames missing from a constant-rate stream (:func:`timestamp_gap`):
-    damage, or a frame dropped at the source; the index warns about it. A full decode with
+    ``gap`` describes irregular timestamps: frames missing from a constant-rate stream
+    (:func:`timestamp_gap`: damage, or frames dropped at the source) and frames stamped alike
+    (:func:`duplicate_timestamps`); the index warns about them. A full decode with
     the decoder's error checks is :func:`check_decoding`.
     """
     container = open_video(path)
     try:
         stream = container.streams.video[0]
-        codec, pix_fmt = stream.codec_context.name, stream.codec_context.pix_fmt or ""
         fps = float(stream.average_rate or stream.guessed_rate or 0.0)
-        try:
-            first = next(container.decode(stream))
-        except StopIteration:
-            raise VideoError(path, "video stream has no decodable frame", "re-encode it or remove it") from None
-        except Exception as exc:
-            raise VideoError(path, f"cannot decode ({codec}): {exc}", "re-encode it or remove it") from exc
-        width, height = first.width, first.height
-        pix_fmt = pix_fmt or first.format.name
+        media = _media(stream, _first_frame(container, path), path)
     finally:
         container.close()
     stamps = frame_timestamps(path)
     num_frames = len(stamps)
     if num_frames == 0:
         raise VideoError(path, "video stream has no frames", "re-encode it or remove it")
-    return VideoInfo(num_frames=num_frames, width=width, height=height, fps=fps, codec=codec, pix_fmt=pix_fmt,
-                     gap=timestamp_gap(stamps))
+    return VideoInfo(num_frames=num_frames, width=media.width, height=media.height, fps=fps, codec=media.codec,
+                     pix_fmt=media.pix_fmt, rotation=media.rotation,
+                     gap="; ".join(filter(None, (timestamp_gap(stamps), duplicate_timestamps(stamps)))) or None)
 
 
 def write_video(path: str, frames: np.ndarray, fps: int = 25, codec: str = "vp9", gop: int = 16,

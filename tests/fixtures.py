@@ -63,8 +63,10 @@ def textured_frames(num_frames: int, height: int = 48, width: int = 64, seed: in
 
 
 def write_raw(path: str, frames: np.ndarray, codec: str, fmt: str, pix_fmt: str = "yuv420p",
-              pts: Sequence[int] = None, rate: int = 25, gop: int = 12, options: dict = None) -> str:
-    """Write frames with any PyAV encoder and pixel format; ``pts`` (in 1/rate units) makes the rate variable."""
+              pts: Sequence[int] = None, rate: int = 25, gop: int = 12, options: dict = None,
+              display: tuple = None) -> str:
+    """Write frames with any PyAV encoder and pixel format; ``pts`` (in 1/rate units) makes the rate variable;
+    ``display`` = ``(degrees counter-clockwise, mirrored)`` writes a display matrix."""
     from fractions import Fraction
 
     import av
@@ -73,6 +75,8 @@ def write_raw(path: str, frames: np.ndarray, codec: str, fmt: str, pix_fmt: str 
         stream = container.add_stream(codec, rate=rate, options=options or {})
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], pix_fmt
         stream.codec_context.gop_size = gop
+        if display:
+            stream.set_display_rotation(display[0], hflip=display[1])
         for i, image in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             if pts is not None:
@@ -80,6 +84,16 @@ def write_raw(path: str, frames: np.ndarray, codec: str, fmt: str, pix_fmt: str 
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
     return path
+
+
+def write_turned(path: str, frames: np.ndarray, rotation: int, codec: str = "h264") -> str:
+    """Upright ``frames`` stored as a phone stores them: turned back, with a display matrix that turns them
+    ``rotation`` degrees counter-clockwise (0, 90, 180 or 270; a phone held upright writes 270, "−90")."""
+    stored = np.ascontiguousarray(np.rot90(frames, -(rotation // 90), axes=(1, 2)))
+    encoder, fmt, options = {"h264": ("libx264", "mp4", {"crf": "10", "preset": "veryfast"}),
+                             "vp9": ("libvpx-vp9", "webm", {"crf": "10", "b": "0", "deadline": "realtime",
+                                                            "cpu-used": "8"})}[codec]
+    return write_raw(path, stored, encoder, fmt, gop=8, options=options, display=(rotation, False) if rotation else None)
 
 
 def write_audio_only(path: str) -> str:
@@ -105,6 +119,33 @@ def damage_packet(path: str, packet: int, out: str, length: int = 40) -> str:
     data = bytearray(open(path, "rb").read())
     for k in range(pos + size // 3, min(pos + size // 3 + length, pos + size)):
         data[k] ^= 0xA5
+    with open(out, "wb") as f:
+        f.write(bytes(data))
+    return out
+
+
+def damage_box(path: str, box: bytes, at: int, out: str, length: int = 1) -> str:
+    """Flip ``length`` bytes from byte ``at`` of the first MP4 box of type ``box`` (``b"ctts"``; 0 is
+    its header's first byte); writes ``out``."""
+    data = bytearray(open(path, "rb").read())
+
+    def find(start: int, end: int) -> int:
+        while start + 8 <= end:
+            size, kind = int.from_bytes(data[start:start + 4], "big"), bytes(data[start + 4:start + 8])
+            if kind == box:
+                return start
+            if kind in (b"moov", b"trak", b"mdia", b"minf", b"stbl"):
+                inner = find(start + 8, start + size)
+                if inner >= 0:
+                    return inner
+            start += max(size, 8)
+        return -1
+
+    where = find(0, len(data))
+    if where < 0:
+        raise ValueError(f"{path} holds no {box!r} box")
+    for k in range(where + at, where + at + length):
+        data[k] ^= 0xFF
     with open(out, "wb") as f:
         f.write(bytes(data))
     return out

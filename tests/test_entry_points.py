@@ -28,7 +28,8 @@ def dataset(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_the_readme_worked_example(dataset, tmp_path, capsys):
+def test_the_readme_worked_example(dataset, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # eval.py writes its results to runs/eval-<run>/ in the current folder
     run = str(tmp_path / "runs" / "demo")
     train.main(["--pipeline", "simclr", "--data", dataset, "--split", "train", "--test-split", "test", "--out", run,
                 "steps=4"] + SMALL)
@@ -37,6 +38,7 @@ def test_the_readme_worked_example(dataset, tmp_path, capsys):
     record = evaluate.main(["retrieval", "--checkpoint", run] + EVAL)  # the run's own data and splits
     assert "data (the checkpoint's run): 16 videos of" in capsys.readouterr().out
     assert record["counts"]["train_videos"] == 16 and record["counts"]["test_videos"] == 8
+    assert record["json"] == os.path.join("runs", "eval-demo", "ckpt-00000004.retrieval.json")
     linear = evaluate.main(["linear", "--checkpoint", run, "--data", dataset, "--split", "train", "--test-split",
                             "test", "--epochs", "2"] + EVAL)
     assert linear["data"]["from"] == "the arguments" and linear["counts"]["num_classes"] == 8

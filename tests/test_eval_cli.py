@@ -97,14 +97,15 @@ def test_run_retrieval_contract(demo_root, checkpoint):
 
 
 @pytest.mark.slow
-def test_cli_retrieval_writes_table_json_and_figure(demo_root, checkpoint):
+def test_cli_retrieval_writes_table_json_and_figure(demo_root, checkpoint, tmp_path):
     path = checkpoint[0]
     run = subprocess.run([sys.executable, "eval.py", "retrieval", "--checkpoint", path, "--data", demo_root,
-                          "--split", "train", "--test-split", "test", "--show", "2", *SMALL], cwd=ROOT,
+                          "--split", "train", "--test-split", "test", "--show", "2", "--out", str(tmp_path), *SMALL],
+                         cwd=ROOT,
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "top-1" in run.stdout and "top-50" in run.stdout
-    stem = os.path.splitext(path)[0]
+    stem = os.path.join(tmp_path, "ckpt-00000010")
     with open(stem + ".retrieval.json") as f:
         record = json.load(f)
     assert record["checkpoint"] == path and not record["random_init"]
@@ -135,19 +136,19 @@ def test_cli_errors_are_one_clear_line(tmp_path, checkpoint, capsys):
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"\x00" * 64)
     with pytest.raises(SystemExit) as exit_:
-        evaluate.main(["retrieval", "--checkpoint", str(corrupt)])
+        evaluate.main(["retrieval", "--checkpoint", str(corrupt), "--device", "cpu"])
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("eval.py retrieval: error: checkpoint") and "Traceback" not in err
     no_frames = str(tmp_path / "no_frames.pt")
     save_checkpoint(no_frames, dict(_base_config(), pipeline_config={"clip": {"augment": {"size": [32, 32]}}}))
     with pytest.raises(SystemExit):
-        evaluate.main(["retrieval", "--checkpoint", no_frames])
+        evaluate.main(["retrieval", "--checkpoint", no_frames, "--device", "cpu"])
     assert "pipeline_config.clip lacks ['frames', 'augment.mean', 'augment.std']" in capsys.readouterr().err
     for argv, message in ((["linear"], "give --checkpoint"),
                           (["retrieval", "--checkpoint", checkpoint[0], "--backbone", "tiny"], "--backbone chooses")):
         with pytest.raises(SystemExit):
-            evaluate.main(argv)
+            evaluate.main(argv + ["--device", "cpu"])
         assert message in capsys.readouterr().err
 
 

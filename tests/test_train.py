@@ -176,9 +176,9 @@ def test_ddp_two_processes_on_gloo_with_retrieval_at_the_end(small_demo, tmp_pat
 
 @pytest.mark.slow
 def test_the_default_command_runs_on_the_embedded_demo(tmp_path):
-    """`python train.py --pipeline moquad` as the README says, cut to two steps."""
+    """`python train.py --pipeline moquad` as the README says, cut to two steps (on the CPU: a CPU test)."""
     out = str(tmp_path / "default")
-    path = train.main(["--pipeline", "moquad", "--out", out, "max_steps=2", "retrieval=false"])
+    path = train.main(["--pipeline", "moquad", "--out", out, "max_steps=2", "retrieval=false", "device=cpu"])
     assert load_checkpoint(path)["step"] == 2
 
 
@@ -242,7 +242,7 @@ def test_overrides_are_typed_and_every_config_error_is_one_line(small_demo, tmp_
              (["method.temperature=0"], r"method.temperature must be > 0"),
              (["retrieval=maybe"], r"retrieval='maybe': expected true or false"),
              (["--config", str(bad_yaml)], r"bad.yaml: not valid YAML \(.* line \d+, column \d+\)"),
-             (["pipeline_config.clip.frames=0"], r"simclr.clip: need frames >= 1"),
+             (["pipeline_config.clip.frames=0"], r"pipeline_config.clip: need frames >= 1"),
              (["optim.name=rmsprop"], r"optim.name='rmsprop'; choose one of \['adam', 'adamw', 'lars', 'sgd'\]"),
              (["optim.name=adamw", "optim.lr=null"], r"optim.lr is needed with optim.name=adamw")]
     for extra, match in cases:

@@ -33,11 +33,13 @@ import numpy as np
 import pytest
 
 from motionssl import evaluate, train
-from motionssl.pipelines import demo, files
+from motionssl.models import protocols
+from motionssl.pipelines import demo, files, show
 from motionssl.pipelines import prepare as prep
+from motionssl.pipelines.index import cache_dir as index_cache_dir
 from motionssl.pipelines.index import load_pair
-from motionssl.pipelines.video_io import write_video
-from tests.fixtures import damage_packet, textured_frames, write_audio_only, write_raw
+from motionssl.pipelines.video_io import VideoError, check_decoding, frame_timestamps, write_video
+from tests.fixtures import count_bframes, damage_box, damage_packet, textured_frames, write_audio_only, write_raw
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ["device=cpu", "batch_size=4", "max_steps=2", "log_every=1", "retrieval=false", "loader.num_workers=0",
@@ -73,9 +75,11 @@ def media(tmp_path_factory):
     stamps = np.cumsum([0] + [1, 1, 3, 1, 2, 1, 1, 4] * 3)[:FRAMES]
     write_raw(str(root / "vfr.mkv"), textured_frames(FRAMES), "libvpx-vp9", "matroska", pts=stamps)
     write_raw(str(root / "tenbit.mp4"), textured_frames(FRAMES), "libx264", "mp4", pix_fmt="yuv420p10le")
+    write_raw(str(root / "dup.mkv"), textured_frames(FRAMES), "libvpx-vp9", "matroska",
+              pts=[0, 1, 2, 3, 3, *range(5, FRAMES)])  # frame 4 stamped as frame 3: duplicate timestamps
     (root / "good.txt").write_text("\n".join(good) + "\n")
     for bad in ("empty.webm", "truncated.webm", "text.webm", "audio.mkv", "damaged.mp4", "odd.webm", "vfr.mkv",
-                "tenbit.mp4"):
+                "tenbit.mp4", "dup.mkv"):
         (root / f"with-{bad}.txt").write_text("\n".join(good + [f"{bad} 1"]) + "\n")
     (root / "stale.txt").write_text("\n".join(f"{row} {FRAMES}" for row in good[:6]) + f"\n{good[6]} 100\n")
     prepared = root / "prepared"
@@ -162,9 +166,9 @@ def test_a_split_of_a_class_folder_says_it_has_none(media, tmp_path, caplog):
 # --- test data: labels are joined by class name -------------------------------------------------------
 def test_a_test_folder_missing_a_class_keeps_its_labels(media, tmp_path):
     full, part = tmp_path / "full", tmp_path / "part"
-    for folder, names in ((full, ("jump", "run", "walk")), (part, ("walk",))):
-        for k, name in enumerate(names):
-            (folder / name).mkdir(parents=True)
+    for folder, names, first in ((full, ("jump", "run", "walk"), 0), (part, ("walk",), 4)):
+        for k, name in enumerate(names, first):  # other videos than training's: a test video copied from
+            (folder / name).mkdir(parents=True)  # the training data would be the training video again
             shutil.copy(media / f"good{k}.webm", folder / name / "v.webm")
     train_index, test_index, _ = load_pair(str(full), None, str(part))
     assert train_index.classes == ["jump", "run", "walk"]
@@ -251,7 +255,7 @@ def test_evaluating_a_training_run_leaves_its_checkpoint_in_flight(media, tmp_pa
     in_flight.write_bytes(b"the run is writing this")
     got = run_cli(evaluate.main, ["retrieval", "--checkpoint", str(out), "--data", str(media / "good.txt"),
                                   "--test-data", str(media / "with-odd.webm.txt"), "--num-clips", "1",
-                                  "--num-workers", "0", "--device", "cpu"], caplog)
+                                  "--num-workers", "0", "--device", "cpu", "--out", str(tmp_path / "eval")], caplog)
     assert got.kind == "ok", got.message
     assert in_flight.read_bytes() == b"the run is writing this"
 
@@ -262,6 +266,160 @@ def test_eval_names_a_video_given_as_data(media, capsys):
                        str(media / "good.txt"), "--device", "cpu"])
     assert exit_.value.code == 2
     one_line(capsys.readouterr().err, r"good0\.webm is a video")
+
+
+# --- evaluation ---------------------------------------------------------------------------------------
+EVAL_FAST = ["--num-clips", "1", "--num-workers", "0", "--device", "cpu", "--frames", "2", "--size", "32"]
+
+
+def write_list(path, rows) -> str:
+    """A plain list (no classes.txt) of ``(video, label)`` rows, each video named by its absolute path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{os.path.abspath(video)} {label}\n" for video, label in rows))
+    return str(path)
+
+
+def other_videos(media, tmp_path) -> str:
+    """Test videos that are none of good.txt's."""
+    return write_list(tmp_path / "queries" / "test.txt", [(media / "clean.mp4", 0), (media / "odd.webm", 1)])
+
+
+def eval_cli(argv, capsys):
+    """``eval.py``'s outcome: ("error", the last line it printed) or ("ok", its record)."""
+    capsys.readouterr()
+    try:
+        record = evaluate.main(argv)
+    except SystemExit as exc:
+        err = capsys.readouterr().err.strip().splitlines()
+        return "error", err[-1] if err else str(exc.code)
+    return "ok", record
+
+
+def the_training_videos_again(case, media, tmp_path):
+    """``(data, test data)``: the training videos, named again in another way."""
+    good = [(media / f"good{v}.webm", v % 2) for v in range(7)]
+    if case == "symlinked folder":
+        folder = tmp_path / "classes"
+        for v in range(4):
+            (folder / f"c{v % 2}").mkdir(parents=True, exist_ok=True)
+            shutil.copy(media / f"good{v}.webm", folder / f"c{v % 2}" / f"v{v}.webm")
+        os.symlink(folder, tmp_path / "link")
+        return str(folder), str(tmp_path / "link")
+    if case == "symlinked list":
+        os.symlink(media / "good.txt", tmp_path / "link.txt")
+        return str(media / "good.txt"), str(tmp_path / "link.txt")
+    if case == "copied list":
+        return str(media / "good.txt"), write_list(tmp_path / "copy.txt", good)
+    if case == "other relative paths":
+        detour = os.path.relpath(media / "prepared", tmp_path)
+        (tmp_path / "detour.txt").write_text("".join(f"{detour}/../good{v}.webm {v % 2}\n" for v in range(7)))
+        return str(media / "good.txt"), str(tmp_path / "detour.txt")
+    if case == "byte-identical copies":
+        (tmp_path / "copies").mkdir()
+        for video, _ in good:
+            shutil.copy(video, tmp_path / "copies" / video.name)
+        return str(media / "good.txt"), write_list(tmp_path / "copies.txt", [(tmp_path / "copies" / v.name, y)
+                                                                              for v, y in good])
+    assert case == "some of the training videos"
+    return str(media / "good.txt"), write_list(tmp_path / "some.txt", good[2:5])
+
+
+@pytest.mark.parametrize("case", ["symlinked folder", "symlinked list", "copied list", "other relative paths",
+                                  "byte-identical copies", "some of the training videos"])
+def test_testing_on_the_training_videos_under_another_name_is_an_error(case, media, tmp_path):
+    data, test_data = the_training_videos_again(case, media, tmp_path)
+    with pytest.raises(ValueError) as error:
+        load_pair(data, None, test_data)
+    one_line(str(error.value), r"the test videos would be the training videos", re.escape(str(test_data)))
+
+
+def test_test_videos_partly_among_the_training_videos_are_counted_in_a_warning(media, tmp_path, caplog):
+    (tmp_path / "copies").mkdir()
+    shutil.copy(media / "good3.webm", tmp_path / "copies" / "mine.webm")
+    test_data = write_list(tmp_path / "test.txt", [(tmp_path / "copies" / "mine.webm", 1), (media / "clean.mp4", 0),
+                                                   (media / "odd.webm", 0)])
+    with caplog.at_level(logging.WARNING):
+        train_index, test_index, _ = load_pair(str(media / "good.txt"), None, test_data)
+    assert len(test_index) == 3
+    assert re.search(r"1 of the 3 test videos .* training videos .*mine\.webm", caplog.text), caplog.text
+
+
+def test_a_plain_list_and_a_class_folder_are_not_joined_by_position(media, tmp_path):
+    folder = tmp_path / "classes"
+    for name, video in (("run", "clean.mp4"), ("walk", "odd.webm")):
+        (folder / name).mkdir(parents=True)
+        shutil.copy(media / video, folder / name / video)
+    for data, test_data, plain in ((media / "good.txt", folder, "good.txt"), (folder, media / "good.txt", "good.txt")):
+        with pytest.raises(ValueError) as error:
+            load_pair(str(data), None, str(test_data))
+        one_line(str(error.value), plain + r" .*no class names", r"classes\.txt beside")
+
+
+@pytest.mark.parametrize("task,option,value", [
+    ("retrieval", "--size", "-32"), ("retrieval", "--size", "0"), ("retrieval", "--size", "32 0"),
+    ("retrieval", "--frames", "0"), ("retrieval", "--stride", "0"), ("retrieval", "--num-clips", "0"),
+    ("retrieval", "--batch-size", "0"), ("retrieval", "--num-workers", "-1"), ("retrieval", "--show", "-3"),
+    ("retrieval", "--seed", "-1"),
+    ("linear", "--epochs", "0"), ("linear", "--lr", "0"), ("linear", "--lr", "nan"),
+    ("linear", "--probe-batch-size", "0"), ("linear", "--weight-decay", "-1"),
+    ("finetune", "--epochs", "-2"), ("finetune", "--lr", "inf"), ("finetune", "--weight-decay", "nan"),
+    ("finetune", "--warmup-epochs", "-1"), ("finetune", "--warmup-epochs", "20"), ("finetune", "--hidden-dim", "0"),
+    ("finetune", "--flip-prob", "1.5"),
+])
+def test_eval_options_out_of_range_are_named_before_any_work(task, option, value, tmp_path, capsys):
+    kind, line = eval_cli([task, "--random-init", "--data", str(tmp_path / "nowhere"), "--test-data",
+                           str(tmp_path / "nowhere.txt"), option, *value.split()], capsys)
+    assert kind == "error"
+    one_line(line, re.escape(option))
+
+
+def test_a_label_typo_in_a_plain_list_is_named_before_any_feature(media, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(protocols, "view_outputs", lambda *a, **k: pytest.fail("features were extracted"))
+    rows = [(media / f"good{v}.webm", v % 2) for v in range(6)]
+    rows[3] = (rows[3][0], 10000000)
+    common = ["linear", "--random-init", "--backbone", "tiny", "--out", str(tmp_path / "out"), "--epochs", "1",
+              *EVAL_FAST]
+    kind, line = eval_cli([*common, "--data", write_list(tmp_path / "train.txt", rows), "--test-data",
+                           other_videos(media, tmp_path)], capsys)
+    assert kind == "error"
+    one_line(line, r"train\.txt:4: label 10000000 ", r"classes\.txt")
+    kind, line = eval_cli([*common, "--data", str(media / "good.txt"), "--test-data",
+                           write_list(tmp_path / "test.txt", [(media / "clean.mp4", 0), (media / "odd.webm", 5)])],
+                          capsys)
+    assert kind == "error"
+    one_line(line, r"test\.txt:2: label 5 ")
+
+
+def test_eval_leaves_the_run_folder_as_it_was_and_writes_under_out(media, tmp_path, capsys, monkeypatch):
+    from tests.test_eval_cli import save_checkpoint
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    save_checkpoint(str(run / "checkpoints" / "ckpt-00000010.pt"))
+    (run / "config.yaml").write_text("pipeline: simclr\n")
+
+    def snapshot():
+        return {p: open(p, "rb").read() for p in glob.glob(str(run / "**"), recursive=True) if os.path.isfile(p)}
+
+    before = snapshot()
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    argv = ["retrieval", "--checkpoint", str(run), "--data", str(media / "good.txt"), "--test-data",
+            other_videos(media, tmp_path), *EVAL_FAST]
+    kind, record = eval_cli(argv, capsys)
+    assert kind == "ok", record
+    assert snapshot() == before
+    assert os.path.abspath(record["json"]) == str(tmp_path / "cwd" / "runs" / "eval-run" /
+                                                  "ckpt-00000010.retrieval.json")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "ckpt-00000010.retrieval.json").write_text("my notes")
+    kind, line = eval_cli([*argv, "--out", str(mine)], capsys)
+    assert kind == "error"
+    one_line(line, r"mine/ckpt-00000010\.retrieval\.json", "--out")
+    assert (mine / "ckpt-00000010.retrieval.json").read_text() == "my notes"
+    kind, again = eval_cli(argv, capsys)  # its own result of before is replaced
+    assert kind == "ok" and again["json"] == record["json"]
 
 
 # --- generated data: never written over a user's folder -------------------------------------------
@@ -374,6 +532,128 @@ def test_ctrl_c_stops_with_one_line_and_keeps_nothing_half_written(command, sour
     assert not glob.glob(str(out) + ".tmp*") and not glob.glob(str(out / "videos" / "*" / ".*.part"))
 
 
+# --- resume and configuration ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained(media, tmp_path_factory):
+    """A finished two-step run with a checkpoint at each step; tests copy it before they change anything."""
+    out = tmp_path_factory.mktemp("trained") / "run"
+    train.main(["--pipeline", "simclr", "--data", str(media / "good.txt"), "--out", str(out), *FAST])
+    return out
+
+
+def snapshot(*folders):
+    """Every file under ``folders`` with its bytes: what a refused command must leave as it found it."""
+    return {str(p): p.read_bytes() for folder in folders for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def logged_steps(run) -> List[int]:
+    return [int(re.search(r'"step": (\d+)', row).group(1)) for row in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_resume_writes_only_into_its_own_run_or_a_new_folder(trained, tmp_path, caplog):
+    a, b, user = tmp_path / "a", tmp_path / "b", tmp_path / "user"
+    shutil.copytree(trained, a)
+    shutil.copytree(trained, b)  # another run's folder
+    user.mkdir()
+    (user / "notes.txt").write_text("mine")
+    (user / "metrics.jsonl").write_text("my own numbers\n")
+    shutil.copy(a / "checkpoints" / "ckpt-00000001.pt", tmp_path / "loose.pt")
+    before = snapshot(tmp_path)
+    ckpt = str(a / "checkpoints" / "ckpt-00000001.pt")
+    for out in (b, user):
+        got = run_cli(train.main, ["--pipeline", "simclr", "--resume", ckpt, "--out", str(out)], caplog)
+        assert got.kind == "error", got.message
+        one_line(got.message, re.escape(str(out)), "new or empty --out")
+    got = run_cli(train.main, ["--pipeline", "simclr", "--resume", str(tmp_path / "loose.pt")], caplog)
+    one_line(got.message, r"loose\.pt", "--out")  # not in a run folder: it has no folder of its own to write
+    assert snapshot(tmp_path) == before
+
+    new = tmp_path / "new"
+    got = run_cli(train.main, ["--pipeline", "simclr", "--resume", ckpt, "--out", str(new), "max_steps=3"], caplog)
+    assert got.kind == "ok", got.message
+    assert snapshot(a) == {k: v for k, v in before.items() if k.startswith(str(a) + os.sep)}
+    assert logged_steps(new) == [1, 2, 3]  # the run's history up to step 1, then its own steps
+    assert sorted(os.listdir(new / "checkpoints")) == [f"ckpt-0000000{s}.pt" for s in (1, 2, 3)]
+    assert f"out: {new}" in (new / "config.yaml").read_text()
+
+
+def test_resume_refuses_other_data_and_changed_settings(trained, media, tmp_path, caplog):
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("epochs: 3\noptim:\n  lr: 0.1\n  lr: 0.2\n")
+    before = snapshot(tmp_path)
+    for extra, names in ((("--data", str(media / "stale.txt")), (r"--data .*stale\.txt", r"good\.txt")),
+                         (("backbone=r3d_18",), (r"backbone='r3d_18' differs from the run's 'tiny'",)),
+                         (("optim.name=adamw", "optim.lr=0.001"), (r"optim\.name='adamw' differs from the run's 'sgd'",)),
+                         (("--config", str(dup)), (r"dup\.yaml", r"'lr'", r"line 4"))):
+        got = run_cli(train.main, ["--pipeline", "simclr", "--resume", str(run), *extra], caplog)
+        assert got.kind == "error", (extra, got.message)
+        one_line(got.message, *names)
+    assert snapshot(tmp_path) == before
+    (tmp_path / "link").symlink_to(media)  # the run's data by another path: the same data
+    same = str(tmp_path / "link" / "good.txt")
+    got = run_cli(train.main, ["--pipeline", "simclr", "--resume", str(run), "--data", same, "max_steps=3"], caplog)
+    assert got.kind == "ok", got.message
+    assert logged_steps(run) == [1, 2, 3]
+
+
+CONFIG_CASES = {  # key=value: what the line must name; each refused before anything is written
+    "zero std": ("pipeline_config.clip.augment.std=[0.2,0,0.2]", r"pipeline_config\.clip\.augment\.std .*> 0"),
+    "zero residual std": ("pipeline_config.clip.augment.residual_std=0",
+                          r"pipeline_config\.clip\.augment\.residual_std .*> 0"),
+    "no prefetch": ("loader.prefetch=0", r"loader\.prefetch=0"),
+    "warm-up beyond the run": ("optim.warmup_epochs=1e308", r"optim\.warmup_epochs=1e\+308 .*epochs"),
+    "warm-up beyond a run in steps": ("steps=3 optim.warmup_epochs=40", r"optim\.warmup_epochs=40\.0 .*steps=3"),
+    "zero temperature": ("method.temperature=0", r"method\.temperature must be > 0"),
+    "a long value": ("epochs=[" + ",".join(["1"] * 20000) + "]", r"epochs=\[1, 1, .*\.\.\..*expected a number"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONFIG_CASES))
+def test_config_values_are_checked_by_key_before_anything_is_written(case, media, tmp_path, caplog):
+    given, names = CONFIG_CASES[case]
+    got = train_on(media, "good.txt", tmp_path, caplog, *given.split())
+    assert got.kind == "error", got.message
+    one_line(got.message, names)
+    assert len(got.message) < 1000, got.message[:2000]  # a value is echoed cut short, however long it is
+    assert not (tmp_path / "run").exists()  # not even a folder holding its lock file
+
+
+def test_config_files_with_a_duplicate_key_or_an_alias_bomb(media, tmp_path, caplog):
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("epochs: 3\nbatch_size: 4\nepochs: 5\n")
+    got = train_on(media, "good.txt", tmp_path, caplog, "--config", str(dup))
+    one_line(got.message, r"dup\.yaml", r"'epochs'", r"line 3")
+    levels = ["a: &a [x, x, x, x, x, x, x, x, x, x]"] + [
+        f"{n}: &{n} [{', '.join(['*' + p] * 10)}]" for p, n in zip("abcde", "bcdef")]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(levels) + "\nepochs: *f\n")  # a million values from a few hundred bytes
+    for extra in (("--config", str(bomb)), ("method={a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1], b: &b [*a, *a, *a, *a, *a, "
+                                             "*a, *a, *a, *a, *a], c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b], "
+                                             "d: [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c, *c, *c]}",)):
+        got = train_on(media, "good.txt", tmp_path, caplog, *extra)
+        assert got.kind == "error" and len(got.message) < 1000, got.message[:2000]
+        one_line(got.message, r"alias")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_full_disk_while_logging_names_the_log_and_the_last_checkpoint(trained, tmp_path, caplog):
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    limit = 1 << 16  # every file of a run fits but the log, which is just under it
+    rows = (run / "metrics.jsonl").read_text().splitlines()
+    rows[0] = rows[0][:-1] + ', "pad": "' + "x" * (limit - 64 - len("\n".join(rows))) + '"}'
+    (run / "metrics.jsonl").write_text("\n".join(rows) + "\n")
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        got = run_cli(train.main, ["--pipeline", "simclr", "--resume", str(run), "max_steps=3"], caplog)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    one_line(got.message, re.escape(str(run / "metrics.jsonl")), r"File too large", r"ckpt-00000002\.pt")
+
+
 # --- training: a full disk, a signal after training -----------------------------------------------
 @pytest.mark.slow
 def test_a_full_disk_at_the_checkpoint_is_one_line_and_no_temporary(media, tmp_path):
@@ -400,3 +680,241 @@ def test_a_signal_during_the_final_retrieval_stops_the_run(tmp_path):
     assert proc.returncode == 143, err[-2000:]
     assert "retrieval:" not in rest and "Traceback" not in err
     assert glob.glob(str(tmp_path / "run" / "checkpoints" / "ckpt-*.pt"))
+
+
+# --- demo, prepare, show and the environment ------------------------------------------------------
+def _demo_args(tmp_path, *extra):
+    return ["--out", str(tmp_path / "demo"), "--per-class", "2", "--test-per-class", "1", "--workers", "1", *extra]
+
+
+def _prepare_args(tmp_path, *extra):
+    return ["folder", "--src", str(tmp_path / "src"), "--out", str(tmp_path / "out"), *extra]
+
+
+def _show_args(tmp_path, *extra):
+    return ["--pipeline", "simclr", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "b.png"), *extra]
+
+
+# (command, its arguments below tmp_path, what the one line must name); nothing may be written
+OPTION_CASES = {
+    "demo: a negative --test-per-class": (demo.main, lambda t: _demo_args(t, "--test-per-class", "-1"),
+                                          r"--test-per-class must be at least 1, got -1"),
+    "demo: --test-per-class as large as --per-class": (demo.main, lambda t: _demo_args(t, "--test-per-class", "2"),
+                                                       r"--test-per-class \(2\) must be smaller than --per-class"),
+    "demo: --per-class 1": (demo.main, lambda t: _demo_args(t, "--per-class", "1"), r"--per-class must be at least 2"),
+    "demo: --size 0": (demo.main, lambda t: _demo_args(t, "--size", "0"), r"--size must be at least 16, got 0"),
+    "demo: --frames 0": (demo.main, lambda t: _demo_args(t, "--frames", "0"), r"--frames must be at least 1, got 0"),
+    "demo: a negative --seed": (demo.main, lambda t: _demo_args(t, "--seed", "-1"), r"--seed must be at least 0"),
+    "demo: --workers 0": (demo.main, lambda t: _demo_args(t, "--workers", "0"), r"--workers must be at least 1"),
+    "prepare: --crf 100 for vp9": (prep.main, lambda t: _prepare_args(t, "--crf", "100"), r"--crf 100 .*vp9.*0 to 63"),
+    "prepare: --crf 52 for h264": (prep.main, lambda t: _prepare_args(t, "--codec", "h264", "--crf", "52"),
+                                   r"--crf 52 .*h264.*0 to 51"),
+    "prepare: a negative --crf": (prep.main, lambda t: _prepare_args(t, "--crf", "-1"), r"--crf -1 .*0 to 63"),
+    "show: --samples 0": (show.main, lambda t: _show_args(t, "--samples", "0"), r"--samples must be at least 1"),
+    "show: --batch-size 0": (show.main, lambda t: _show_args(t, "--batch-size", "0"), r"--batch-size must be at least"),
+    "show: a negative --seed": (show.main, lambda t: _show_args(t, "--seed", "-1"), r"--seed must be at least 0"),
+    "show: --out under a file": (show.main, lambda t: _show_args(t, "--out", str(t / "file" / "b.png")),
+                                 r"--out .*file/b\.png"),
+    "show: --out of an unknown kind": (show.main, lambda t: _show_args(t, "--out", str(t / "b.pic")),
+                                       r"--out .*b\.pic.*\.png"),
+    "show: missing --data": (show.main, lambda t: _show_args(t), r"show: error: .*nowhere: no such dataset"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OPTION_CASES))
+def test_options_out_of_range(case, tmp_path, caplog):
+    main, argv, names = OPTION_CASES[case]
+    (tmp_path / "file").write_text("")
+    got = run_cli(main, argv(tmp_path), caplog)
+    assert got.kind == "error", got.message
+    one_line(got.message, names)
+    assert sorted(os.listdir(tmp_path)) == ["file"]
+
+
+def test_prepare_where_every_video_fails_exits_with_the_reason(tmp_path, caplog):
+    src = tmp_path / "src"
+    for name in ("walk", "run"):
+        (src / name).mkdir(parents=True)
+        for v in range(2):
+            (src / name / f"{name}_{v}.avi").write_text("not a video\n" * 20)
+    got = run_cli(prep.main, ["folder", "--src", str(src), "--out", str(tmp_path / "out"), "--workers", "1"], caplog)
+    assert got.kind == "error", got.message
+    one_line(got.message, r"all 4 videos failed", r"\(4 of them\), e\.g\. .*\.avi: not a readable video",
+             r"out/failed\.txt")
+
+
+def test_demo_and_prepare_follow_the_umask(source, tmp_path):
+    old = os.umask(0o027)
+    try:
+        written = [demo.generate(str(tmp_path / "demo"), per_class=2, test_per_class=1, workers=1)]
+        prep.prepare("folder", source, tmp_path / "prepared", workers=1, progress=False)
+        written.append(str(tmp_path / "prepared"))
+    finally:
+        os.umask(old)
+    for root in written:
+        for path in [root] + glob.glob(os.path.join(root, "**"), recursive=True):
+            mode = os.stat(path).st_mode & 0o777
+            assert mode == (0o750 if os.path.isdir(path) else 0o640), (path, oct(mode))
+
+
+def test_demo_out_whose_parent_cannot_be_written_or_that_is_a_mount_point(tmp_path, capsys, monkeypatch):
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    with pytest.raises(SystemExit) as exit_:
+        demo.main(_demo_args(tmp_path, "--out", str(a_file / "demo")))
+    one_line(str(exit_.value.code), r"cannot write .*file/demo: .*file .*choose")
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    real = os.path.ismount
+    monkeypatch.setattr(os.path, "ismount", lambda p: os.path.abspath(p) == str(mount) or real(p))
+    with pytest.raises(SystemExit) as exit_:
+        demo.main(_demo_args(tmp_path, "--out", str(mount)))
+    one_line(str(exit_.value.code), r"mnt is a mount point.*choose a folder inside it")
+    assert sorted(os.listdir(tmp_path)) == ["file", "mnt"] and not os.listdir(mount)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="permissions do not bind root; the read-only case cannot be arranged")
+def test_demo_out_in_a_read_only_folder(tmp_path):
+    locked = tmp_path / "ro"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            demo.main(_demo_args(tmp_path, "--out", str(locked / "demo")))
+        one_line(str(exit_.value.code), r"cannot write .*ro/demo: Permission denied; .*choose a folder")
+    finally:
+        locked.chmod(0o755)
+
+
+def test_show_says_one_line_when_the_picture_cannot_be_written(tmp_path, caplog):
+    data = demo.generate(str(tmp_path / "demo"), per_class=2, test_per_class=1, workers=1)
+    out = tmp_path / "b.png"
+    out.write_bytes(b"an earlier picture")
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20000, hard))  # index cache files fit, the picture does not
+    try:
+        got = run_cli(show.main, ["--pipeline", "simclr", "--data", data, "--split", "train", "--batch-size", "2",
+                                  "--out", str(out)], caplog)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    one_line(got.message, r"show: error: cannot write --out .*b\.png \(File too large\)")
+    assert out.read_bytes() == b"an earlier picture" and sorted(os.listdir(tmp_path)) == ["b.png", "demo"]
+
+
+@pytest.mark.parametrize("value", ["0", "false", "No", "off", ""])
+def test_motionssl_debug_off_values(value, tmp_path, monkeypatch):
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "notes.txt").write_text("keep me")
+    monkeypatch.setenv("MOTIONSSL_DEBUG", value)
+    with pytest.raises(SystemExit) as exit_:  # not the exception with its traceback
+        demo.main(_demo_args(tmp_path))
+    one_line(str(exit_.value.code), r"demo already holds files")
+    monkeypatch.setenv("MOTIONSSL_DEBUG", "1")
+    with pytest.raises(files.FolderError):
+        demo.main(_demo_args(tmp_path))
+
+
+def test_an_empty_motionssl_cache_means_the_default(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MOTIONSSL_CACHE", "")
+    default = str(tmp_path / "home" / ".cache" / "motionssl")
+    assert demo.default_root(3) == os.path.join(default, f"demo-v{demo.VERSION}-seed3")
+    assert index_cache_dir() == default
+
+
+# --- damage, timestamps and names ---------------------------------------------------------------------
+def test_a_one_byte_damage_that_reorders_h264_frames_is_named(media, tmp_path):
+    """One byte of the MP4's composition offsets (``ctts``) overwritten: every frame decodes without a word
+    from the decoder, but out of the order of the timestamps — the order every decoder of the toolkit reads."""
+    import av
+
+    damaged = damage_box(str(media / "clean.mp4"), b"ctts", 17, str(tmp_path / "reordered.mp4"))
+    with av.open(damaged) as container:
+        pts = [frame.pts for frame in container.decode(video=0)]
+    assert len(pts) == FRAMES and pts != sorted(pts)  # what the test needs: damage the decoder cannot see
+    with pytest.raises(VideoError, match=r"reordered\.mp4: damaged timestamps: the decoder returns frame \d+ "):
+        check_decoding(damaged)
+
+
+def test_the_full_check_passes_clean_files_of_every_kind(media, tmp_path):
+    write_video(str(tmp_path / "xvid.avi"), textured_frames(12), codec="mpeg4")
+    assert count_bframes(str(media / "clean.mp4"))
+    for path in (media / "clean.mp4", media / "good0.webm", media / "tenbit.mp4", media / "vfr.mkv",
+                 media / "dup.mkv", tmp_path / "xvid.avi"):
+        assert check_decoding(str(path)) == len(frame_timestamps(str(path))), path
+
+
+TIMESTAMP_CASES = {  # (list, what a warning must say or None, what no warning may say)
+    "variable frame rate, not damage": ("with-vfr.mkv.txt", None, r"damaged|frames missing|vfr\.mkv"),
+    "duplicate timestamps": ("with-dup.mkv.txt", r"dup\.mkv \(duplicate timestamps: 1 frame\(s\) share the "
+                                                 r"timestamp of the frame before \(first: frame 4\); each is kept as "
+                                                 r"a frame of its own", r"frame\(s\) missing"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TIMESTAMP_CASES))
+def test_irregular_timestamps_are_named_for_what_they_are(case, media, tmp_path, caplog):
+    listing, said, unsaid = TIMESTAMP_CASES[case]
+    got = train_on(media, listing, tmp_path, caplog)
+    assert got.kind == "ok", got.message
+    assert said is None or re.search(said, got.message), got.message
+    assert not re.search(unsaid, got.message), got.message
+
+
+def test_a_video_whose_name_is_not_utf8_is_used(media, tmp_path):
+    from motionssl.pipelines.index import load_index
+
+    folder = tmp_path / "classes"
+    for k, name in enumerate(("a", "b")):
+        (folder / name).mkdir(parents=True)
+        shutil.copy(media / f"good{k}.webm", folder / name / "v.webm")
+    odd = os.fsdecode(os.path.join(os.fsencode(folder / "b"), b"caf\xe9.webm"))  # Latin-1 on disk
+    shutil.copy(media / "good2.webm", odd)
+    for _ in ("probed", "from the cache"):
+        index = load_index(str(folder))
+        assert sorted(zip(index.paths, index.labels.tolist())) == [
+            (str(folder / "a" / "v.webm"), 0), (odd, 1), (str(folder / "b" / "v.webm"), 1)]
+
+
+def test_a_list_and_classes_txt_saved_with_a_byte_order_mark(media, tmp_path, caplog):
+    from motionssl.pipelines.index import load_index
+
+    (tmp_path / "classes.txt").write_text("\ufeffwalk\nrun\n")
+    (tmp_path / "train.txt").write_text("\ufeff" + "".join(f"{media}/good{v}.webm {v % 2}\n" for v in range(7)))
+    with caplog.at_level(logging.WARNING):
+        index = load_index(str(tmp_path), split="train")
+    assert len(index) == 7 and index.classes == ["walk", "run"], caplog.text
+
+
+# --- rotation: a phone's video (display matrix −90°) is used as it was shown ----------------------------
+@pytest.mark.parametrize("decoder", ["pyav", "dali"])
+def test_a_phones_rotated_videos_train_upright(tmp_path, caplog, decoder):
+    from motionssl.pipelines.index import load_index
+    from tests.dali_utils import decode_windows
+    from tests.fixtures import coloured_id_frames, write_turned
+
+    frames = coloured_id_frames(FRAMES, 40, 64)  # as the phone showed them: 40 high, 64 wide
+    turns = (270, 90, 180, 0)  # held upright, the other way up, upside down, and one landscape video
+    (tmp_path / "phone.txt").write_text("".join(
+        f"{write_turned(str(tmp_path / f'phone{v}.webm'), frames, r, 'vp9')} {v % 2}\n" for v, r in enumerate(turns)))
+    got = run_cli(train.main, ["--pipeline", "simclr", "--data", str(tmp_path / "phone.txt"), "--out",
+                               str(tmp_path / "run"), *FAST, f"loader.decoder={decoder}"], caplog)
+    assert got.kind == "ok", got.message
+    index = load_index(str(tmp_path / "phone.txt"))
+    assert [(m.height, m.width) for m in index.media] == [(40, 64)] * 4  # the displayed size
+    for window in decode_windows(index, [(v, 3) for v in range(4)], 4, decoder):  # what training decodes
+        assert window.shape == (4, 40, 64, 3) and np.abs(window.astype(int) - frames[3:7]).mean() < 12
+
+
+def test_prepare_writes_a_phones_rotated_video_upright(tmp_path, capsys):
+    from motionssl.pipelines.video_io import probe
+    from tests.fixtures import coloured_id_frames, write_turned
+
+    (tmp_path / "src" / "walk").mkdir(parents=True)
+    write_turned(str(tmp_path / "src" / "walk" / "phone.mp4"), coloured_id_frames(FRAMES, 40, 64), 270)
+    summary = prep.main(["folder", "--src", str(tmp_path / "src"), "--out", str(tmp_path / "out"), "--workers", "1"])
+    assert summary["converted"] == 1, summary["failures"]
+    info = probe(str(tmp_path / "out" / "videos" / "walk" / "phone.webm"))
+    assert (info.height, info.width) == (40, 64)  # upright
+    assert info.rotation == 0  # nothing left to turn it again

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from motionssl.models.backbones import create_backbone
+from motionssl.pipelines.config import shown
 
 
 def encode_views(backbone: nn.Module, views: Sequence[Tensor]) -> list[Tensor]:
@@ -135,4 +136,4 @@ def check_head(method: str, temperature: float, proj_hidden_dim: int, proj_dim: 
         raise ValueError(f"{method}: method.temperature must be > 0 (the logits are divided by it), got {temperature}")
     for name, value in (("proj_hidden_dim", proj_hidden_dim), ("proj_dim", proj_dim), ("proj_layers", proj_layers)):
         if not (isinstance(value, int) and value >= 1):
-            raise ValueError(f"{method}: method.{name} must be a whole number >= 1, got {value!r}")
+            raise ValueError(f"{method}: method.{name} must be a whole number >= 1, got {shown(value)}")

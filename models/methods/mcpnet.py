@@ -20,6 +20,7 @@ from motionssl.models.methods.common import (
 )
 from motionssl.models.methods.registry import Method, register_method
 from motionssl.models.optim import mcpnet_lr
+from motionssl.pipelines.config import shown
 
 
 class MCPNet(nn.Module):
@@ -70,13 +71,13 @@ class MCPNet(nn.Module):
         super().__init__()
         check_head("mcpnet", temperature, proj_hidden_dim, proj_dim, proj_layers)
         if residual_bn not in RESIDUAL_BN:
-            raise ValueError(f"mcpnet: method.residual_bn={residual_bn!r}; choose one of {list(RESIDUAL_BN)}")
+            raise ValueError(f"mcpnet: method.residual_bn={shown(residual_bn)}; choose one of {list(RESIDUAL_BN)}")
         if not 0 <= alpha <= 1:
             raise ValueError(f"mcpnet: method.alpha must lie in [0, 1], got {alpha}")
         if not margin >= 0:
             raise ValueError(f"mcpnet: method.margin (gamma of Eq. 3) must be >= 0, got {margin}")
         if mip_sim not in MIP_SIMILARITIES:
-            raise ValueError(f"unknown MIP similarity {mip_sim!r}; choose one of {sorted(MIP_SIMILARITIES)}")
+            raise ValueError(f"unknown MIP similarity {shown(mip_sim)}; choose one of {sorted(MIP_SIMILARITIES)}")
         self.backbone = backbone_of(backbone)
         self.heads = MCPNetHeads(self.backbone.feature_dim, proj_hidden_dim, proj_dim, proj_layers)
         self.temperature, self.margin, self.alpha = temperature, margin, alpha

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Tuple
 
+from ..config import FieldError, shown
+
 APPEARANCE_OPS = ("rad_inter", "rad_intra", "be", "none")
 
 # Kinetics-400 channel statistics (as used by torchvision's video models).
@@ -44,16 +46,21 @@ class AugmentConfig:
         for name in ("flip_prob", "jitter_prob", "grayscale_prob"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"augment.{name} must be a probability in [0, 1], got {value}")
+                raise FieldError(name, f"must be a probability in [0, 1], got {value}")
         lo, hi = self.crop_area
         if not 0.0 < lo <= hi <= 1.0:
-            raise ValueError(f"augment.crop_area must satisfy 0 < a <= b <= 1, got {list(self.crop_area)}")
+            raise FieldError("crop_area", f"must satisfy 0 < a <= b <= 1, got {list(self.crop_area)}")
         if not 0.0 < self.crop_ratio[0] <= self.crop_ratio[1]:
-            raise ValueError(f"augment.crop_ratio must satisfy 0 < a <= b, got {list(self.crop_ratio)}")
+            raise FieldError("crop_ratio", f"must satisfy 0 < a <= b, got {list(self.crop_ratio)}")
         if min(self.size) < 1:
-            raise ValueError(f"augment.size must be positive, got {list(self.size)}")
+            raise FieldError("size", f"must be positive, got {list(self.size)}")
         if not 0.0 <= self.hue <= 0.5:
-            raise ValueError(f"augment.hue must lie in [0, 0.5], got {self.hue}")
+            raise FieldError("hue", f"must lie in [0, 0.5], got {self.hue}")
+        if not min(self.std) > 0:  # the normalisation divides by them
+            raise FieldError("std", f"must be > 0 for every channel (the pixel values are divided by it), got "
+                                    f"{list(self.std)}")
+        if not self.residual_std > 0:
+            raise FieldError("residual_std", f"must be > 0 (a residual clip is divided by it), got {self.residual_std}")
 
 
 @dataclass
@@ -67,9 +74,9 @@ class AppearanceConfig:
 
     def __post_init__(self):
         if self.op not in APPEARANCE_OPS:
-            raise ValueError(f"appearance op {self.op!r}; choose one of {APPEARANCE_OPS}")
+            raise ValueError(f"appearance op {shown(self.op)}; choose one of {APPEARANCE_OPS}")
         if self.grid < 1:
-            raise ValueError(f"appearance grid k must be >= 1, got {self.grid}")
+            raise ValueError(f"appearance grid k must be >= 1, got {shown(self.grid)}")
 
 
 @dataclass
@@ -86,6 +93,8 @@ class ClipConfig:
 
     def __post_init__(self):
         if self.frames < 1 or not self.speeds or min(self.speeds) < 1:
-            raise ValueError(f"need frames >= 1 and positive speeds, got frames={self.frames} speeds={self.speeds}")
+            raise ValueError(f"need frames >= 1 and positive speeds, got frames={shown(self.frames)} "
+                             f"speeds={shown(self.speeds)}")
         if self.window < 0:
-            raise ValueError(f"clip.window must be >= 0 (0: the fewest frames the clips need), got {self.window}")
+            raise ValueError(f"clip.window must be >= 0 (0: the fewest frames the clips need), got "
+                             f"{shown(self.window)}")

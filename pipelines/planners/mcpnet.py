@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..config import shown
 from ..ops import cut, recipes
 from ..ops.config import ClipConfig
 from .base import Planner
@@ -53,18 +54,19 @@ class MCPNetConfig:
 
     def __post_init__(self):
         if self.cip_speed not in CIP_SPEEDS:
-            raise ValueError(f"mcpnet cip_speed={self.cip_speed!r}; choose one of {CIP_SPEEDS}")
+            raise ValueError(f"mcpnet cip_speed={shown(self.cip_speed)}; choose one of {CIP_SPEEDS}")
         if self.residual_view not in RESIDUAL_VIEWS:
-            raise ValueError(f"mcpnet residual_view={self.residual_view!r}; choose one of {RESIDUAL_VIEWS}")
+            raise ValueError(f"mcpnet residual_view={shown(self.residual_view)}; choose one of {RESIDUAL_VIEWS}")
         if self.gap < 1:
-            raise ValueError(f"mcpnet gap must be >= 1, got {self.gap}")
+            raise ValueError(f"mcpnet gap must be >= 1, got {shown(self.gap)}")
         if self.mip_negative not in MIP_NEGATIVES:
-            raise ValueError(f"mcpnet mip_negative={self.mip_negative!r}; choose one of {MIP_NEGATIVES}")
+            raise ValueError(f"mcpnet mip_negative={shown(self.mip_negative)}; choose one of {MIP_NEGATIVES}")
         if self.mip_negative == "reverse" and self.cip_speed != "same":
             raise ValueError(f"mcpnet mip_negative=reverse needs cip_speed=same (got {self.cip_speed!r}): CIP would "
                              "pair the RGB clip with its reversed residual clip")
         if self.mip_negative == "speed" and len(set(self.clip.speeds)) < 2:
-            raise ValueError(f"mcpnet needs two different speeds for l1 and l2, got speeds={list(self.clip.speeds)}")
+            raise ValueError(f"mcpnet needs two different speeds for l1 and l2, got "
+                             f"speeds={shown(list(self.clip.speeds))}")
 
 
 class MCPNetPlanner(Planner):

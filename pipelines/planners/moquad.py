@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..config import shown
 from ..ops import cut, recipes
 from ..ops.config import AppearanceConfig, ClipConfig
 from .base import Planner
@@ -45,12 +46,13 @@ class MoQuadConfig:
 
     def __post_init__(self):
         if self.motion not in cut.MOTION_OPS:
-            raise ValueError(f"moquad motion={self.motion!r}; choose one of {cut.MOTION_OPS}")
+            raise ValueError(f"moquad motion={shown(self.motion)}; choose one of {cut.MOTION_OPS}")
         if self.mode not in MODES:
-            raise ValueError(f"moquad mode={self.mode!r}; choose one of {MODES}")
+            raise ValueError(f"moquad mode={shown(self.mode)}; choose one of {MODES}")
         needs_two = self.mode == "warmup" or (self.motion == "speed" and (self.intra_neg or self.intra_neg_ad))
         if needs_two and len(set(self.clip.speeds)) < 2:
-            raise ValueError(f"moquad needs two different speeds for n and m, got speeds={list(self.clip.speeds)}")
+            raise ValueError(f"moquad needs two different speeds for n and m, got "
+                             f"speeds={shown(list(self.clip.speeds))}")
 
 
 class MoQuadPlanner(Planner):

@@ -138,7 +138,7 @@ def test_labels_and_splits_that_cannot_apply_are_errors(tmp_path):
         parse_list_line("v.webm -3", "f:2")
     (tmp_path / "classes.txt").write_text("up\ndown\n")
     (tmp_path / "train.txt").write_text("videos/v000.webm 0 8\nvideos/v001.webm 2 8\n")
-    with pytest.raises(ValueError, match=r"train.txt: label 2 of .*v001.webm is not a class of .*2 classes"):
+    with pytest.raises(ValueError, match=r"train.txt:2: label 2 of .*v001.webm is not a class of .*2 classes"):
         load_index(str(tmp_path), split="train")
 
 
@@ -190,3 +190,29 @@ def test_one_rule_chooses_the_videos_of_train_and_eval():
     with pytest.raises(ValueError, match="no test videos"):
         resolve_data("d", "train", need_test=True)
     assert not resolve_data("d", "train").has_test  # training alone needs none
+
+
+# --- rotation: sizes as displayed -----------------------------------------------------------------------
+def test_a_rotated_video_is_indexed_at_its_displayed_size_by_every_reader_and_the_cache(tmp_path, monkeypatch):
+    from motionssl.pipelines.video_io import header, probe, scan
+    from tests.fixtures import coloured_id_frames, write_turned
+
+    monkeypatch.setenv("MOTIONSSL_CACHE", str(tmp_path / "cache"))
+    frames = coloured_id_frames(10, 40, 64)  # displayed 40 high, 64 wide; stored 64 high, 40 wide
+    for r, name in ((270, "phone.mp4"), (180, "upside.mp4")):
+        write_turned(str(tmp_path / name), frames, r)
+    (tmp_path / "probed.txt").write_text("phone.mp4 0\nupside.mp4 1\n")
+    (tmp_path / "counted.txt").write_text("phone.mp4 0 10\nupside.mp4 1 10\n")
+    want = [(40, 64, 270), (40, 64, 180)]
+    index = load_index(str(tmp_path / "probed.txt"))  # probe
+    assert [(m.height, m.width, m.rotation) for m in index.media] == want
+    assert index.media[0].coded_size == (64, 40)
+    counted = load_index(str(tmp_path / "counted.txt")).verify_counts()  # scan
+    assert [(m.height, m.width, m.rotation) for m in counted.media] == want
+    path = index.paths[0]
+    assert (probe(path).height, probe(path).width, probe(path).rotation) == want[0]
+    assert header(path) == scan(path)[1] == index.media[0]
+    import motionssl.pipelines.index as mod
+
+    monkeypatch.setattr(mod, "probe", lambda p: (_ for _ in ()).throw(AssertionError("probed")))
+    assert load_index(str(tmp_path / "probed.txt")).with_media().media == index.media  # the rotation is cached
