@@ -309,10 +309,13 @@ def op_costs(size: int, frames: int = 16, height: int = 240, width: int = 320, r
 
         result = np.empty((3, frames, size, size), np.float32)
         idx = np.arange(frames, dtype=np.int32)
-        pack = np.array(color + [255 * m for m in KINETICS_MEAN] + [255 * s for s in KINETICS_STD], np.float32)
+        pack = np.zeros(kernels.PACK_LENGTH, np.float32)
+        for slot, values in (("colour", color), ("mean", [255 * m for m in KINETICS_MEAN]),
+                             ("std", [255 * s for s in KINETICS_STD])):
+            pack[kernels.OFFSETS[slot]:kernels.OFFSETS[slot] + len(values)] = values
         box = np.array(roi, np.float32)
         out["fused operator (the pipeline's whole clip)"] = cost(
-            lambda: kernels._rgb_kernel(result, idx, window.numpy(), box, pack, window.numpy()[:1, :1, :1]))
+            lambda: kernels._rgb_kernel(result, idx, window.numpy(), box, pack, window.numpy()[:1], kernels.PLAIN))
     return out
 
 

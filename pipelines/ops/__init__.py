@@ -11,10 +11,13 @@ module         op                                          DALI operators (GPU; 
 ``normalise``  ``(x/255 − mean)/std``, ``FHWC → CFHW``      ``crop_mirror_normalize``
 =============  ==========================================  =============================================
 
-:mod:`.recipes` builds the two kinds of clip (RGB, residual) as fixed op lists; :mod:`.fused`
-runs a whole list as one Numba operator on the CPU (:mod:`._kernels`) and refuses a list it
-does not implement. :mod:`.config` holds the dataclasses that configure the ops. A new op
-is a module here (draw, graph op, ``*_reference`` twin), its name in a recipe's list, its
-step in the recipe's three builders and its lines in the fused kernel; the tests compare
-the graph against the twin for every op and every recipe.
+:mod:`.base` says what an op is: one :class:`~.base.Op` object with its parameters (drawn
+from a random stream of its own), its DALI step, its NumPy twin and its slots in the fused
+kernels' parameter pack. :mod:`.recipes` lists the ops of the two kinds of clip (RGB,
+residual); :class:`~.base.ParamKeys`, the draws and the pack follow from those lists.
+:mod:`.fused` runs a whole list as one Numba operator on the CPU (:mod:`._kernels`) and
+refuses a list it does not implement. :mod:`.config` holds the dataclasses that configure
+the ops. A new op is a module here (an ``Op`` subclass) and one line in a recipe's list
+(and its lines in the fused kernels, or CPU graphs refuse it); the tests compare the graph
+against the twin for every op and every recipe.
 """

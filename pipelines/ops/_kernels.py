@@ -2,7 +2,14 @@
 
 Every function is compiled with ``cache=True``: the first process on a machine compiles
 them (about 10 s) and writes the machine code next to this file (or to
-``NUMBA_CACHE_DIR``); later processes load it in well under a second.
+``NUMBA_CACHE_DIR``; Numba falls back to a cache folder in the user's home when this
+folder is read-only); later processes load it in well under a second.
+
+Written so that LLVM vectorises the pixel loops (``tests/pipelines/test_kernels.py`` counts
+the vector operations of the compiled kernels): a row is planar, ``(3, W)`` float32, and
+every step is a loop of its own over contiguous pixels (resample, jitter, blend,
+normalise); the jitter takes and returns scalars, its matrices are tuples of float32
+scalars, nothing is allocated per row and no float64 enters a pixel loop.
 
 The DALI entry points are C callbacks with the signatures of DALI's ``NumbaFunc``
 operator (``nvidia.dali.plugin.numba``): one run per sample, one setup per batch. They
@@ -24,16 +31,33 @@ from .colour import RGB_TO_YIQ, YIQ_TO_RGB
 _YIQ = RGB_TO_YIQ.astype(np.float64)
 _RGB = YIQ_TO_RGB.astype(np.float64)
 jit = njit(cache=True, nogil=True, fastmath=True)
+f32 = np.float32
+
+# The per-sample parameter pack of every kernel: one float32 vector of these slots (name,
+# length), in this order. Each op fills the slots it names (``Op.slots``, :mod:`.fused`); a
+# kernel reads the slots of the ops it runs and no other. Kept here so that a change
+# recompiles the kernels.
+PACK = (("colour", 4), ("mean", 3), ("std", 3), ("lam", 1), ("frame", 1))
+OFFSETS = {name: sum(n for _, n in PACK[:i]) for i, (name, _) in enumerate(PACK)}
+PACK_LENGTH = sum(n for _, n in PACK)
+_B, _C, _S, _H = OFFSETS["colour"], OFFSETS["colour"] + 1, OFFSETS["colour"] + 2, OFFSETS["colour"] + 3
+_MEAN, _STD, _LAM, _FRAME = OFFSETS["mean"], OFFSETS["std"], OFFSETS["lam"], OFFSETS["frame"]
+# What an RGB kernel blends: nothing, the RAD mosaic input, or a frame of the clip itself (BE).
+PLAIN, MOSAIC, OWN_FRAME = 0, 1, 2
 
 
-# --- kernels ------------------------------------------------------------------------------------
+# --- colour ------------------------------------------------------------------------------------
 @jit
-def _colour(pack, m):
-    """``m`` (2, 3, 3) ← the saturation and hue matrices of ``pack[:4]`` (YIQ space, back to RGB).
+def _nine(a):
+    """A (3, 3) float64 matrix as a row-major tuple of nine float32 scalars."""
+    return (f32(a[0, 0]), f32(a[0, 1]), f32(a[0, 2]), f32(a[1, 0]), f32(a[1, 1]), f32(a[1, 2]),
+            f32(a[2, 0]), f32(a[2, 1]), f32(a[2, 2]))
 
-    Brightness ``pack[0]`` and contrast ``pack[1]`` are scalar maps, applied by :func:`_jitter`.
-    """
-    s, h = pack[2], pack[3]
+
+@jit
+def _colour(pack):
+    """Brightness, contrast, the contrast pivot, and the saturation and hue matrices (RGB → YIQ → RGB) of ``pack``."""
+    s, h = float(pack[_S]), float(pack[_H])
     rad = h * math.pi / 180.0
     co, si = math.cos(rad), math.sin(rad)
     sat = np.zeros((3, 3))
@@ -42,37 +66,47 @@ def _colour(pack, m):
     hue[0, 0] = 1.0
     hue[1, 1], hue[1, 2] = co, si
     hue[2, 1], hue[2, 2] = -si, co
-    for i in range(3):  # m[0] = YIQ→RGB · sat · RGB→YIQ, m[1] likewise with hue (no BLAS in compiled code)
+    m = np.zeros((2, 3, 3))
+    for i in range(3):  # YIQ→RGB · sat · RGB→YIQ, likewise with hue (no BLAS in compiled code)
         for j in range(3):
-            a0 = 0.0
-            a1 = 0.0
             for k in range(3):
                 for n in range(3):
-                    a0 += _RGB[i, k] * sat[k, n] * _YIQ[n, j]
-                    a1 += _RGB[i, k] * hue[k, n] * _YIQ[n, j]
-            m[0, i, j] = a0
-            m[1, i, j] = a1
+                    m[0, i, j] += _RGB[i, k] * sat[k, n] * _YIQ[n, j]
+                    m[1, i, j] += _RGB[i, k] * hue[k, n] * _YIQ[n, j]
+    ct = pack[_C]
+    return pack[_B], ct, f32(128.0) * (f32(1.0) - ct), _nine(m[0]), _nine(m[1])
 
 
 @jit
 def _clamp(v):
-    return min(max(v, np.float32(0.0)), np.float32(255.0))
+    return min(max(v, f32(0.0)), f32(255.0))
 
 
 @jit
-def _jitter(r, g, b, br, ct, m, out):
-    """``out`` (3,) ← brightness ``br``, contrast ``ct``, saturation ``m[0]``, hue ``m[1]``, each clamped to [0, 255]."""
-    pivot = np.float32(128.0) * (np.float32(1.0) - ct)
+def _mix(r, g, b, m):
+    """``clamp(m · (r, g, b))`` for a row-major 3 × 3 tuple ``m``."""
+    return (_clamp(m[0] * r + m[1] * g + m[2] * b), _clamp(m[3] * r + m[4] * g + m[5] * b),
+            _clamp(m[6] * r + m[7] * g + m[8] * b))
+
+
+@jit
+def _jitter(r, g, b, br, ct, pivot, sat, hue):
+    """One pixel through brightness, contrast, saturation and hue, each clamped to [0, 255]."""
     r, g, b = _clamp(r * br), _clamp(g * br), _clamp(b * br)
     r, g, b = _clamp(r * ct + pivot), _clamp(g * ct + pivot), _clamp(b * ct + pivot)
-    for k in range(2):
-        x = _clamp(m[k, 0, 0] * r + m[k, 0, 1] * g + m[k, 0, 2] * b)
-        y = _clamp(m[k, 1, 0] * r + m[k, 1, 1] * g + m[k, 1, 2] * b)
-        z = _clamp(m[k, 2, 0] * r + m[k, 2, 1] * g + m[k, 2, 2] * b)
-        r, g, b = x, y, z
-    out[0], out[1], out[2] = r, g, b
+    r, g, b = _mix(r, g, b, sat)
+    return _mix(r, g, b, hue)
 
 
+@jit
+def _jitter_row(row, br, ct, pivot, sat, hue):
+    """The jitter of a planar ``(3, W)`` row, in place."""
+    r, g, b = row[0], row[1], row[2]
+    for x in range(row.shape[1]):
+        r[x], g[x], b[x] = _jitter(r[x], g[x], b[x], br, ct, pivot, sat, hue)
+
+
+# --- resize ------------------------------------------------------------------------------------
 @jit
 def _taps(lo, hi, out, limit, first, second, frac):
     """Pixel-centre bilinear taps along one axis, clamped to the image (as the reference)."""
@@ -86,24 +120,44 @@ def _taps(lo, hi, out, limit, first, second, frac):
 
 
 @jit
+def _geometry(window, roi, oh, ow):
+    h, w = window.shape[1], window.shape[2]
+    ya, yb, yf = np.empty(oh, np.int64), np.empty(oh, np.int64), np.empty(oh, np.float64)
+    xa, xb, xf = np.empty(ow, np.int64), np.empty(ow, np.int64), np.empty(ow, np.float64)
+    _taps(float(roi[0]), float(roi[2]), oh, h, ya, yb, yf)
+    _taps(float(roi[1]), float(roi[3]), ow, w, xa, xb, xf)
+    return ya, yb, yf.astype(np.float32), xa, xb, xf.astype(np.float32)
+
+
+@jit
 def _horizontal(src, xa, xb, wx, dst):
-    """``dst`` (W, 3) float32 ← one input row resampled along x (the first pass of the bilinear resize)."""
-    one = np.float32(1.0)
-    for ox in range(dst.shape[0]):
-        a, b, u = xa[ox], xb[ox], wx[ox]
-        v = one - u
-        dst[ox, 0] = src[a, 0] * v + src[b, 0] * u
-        dst[ox, 1] = src[a, 1] * v + src[b, 1] * u
-        dst[ox, 2] = src[a, 2] * v + src[b, 2] * u
+    """``dst`` (3, W) float32 ← one input row resampled along x (the first pass of the bilinear resize)."""
+    r, g, b = dst[0], dst[1], dst[2]
+    for ox in range(dst.shape[1]):
+        i, j, u = xa[ox], xb[ox], wx[ox]
+        v = f32(1.0) - u
+        r[ox] = f32(src[i, 0]) * v + f32(src[j, 0]) * u
+        g[ox] = f32(src[i, 1]) * v + f32(src[j, 1]) * u
+        b[ox] = f32(src[i, 2]) * v + f32(src[j, 2]) * u
+
+
+@jit
+def _vertical(top, bottom, w, row):
+    """``row`` (3, W) ← ``top``·(1 − w) + ``bottom``·w rounded to uint8 levels (values ≥ 0: floor of x + ½)."""
+    v = f32(1.0) - w
+    for c in range(3):
+        t, b, o = top[c], bottom[c], row[c]
+        for ox in range(o.shape[0]):
+            o[ox] = np.floor(t[ox] * v + b[ox] * w + f32(0.5))
 
 
 @jit
 def _resized_row(frame, oy, ya, yb, wy, xa, xb, wx, cache, ids, row):
-    """``row`` (W, 3) ← output row ``oy`` of the crop of ``frame``, rounded to uint8 levels like ``fn.resize``.
+    """``row`` (3, W) ← output row ``oy`` of the crop of ``frame``, rounded to uint8 levels like ``fn.resize``.
 
-    Bilinear in the reference's order (along x, then y). ``cache`` holds the x-pass of the
-    two input rows ``ids`` last used, so consecutive output rows that share input rows (an
-    enlarged crop) resample each input row once; set ``ids`` to -1 for a new frame.
+    Bilinear in the reference's order (along x, then y). ``cache`` (2, 3, W) holds the x-pass
+    of the two input rows ``ids`` last used, so consecutive output rows that share input rows
+    (an enlarged crop) resample each input row once; set ``ids`` to -1 for a new frame.
     """
     ra, rb = ya[oy], yb[oy]
     if ids[0] != ra:
@@ -118,94 +172,91 @@ def _resized_row(frame, oy, ya, yb, wy, xa, xb, wx, cache, ids, row):
         else:
             _horizontal(frame[rb], xa, xb, wx, cache[1])
         ids[1] = rb
-    w = wy[oy]
-    v = np.float32(1.0) - w
-    half = np.float32(0.5)
-    top, bottom = cache[0], cache[1]
-    for ox in range(row.shape[0]):  # values are >= 0: truncation is the floor of x + ½
-        row[ox, 0] = np.float32(int(top[ox, 0] * v + bottom[ox, 0] * w + half))
-        row[ox, 1] = np.float32(int(top[ox, 1] * v + bottom[ox, 1] * w + half))
-        row[ox, 2] = np.float32(int(top[ox, 2] * v + bottom[ox, 2] * w + half))
+    _vertical(cache[0], cache[1], wy[oy], row)
 
 
+# --- blend, normalise --------------------------------------------------------------------------
 @jit
-def _geometry(window, roi, oh, ow):
-    h, w = window.shape[1], window.shape[2]
-    ya, yb, yf = np.empty(oh, np.int64), np.empty(oh, np.int64), np.empty(oh, np.float64)
-    xa, xb, xf = np.empty(ow, np.int64), np.empty(ow, np.int64), np.empty(ow, np.float64)
-    _taps(float(roi[0]), float(roi[2]), oh, h, ya, yb, yf)
-    _taps(float(roi[1]), float(roi[3]), ow, w, xa, xb, xf)
-    return ya, yb, yf.astype(np.float32), xa, xb, xf.astype(np.float32)
-
-
-@jit
-def _write(out, t, oy, row, br, ct, m, mean, inv_std, noise_row, lam):
-    """Colour, blend (``lam`` > 0 with ``noise_row``) and normalise one row into ``out[:, t, oy]``."""
-    px = np.empty(3, np.float32)
-    for ox in range(row.shape[0]):
-        _jitter(row[ox, 0], row[ox, 1], row[ox, 2], br, ct, m, px)
-        for c in range(3):
-            v = px[c]
-            if lam > 0.0:
-                v = v + lam * (noise_row[ox, c] - v)
-            out[c, t, oy, ox] = (v - mean[c]) * inv_std[c]
-
-
-@jit
-def _unpack(pack):
-    m = np.empty((2, 3, 3), np.float32)
-    _colour(pack, m)
-    mean = np.empty(3, np.float32)
-    inv_std = np.empty(3, np.float32)
+def _blend(row, noise, lam):
+    """``row`` (3, W) ← ``row + λ·(noise − row)``, in place."""
     for c in range(3):
-        mean[c] = pack[4 + c]
-        inv_std[c] = 1.0 / pack[7 + c]
-    return pack[0], pack[1], m, mean, inv_std
+        x, n = row[c], noise[c]
+        for ox in range(x.shape[0]):
+            x[ox] = x[ox] + lam * (n[ox] - x[ox])
 
 
 @jit
-def _rgb_kernel(out, idx, window, roi, pack, noise):
-    """RGB clip; RAD blend when ``noise`` is a (1, H, W, 3) frame and pack[10] = λ; BE when pack has 12."""
+def _normalise(src, dst, mean, inv_std):
+    """One channel: ``dst ← (src − mean)·inv_std``."""
+    for ox in range(dst.shape[0]):
+        dst[ox] = (src[ox] - mean) * inv_std
+
+
+@jit
+def _difference(a, b, dst, inv_std):
+    """One channel: ``dst ← |a − b|·inv_std``."""
+    for ox in range(dst.shape[0]):
+        dst[ox] = abs(a[ox] - b[ox]) * inv_std
+
+
+@jit
+def _scales(pack):
+    """``(mean_r, mean_g, mean_b)`` and ``(1/std_r, 1/std_g, 1/std_b)`` in pixel units, float32."""
+    one = f32(1.0)
+    return ((pack[_MEAN], pack[_MEAN + 1], pack[_MEAN + 2]),
+            (one / pack[_STD], one / pack[_STD + 1], one / pack[_STD + 2]))
+
+
+# --- kernels -----------------------------------------------------------------------------------
+@jit
+def _rgb_kernel(out, idx, window, roi, pack, noise, mode):
+    """RGB clip ``out`` (3, T, H, W) of the window frames ``idx``; ``mode`` says what it blends with λ = pack[lam].
+
+    PLAIN: nothing; MOSAIC: ``noise``, a (1, H, W, 3) uint8 frame (RAD); OWN_FRAME: frame
+    ``pack[frame]`` of the clip itself, after colour (BE).
+    """
     oh, ow = out.shape[2], out.shape[3]
-    br, ct, m, mean, inv_std = _unpack(pack)
+    br, ct, pivot, sat, hue = _colour(pack)
+    mean, inv = _scales(pack)
     ya, yb, wy, xa, xb, wx = _geometry(window, roi, oh, ow)
-    row = np.empty((ow, 3), np.float32)
-    cache = np.empty((2, ow, 3), np.float32)
+    row = np.empty((3, ow), np.float32)
+    cache = np.empty((2, 3, ow), np.float32)
     ids = np.empty(2, np.int64)
-    lam = 0.0
-    blend = np.zeros((oh, ow, 3), np.float32) if pack.shape[0] > 10 else np.zeros((1, ow, 3), np.float32)
-    if pack.shape[0] == 11:  # RAD: the mosaic frame, uint8
-        lam = pack[10]
+    lam = pack[_LAM]
+    blend = np.empty((oh if mode != PLAIN else 1, 3, ow), np.float32)  # per output row, planar
+    if mode == MOSAIC:
         for y in range(oh):
-            for x in range(ow):
-                for c in range(3):
-                    blend[y, x, c] = noise[0, y, x, c]
-    elif pack.shape[0] == 12:  # BE: frame pack[11] of the clip itself, after colour
-        lam = pack[10]
-        f = idx[int(pack[11])]
+            for c in range(3):
+                for x in range(ow):
+                    blend[y, c, x] = f32(noise[0, y, x, c])
+    elif mode == OWN_FRAME:
+        f = idx[int(pack[_FRAME])]
         ids[:] = -1
         for oy in range(oh):
-            _resized_row(window[f], oy, ya, yb, wy, xa, xb, wx, cache, ids, row)
-            for ox in range(ow):
-                _jitter(row[ox, 0], row[ox, 1], row[ox, 2], br, ct, m, blend[oy, ox])
+            _resized_row(window[f], oy, ya, yb, wy, xa, xb, wx, cache, ids, blend[oy])
+            _jitter_row(blend[oy], br, ct, pivot, sat, hue)
     for t in range(out.shape[1]):
         frame = window[idx[t]]
         ids[:] = -1
         for oy in range(oh):
             _resized_row(frame, oy, ya, yb, wy, xa, xb, wx, cache, ids, row)
-            _write(out, t, oy, row, br, ct, m, mean, inv_std, blend[oy if lam > 0.0 else 0], lam)
+            _jitter_row(row, br, ct, pivot, sat, hue)
+            if mode != PLAIN:
+                _blend(row, blend[oy], lam)
+            _normalise(row[0], out[0, t, oy], mean[0], inv[0])
+            _normalise(row[1], out[1, t, oy], mean[1], inv[1])
+            _normalise(row[2], out[2, t, oy], mean[2], inv[2])
 
 
 @jit
 def _residual_kernel(out, idx, window, roi, pack):
     """``|J(a) − J(b)| / std`` of the clip's frames ``idx[:T]`` and their partners ``idx[T:]`` (J: the jitter)."""
     oh, ow, frames = out.shape[2], out.shape[3], out.shape[1]
-    br, ct, m, mean, inv_std = _unpack(pack)
-    pa, pb = np.empty(3, np.float32), np.empty(3, np.float32)
+    br, ct, pivot, sat, hue = _colour(pack)
+    _, inv = _scales(pack)
     ya, yb, wy, xa, xb, wx = _geometry(window, roi, oh, ow)
-    first = np.empty((ow, 3), np.float32)
-    second = np.empty((ow, 3), np.float32)
-    cache_a, cache_b = np.empty((2, ow, 3), np.float32), np.empty((2, ow, 3), np.float32)
+    first, second = np.empty((3, ow), np.float32), np.empty((3, ow), np.float32)
+    cache_a, cache_b = np.empty((2, 3, ow), np.float32), np.empty((2, 3, ow), np.float32)
     ids_a, ids_b = np.empty(2, np.int64), np.empty(2, np.int64)
     for t in range(frames):
         fa, fb = window[idx[t]], window[idx[frames + t]]
@@ -214,17 +265,17 @@ def _residual_kernel(out, idx, window, roi, pack):
         for oy in range(oh):
             _resized_row(fa, oy, ya, yb, wy, xa, xb, wx, cache_a, ids_a, first)
             _resized_row(fb, oy, ya, yb, wy, xa, xb, wx, cache_b, ids_b, second)
-            for ox in range(ow):
-                _jitter(first[ox, 0], first[ox, 1], first[ox, 2], br, ct, m, pa)
-                _jitter(second[ox, 0], second[ox, 1], second[ox, 2], br, ct, m, pb)
-                for c in range(3):
-                    out[c, t, oy, ox] = abs(pa[c] - pb[c]) * inv_std[c]
+            _jitter_row(first, br, ct, pivot, sat, hue)
+            _jitter_row(second, br, ct, pivot, sat, hue)
+            _difference(first[0], second[0], out[0, t, oy], inv[0])
+            _difference(first[1], second[1], out[1, t, oy], inv[1])
+            _difference(first[2], second[2], out[2, t, oy], inv[2])
 
 
 # --- DALI entry points ---------------------------------------------------------------------------
 # Inputs of every operator: idx (int32, 1-D), window (uint8, F×H×W×3), roi (float32, 4), pack
-# (float32), size (uint8, H×W×0: carries the output size in its shape); RAD adds the noise
-# (uint8, 1×H×W×3). One float32 output (3, T, H, W).
+# (float32, PACK_LENGTH), size (uint8, H×W×0: carries the output size in its shape); RAD adds
+# the mosaic (uint8, 1×H×W×3). One float32 output (3, T, H, W).
 RUN_SIG = nt.void(nt.uint64, nt.uint64, nt.uint64, nt.int32, nt.uint64, nt.uint64, nt.uint64, nt.int32)
 SETUP_SIG = nt.void(nt.uint64, nt.uint64, nt.int32, nt.uint64, nt.uint64, nt.int32, nt.int32)
 
@@ -261,7 +312,14 @@ def _output(out_ptr, out_shapes_ptr, out_ndims_ptr, num_outs):
 def run_rgb(out_ptr, out_shapes_ptr, out_ndims_ptr, num_outs, in_ptr, in_shapes_ptr, in_ndims_ptr, num_ins):
     out = _output(out_ptr, out_shapes_ptr, out_ndims_ptr, num_outs)
     idx, window, roi, pack, data = _inputs(in_ptr, in_shapes_ptr, in_ndims_ptr, num_ins)
-    _rgb_kernel(out, idx, window, roi, pack, window[:1, :1, :1])
+    _rgb_kernel(out, idx, window, roi, pack, window[:1], PLAIN)
+
+
+@cfunc(RUN_SIG, nopython=True, cache=True)
+def run_be(out_ptr, out_shapes_ptr, out_ndims_ptr, num_outs, in_ptr, in_shapes_ptr, in_ndims_ptr, num_ins):
+    out = _output(out_ptr, out_shapes_ptr, out_ndims_ptr, num_outs)
+    idx, window, roi, pack, data = _inputs(in_ptr, in_shapes_ptr, in_ndims_ptr, num_ins)
+    _rgb_kernel(out, idx, window, roi, pack, window[:1], OWN_FRAME)
 
 
 @cfunc(RUN_SIG, nopython=True, cache=True)
@@ -270,7 +328,7 @@ def run_rad(out_ptr, out_shapes_ptr, out_ndims_ptr, num_outs, in_ptr, in_shapes_
     idx, window, roi, pack, data = _inputs(in_ptr, in_shapes_ptr, in_ndims_ptr, num_ins)
     s5 = _shape(in_shapes_ptr, in_ndims_ptr, 5, num_ins, 0, 1)
     noise = carray(_ptr(data[5]), (s5[0], s5[1], s5[2], s5[3]), dtype=np.uint8)
-    _rgb_kernel(out, idx, window, roi, pack, noise)
+    _rgb_kernel(out, idx, window, roi, pack, noise, MOSAIC)
 
 
 @cfunc(RUN_SIG, nopython=True, cache=True)

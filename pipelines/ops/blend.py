@@ -21,8 +21,10 @@ from typing import Sequence, Tuple
 import numpy as np
 from nvidia.dali import fn, types
 
+from .base import Clip, Op, Param
 from .config import APPEARANCE_OPS  # noqa: F401  (the names, re-exported)
 from .crop import crop_resize_reference
+from .cut import cut_reference
 
 
 def draw_derangement(rng: np.random.Generator, batch_size: int) -> np.ndarray:
@@ -104,3 +106,62 @@ def blend_reference(clip: np.ndarray, noise: np.ndarray, lam: float) -> np.ndarr
     """``(1 − λ)·clip + λ·noise`` (MoQuad §3.1), ``noise`` a single frame broadcast over time."""
     clip = clip.astype(np.float64)
     return clip + float(lam) * (noise.astype(np.float64) - clip)
+
+
+# --- the op ---------------------------------------------------------------------------------
+class Blend(Op):
+    """The clip's appearance disturbance (``clip.appearance``): RAD inter / intra or BE; off without one.
+
+    Draws ``frame`` (RAD: the window frame the noise is made of — inter: the one this sample
+    lends; BE: a frame of the clip) and ``lam``; RAD inter also ``partner`` (the sample whose
+    frame it receives, this sample's entry of the batch's derangement, drawn from the
+    batch-wide stream). The fused kernels' ``lam`` and ``frame`` slots; RAD hands them the
+    mosaic, built by DALI's operators at the output size.
+    """
+
+    name = "blend"
+    params = (Param("frame", "int32"), Param("lam", "float32"), Param("partner", "int32"))
+    slots = ("lam", "frame")
+
+    def active(self, clip: Clip) -> bool:
+        return clip.appearance is not None and clip.appearance.op != "none"
+
+    def drawn(self, clip: Clip):
+        return self.params if clip.appearance.op == "rad_inter" else self.params[:2]
+
+    def fused_name(self, clip: Clip) -> str:
+        return "blend/be" if clip.appearance.op == "be" else "blend/rad"
+
+    def draw(self, rng, clip):
+        a = clip.appearance
+        if a.op == "be":  # one frame of the clip itself
+            return {"frame": np.array([rng.integers(clip.cfg.frames)], np.int32), "lam": draw_lambda(rng, a.be_lambda)}
+        out = {"frame": np.array([rng.integers(clip.valid)], np.int32), "lam": draw_lambda(rng, a.rad_lambda)}
+        if a.op == "rad_inter":  # every sample draws the batch's derangement from the shared stream, keeps its entry
+            out["partner"] = np.array(draw_derangement(clip.batch_rng, clip.batch_size)[clip.slot], np.int32)
+        return out
+
+    def _mosaic(self, p, clip):
+        a, size = clip.appearance, clip.cfg.augment.size
+        noise = rad_noise(pick_frame(clip.window, p["frame"]), a.grid, size, clip.cfg.augment.antialias)
+        return borrow(noise, p["partner"]) if a.op == "rad_inter" else noise
+
+    def graph(self, x, p, clip):
+        noise = pick_frame(x, p["frame"]) if clip.appearance.op == "be" else self._mosaic(p, clip)
+        return blend(x, noise, p["lam"])
+
+    def reference(self, x, p, clip):
+        a = clip.appearance
+        if a.op == "be":
+            noise = cut_reference(x, p["frame"])
+        else:
+            lender = int(p["partner"]) if a.op == "rad_inter" else clip.slot
+            frame = cut_reference(clip.windows[lender], clip.params[lender][clip.key("frame")])
+            noise = rad_noise_reference(frame, a.grid, clip.cfg.augment.size)
+        return blend_reference(x, noise, p["lam"])
+
+    def kernel_input(self, p, clip):
+        return None if clip.appearance.op == "be" else self._mosaic(p, clip)
+
+    def pack(self, p, clip):
+        return p["lam"], (p["frame"] if clip.appearance.op == "be" else [0.0])

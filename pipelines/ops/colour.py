@@ -21,6 +21,7 @@ from nvidia.dali import fn, types
 from nvidia.dali import math as dmath
 
 from .config import AugmentConfig
+from .base import Op, Param
 
 # fn.color_twist's colour space (DALI color_twist.h): RGB → YIQ and its exact inverse.
 RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114],
@@ -83,3 +84,24 @@ def color_jitter_reference(frames: np.ndarray, color: Sequence[float]) -> np.nda
     for matrix, offset in colour_steps(color):
         x = np.clip(x @ matrix.T + offset, 0.0, 255.0)
     return x
+
+
+# --- the op ---------------------------------------------------------------------------------
+class Colour(Op):
+    """Colour jitter and grayscale: ``color`` ``[b, c, s, hue°]``; the fused kernels' ``colour`` slot."""
+
+    name = "colour"
+    params = (Param("color", "float32"),)
+    slots = ("colour",)
+
+    def draw(self, rng, clip):
+        return {"color": draw_color(rng, clip.cfg.augment)}
+
+    def graph(self, x, p, clip):
+        return color_jitter(x, p["color"])
+
+    def reference(self, x, p, clip):
+        return color_jitter_reference(x, p["color"])
+
+    def pack(self, p, clip):
+        return (p["color"],)

@@ -25,7 +25,33 @@ KINETICS_STD = (0.22803, 0.22145, 0.216989)
 
 @dataclass
 class AugmentConfig:
-    """Augmentation of one clip. Crop ``area`` is a fraction of the frame, ``ratio`` is w/h in pixels."""
+    """Augmentation of one clip. Crop ``area`` is a fraction of the frame, ``ratio`` is w/h in pixels.
+
+    Parameters
+    ----------
+    size : (int, int), default (112, 112)
+        Output ``(H, W)`` of the clip in pixels.
+    crop_area : (float, float), default (0.3, 1.0)
+        Range of the random crop's area, as a fraction of the frame's.
+    crop_ratio : (float, float), default (0.5, 2.0)
+        Range of the crop's aspect ratio, width / height in pixels.
+    flip_prob : float, default 0.5
+        Probability of a horizontal flip of the whole clip.
+    jitter_prob : float, default 0.8
+        Probability of colour jitter (brightness, contrast, saturation, hue below).
+    brightness, contrast, saturation : float, default 0.4
+        Jitter strengths: factors drawn from ``[1 - s, 1 + s]``.
+    hue : float, default 0.1
+        Hue shift, a fraction of the hue circle (0.1: ±36°), at most 0.5.
+    grayscale_prob : float, default 0.2
+        Probability of turning the clip grey.
+    mean, std : (float, float, float), default Kinetics-400's
+        Per-channel normalisation of pixel values in [0, 1].
+    residual_std : float, default 0.225
+        Divisor of residual (frame-difference) clips.
+    antialias : bool, default False
+        Antialiased resizing (slower; match it between training and evaluation).
+    """
 
     size: Tuple[int, int] = (112, 112)
     crop_area: Tuple[float, float] = (0.3, 1.0)
@@ -65,7 +91,20 @@ class AugmentConfig:
 
 @dataclass
 class AppearanceConfig:
-    """Appearance disturbance (MoQuad §3.1, Tab. 5 left): ``op`` in rad_inter / rad_intra / be / none."""
+    """Appearance disturbance (MoQuad §3.1, Tab. 5 left): ``op`` in rad_inter / rad_intra / be / none.
+
+    Parameters
+    ----------
+    op : {"rad_inter", "rad_intra", "be", "none"}, default "rad_inter"
+        The disturbance: random appearance from another video's frame, from the video's own
+        frame, background emphasis, or none.
+    grid : int, default 5
+        k: the noise is a k × k mosaic.
+    rad_lambda : (float, float), default (0.1, 0.5)
+        Range of the RAD blend weight.
+    be_lambda : (float, float), default (0.0, 0.3)
+        Range of the BE blend weight.
+    """
 
     op: str = "rad_inter"
     grid: int = 5  # k: the noise is a k × k mosaic
@@ -81,7 +120,19 @@ class AppearanceConfig:
 
 @dataclass
 class ClipConfig:
-    """What every clip of a method shares: frames per clip, speeds, augmentation."""
+    """What every clip of a method shares: frames per clip, speeds, augmentation.
+
+    Parameters
+    ----------
+    frames : int, default 16
+        Frames per clip.
+    speeds : tuple of int, default (1, 2)
+        The frame strides a clip may be sampled at (1: every frame, 2: every other...).
+    augment : AugmentConfig or dict
+        The clip's augmentation. Default: :class:`AugmentConfig`'s defaults.
+    window : int, default 0
+        Frames of the video a sample's clips are drawn from; 0: the fewest its clips need.
+    """
 
     frames: int = 16
     speeds: Tuple[int, ...] = (1, 2)

@@ -15,6 +15,7 @@ import numpy as np
 from nvidia.dali import fn, types
 
 from .config import AugmentConfig
+from .base import Op, Param
 
 
 def draw_crop(rng: np.random.Generator, frame_hw: Sequence[int], cfg: AugmentConfig) -> np.ndarray:
@@ -90,3 +91,24 @@ def crop_resize_reference(frames: np.ndarray, roi: Sequence[float], size: Sequen
     fy = fy[None, :, None, None]
     out = top * (1 - fy) + bottom * fy
     return to_uint8(out) if out_uint8 else out
+
+
+# --- the op ---------------------------------------------------------------------------------
+class Crop(Op):
+    """Random resized crop and flip, resized to the clip's size."""
+
+    name = "crop"
+    params = (Param("roi", "float32"),)
+
+    def draw(self, rng, clip):
+        return {"roi": draw_crop(rng, clip.frame_hw, clip.cfg.augment)}
+
+    def graph(self, x, p, clip):
+        a = clip.cfg.augment
+        return crop_resize(x, p["roi"], a.size, a.antialias)
+
+    def reference(self, x, p, clip):
+        return crop_resize_reference(x, p["roi"], clip.cfg.augment.size)
+
+    def kernel_input(self, p, clip):
+        return p["roi"]

@@ -16,6 +16,8 @@ from typing import Optional, Sequence
 import numpy as np
 from nvidia.dali import fn
 
+from .base import Clip, Op, Param
+
 MOTION_OPS = ("speed", "reverse", "shuffle")
 
 
@@ -91,3 +93,32 @@ def cut(window, indices):
 def cut_reference(window: np.ndarray, indices: Sequence[int]) -> np.ndarray:
     """``window[indices]`` along the frame axis (``fn.sequence_rearrange``)."""
     return window[np.asarray(indices, dtype=np.int64)]
+
+
+# --- the op ---------------------------------------------------------------------------------
+class Cut(Op):
+    """The clip's frames: ``T`` indices at the clip's speed (``residual``: ``2T``, the clip then its partners)."""
+
+    name = "cut"
+    params = (Param("idx", "int32"),)
+
+    def __init__(self, residual: bool = False):
+        self.residual = residual
+
+    def fused_name(self, clip: Clip) -> str:
+        return "cut/residual" if self.residual else "cut"
+
+    def draw(self, rng, clip):
+        c = clip.cfg
+        if self.residual:
+            return {"idx": draw_residual_indices(rng, c.frames, clip.speed, clip.gap, clip.valid, clip.reverse)}
+        return {"idx": draw_clip_indices(rng, c.frames, clip.speed, clip.valid, clip.motion)}
+
+    def graph(self, x, p, clip):
+        return cut(x, p["idx"])
+
+    def reference(self, x, p, clip):
+        return cut_reference(x, p["idx"])
+
+    def kernel_input(self, p, clip):
+        return p["idx"]

@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional
 
 log = logging.getLogger(__name__)
 
-# Per-sample parameter vector of every kernel (:func:`_pack`): colour [b, c, s, hue°], then
-# 255·mean and 255·std per channel (10 values); RAD appends λ (11), BE λ and the clip frame
-# whose colours are the noise (12). The kernels tell the kinds apart by that length.
+# Every kernel takes one per-sample parameter vector (:func:`_pack`) of the slots
+# ``_kernels.PACK``; each op fills the slots it names, the others are 0.
 ENV_SWITCH = "MOTIONSSL_FUSED"  # "0": always the unfused DALI operators (comparisons, debugging)
 
 
@@ -79,7 +78,7 @@ def _operator(kind: str):
         ndims = [1, 4, 1, 1, 3]
         if kind == "rad":
             inputs, ndims = inputs + [types.UINT8], ndims + [4]
-        run = {"rgb": k.run_rgb, "be": k.run_rgb, "rad": k.run_rad, "residual": k.run_residual}[kind]
+        run = {"rgb": k.run_rgb, "be": k.run_be, "rad": k.run_rad, "residual": k.run_residual}[kind]
         setup = k.setup_residual if kind == "residual" else k.setup_clip
         ops[kind] = Prebuilt(run, setup, inputs, ndims)
     return ops[kind]
@@ -92,51 +91,62 @@ def _size(size):
     return fn.constant(idata=[], shape=[int(size[0]), int(size[1]), 0], dtype=types.UINT8, device="cpu")
 
 
-def _pack(color, mean: Sequence[float], std: Sequence[float], extra=()):
-    """Graph op: the per-sample parameter vector ``[b, c, s, hue°, 255·mean, 255·std, *extra]``."""
+# The ops each kernel runs, in order, by their fused names (``Op.fused_name``); the recipes
+# (ops/recipes.py) build clips from the same ops.
+KERNEL_OPS = {"rgb": ("cut", "crop", "colour", "normalise"),
+              "rad": ("cut", "crop", "colour", "blend/rad", "normalise"),
+              "be": ("cut", "crop", "colour", "blend/be", "normalise"),
+              "residual": ("cut/residual", "crop", "colour", "residual", "normalise")}
+
+
+def kernel_of(names) -> str:
+    """The kernel that runs the ops ``names``; a list no kernel runs is an error, never a clip with an op skipped."""
+    for kind, ops in KERNEL_OPS.items():
+        if tuple(names) == ops:
+            return kind
+    missing = sorted(set(names) - {n for ops in KERNEL_OPS.values() for n in ops})
+    raise NotImplementedError(f"no fused kernel runs the ops {tuple(names)}"
+                              + (f" ({', '.join(missing)} not implemented)" if missing else "")
+                              + f"; the kernels run {sorted(KERNEL_OPS.values())}: write the op into "
+                              f"pipelines/ops/_kernels.py too, or build the clip with {ENV_SWITCH}=0")
+
+
+def _pack(ops, p, clip):
+    """Graph op: the kernel's per-sample parameter vector (``_kernels.PACK``), each slot from the op that names it."""
     from nvidia.dali import fn, types
 
-    norm = fn.constant(fdata=[255.0 * float(v) for v in mean] + [255.0 * float(v) for v in std], shape=[6],
-                       dtype=types.FLOAT, device="cpu")
-    parts = [color, norm] + [fn.cast(fn.reshape(e, shape=[1]), dtype=types.FLOAT) for e in extra]
+    from . import _kernels as k
+
+    lengths = dict(k.PACK)
+    values = {}
+    for op in ops:
+        parts = op.pack(p, clip)
+        if len(parts) != len(op.slots) or not set(op.slots) <= set(lengths) or set(op.slots) & set(values):
+            raise ValueError(f"op {op.name!r} fills the kernel slots {op.slots} with {len(parts)} values; "
+                             f"slots are {[n for n, _ in k.PACK]}, each filled once")
+        values.update(zip(op.slots, parts))
+    parts, floats = [], []  # consecutive constant slots become one constant node
+    for name, n in k.PACK + (("", 0),):
+        v = values.get(name, [0.0] * n)
+        if isinstance(v, (list, tuple)) and name:
+            floats += [float(x) for x in v]
+            continue
+        if floats:
+            parts.append(fn.constant(fdata=floats, shape=[len(floats)], dtype=types.FLOAT, device="cpu"))
+            floats = []
+        if name:
+            parts.append(fn.cast(fn.reshape(v, shape=[n]), dtype=types.FLOAT))
     return fn.cat(*parts, axis=0)
 
 
-# The op list each kernel runs, in order (ops/recipes.py builds clips from the same lists).
-KERNEL_OPS = {"rgb": ("cut", "crop", "colour", "normalise"), "rad": ("cut", "crop", "colour", "blend", "normalise"),
-              "be": ("cut", "crop", "colour", "blend", "normalise"),
-              "residual": ("cut", "crop", "colour", "residual", "normalise")}
-
-
-def _check(kind: str, ops) -> None:
-    """A recipe whose op list this kernel does not run is an error, never a clip with an op skipped."""
-    if tuple(ops) != KERNEL_OPS[kind]:
-        raise NotImplementedError(f"the fused {kind} kernel runs {KERNEL_OPS[kind]}, the recipe asks for "
-                                  f"{tuple(ops)}: write the new op into pipelines/ops/_kernels.py too, or build "
-                                  f"the clip with {ENV_SWITCH}=0")
-
-
-def rgb_clip(ops, window, idx, roi, color, size, mean, std, noise=None, lam=None, be_frame=None):
-    """Graph op: an RGB clip ``(3, T, H, W)`` float32 — the recipe ``ops`` (cut, crop/flip/resize, colour,
-    [blend], normalise) in one pass.
-
-    ``noise`` (a ``(1, H, W, 3)`` uint8 mosaic) with ``lam`` blends RAD noise; ``be_frame``
-    (a clip frame index) with ``lam`` blends the clip's own frame (BE).
-    """
-    if be_frame is not None:
-        _check("be", ops)
-        return _operator("be")(idx, window, roi, _pack(color, mean, std, (lam, be_frame)), _size(size))
-    if noise is not None:
-        _check("rad", ops)
-        return _operator("rad")(idx, window, roi, _pack(color, mean, std, (lam,)), _size(size), noise)
-    _check("rgb", ops)
-    return _operator("rgb")(idx, window, roi, _pack(color, mean, std), _size(size))
-
-
-def residual_clip(ops, window, idx, roi, color, size, residual_std: float):
-    """Graph op: a long-range residual clip ``(3, T, H, W)`` float32 from ``2T`` indices (clip, partners)."""
-    _check("residual", ops)
-    return _operator("residual")(idx, window, roi, _pack(color, (0.0, 0.0, 0.0), (residual_std,) * 3), _size(size))
+def build(ops, window, p, clip):
+    """Graph op: the clip ``(3, T, H, W)`` float32 of the ops ``ops`` in one pass (``p``: parameters by short name)."""
+    kind = kernel_of(tuple(op.fused_name(clip) for op in ops))
+    inputs = {op.name: op.kernel_input(p, clip) for op in ops}
+    args = [inputs["cut"], window, inputs["crop"], _pack(ops, p, clip), _size(clip.cfg.augment.size)]
+    if kind == "rad":
+        args.append(inputs["blend"])
+    return _operator(kind)(*args)
 
 
 def as_clip(x, dtype):

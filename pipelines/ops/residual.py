@@ -15,6 +15,8 @@ import numpy as np
 import nvidia.dali.math as dmath
 from nvidia.dali import fn
 
+from .base import Op
+
 
 def residual_clip(pairs, num_frames: int):
     """Graph op: ``(2T, H, W, C)`` float frames (clip, then partners) → ``(T, H, W, C)`` residual.
@@ -31,3 +33,16 @@ def residual_clip(pairs, num_frames: int):
 def residual_reference(pairs: np.ndarray, num_frames: int) -> np.ndarray:
     """``|F_i − F_{i+t·s}|`` from ``2T`` float frames laid out clip-then-partners (MCPNet Eq. 2)."""
     return np.abs(pairs[:num_frames].astype(np.float64) - pairs[num_frames:2 * num_frames])
+
+
+# --- the op ---------------------------------------------------------------------------------
+class Residual(Op):
+    """``|clip − partners|`` of a residual clip's ``2T`` frames."""
+
+    name = "residual"
+
+    def graph(self, x, p, clip):
+        return residual_clip(x, clip.cfg.frames)
+
+    def reference(self, x, p, clip):
+        return residual_reference(x, clip.cfg.frames)

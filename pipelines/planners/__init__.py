@@ -29,6 +29,17 @@ class PipelineSpec:
     """A pipeline as the iterators know it: its name, config dataclass, planner class and one line about it.
 
     ``planner(config)`` builds the planner from an instance of ``config``.
+
+    Parameters
+    ----------
+    name : str
+        The key in :data:`PIPELINES` and ``make_iterator``'s first argument.
+    config : type
+        The config dataclass (``config=`` of ``make_iterator``).
+    planner : type
+        The :class:`Planner` class, built as ``planner(config)``.
+    doc : str, default ""
+        One line about the pipeline.
     """
 
     name: str
@@ -41,7 +52,13 @@ PIPELINES: Dict[str, PipelineSpec] = {}
 
 
 def register_pipeline(spec: PipelineSpec) -> PipelineSpec:
-    """Add ``spec`` to :data:`PIPELINES` (its name must be new); returns it."""
+    """Add ``spec`` to :data:`PIPELINES` (its name must be new); returns it.
+
+    Parameters
+    ----------
+    spec : PipelineSpec
+        The pipeline; its name must be new.
+    """
     if spec.name in PIPELINES and PIPELINES[spec.name] is not spec:
         raise ValueError(f"a pipeline named {spec.name!r} is registered already")
     PIPELINES[spec.name] = spec
@@ -49,7 +66,18 @@ def register_pipeline(spec: PipelineSpec) -> PipelineSpec:
 
 
 def pipeline_spec(name: Union[str, PipelineSpec]) -> PipelineSpec:
-    """The registered pipeline ``name``; a :class:`PipelineSpec` of one's own is used as it is."""
+    """The registered pipeline ``name``; a :class:`PipelineSpec` of one's own is used as it is.
+
+    Parameters
+    ----------
+    name : str or PipelineSpec
+        A key of :data:`PIPELINES`, or a spec of one's own.
+
+    Raises
+    ------
+    ValueError
+        An unknown name, listing the registered ones.
+    """
     if isinstance(name, PipelineSpec):
         return name
     if name not in PIPELINES:

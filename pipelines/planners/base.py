@@ -9,8 +9,8 @@ its worker processes; the pipeline definition (:mod:`..pipeline`) calls
 
 Per-sample parameters travel between the three by name. :class:`ParamKeys` makes the
 names of one clip's parameters attributes (``ParamKeys("anchor").roi`` is
-``"anchor.roi"``), so a misspelt parameter is an ``AttributeError`` where it is written,
-not a ``KeyError`` in a worker process.
+``"anchor.roi"``; the names are those the ops declare, :mod:`..ops.base`), so a misspelt
+parameter is an ``AttributeError`` where it is written, not a ``KeyError`` in a worker process.
 """
 from __future__ import annotations
 
@@ -18,34 +18,7 @@ from typing import Dict, Tuple
 
 import numpy as np
 
-
-class ParamKeys:
-    """Names of the per-sample parameters of the clip called ``clip``.
-
-    ``idx`` window frame indices; ``roi`` crop box ``[y0, x0, y1, x1]`` (``x0 > x1`` when
-    flipped); ``color`` ``[brightness, contrast, saturation, hue°]``; for an
-    appearance-disturbed clip ``frame`` (the window frame its noise is made of — for RAD
-    inter, the frame this sample *lends*), ``lam`` (blend weight) and ``partner`` (RAD
-    inter: the sample whose frame it receives).
-    """
-
-    __slots__ = ("clip",)
-
-    def __init__(self, clip: str):
-        self.clip = clip
-
-    def _key(self, what: str) -> str:
-        return f"{self.clip}.{what}"
-
-    idx = property(lambda self: self._key("idx"))
-    roi = property(lambda self: self._key("roi"))
-    color = property(lambda self: self._key("color"))
-    frame = property(lambda self: self._key("frame"))
-    lam = property(lambda self: self._key("lam"))
-    partner = property(lambda self: self._key("partner"))
-
-    def __repr__(self) -> str:
-        return f"ParamKeys({self.clip!r})"
+from ..ops.base import ParamKeys  # noqa: F401  (the names of a clip's parameters, derived from its ops)
 
 
 class Planner:

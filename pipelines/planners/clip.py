@@ -10,7 +10,13 @@ from .base import Planner
 
 @dataclass
 class ClipOnlyConfig:
-    """The ``clip`` pipeline's settings: ``clip`` (frames, speeds, augmentation)."""
+    """The ``clip`` pipeline's settings: ``clip`` (frames, speeds, augmentation).
+
+    Parameters
+    ----------
+    clip : ClipConfig or dict
+        Frames per clip, speeds and augmentation (:class:`ClipConfig`). Default: one speed, 1.
+    """
 
     clip: ClipConfig = field(default_factory=lambda: ClipConfig(speeds=(1,)))
 

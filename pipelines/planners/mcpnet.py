@@ -44,6 +44,19 @@ class MCPNetConfig:
     of the accelerated clip; ``cip_speed``: the speed of the residual clip CIP pairs with the
     RGB clip (Tab. 2); ``residual_view``: what stands in for the residual clips (Tab. 3);
     ``mip_negative``: l2 at another speed (the paper) or reversed at the same speed (module doc).
+
+    Parameters
+    ----------
+    clip : ClipConfig or dict
+        Frames per clip, speeds and augmentation (:class:`ClipConfig`). Two speeds at least.
+    gap : int, default 4
+        t of Eq. 2, in frames of the accelerated clip.
+    cip_speed : {"different", "same", "random"}, default "different"
+        The speed of the residual clip that CIP pairs with the RGB clip (Tab. 2).
+    residual_view : {"long_range", "residual", "rgb"}, default "long_range"
+        What stands in for the residual clips (Tab. 3).
+    mip_negative : {"speed", "reverse"}, default "speed"
+        MIP's negative: l2 at another speed (the paper), or reversed at the same speed.
     """
 
     clip: ClipConfig = field(default_factory=lambda: ClipConfig(speeds=(1, 2)))
@@ -82,9 +95,9 @@ class MCPNetPlanner(Planner):
         top = max(c.speeds)
         self.window = max(cut.clip_span(c.frames, top),
                           cut.residual_span(c.frames, top, self.gap) if cfg.residual_view != "rgb" else 0, c.window)
-        self.keys = ("speed_rgb", "speed_diff", "cip_same") + tuple(
-            k for name in ("rgb", "res_same", "res_diff") for k in recipes.keys_of(name))
         residual = "rgb" if cfg.residual_view == "rgb" else "residual"
+        self.keys = ("speed_rgb", "speed_diff", "cip_same") + recipes.keys_of("rgb") + tuple(
+            k for name in ("res_same", "res_diff") for k in recipes.keys_of(name, kind=residual))
         self.clip_specs = {"rgb": ("rgb", None), "res_same": (residual, None), "res_diff": (residual, None)}
 
     def draw(self, rng, batch_rng, slot, batch_size, valid, frame_hw):

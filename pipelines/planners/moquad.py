@@ -34,6 +34,20 @@ class MoQuadConfig:
     the disturbance of the positive and of N̄ (RAD intra/inter, BE; k, λ range); ``motion``:
     how the intra negatives differ in motion; the three switches of Tab. 4; ``mode``:
     ``"warmup"`` builds the appearance task's two clips instead of the quadruple.
+
+    Parameters
+    ----------
+    clip : ClipConfig or dict
+        Frames per clip, speeds and augmentation (:class:`ClipConfig`). Two speeds at least; default speeds (1, 2, 4).
+    appearance : AppearanceConfig or dict
+        The disturbance of the positive and of N̄ (:class:`AppearanceConfig`).
+    motion : {"speed", "reverse", "shuffle"}, default "speed"
+        How the intra negatives differ in motion (Tab. 5 right).
+    positive_ad, intra_neg, intra_neg_ad : bool, default True
+        The three switches of Tab. 4: disturb the positive's appearance, use intra negatives,
+        disturb their appearance.
+    mode : {"quad", "warmup"}, default "quad"
+        ``"warmup"`` builds the appearance task's two clips instead of the quadruple.
     """
 
     clip: ClipConfig = field(default_factory=lambda: ClipConfig(speeds=(1, 2, 4)))

@@ -10,7 +10,13 @@ from .base import Planner
 
 @dataclass
 class SimCLRConfig:
-    """The ``simclr`` pipeline's settings: ``clip`` (frames, speeds, augmentation of both views)."""
+    """The ``simclr`` pipeline's settings: ``clip`` (frames, speeds, augmentation of both views).
+
+    Parameters
+    ----------
+    clip : ClipConfig or dict
+        Frames per clip, speeds and augmentation (:class:`ClipConfig`). Default: :class:`ClipConfig`'s.
+    """
 
     clip: ClipConfig = field(default_factory=lambda: ClipConfig(speeds=(1,)))
 

@@ -146,23 +146,28 @@ def test_antialiased_clips_are_not_fused():
 
 
 def test_the_fused_kernels_run_exactly_the_recipes_op_lists():
-    assert fused.KERNEL_OPS["rgb"] == recipes.rgb_ops() == recipes.rgb_ops(AppearanceConfig(op="none"))
+    assert fused.KERNEL_OPS["rgb"] == recipes.op_names("rgb") == recipes.op_names("rgb", AppearanceConfig(op="none"))
     for op, kernel in (("rad_inter", "rad"), ("rad_intra", "rad"), ("be", "be")):
-        assert fused.KERNEL_OPS[kernel] == recipes.rgb_ops(AppearanceConfig(op=op))
-    assert fused.KERNEL_OPS["residual"] == recipes.residual_ops()
+        assert fused.KERNEL_OPS[kernel] == recipes.op_names("rgb", AppearanceConfig(op=op))
+    assert fused.KERNEL_OPS["residual"] == recipes.op_names("residual")
 
 
 def test_an_op_added_to_a_recipe_alone_is_refused_not_skipped(monkeypatch, tmp_path):
-    """An op written into the DALI graph's recipe but not into the fused kernel would be skipped on the CPU."""
+    """An op written into the recipe but not into the fused kernel would be skipped on the CPU."""
     from motionssl.pipelines import make_iterator
+    from motionssl.pipelines.ops.base import Op
     from tests.fixtures import write_id_videos
+
+    class Sharpen(Op):
+        name = "sharpen"
 
     it = make_iterator("simclr", write_id_videos(str(tmp_path), [12] * 4), 2,
                        config={"clip": {"frames": 4, "augment": {"size": [16, 16]}}}, num_workers=0)
-    monkeypatch.setattr(recipes, "rgb_ops", lambda appearance=None: ("cut", "crop", "sharpen", "colour",
-                                                                        "normalise"))
-    with pytest.raises(NotImplementedError, match=r"fused rgb kernel runs .*'sharpen'.*_kernels\.py"):
+    rgb = recipes.RECIPES["rgb"]
+    monkeypatch.setitem(recipes.RECIPES, "rgb", rgb[:2] + (Sharpen(),) + rgb[2:])
+    with pytest.raises(NotImplementedError, match=r"no fused kernel runs .*'sharpen'.*sharpen not implemented.*"
+                                                  r"_kernels\.py"):
         inspection.define(it.make_source(), it.planner, "cpu")
-    monkeypatch.setenv(fused.ENV_SWITCH, "0")  # the DALI operators take the new op (here: unknown, a KeyError)
-    with pytest.raises(KeyError, match="sharpen"):
+    monkeypatch.setenv(fused.ENV_SWITCH, "0")  # the DALI operators take the new op (here: one without a graph step)
+    with pytest.raises(NotImplementedError, match="op 'sharpen' has no DALI graph step"):
         inspection.define(it.make_source(), it.planner, "cpu")
