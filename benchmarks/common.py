@@ -1,6 +1,7 @@
 """What every benchmark shares: where it ran, how busy the machine was, the data, the timer's sync.
 
-* :func:`environment` / :func:`describe` — hardware and library versions for every table;
+* :func:`environment` / :func:`describe` — hardware, library versions and the commit measured, for every table;
+* :func:`clip_sizes` — the clip sizes each method is measured at (its paper's, and SimCLR's 112² too);
 * :class:`OtherLoad` / :func:`wait_for_idle` — the share of the machine's CPU that *other*
   processes took while a figure was timed (psutil), so a busy shared machine shows next to
   the number it lowered instead of silently lowering it;
@@ -15,6 +16,7 @@ import gc
 import math
 import os
 import platform
+import subprocess
 import time
 from typing import Callable, List, Optional
 
@@ -37,8 +39,8 @@ def methods() -> tuple:
 def paper_settings(name: str) -> dict:
     """What a method's paper configuration says about the benchmarked step: clip size, optimiser, weight decay.
 
-    The papers' clip sizes differ (MoQuad 224², MCPNet and the SimCLR/CVRL baseline 112²),
-    as do their optimisers (LARS, SGD); ``decode`` (the decode-only pipeline) has none.
+    The papers' clip sizes differ (MoQuad and its SimCLR baseline 224², MCPNet 112²), as do
+    their optimisers (LARS, SGD); ``decode`` (the decode-only pipeline) has none.
     """
     from motionssl.models.methods import get_method
     from motionssl.models.training import load_config
@@ -50,6 +52,40 @@ def paper_settings(name: str) -> dict:
     size = cfg.pipeline_config.get("clip", {}).get("augment", {}).get("size", [112, 112])
     return {"size": int(size[0]), "optim": cfg.optim.name, "weight_decay": cfg.optim.weight_decay,
             "paper_lr": method.paper_lr}
+
+
+EXTRA_SIZES = {"simclr": (112,)}
+"""Sizes measured besides the paper configuration's: SimCLR also at 112², the CVRL/SimCLR baseline's
+size, at which the earlier tables of benchmarks/RESULTS.md were measured."""
+
+
+def clip_sizes(name: str) -> List[Optional[int]]:
+    """The clip sizes ``name`` is measured at: its paper configuration's first (``[None]`` for ``decode``)."""
+    paper = paper_settings(name)["size"]
+    return [paper] + [s for s in EXTRA_SIZES.get(name, ()) if s != paper]
+
+
+def source_commit() -> dict:
+    """The git commit of this checkout and whether tracked files differ from it (``None`` outside a checkout)."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=HERE, capture_output=True, text=True, timeout=30)
+
+    try:
+        head = git("rev-parse", "HEAD")
+        if head.returncode:
+            return {"commit": None, "dirty": None}
+        changed = git("status", "--porcelain", "--untracked-files=no")
+        dirty = bool(changed.stdout.strip()) if not changed.returncode else None
+        return {"commit": head.stdout.strip(), "dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def describe_commit(env: dict) -> str:
+    commit = env.get("commit")
+    if not commit:
+        return "commit unknown (not a git checkout)"
+    return f"commit {commit[:12]}" + (" + uncommitted changes" if env.get("dirty") else "")
 
 
 def environment(device: str) -> dict:
@@ -67,7 +103,7 @@ def environment(device: str) -> dict:
     env = {"device": device, "cpu_model": cpu, "cpu_count": os.cpu_count(), "usable_cores": usable_cores(),
            "memory_gib": round(psutil.virtual_memory().total / 2 ** 30, 1), "python": platform.python_version(),
            "platform": platform.platform(), "torch": torch.__version__, "dali": nvidia.dali.__version__,
-           "pyav": av.__version__, "numpy": np.__version__}
+           "pyav": av.__version__, "numpy": np.__version__, **source_commit()}
     if device == "gpu":
         env["gpu"] = torch.cuda.get_device_name(0)
         env["cuda"] = torch.version.cuda
@@ -79,7 +115,7 @@ def describe(env: dict) -> str:
     if env.get("gpu"):
         where = f"{env['gpu']} (CUDA {env['cuda']}) + {where}"
     return (f"{where}\npython {env['python']}, torch {env['torch']}, DALI {env['dali']}, PyAV {env['pyav']}, "
-            f"numpy {env['numpy']}")
+            f"numpy {env['numpy']}; {describe_commit(env)}")
 
 
 def load_average() -> Optional[List[float]]:

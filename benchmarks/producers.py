@@ -15,7 +15,7 @@ import numpy as np
 
 from benchmarks.common import OtherLoad, close, synchronizer
 from benchmarks.decode_only import build_iterator
-from benchmarks.profile import decode_window_one_thread
+from benchmarks.cost_split import decode_window_one_thread
 from motionssl.pipelines import inspection
 from motionssl.pipelines.index import VideoIndex
 from motionssl.pipelines.sources import WindowSource

@@ -41,9 +41,18 @@ prefetch excluded). On GPU every timed interval starts and ends with
     python -m benchmarks.make_data                   # once: benchmarks/data/{vp9,h264}
     python -m benchmarks.throughput --device cpu     # about 15 minutes on 2 cores
     python -m benchmarks.throughput --device gpu     # H.264 through NVDEC, 16 workers
+    python -m benchmarks.throughput --quick          # a few minutes: each method's ratio to the ceiling and peer
+
+Each method is measured at its paper configuration's clip size (MoQuad and SimCLR 224²,
+MCPNet 112²) and SimCLR also at 112² (:func:`benchmarks.common.clip_sizes`; ``--size``
+measures one size for all), printed in the header. ``--quick`` is the check to run before
+and after a change to ``pipelines/ops``, ``pipelines/decoders``, ``pipelines/sources.py``
+or the decoding workers: PyAV workers only, the PyAV peer loader, no reference loader,
+3 repeats of 3 batches, and one short table of each method's ratio to the decode ceiling
+and to the peer (compare two runs by their ``cpu ms/w`` too on a busy machine).
 
 ``--profile`` adds a cost split per sample (decode, planner draws, DALI graph, iterator
-hand-off) measured in isolation (:mod:`benchmarks.profile`); ``--operators`` counts the
+hand-off) measured in isolation (:mod:`benchmarks.cost_split`); ``--operators`` counts the
 DALI operators of each method's graph. RESULTS.md explains how to read them.
 """
 from __future__ import annotations
@@ -60,12 +69,12 @@ if __package__ in (None, ""):  # run as a file (python benchmarks/throughput.py)
 
 from benchmarks.common import (  # noqa: E402
     HERE,
+    clip_sizes,
     default_data,
     describe,
     environment,
     load_average,
     methods,
-    paper_settings,
     pipeline_config,
     replicate,
     wait_for_idle,
@@ -79,7 +88,7 @@ from benchmarks.producers import (  # noqa: E402
     operator_counts,
     timed_windows,
 )
-from benchmarks.profile import profile  # noqa: E402
+from benchmarks.cost_split import profile  # noqa: E402
 from motionssl.pipelines.decoders import frame_decoders  # noqa: E402  (decoders in loader workers)
 from motionssl.pipelines.index import load_index  # noqa: E402
 from motionssl.pipelines.pipeline import usable_cores  # noqa: E402
@@ -126,25 +135,28 @@ def run(args) -> dict:
     # One epoch covers the warm-up, every repeat and the prefetch that runs ahead of them.
     need = (args.warmup + args.repeats * args.batches + 4) * args.batch_size
     index = replicate(base, need)
-    result = {"environment": env, "definition": FRAMES_DEFINITION, "data": os.path.abspath(data),
+    runs = [(name if i == 0 else f"{name}@{size}", name, size)
+            for name in args.pipelines for i, size in enumerate([args.size] if args.size else clip_sizes(name))]
+    result = {"environment": env, "definition": FRAMES_DEFINITION, "quick": args.quick,
+              "clip_sizes": {label: size for label, _, size in runs}, "data": os.path.abspath(data),
               "videos": len(base), "resolution": [width, height], "codec": codec, "batch_size": args.batch_size,
               "workers": args.workers, "threads": args.threads, "cores": args.cores, "warmup": args.warmup,
               "batches": args.batches, "repeats": args.repeats, "seed": args.seed, "wait_idle": args.wait_idle,
               "pipelines": {}}
     print(describe(env))
+    print(sizes_line(result["clip_sizes"]))
     warn_if_busy(args.cores)
     print(f"data: {len(base)} videos {width}x{height} {codec} ({data}); batch {args.batch_size}, "
           f"{args.workers} workers, {args.threads} DALI threads, {args.cores} cores; "
           f"median of {args.repeats} x {args.batches} batches after {args.warmup} warm-up", flush=True)
-    for name in args.pipelines:
+    for label, name, size in runs:
         load_before = load_average()
-        size = args.size or paper_settings(name)["size"]
         config = pipeline_config(name, args.frames, size)
         rows = []
         for decoder in args.peer_decoders:
             wait_for_idle(args.wait_idle)
             rows.append(measure_peer(args, name, index, config, decoder))
-            print(f"  {name}: peer[{decoder}] done", flush=True)
+            print(f"  {label}: peer[{decoder}] done", flush=True)
         for decoder in args.decoders:
             if decoder == "dali" and args.device == "cpu" and codec not in DALI_CPU_CODECS:
                 print(f"  {name}: pipeline[dali] skipped: DALI's CPU decoder does not read {codec} "
@@ -152,11 +164,11 @@ def run(args) -> dict:
                 continue
             wait_for_idle(args.wait_idle)
             rows.append(measure_pipeline(args, name, index, config, decoder))
-            print(f"  {name}: pipeline[{decoder}] done", flush=True)
+            print(f"  {label}: pipeline[{decoder}] done", flush=True)
         if not args.no_reference:
             wait_for_idle(args.wait_idle)
             rows.append(measure_reference(args, name, index, config))
-            print(f"  {name}: reference done", flush=True)
+            print(f"  {label}: reference done", flush=True)
         window = rows[0]["window"] if rows else None
         if window is not None:
             for decoder in args.ceilings:
@@ -164,7 +176,7 @@ def run(args) -> dict:
                 rows.append(measure_ceiling(args, name, index, config, window, decoder))
         rows = [summarise(r, args.batch_size, args.batches) for r in rows]
         compare(rows)
-        entry = {"config": config, "frames_per_clip": args.frames if name != "decode" else None,
+        entry = {"method": name, "config": config, "frames_per_clip": args.frames if name != "decode" else None,
                  "size": size if name != "decode" else [height, width], "window": window, "results": rows,
                  "load_average": {"before": load_before, "after": load_average()}}
         if args.operators and name != "decode":
@@ -178,9 +190,16 @@ def run(args) -> dict:
                 # The graph against the decode ceiling's CPU per window (the same clock, the
                 # timed windows): the figure the CPU graph is judged by.
                 p["graph_per_ceiling_decode"] = 1e3 * p["cpu"]["graph_1thread"] / ceiling["cpu_ms_per_window"]
-        result["pipelines"][name] = entry
-        print(table_rows(name, entry), flush=True)
+        result["pipelines"][label] = entry
+        if not args.quick:
+            print(table_rows(label, entry), flush=True)
     return result
+
+
+def sizes_line(sizes: dict) -> str:
+    """The clip size of every measured pipeline, for the header: the paper configuration's unless marked."""
+    return "clip sizes: " + ", ".join("decode: the window only" if size is None else f"{label} {size}x{size}"
+                                      for label, size in sizes.items()) + " (name@size: besides the paper's)"
 
 
 def _frame_decoder(row: dict) -> str:
@@ -214,7 +233,7 @@ def table_rows(name: str, entry: dict) -> str:
         other = f"{100 * max(loads):6.0f}%" if loads else f"{'-':>7}"
         nvdec = f"  NVDEC {r['nvdec_busy_percent']:.0f}%" if r.get("nvdec_busy_percent") is not None else ""
         cpu = f"{r['cpu_ms_per_window']:8.1f}" if r.get("cpu_ms_per_window") else f"{'-':>8}"
-        lines.append(f"{name:8s} {who:22s} {r['window']:4d} {r['windows_per_s']:10.1f} {clips} "
+        lines.append(f"{name:10s} {who:22s} {r['window']:4d} {r['windows_per_s']:10.1f} {clips} "
                      f"{r['decoded_frames_per_s']:11.0f} {peer} {ref} {ceil} {cpu} {other}{nvdec}")
     return "\n".join(lines)
 
@@ -222,30 +241,31 @@ def table_rows(name: str, entry: dict) -> str:
 def print_table(result: dict) -> None:
     print()
     print(describe(result["environment"]))
+    print(sizes_line(result["clip_sizes"]))
     print(f"{result['videos']} videos {result['resolution'][0]}x{result['resolution'][1]} {result['codec']}, "
           f"batch {result['batch_size']}, {result['workers']} workers, {result['cores']} cores; "
           f"{result['definition']}; 'cpu ms/w' = CPU time per window of the producer (all its processes "
           f"and threads); 'others' = the largest share of the machine's CPU time that other processes used "
           f"during a timed repeat")
-    print(f"{'pipeline':8s} {'producer':22s} {'W':>4s} {'windows/s':>10s} {'clips/s':>9s} {'frames/s':>11s} "
+    print(f"{'pipeline':10s} {'producer':22s} {'W':>4s} {'windows/s':>10s} {'clips/s':>9s} {'frames/s':>11s} "
           f"{'vs peer':>7s} {'vs ref':>7s} {'vs ceil':>7s} {'cpu ms/w':>8s} {'others':>7s}")
     for name, entry in result["pipelines"].items():
         print(table_rows(name, entry))
         if "operators_per_batch" in entry:
             ops = entry["operators_per_batch"]
-            print(f"{'':8s} {sum(ops.values())} DALI operators per batch: "
+            print(f"{'':10s} {sum(ops.values())} DALI operators per batch: "
                   + ", ".join(f"{k} {v}" for k, v in ops.items()))
         if "profile" in entry:
             p = entry["profile"]
             extra = "".join(f", {label} {1e3 * p[key]:.1f}" for key, label in
                             (("graph_1thread_unfused", "unfused graph 1-thread"), ("peer_1thread", "peer build 1-thread"))
                             if p.get(key) is not None)
-            print(f"{'':8s} profile ms/sample: decode 1-thread {1e3 * p['decode_1thread']:.1f}, read_window "
+            print(f"{'':10s} profile ms/sample: decode 1-thread {1e3 * p['decode_1thread']:.1f}, read_window "
                   f"{1e3 * p['decode_read_window']:.1f}, draw {1e3 * p['draw']:.2f}, graph 1-thread "
                   f"{1e3 * p['graph_1thread']:.1f}, graph {result['threads']}-thread {1e3 * p['graph_nthreads']:.1f}, "
                   f"hand-off {1e3 * p['handoff']:.1f}{extra}; budget {p['budget_windows_per_s']:.1f} windows/s")
             c = p["cpu"]
-            print(f"{'':8s} CPU ms/sample, one thread: decode {1e3 * c['decode_1thread']:.1f}, graph "
+            print(f"{'':10s} CPU ms/sample, one thread: decode {1e3 * c['decode_1thread']:.1f}, graph "
                   f"{1e3 * c['graph_1thread']:.1f}"
                   + "".join(f", {label} {1e3 * c[key]:.1f}" for key, label in
                             (("graph_1thread_unfused", "unfused graph"), ("peer_1thread", "peer build")) if key in c)
@@ -254,13 +274,45 @@ def print_table(result: dict) -> None:
                      if p.get("graph_per_ceiling_decode") else ""))
 
 
+def print_quick(result: dict) -> None:
+    """One short table: each method's pipeline against the decode ceiling and the peer loader (PyAV both)."""
+    print()
+    print(describe(result["environment"]))
+    print(f"quick check: {result['videos']} videos {result['resolution'][0]}x{result['resolution'][1]} "
+          f"{result['codec']}, batch {result['batch_size']}, {result['workers']} workers, {result['cores']} cores; "
+          f"median of {result['repeats']} x {result['batches']} batches; 'others' = the largest share of the CPU "
+          "other processes took during a repeat")
+    print(f"{'method':10s} {'size':>7s} {'vs ceil':>7s} {'vs peer':>7s} {'cpu ms/w':>8s} {'others':>7s}")
+    for label, entry in result["pipelines"].items():
+        rows = [r for r in entry["results"] if r["producer"].startswith("pipeline")]
+        if not rows:
+            continue
+        row = next((r for r in rows if r["producer"] == "pipeline[pyav]"), rows[0])
+        size = f"{entry['size']}x{entry['size']}" if isinstance(entry["size"], int) else "window"
+        ceil = f"{100 * row['vs_ceiling']:6.0f}%" if row.get("vs_ceiling") else f"{'-':>7}"
+        peer = f"{row['vs_peer']:6.2f}x" if row.get("vs_peer") else f"{'-':>7}"
+        cpu = f"{row['cpu_ms_per_window']:8.1f}" if row.get("cpu_ms_per_window") else f"{'-':>8}"
+        loads = [v for v in row.get("other_load", []) if v is not None]
+        other = f"{100 * max(loads):6.0f}%" if loads else f"{'-':>7}"
+        print(f"{label:10s} {size:>7s} {ceil} {peer} {cpu} {other}")
+
+
+QUICK = {"decoders": ["pyav"], "peer_decoders": ["pyav"], "batches": 3, "repeats": 3, "warmup": 1}
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     parser.add_argument("--data", default=None, help="a `path label` list (default: benchmarks/data/vp9/list.txt "
                                                      "on cpu, benchmarks/data/h264/list.txt on gpu; made if missing)")
-    parser.add_argument("--pipelines", nargs="+", default=list(ALL_PIPELINES), choices=ALL_PIPELINES)
+    parser.add_argument("--quick", action="store_true",
+                        help="a few minutes: the methods with PyAV workers against the PyAV peer loader and the "
+                             "decode ceiling (no reference loader), 3 repeats of 3 batches, one short table; run it "
+                             "before and after a change to pipelines/ops, pipelines/decoders, pipelines/sources.py "
+                             "or the workers")
+    parser.add_argument("--pipelines", nargs="+", default=None, choices=ALL_PIPELINES,
+                        help="what to measure (default: all; with --quick the methods)")
     parser.add_argument("--decoders", nargs="+", default=None, choices=PIPELINE_DECODERS,
                         help="pipeline decoders (default: pyav, torchcodec where installed, and dali on cpu; "
                              "dali on gpu)")
@@ -278,8 +330,10 @@ def parse_args(argv=None):
     parser.add_argument("--frames", type=int, default=16, help="frames per clip (the decode-only window)")
     parser.add_argument("--size", type=int, default=None,
                         help="clip size (default: each method's paper configuration's)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed batches first (at least 1)")
-    parser.add_argument("--batches", type=int, default=4, help="timed batches per repeat")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed batches first (at least 1; default 2, "
+                                                                  "with --quick 1)")
+    parser.add_argument("--batches", type=int, default=None,
+                        help="timed batches per repeat (default 4, with --quick 3)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-reference", action="store_true", help="skip the reference loader")
@@ -291,6 +345,14 @@ def parse_args(argv=None):
                              "other processes use < 10%% of the CPU")
     parser.add_argument("--out", default=None, help="JSON file (default: benchmarks/throughput-<device>.json)")
     args = parser.parse_args(argv)
+    if args.quick:
+        for key, value in QUICK.items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
+        args.no_reference = True
+    args.pipelines = args.pipelines or list(methods() if args.quick else ALL_PIPELINES)
+    args.warmup = 2 if args.warmup is None else args.warmup
+    args.batches = 4 if args.batches is None else args.batches
     cores = usable_cores()
     args.batch_size = args.batch_size or (32 if args.device == "gpu" else 8)
     args.workers = args.workers if args.workers is not None else (16 if args.device == "gpu" else cores)
@@ -313,7 +375,7 @@ def parse_args(argv=None):
     # One ceiling per frame decoder in use (DALI's decoder is compared with PyAV's ceiling).
     args.ceilings = ["pyav"] + [d for d in FRAME_DECODERS[1:] if d in args.decoders + args.peer_decoders]
     args.warmup = max(1, args.warmup)
-    args.out = args.out or os.path.join(HERE, f"throughput-{args.device}.json")
+    args.out = args.out or os.path.join(HERE, f"throughput-{args.device}{'-quick' if args.quick else ''}.json")
     return args
 
 
@@ -321,7 +383,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     result = run(args)
     result["command"] = "python -m benchmarks.throughput " + " ".join(sys.argv[1:] if argv is None else argv)
-    print_table(result)
+    (print_quick if args.quick else print_table)(result)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
     print(f"wrote {args.out}")

@@ -29,16 +29,17 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .decoders import DECODERS, get_decoder, read_window
+from .decoders import DECODERS, WindowBuffers, get_decoder, read_window
+from .errors import MotionSSLError
 from .index import VideoIndex
 from .planners.base import Planner
-from .video_io import VideoError, frame_timestamps, rotation, time_base
+from .video_io import VideoError, even_timing, frame_timestamps, rotation, time_base
 from .workers import watch_parent
 
 log = logging.getLogger(__name__)
 
 
-class PipelineError(RuntimeError):
+class PipelineError(MotionSSLError, RuntimeError):
     """A batch that could not be built, in one line: the file and the cause where they are known."""
 
 LAST_BATCH = ("drop", "pad")
@@ -67,7 +68,8 @@ class FileFacts:
     """What a worker process knows about each file: frame timestamps (demuxed at most once per file), time base.
 
     Demuxing a whole file for its timestamps costs about a fifth of decoding a 16-frame
-    window (benchmarks/RESULTS.md), so it must not happen per sample. Evenly spaced
+    window (benchmarks/RESULTS.md), so it must not happen per sample; where the index read
+    them already (:attr:`..video_io.Media.timing`) the source does not ask at all. Evenly spaced
     timestamps (constant frame rate, as prepared data is) are kept as three numbers, so
     every file of a Kinetics-sized dataset stays cached; irregular ones (variable rate,
     millisecond-rounded rates) go to an LRU of full arrays. The torchcodec decoder also
@@ -102,9 +104,9 @@ class FileFacts:
         if path in self.irregular:
             return self.irregular.get_or(path, frame_timestamps)
         stamps = frame_timestamps(path)
-        steps = np.diff(stamps)
-        if len(stamps) > 1 and steps[0] > 0 and np.all(steps == steps[0]):
-            self.regular[path] = (int(stamps[0]), int(steps[0]), len(stamps))
+        timing = even_timing(stamps)
+        if timing is not None:
+            self.regular[path] = timing
         else:
             self.irregular.get_or(path, lambda _: stamps)
         return stamps
@@ -116,27 +118,28 @@ class WindowSource:
     Picklable; holds no mutable state besides per-process caches, so DALI's worker
     processes compute every sample from ``SampleInfo`` alone.
 
-    Args:
-        index: the videos (already filtered by the short-video policy).
-        planner: the method's per-sample draws; ``planner.window`` frames are decoded.
-        batch_size, seed, shard_id, num_shards: as their names say.
-        decoder: a name of :data:`~.decoders.DECODERS`: a frame decoder (``"pyav"``,
-            ``"torchcodec"``: the source returns decoded frames) or an in-graph one (``"dali"``:
-            the source returns the file's bytes and the window start, and each video's
-            rotation when some video of the index has one, for the graph to turn its frames upright).
-        shuffle: permute the videos every epoch (training) or keep index order (evaluation).
-        last_batch: ``"drop"`` the incomplete last batch, or ``"pad"`` it with the shard's
-            first videos (every video seen; the repeats are distinct within the batch).
-        samples: evaluation mode — explicit ``(video, window_start)`` pairs, in order.
-        start_epoch, start_iteration: resume position (the first epoch starts at that batch).
-        bad_files: ``"raise"`` a :class:`VideoError` naming the file, or ``"skip"`` it with a
-            logged warning and use the next video of the shard instead.
-        codec_threads: PyAV's codec threads per window (``read_window``'s ``threads``): 1
-            when the worker processes already fill the cores, 0 lets the codec choose. The
-            source checks every window for decoder errors, which decodes single-threaded
-            (threaded decoding can deadlock against the error log), so today each worker
-            decodes with one thread whatever this says; more workers use more cores.
-            torchcodec has no error log to collect and takes this as ``num_ffmpeg_threads``.
+    Parameters
+    ----------
+    index : the videos (already filtered by the short-video policy).
+    planner : the method's per-sample draws; ``planner.window`` frames are decoded.
+    batch_size, seed, shard_id, num_shards : as their names say.
+    decoder : a name of :data:`~.decoders.DECODERS`: a frame decoder (``"pyav"``,
+        ``"torchcodec"``: the source returns decoded frames) or an in-graph one (``"dali"``:
+        the source returns the file's bytes and the window start, and each video's
+        rotation when some video of the index has one, for the graph to turn its frames upright).
+    shuffle : permute the videos every epoch (training) or keep index order (evaluation).
+    last_batch : ``"drop"`` the incomplete last batch, or ``"pad"`` it with the shard's
+        first videos (every video seen; the repeats are distinct within the batch).
+    samples : evaluation mode — explicit ``(video, window_start)`` pairs, in order.
+    start_epoch, start_iteration : resume position (the first epoch starts at that batch).
+    bad_files : ``"raise"`` a :class:`VideoError` naming the file, or ``"skip"`` it with a
+        logged warning and use the next video of the shard instead.
+    codec_threads : PyAV's codec threads per window (``read_window``'s ``threads``): 1
+        when the worker processes already fill the cores, 0 lets the codec choose. The
+        source checks every window for decoder errors, which decodes single-threaded
+        (threaded decoding can deadlock against the error log), so today each worker
+        decodes with one thread whatever this says; more workers use more cores.
+        torchcodec has no error log to collect and takes this as ``num_ffmpeg_threads``.
     """
 
     def __init__(self, index: VideoIndex, planner: Planner, batch_size: int, *, seed: int = 0,
@@ -165,6 +168,10 @@ class WindowSource:
         self.paths = list(index.paths)
         self.labels = np.asarray(index.labels, dtype=np.int64)
         self.num_frames = np.asarray(index.num_frames, dtype=np.int64)
+        # (first pts, step, frames) per video where the index read evenly spaced timestamps, frames 0 where
+        # not: a window then needs no demux of its file for them (a container open, 5.8 ms for a cold VP9 file).
+        self.timing = np.array([m.timing if m is not None and m.timing else (0, 0, 0) for m in index.media],
+                               dtype=np.int64).reshape(-1, 3)
         self.planner = planner
         self.window = int(planner.window)
         self.batch_size = batch_size
@@ -189,6 +196,16 @@ class WindowSource:
             raise ValueError(f"start_iteration={start_iteration} >= {self.batches_per_epoch} batches per epoch")
         self.codec_threads = int(codec_threads)
         self._facts = FileFacts()
+        # Each window is decoded into a reused buffer (one pool per worker process): no fresh allocation
+        # and no first-touch page faults per window. DALI holds a task's samples (up to a batch) until it
+        # has copied them, while the worker decodes the next task: two batches' worth are kept at most.
+        # Measured in the decoding workers (2 workers, 320x240 VP9, 16-frame windows, 2-core VM): 311 minor
+        # faults and 22.9-23.9 ms CPU per window before, 137-146 and 21.4-21.5 ms with reused windows.
+        # glibc's malloc tunables (M_MMAP_THRESHOLD 64 MiB, M_TRIM_THRESHOLD 128 MiB, M_TOP_PAD 16 MiB by
+        # mallopt in each worker) took the old path to 135 faults but changed nothing once windows are
+        # reused (136-137 faults, 21.7-23.1 ms; 61-frame windows: 142-154 faults, 59-62 ms against 148 and
+        # 60-65 ms), so the workers keep glibc's defaults.
+        self._buffers = WindowBuffers(keep=2 * batch_size + 2)
         self._order_epoch, self._order = None, None
         self._owner = os.getpid()  # the process that iterates; its workers watch it
 
@@ -318,12 +335,13 @@ class WindowSource:
                 head += (np.array(self.rotations[video], dtype=np.float32),)
             frame_hw = tuple(self.frame_hw[video])
         else:
-            stamps = self._facts.get(path)
+            first, step, count = self.timing[video]
+            stamps = first + step * np.arange(count) if count else self._facts.get(path)
             if len(stamps) < n:
                 raise VideoError(path, f"holds {len(stamps)} frames but the index says {n}",
                                  "the file changed or is truncated since indexing; re-encode it or rebuild the index")
             frames = read_window(path, start, self.window, timestamps=stamps, decoder=self.decoder,
-                                 threads=self.codec_threads, facts=self._facts)
+                                 out=self._buffers, threads=self.codec_threads, facts=self._facts)
             head = (frames,)
             frame_hw = frames.shape[1:3]
         params = self.planner.draw(rng, batch_rng, slot, self.batch_size, valid, frame_hw)

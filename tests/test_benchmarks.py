@@ -15,7 +15,7 @@ from benchmarks import data_stall, throughput
 from benchmarks.common import close
 from benchmarks.decode_only import build_iterator
 from benchmarks.make_data import SMALL
-from benchmarks.profile import decode_window_one_thread
+from benchmarks.cost_split import decode_window_one_thread
 from motionssl.pipelines import PIPELINES
 from motionssl.pipelines.decoders import read_window
 from motionssl.pipelines.decoders.torchcodec import torchcodec_available
@@ -234,3 +234,68 @@ def test_gpu_check_measures_the_nvdec_size_table(tmp_path, monkeypatch):
     assert failed["status"] == "failed" and "below the assumed minimum" in failed["message"]
     assert "| nvdec_sizes | FAIL |" in gpu_check.markdown({"command": "x", "date": "d", "seconds": 1.0,
                                                           "stages": [failed]})
+
+
+# --- every benchmark runs both ways: python benchmarks/X.py and python -m benchmarks.X ----------------------
+SCRIPTS = sorted(name[:-3] for name in os.listdir(os.path.join(ROOT, "benchmarks")) if name.endswith(".py")
+                 and '__name__ == "__main__"' in open(os.path.join(ROOT, "benchmarks", name)).read())
+
+
+def test_no_benchmark_module_shadows_the_standard_library():
+    """Run as a file, a script's folder comes first on sys.path: a benchmarks/profile.py hid the standard
+    library's ``profile``, which cProfile imports."""
+    modules = {name[:-3] for name in os.listdir(os.path.join(ROOT, "benchmarks")) if name.endswith(".py")}
+    assert not modules & set(sys.stdlib_module_names)
+
+
+@pytest.mark.slow
+def test_every_benchmark_prints_its_help_both_ways():
+    """``--help`` as a file and as a module: the usage, or one line that says how to run it (no traceback)."""
+    assert "throughput" in SCRIPTS and len(SCRIPTS) > 5
+    runs = {(name, way): subprocess.Popen([sys.executable, *args, "--help"], cwd=ROOT, text=True,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for name in SCRIPTS for way, args in (("file", [f"benchmarks/{name}.py"]),
+                                                  ("module", ["-m", f"benchmarks.{name}"]))}
+    for (name, way), proc in runs.items():
+        out, err = proc.communicate(timeout=300)
+        said = (out + err).strip().splitlines()
+        usage = proc.returncode == 0 and out.startswith("usage:")
+        assert usage or (len(said) == 1 and "-m benchmarks." in said[0]), (name, way, proc.returncode, err[-2000:])
+
+
+# --- one benchmark, stated once: clip sizes, the commit, --quick ------------------------------------------
+def test_clip_sizes_are_the_papers_and_simclr_also_at_112():
+    from benchmarks.common import clip_sizes, paper_settings
+
+    for name in ("simclr", "mcpnet", "moquad"):
+        assert clip_sizes(name)[0] == paper_settings(name)["size"]  # the paper configuration's first
+    assert clip_sizes("simclr") == [224, 112] and clip_sizes("mcpnet") == [112] and clip_sizes("moquad") == [224]
+    assert clip_sizes("decode") == [None]
+
+
+@pytest.mark.slow
+def test_throughput_measures_simclr_at_both_sizes_and_says_so(small, tmp_path, capsys):
+    args = [a for a in TINY if a not in ("--size", "32")]
+    result = throughput.main(["--data", str(small / "vp9" / "list.txt"), "--pipelines", "simclr", "--decoders",
+                              "pyav", "--no-peer", "--no-reference", "--out", str(tmp_path / "t.json")] + args)
+    assert result["clip_sizes"] == {"simclr": 224, "simclr@112": 112}
+    assert [result["pipelines"][k]["size"] for k in ("simclr", "simclr@112")] == [224, 112]
+    assert "clip sizes: simclr 224x224, simclr@112 112x112" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_throughput_quick_prints_each_methods_ratios_and_the_commit(small, tmp_path, capsys):
+    out = tmp_path / "quick.json"
+    result = throughput.main(["--quick", "--data", str(small / "vp9" / "list.txt"), "--out", str(out)] + TINY)
+    saved = json.loads(out.read_text())
+    assert saved["quick"] and set(saved["pipelines"]) == {"simclr", "mcpnet", "moquad"}
+    for entry in result["pipelines"].values():
+        assert {r["producer"] for r in entry["results"]} == {"peer[pyav]", "pipeline[pyav]", "ceiling[pyav]"}
+    env = saved["environment"]
+    assert len(env["commit"]) == 40 and isinstance(env["dirty"], bool)  # the checkout the figures describe
+    printed = capsys.readouterr().out
+    assert f"commit {env['commit'][:12]}" in printed
+    table = printed[printed.index("method "):printed.index("wrote ")].splitlines()
+    assert table[0].split() == ["method", "size", "vs", "ceil", "vs", "peer", "cpu", "ms/w", "others"]
+    assert sorted(line.split()[0] for line in table[1:]) == ["mcpnet", "moquad", "simclr"]
+    assert all("%" in line and "x" in line for line in table[1:])

@@ -29,7 +29,8 @@ A new decoder is a module here with a :class:`Decoder` subclass and one
 from __future__ import annotations
 
 import logging
-from typing import Dict, List, Optional, Tuple
+import sys
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 DEVICES = ("cpu", "gpu")
 
 __all__ = ["DECODERS", "DEVICES", "Decoder", "choose_decoder", "default_decoder", "frame_decoders", "get_decoder",
-           "read_window", "register_decoder"]
+           "read_window", "register_decoder", "WindowBuffers"]
 
 
 class Decoder:
@@ -72,9 +73,10 @@ class Decoder:
         """
         return index, 0, None, ""
 
-    def frames(self, path: str, wanted: np.ndarray, where: str = "", **options) -> List:
+    def frames(self, path: str, wanted: np.ndarray, where: str = "", **options) -> Iterable:
         """The frames of ``path`` whose pts are ``wanted`` (sorted, from :func:`..video_io.frame_timestamps`),
-        in order, each ``(H, W, 3)`` uint8 RGB and upright (the display matrix's quarter turn applied,
+        in order (a list, or yielded one by one: :func:`read_window` copies each as it comes), each
+        ``(H, W, 3)`` uint8 RGB and upright (the display matrix's quarter turn applied,
         :func:`..video_io.display_rotation`); fewer when the file ends early. A :class:`VideoError`
         naming the file (and ``where``: "frames 16..31") on any failure of the file."""
         raise NotImplementedError(f"decoder {self.name!r} decodes inside the graph")
@@ -90,7 +92,13 @@ DECODERS: Dict[str, Decoder] = {}
 
 
 def register_decoder(decoder: Decoder) -> Decoder:
-    """Add ``decoder`` to :data:`DECODERS` under its name (which must be new); returns it."""
+    """Add ``decoder`` to :data:`DECODERS` under its name (which must be new); returns it.
+
+    Parameters
+    ----------
+    decoder : Decoder
+        The decoder; its ``name`` must be new.
+    """
     if not decoder.name or decoder.name in DECODERS:
         raise ValueError(f"decoder name {decoder.name!r} is empty or registered already")
     DECODERS[decoder.name] = decoder
@@ -114,12 +122,63 @@ def default_decoder(device: str) -> str:
     return "dali" if device == "gpu" else "pyav"
 
 
+class WindowBuffers:
+    """Window arrays that are handed out again once nothing holds them any more (one pool per process).
+
+    A decoding worker fills one window per sample; a fresh array per window costs a fresh
+    allocation whose pages are faulted in again at first touch. DALI's parallel external
+    source copies every sample it is handed into a shared-memory chunk and then drops it
+    (``nvidia.dali._multiproc``: the worker's dispatcher thread writes each finished task into
+    shared memory; without workers the external source copies on ``feed_input``), but a task
+    holds all its samples until that copy, and the next task is decoded meanwhile. So a
+    buffer is reused only when nothing but the pool refers to it (its reference count: every
+    window handed out, and every view of it, refers to it): a window still held — by DALI,
+    a task in flight or a caller who keeps samples — is never written again. Buffers are
+    flat bytes, so one serves windows of any size up to its own; at most ``keep`` are kept,
+    past that a window gets an array of its own.
+    """
+
+    def __init__(self, keep: int = 16):
+        self.keep = keep
+        self.buffers: List[np.ndarray] = []
+        self.allocations = 0  # buffers made so far (a figure for tests and benchmarks)
+
+    def __getstate__(self):  # a worker process starts with an empty pool of its own
+        return {"keep": self.keep, "buffers": [], "allocations": 0}
+
+    def __call__(self, shape: Tuple[int, ...], dtype) -> np.ndarray:
+        """A C-ordered array of ``shape`` and ``dtype`` that no one else holds (contents undefined)."""
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape)) * dtype.itemsize
+        # Free: referred to by the list and getrefcount's argument only.
+        free = [i for i in range(len(self.buffers)) if sys.getrefcount(self.buffers[i]) == 2]
+        fits = [i for i in free if self.buffers[i].nbytes >= nbytes]
+        if fits:
+            chosen = min(fits, key=lambda i: self.buffers[i].nbytes)
+        else:
+            self.allocations += 1
+            flat = np.empty(nbytes, dtype=np.uint8)
+            if free:  # a free buffer too small for this window: replaced by a larger one
+                chosen = free[0]
+                self.buffers[chosen] = flat
+            elif len(self.buffers) < self.keep:
+                chosen = len(self.buffers)
+                self.buffers.append(flat)
+            else:
+                return flat.view(dtype).reshape(shape)
+        return self.buffers[chosen][:nbytes].view(dtype).reshape(shape)
+
+
 def read_window(path: str, start: int, count: int, timestamps: Optional[np.ndarray] = None,
-                decoder: str = "pyav", **options):
+                decoder: str = "pyav", out: Optional[Callable[[Tuple[int, ...], np.dtype], np.ndarray]] = None,
+                **options):
     """Frames ``start .. start+count-1`` of ``path`` as ``(count, H, W, 3)`` uint8 RGB, decoded by a frame decoder.
 
     ``start`` is clamped into the video; frames past its end repeat the last frame.
-    ``timestamps`` (:func:`..video_io.frame_timestamps`) saves the demux pass when cached.
+    ``timestamps`` (:func:`..video_io.frame_timestamps`) saves the demux pass when known.
+    Each frame is copied into the window as it is decoded (so only one decoded frame is
+    alive at a time); ``out(shape, dtype)`` gives that window, C-ordered (a :class:`WindowBuffers`
+    reuses them), else it is a new array.
     ``options`` go to the decoder's :meth:`Decoder.frames` (``threads``, ``check_errors``
     for PyAV; ``threads``, ``facts``, ``device`` for torchcodec — whose ``device="cuda"``
     returns a torch tensor on the GPU instead of an array).
@@ -135,18 +194,31 @@ def read_window(path: str, start: int, count: int, timestamps: Optional[np.ndarr
     start = int(min(max(start, 0), n - 1))
     stop = min(start + count, n)
     wanted = np.asarray(timestamps[start:stop], dtype=np.int64)
-    frames = chosen.frames(path, wanted, where=f"frames {start}..{stop - 1}", **options)
-    if len(frames) < len(wanted):
-        raise VideoError(path, f"decoded {len(frames)} of frames {start}..{stop - 1}",
+    where = f"frames {start}..{stop - 1}"
+    window, tensors, got = None, [], 0
+    for frame in chosen.frames(path, wanted, where=where, **options):
+        if got == len(wanted):
+            raise RuntimeError(f"decoder {decoder!r} returned more than the {len(wanted)} frames asked for")
+        if not isinstance(frame, np.ndarray):  # torch tensors (a CUDA decoder): stacked below
+            tensors.append(frame)
+        elif window is None:
+            window = (out or np.empty)((count, *frame.shape), frame.dtype)
+            window[0] = frame  # a turned frame is a transposed view: copied into C order
+        elif frame.shape != window.shape[1:]:
+            raise VideoError(path, f"the frame size changes within {where} ({window.shape[2]}x{window.shape[1]} "
+                                   f"to {frame.shape[1]}x{frame.shape[0]})", "re-encode it at one size")
+        else:
+            window[got] = frame
+        got += 1
+    if got < len(wanted):
+        raise VideoError(path, f"decoded {got} of frames {start}..{stop - 1}",
                          "the file is probably truncated; re-encode it or remove it")
-    frames = list(frames) + [frames[-1]] * (count - len(frames))
-    if not isinstance(frames[0], np.ndarray):  # torch tensors (a CUDA decoder)
+    if tensors:
         import torch
 
-        return torch.stack(frames)
-    # Into a C-ordered array: np.stack alone keeps the layout of its inputs, and a turned frame is a
-    # transposed view (:func:`..video_io.upright`), which DALI's external source refuses.
-    return np.stack(frames, out=np.empty((count, *frames[0].shape), frames[0].dtype))
+        return torch.stack(tensors + [tensors[-1]] * (count - got))
+    window[got:] = window[got - 1]  # past the end: the last frame again
+    return window
 
 
 def choose_decoder(index: VideoIndex, decoder: Optional[str], device: str,

@@ -9,7 +9,7 @@ decoder's error log and the frames' corrupt flags (:mod:`..video_io`, "Damaged f
 from __future__ import annotations
 
 import contextlib
-from typing import List
+from typing import Iterator
 
 import numpy as np
 
@@ -55,8 +55,12 @@ class PyAVDecoder(Decoder):
     doc = "PyAV in the decoding workers: any codec and size, DALI's colour conversion, damaged data named"
 
     def frames(self, path: str, wanted: np.ndarray, where: str = "", threads: int = 0, check_errors: bool = True,
-               **unused) -> List[np.ndarray]:
-        """The frames whose pts are ``wanted`` (sorted), as ``(H, W, 3)`` uint8 RGB arrays.
+               **unused) -> Iterator[np.ndarray]:
+        """Yields the frames whose pts are ``wanted`` (sorted), as ``(H, W, 3)`` uint8 RGB arrays.
+
+        Each is a view of its own converted frame; :func:`..read_window` copies it into the
+        window as it comes, so one converted frame is alive at a time. The damage checks
+        below run once the last frame has been taken.
 
         Seeks to the keyframe before ``wanted[0]`` and decodes forward, so the cost is the
         GOP plus the window. ``threads`` is the codec's thread count: 0 lets the codec choose
@@ -72,7 +76,7 @@ class PyAVDecoder(Decoder):
         """
         if threads < 0:
             raise ValueError(f"threads must be >= 0, got {threads}")
-        frames, turn = [], 0
+        done, turn = 0, 0
         if check_errors:
             threads = 1
         with (decoder_errors() if check_errors else contextlib.nullcontext([])) as errors:
@@ -87,10 +91,11 @@ class PyAVDecoder(Decoder):
                 for frame in checked_frames(container.decode(stream), errors):
                     if frame.pts is None or frame.pts < wanted[0]:
                         continue
-                    if not frames:  # the stream's display matrix, on every frame
+                    if not done:  # the stream's display matrix, on every frame
                         turn = display_rotation(frame, path)
-                    frames.append(upright(to_rgb(frame), turn))
-                    if len(frames) == len(wanted):
+                    yield upright(to_rgb(frame), turn)
+                    done += 1
+                    if done == len(wanted):
                         break
             except VideoError:
                 raise
@@ -103,4 +108,3 @@ class PyAVDecoder(Decoder):
             raise VideoError(path, f"the decoder reported damaged data in {where or 'the window'} "
                                    f"({'; '.join(errors[:2])})",
                              "re-download or re-encode it, or remove it from the list")
-        return frames

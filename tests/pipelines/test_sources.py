@@ -289,3 +289,85 @@ def test_variable_frame_rate_windows_count_frames_not_time(tmp_path):
     np.testing.assert_array_equal(decode_ids(sample["frames"]), np.arange(W))
     with pytest.raises(ValueError, match="codec_threads"):
         WindowSource(index, ClipAndResidual(), batch_size=1, codec_threads=-1)
+
+
+# --- the worker-side sample path: no extra copy, no fresh window per sample ---------------------------
+def test_windows_go_straight_into_reused_buffers(id_list, monkeypatch):
+    """Each frame is copied once, into a window buffer that is reused once nothing holds it."""
+    stacked = []
+    stack = np.stack
+    monkeypatch.setattr(np, "stack", lambda *a, **k: stacked.append(1) or stack(*a, **k))
+    source = make_source(id_list, shuffle=False)
+    n_frames = load_index(id_list).num_frames
+    for iteration in range(len(source)):  # every sample dropped before the next: one buffer serves them all
+        for slot in range(source.batch_size):
+            sample = dict(zip(source.keys, source.sample(0, iteration, slot)))
+            start = decode_ids(sample["frames"])[0]
+            np.testing.assert_array_equal(decode_ids(sample["frames"]),
+                                          np.minimum(start + np.arange(W), n_frames[int(sample["index"])] - 1))
+            del sample
+    assert stacked == [] and source._buffers.allocations == 1
+    held = [source.sample(0, 0, slot)[0] for slot in range(2)]  # samples still held are never written again
+    before = [decode_ids(w) for w in held]
+    later = [source.sample(0, i, s)[0] for i in range(1, len(source)) for s in range(2)]
+    assert not any(np.shares_memory(a, b) for a in held for b in held + later if a is not b)
+    assert [list(decode_ids(w)) for w in held] == [list(b) for b in before]
+
+
+def test_buffers_fit_any_window_size():
+    from motionssl.pipelines.decoders import WindowBuffers
+
+    pool = WindowBuffers(keep=2)
+    a = pool((4, 8, 8, 3), np.uint8)
+    a[:] = 1
+    b = pool((2, 8, 8, 3), np.uint8)  # a is held: a second buffer
+    assert not np.shares_memory(a, b) and pool.allocations == 2
+    del a
+    c = pool((3, 8, 8, 3), np.uint8)  # a's buffer is free and large enough
+    assert pool.allocations == 2 and c.flags.c_contiguous and c.shape == (3, 8, 8, 3)
+    d = pool((4, 8, 8, 3), np.uint8)  # both held and the pool full: an array of its own
+    assert pool.allocations == 3 and len(pool.buffers) == 2 and not np.shares_memory(d, c)
+    del b, c
+    e = pool((10, 8, 8, 3), np.uint8)  # larger than every free buffer: one of them is replaced
+    assert e.shape == (10, 8, 8, 3) and len(pool.buffers) == 2
+    import pickle
+
+    assert pickle.loads(pickle.dumps(pool)).buffers == []  # a worker starts with a pool of its own
+
+
+def test_worker_buffers_never_show_a_later_window(id_list):
+    """One worker decodes whole batches (all samples of a task alive at once) while DALI copies the last."""
+    source = make_source(id_list, batch_size=4)
+    reference = make_source(id_list, batch_size=4)
+    epochs = run_epochs(source, epochs=2, num_workers=1)
+    for epoch, batches in enumerate(epochs):
+        for iteration, batch in enumerate(batches):
+            for slot in range(4):
+                expected = dict(zip(reference.keys, reference.sample(epoch, iteration, slot)))
+                assert int(batch["index"][slot]) == int(expected["index"])
+                np.testing.assert_array_equal(decode_ids(batch["window"][slot]), decode_ids(expected["frames"]))
+
+
+def test_timestamps_come_from_the_index(tmp_path, monkeypatch):
+    """A file whose evenly spaced timestamps the index read is never opened for them; others once."""
+    from motionssl.pipelines import video_io
+    from motionssl.pipelines.decoders import pyav
+
+    regular = load_index(write_id_videos(str(tmp_path / "ids"), [24, 30])).paths
+    vfr = str(tmp_path / "vfr.mkv")
+    _write_vfr_video(vfr)
+    (tmp_path / "list.txt").write_text("".join(f"{p} 0\n" for p in regular + [vfr]))
+    for _ in range(2):  # probed, then read back from the index cache
+        index = load_index(str(tmp_path / "list.txt"))
+        assert [m.timing for m in index.media] == [(0, 40, 24), (0, 40, 30), None]  # 25 fps in milliseconds
+    opened, decoded = [], []
+    open_video = video_io.open_video
+    monkeypatch.setattr(video_io, "open_video", lambda p: opened.append(p) or open_video(p))
+    monkeypatch.setattr(pyav, "open_video", lambda p: decoded.append(p) or open_video(p))
+    source = WindowSource(index, ClipAndResidual(), batch_size=1, shuffle=False, samples=[(0, 3), (1, 5), (2, 2)] * 2)
+    for i in range(6):
+        frames = source.sample(0, i, 0)[0]
+        np.testing.assert_array_equal(decode_ids(frames), np.minimum(np.arange(W) + (3, 5, 2)[i % 3],
+                                                                      (23, 29, 19)[i % 3]))
+    assert opened == [vfr]  # for its timestamps, once; the indexed files never
+    assert len(decoded) == 6

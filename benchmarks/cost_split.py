@@ -29,7 +29,7 @@ import numpy as np
 from benchmarks.common import synchronizer
 from benchmarks.decode_only import build_iterator
 from motionssl.pipelines import build_pipeline
-from motionssl.pipelines.decoders import read_window
+from motionssl.pipelines.decoders import WindowBuffers, read_window
 from motionssl.pipelines.index import VideoIndex
 from motionssl.pipelines.ops import fused as fused
 from motionssl.pipelines.pipeline import output_names
@@ -49,9 +49,13 @@ class CachedSource(WindowSource):
         return self.cached[(iteration % self.cached_batches) * self.batch_size + slot]
 
 
+_WINDOWS = WindowBuffers(keep=2)
+
+
 def decode_window_one_thread(path: str, start: int, count: int, stamps: np.ndarray) -> np.ndarray:
-    """The ceiling's unit: :func:`read_window` with one codec thread (open, seek, decode, RGB)."""
-    return read_window(path, start, count, timestamps=stamps, threads=1)
+    """The ceiling's unit: :func:`read_window` with one codec thread (open, seek, decode, RGB), into a
+    reused window as the decoding workers decode (a window still held is never overwritten)."""
+    return read_window(path, start, count, timestamps=stamps, threads=1, out=_WINDOWS)
 
 
 def per_sample(work: Callable[[], object], count: int, cpu: Dict[str, float] = None, key: str = "") -> float:
