@@ -38,6 +38,7 @@ from motionssl.models.evaluation import (
 from motionssl.pipelines import VideoIndex, make_iterator
 from motionssl.pipelines.contract import torch_device
 from motionssl.pipelines.evaluation import make_eval_iterator
+from motionssl.pipelines.errors import UnlabelledError
 from motionssl.pipelines.index import class_count
 from motionssl.pipelines.ops.config import KINETICS_MEAN, KINETICS_STD
 
@@ -72,11 +73,12 @@ def view_outputs(model, index: VideoIndex, views: Views, device: str = "cpu", de
     (see ``models.evaluation.average_views``). Each rank reads its shard (``shard_id=rank``).
     """
     torch_dev = current_device(device)
-    loader = make_eval_iterator(index, frames=views.frames, size=views.size, mean=views.mean, std=views.std,
-                                num_clips=views.num_clips, num_crops=views.num_crops, stride=views.stride,
-                                batch_size=views.batch_size, device=device, shard_id=get_rank(),
+    augment = {"size": list(views.size), "mean": list(views.mean), "std": list(views.std), "antialias": views.antialias}
+    clip = {"frames": views.frames, "speeds": [views.stride], "augment": augment}
+    loader = make_eval_iterator(index, views.batch_size, config={"clip": clip}, num_clips=views.num_clips,
+                                num_crops=views.num_crops, device=device, shard_id=get_rank(),
                                 num_shards=get_world_size(), decoder=views.decoder, num_workers=views.num_workers,
-                                antialias=views.antialias, device_id=torch_dev.index or 0)
+                                device_id=torch_dev.index or 0)
     batches = tqdm(loader, desc=desc, disable=get_rank() != 0, leave=False)
     return gather_views(*extract_views(model, batches, torch_dev))
 
@@ -95,6 +97,8 @@ def encode_videos(backbone, index: VideoIndex, views: Views, device: str = "cpu"
 
 def retrieval(backbone, train_index: VideoIndex, test_index: VideoIndex, views: Views, device: str = "cpu"):
     """``(metrics, counts, query features, gallery features)``: test videos query the train videos."""
+    labels_of(train_index, "train")  # before any feature: scores compare labels
+    labels_of(test_index, "test")
     gallery, gallery_views = encode_videos(backbone, train_index, views, device)
     queries, query_views = encode_videos(backbone, test_index, views, device)
     metrics = retrieval_accuracy(queries, torch.as_tensor(test_index.labels), gallery,
@@ -121,7 +125,8 @@ def labels_of(index: VideoIndex, split: str) -> torch.Tensor:
     """The class ids of ``index``; an error naming ``split`` if any video is unlabelled (−1)."""
     labels = torch.as_tensor(index.labels)
     if labels.min() < 0:
-        raise ValueError(f"the {split} videos include unlabelled ones (label -1); classification needs labels")
+        raise UnlabelledError(f"the {split} videos include unlabelled ones (label -1); retrieval and classification "
+                              "score against labels")
     return labels
 
 

@@ -43,6 +43,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 import time
 from dataclasses import asdict
@@ -68,6 +69,7 @@ from motionssl.pipelines import VideoIndex, demo, environment, files
 from motionssl.pipelines.config import build
 from motionssl.pipelines.decoders import DECODERS
 from motionssl.pipelines.evaluation import NUM_CROPS
+from motionssl.pipelines.errors import MotionSSLError
 from motionssl.pipelines.files import FolderError
 from motionssl.pipelines.index import DataChoice, load_pair, resolve_data
 from motionssl.pipelines.ops.config import KINETICS_MEAN, KINETICS_STD, AugmentConfig
@@ -182,6 +184,12 @@ def print_table(task: str, result: Dict) -> None:
         print("* k larger than the candidates: " + ", ".join(f"{k} uses k={v}" for k, v in clipped.items()))
 
 
+def in_option_words(error: BaseException) -> str:
+    """An error's message in eval.py's words: the views' ``decoder='pyav'`` is ``--decoder pyav``."""
+    return re.sub(r"(?<![\w.-])(decoder|num_workers)=(['\"]?)([^'\"\s;,)]*)\2",
+                  lambda m: f"--{m.group(1).replace('_', '-')} {m.group(3)}", str(error))
+
+
 # --- command line ----------------------------------------------------------------------------------
 def number(kind, low, high=None, above=False):
     """An argparse type: a finite ``kind`` (int or float) >= ``low`` (> with ``above``), <= ``high`` if given."""
@@ -213,7 +221,8 @@ def parse_args(argv=None):
                         help="with --random-init: the architecture (default: the checkpoint's, else tiny)")
     common.add_argument("--data", "--train", dest="data",
                         help="training videos (retrieval: the gallery): prepared dataset folder, class folder or list "
-                             "(default: the checkpoint's data; the demo data for a demo checkpoint)")
+                             "(default: the checkpoint's data; the demo data for a demo checkpoint); every evaluation "
+                             "needs labelled videos")
     common.add_argument("--split", "--split-train", dest="split",
                         help="their split of a prepared dataset, e.g. train_split1 (default: the checkpoint's)")
     common.add_argument("--test-data", "--test", dest="test_data",
@@ -291,10 +300,11 @@ def main(argv=None) -> Dict:
         raise SystemExit(2) from None
     try:
         return _run(args, rt, start)
-    except (CheckpointError, FileNotFoundError, VideoError, ValueError, PipelineError, FolderError, OSError) as exc:
+    except (MotionSSLError, CheckpointError, FileNotFoundError, VideoError, ValueError, PipelineError, FolderError,
+            OSError) as exc:
         if environment.debug():
             raise
-        print(f"eval.py {args.task}: error: {exc}", file=sys.stderr)
+        print(f"eval.py {args.task}: error: {in_option_words(exc)}", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         print(f"eval.py {args.task}: interrupted; nothing was written", file=sys.stderr)

@@ -19,6 +19,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import sys
@@ -46,6 +47,7 @@ from motionssl.models.training import (
 )
 from motionssl.pipelines import demo, environment, files, load_index, make_iterator
 from motionssl.pipelines.config import build, coerce_kwargs, cut, shown
+from motionssl.pipelines.errors import MotionSSLError, UnlabelledError
 from motionssl.pipelines.files import FolderError
 from motionssl.pipelines.index import load_pair, resolve_data
 from motionssl.pipelines.iterators import VideoIterator
@@ -60,8 +62,8 @@ def parse_args(argv=None):
     p.add_argument("--config", action="append", default=[],
                    help="YAML file(s) or shipped configuration names; later ones win (default: the method's demo "
                         "configuration, configs/demo/<pipeline>.yaml)")
-    p.add_argument("--data", help="prepared dataset folder, class folder or `path label [num_frames]` list "
-                                  "(default: the demo data)")
+    p.add_argument("--data", help="prepared dataset folder, class folder, folder of unlabelled videos, quoted glob "
+                                  "('clips/**/*.mp4') or `path [label [num_frames]]` list (default: the demo data)")
     p.add_argument("--split", help="the training split of a prepared dataset, e.g. train_split1 (demo: train)")
     p.add_argument("--test-data", help="videos that query the training videos in the retrieval at the end, when "
                                        "they are not a split of --data (a list or folder)")
@@ -74,7 +76,7 @@ def parse_args(argv=None):
 
 
 # Bad config, data, checkpoint or run folder, a full disk: one line, no traceback.
-USER_ERRORS = (ValueError, FileNotFoundError, VideoError, FolderError, OSError)
+USER_ERRORS = (MotionSSLError, ValueError, FileNotFoundError, VideoError, FolderError, OSError)
 logger = logging.getLogger("train")
 
 
@@ -86,18 +88,29 @@ def main(argv=None):
         except USER_ERRORS as exc:
             if environment.debug():
                 raise
-            raise SystemExit(f"train.py: error: {exc} (MOTIONSSL_DEBUG=1 shows where)") from None
+            raise SystemExit(f"train.py: error: {in_config_words(exc)} (MOTIONSSL_DEBUG=1 shows where)") from None
         try:
             with runtime.deterministic(run.cfg.deterministic):
                 return train(run, term)
         except (PipelineError, CheckpointWriteError, OSError) as exc:  # a file that fails mid-run, a full disk
             if environment.debug():
                 raise
-            raise SystemExit(f"train.py: error: {exc}") from None
+            raise SystemExit(f"train.py: error: {in_config_words(exc)}") from None
         finally:
             for it in run.loaders:
                 it.close()  # stop the decoding workers on every way out
             run.lock.release()
+
+
+# The iterator options of the library's messages ("pass decoder='pyav'") are the loader section's keys here.
+LOADER_OPTIONS = ("decoder", "num_workers", "num_threads", "short_videos", "bad_files", "last_batch", "prefetch",
+                  "output_map")
+
+
+def in_config_words(error: BaseException) -> str:
+    """An error's message in train.py's words: the iterator option ``name='value'`` is ``loader.name=value``."""
+    options = "|".join(LOADER_OPTIONS)
+    return re.sub(rf"(?<![\w.])({options})=(['\"]?)([^'\"\s;,)]*)\2", r"loader.\1=\3", str(error))
 
 
 def setup(args) -> SimpleNamespace:
@@ -142,9 +155,10 @@ def setup(args) -> SimpleNamespace:
     elsewhere = state is not None and (own is None or not same_folder(out, own))
     if state is not None:
         refuse_changes(spec, cfg, state, args)
-    files.FolderLock(out).refuse_if_held()  # a run in progress there is named before any other objection
-    may_write(out, state, own, elsewhere)  # now, to fail fast; again under the lock, where no one else writes
     rt = runtime.start(cfg.device)
+    if rt.main:  # the other ranks would see rank 0's lock and files: rank 0 alone checks and writes the folder
+        files.FolderLock(out).refuse_if_held()  # a run in progress there is named before any other objection
+        may_write(out, state, own, elsewhere)  # now, to fail fast; again under the lock, where no one else writes
     setup_logging(rt)
     torch.manual_seed(cfg.seed)
     choice = resolve_data(cfg.data, cfg.split, cfg.test_data, cfg.test_split)
@@ -154,7 +168,10 @@ def setup(args) -> SimpleNamespace:
     index = load_index(data, split=split)
     retrieval = cfg.retrieval and bool(test_split or test_data)
     if retrieval:  # check the test videos now, not after hours of training
-        load_pair(data, split, test_data, test_split)
+        try:
+            load_pair(data, split, test_data, test_split)
+        except UnlabelledError as exc:
+            raise UnlabelledError(f"{exc}; or train without the retrieval at the end (retrieval=false)") from None
     elif cfg.retrieval:
         logger.info("no retrieval at the end: give --test-split (a split of --data) or --test-data")
     loaders = [make_iterator(spec.pipeline, index, cfg.batch_size, device=rt.kind, seed=cfg.seed, shard_id=rt.rank,
@@ -196,7 +213,8 @@ def setup(args) -> SimpleNamespace:
     created = not os.path.isdir(out)
     lock = open_run_folder(out, main=rt.main)
     with undone_on_error(lock, out, rt.main, created):
-        may_write(out, state, own, elsewhere)
+        if rt.main:
+            may_write(out, state, own, elsewhere)
         checkpoints = Checkpointer(os.path.join(out, "checkpoints"), cfg.keep_checkpoints, writer=rt.main)
         if elsewhere:
             copy_history(own, out, checkpoints, state, rt.main)

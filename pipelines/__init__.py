@@ -16,8 +16,13 @@ DALI. The public API, stable across releases:
 * :func:`build_pipeline`, :class:`WindowSource` — the one DALI pipeline definition, for
   custom loops; :data:`DECODERS`, :class:`Decoder`, :func:`register_decoder` — the decoders;
 * :func:`check_batch` — the batch contract, checked;
-* the errors: :class:`PipelineError` (a batch that could not be built), :class:`VideoError`
-  (a video file that cannot be used), :class:`ConfigError` (a config key or value).
+* the errors, every one a :class:`MotionSSLError` (and still the built-in it was, such as
+  ``ValueError``): :class:`PipelineError` (a batch that could not be built),
+  :class:`VideoError` (a video file that cannot be used), :class:`ConfigError` (a config key
+  or value), :class:`OptionError` (an argument of the API), :class:`DataError` and
+  :class:`DataNotFoundError` (data that is no dataset, or names nothing),
+  :class:`UnlabelledError` (unlabelled videos where labels are needed), :class:`ProbeError`
+  (the GPU's decoder could not be asked).
 
 The design, the batch contract and the DALI facts the code relies on are written down in
 ``docs/design.md``.
@@ -41,6 +46,8 @@ _EXPORTS = {
     "DECODERS": ".decoders", "Decoder": ".decoders", "register_decoder": ".decoders",
     "check_batch": ".contract",
     "PipelineError": ".sources", "VideoError": ".video_io", "ConfigError": ".config",
+    "MotionSSLError": ".errors", "DataError": ".errors", "DataNotFoundError": ".errors", "OptionError": ".errors",
+    "UnlabelledError": ".errors", "ProbeError": ".decoders.dali",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -61,6 +68,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names above loa
     from .config import ConfigError
     from .contract import check_batch
     from .decoders import DECODERS, Decoder, register_decoder
+    from .decoders.dali import ProbeError
+    from .errors import DataError, DataNotFoundError, MotionSSLError, OptionError, UnlabelledError
     from .evaluation import EvalIterator, make_eval_iterator
     from .index import VideoIndex, load_index, load_pair
     from .iterators import VideoIterator, build_config, make_iterator

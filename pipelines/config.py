@@ -32,14 +32,16 @@ from typing import Any, Mapping, Optional
 
 import yaml
 
+from .errors import MotionSSLError
+
 _NONE = type(None)
 
 
-class ConfigError(ValueError):
+class ConfigError(MotionSSLError, ValueError):
     """A config value or key that cannot be used; the message names the key."""
 
 
-class FieldError(ValueError):
+class FieldError(MotionSSLError, ValueError):
     """A range check of one field of a config dataclass (raised in ``__post_init__``); :func:`build` prefixes the
     field with its key path, so the message names the whole key."""
 

@@ -106,7 +106,21 @@ def violations(batch: Mapping[str, torch.Tensor], planner: Planner, device: str,
 
 def check_batch(batch: Mapping[str, torch.Tensor], planner: Planner, device: str,
                 on: Optional[Union[str, torch.device]] = None, batch_size: Optional[int] = None) -> None:
-    """Raise ``ValueError`` listing every way ``batch`` breaks the contract (see :func:`violations`)."""
+    """Raise ``ValueError`` listing every way ``batch`` breaks the contract (see :func:`violations`).
+
+    Parameters
+    ----------
+    batch : mapping of str to torch.Tensor
+        One batch of an iterator.
+    planner : Planner
+        The planner that built it (its outputs are expected).
+    device : {"cpu", "gpu"}
+        The pipeline's device.
+    on : str or torch.device, optional
+        The torch device every tensor must be on. Default: any device of ``device``'s kind.
+    batch_size : int, optional
+        The expected first dimension. Default: not checked.
+    """
     problems = violations(batch, planner, device, on, batch_size)
     if problems:
         raise ValueError(f"batch breaks the {type(planner).__name__} contract on {device}: " + "; ".join(problems))

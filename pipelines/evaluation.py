@@ -5,10 +5,17 @@ video is seen through clips at uniformly spaced starts, each cut into one centre
 three spatial crops, and whatever is computed from the views (features for retrieval,
 softmax probabilities for classification) is averaged per video.
 
-    loader = make_eval_iterator(index, frames=16, size=(112, 112), num_clips=10, num_crops=3)
+    loader = make_eval_iterator("data/ucf101", 16, split="test_split1", num_clips=10, num_crops=3,
+                                config={"clip": {"frames": 16, "speeds": [1], "augment": {"size": [112, 112]}}})
     for batch in loader:             # dict of torch tensors, one row per view, all on the pipeline's device
         batch["clips"]               # (B·num_crops, C, T, H, W), normalised
         batch["index"], batch["label"], batch["clip_id"]
+
+The views take the names ``make_iterator`` and ``train.py`` take: ``data``, ``batch_size``
+and a ``config`` whose ``clip`` gives ``frames``, the frame stride (the first of
+``speeds``) and the ``augment`` ``size``, ``mean``, ``std`` and ``antialias`` — the very
+config a training iterator holds (``loader.config``) or train.py's ``pipeline_config``;
+the random parts of the augmentation (crops, flips, colour) do not apply to views.
 
 **Clip starts.** A clip of ``T`` frames at ``stride`` s spans ``L = (T−1)·s + 1`` frames. In a
 video of ``n`` frames, clip ``k`` of ``K`` starts at
@@ -35,15 +42,19 @@ does. ``clip_id = k · num_crops + c`` numbers the views of a video (clip ``k``,
 """
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
 
-from .decoders import DEVICES, choose_decoder
-from .index import VideoIndex, load_index
+from . import config as configs
+from .decoders import choose_decoder
+from .deprecation import renamed
+from .errors import ours
+from .index import Data, VideoIndex, load_index
+from .iterators import dali_device
 from .ops import crop, cut, normalise
-from .ops.config import KINETICS_MEAN, KINETICS_STD
+from .ops.config import ClipConfig
 from .pipeline import build_pipeline, output_names, worker_codec_threads
 from .planners.base import Planner
 from .reference_loader import reference_batch as assemble_reference_batch
@@ -51,6 +62,29 @@ from .sources import WindowSource
 from .workers import signals_ignored
 
 NUM_CROPS = (1, 3)
+# The flat keywords the views took before they took train.py's names: where each now lives in ``config``.
+OLD_VIEW_KEYWORDS = {"frames": "config:clip.frames", "size": "config:clip.augment.size",
+                     "mean": "config:clip.augment.mean", "std": "config:clip.augment.std",
+                     "stride": "config:clip.speeds", "antialias": "config:clip.augment.antialias"}
+OLD_VIEW_VALUES = {"stride": lambda stride: [stride], "size": list, "mean": list, "std": list}
+
+
+def view_clip(config: Any = None) -> ClipConfig:
+    """The :class:`~.ops.config.ClipConfig` the views are cut by, from any ``config`` a training iterator takes.
+
+    A :class:`ClipConfig`; a method's config dataclass (its ``clip``); a dict of one
+    (train.py's ``pipeline_config``: its ``clip`` key, other keys ignored); ``None``: the
+    defaults at one speed (16 frames at stride 1, 112×112, Kinetics' normalisation).
+    """
+    if isinstance(config, ClipConfig):
+        return config
+    if isinstance(getattr(config, "clip", None), ClipConfig):
+        return config.clip
+    if config is not None and not isinstance(config, dict):
+        raise configs.ConfigError(f"config must be a dict with a 'clip' key or a method's config dataclass, got "
+                                  f"{configs.shown(config)}")
+    clip = (config or {}).get("clip", {})
+    return configs.build(ClipConfig, {"speeds": [1], **clip} if isinstance(clip, dict) else clip, "config.clip")
 
 
 def clip_starts(num_frames: int, span: int, num_clips: int) -> np.ndarray:
@@ -135,16 +169,58 @@ class EvalIterator:
     ``num_crops`` crops each, sample-major: ``clips`` (B·num_crops, C, T, H, W) — float32 on
     CPU, float16 on GPU — and ``index``, ``label``, ``clip_id`` (B·num_crops,) int64, every
     tensor on the pipeline's device.
+
+    Parameters
+    ----------
+    index : VideoIndex
+        The videos (:func:`make_eval_iterator` takes a folder, list or glob instead).
+    batch_size : int, default 16
+        (video, clip) samples per batch, so ``batch_size · num_crops`` views; a shard
+        smaller than this gets smaller batches.
+    config : dict, ClipConfig or a method's config, optional
+        What the clips are: ``clip.frames`` (frames per clip), ``clip.speeds[0]`` (the frame
+        stride), ``clip.augment.size`` ``[H, W]`` in pixels, ``clip.augment.mean`` / ``std``
+        (per channel, pixel values in [0, 1]) and ``clip.augment.antialias``; the names of
+        :func:`make_iterator`'s config, which can be passed as it is. Default ``None``:
+        16 frames at stride 1, 112×112, Kinetics' mean and std.
+    num_clips : int, default 10
+        Clips per video, at uniformly spaced starts (module doc).
+    num_crops : {1, 3}, default 1
+        Spatial crops per clip: the centre, or both ends and the centre of the longer axis.
+    device : {"cpu", "gpu", "cuda", "cuda:N"} or torch.device, default "cpu"
+        Where the pipeline runs and the batches live.
+    shard_id, num_shards : int, default 0 and 1
+        This process's shard of the views (``torch.distributed``'s rank and world size).
+    decoder : {"pyav", "dali", "torchcodec"}, optional
+        Default ``None``: DALI's decoder on the GPU, PyAV on the CPU.
+    num_workers : int, default 2
+        Decoding worker processes (0: decode in this process).
+    num_threads : int, optional
+        DALI threads. Default ``None``: 2 on CPU, 4 on GPU.
+    device_id : int, default 0
+        The GPU, where ``device`` does not name one.
+    prefetch : int, default 2
+        Batches prepared ahead.
+
+    Raises
+    ------
+    ConfigError
+        A key of ``config`` or an option that cannot be used, named with its choices.
+    VideoError
+        A video that cannot be read (evaluation keeps every video in place).
     """
 
-    def __init__(self, index: VideoIndex, *, frames: int = 16, size: Sequence[int] = (112, 112),
-                 mean: Sequence[float] = KINETICS_MEAN, std: Sequence[float] = KINETICS_STD, num_clips: int = 10,
-                 num_crops: int = 1, stride: int = 1, batch_size: int = 16, device: str = "cpu", shard_id: int = 0,
-                 num_shards: int = 1, decoder: Optional[str] = None, num_workers: int = 2, num_threads: Optional[int] = None,
-                 antialias: bool = False, device_id: int = 0, prefetch: int = 2):
-        if device not in DEVICES:
-            raise ValueError(f"device={device!r}; choose one of {DEVICES}")
-        self.planner = EvalPlanner(frames, size, mean, std, num_crops, stride, antialias)
+    @ours
+    @renamed(OLD_VIEW_VALUES, **OLD_VIEW_KEYWORDS)
+    def __init__(self, index: VideoIndex, batch_size: int = 16, *, config: Any = None, num_clips: int = 10,
+                 num_crops: int = 1, device: Any = "cpu", shard_id: int = 0, num_shards: int = 1,
+                 decoder: Optional[str] = None, num_workers: int = 2, num_threads: Optional[int] = None,
+                 device_id: int = 0, prefetch: int = 2):
+        device, device_id = dali_device(device, device_id)
+        self.clip = view_clip(config)
+        augment = self.clip.augment
+        self.planner = EvalPlanner(self.clip.frames, augment.size, augment.mean, augment.std, num_crops,
+                                   self.clip.speeds[0], augment.antialias)
         self.num_clips, self.num_crops = int(num_clips), int(num_crops)
         # bad_files="error": evaluation keeps every video in place
         self.decoder, index = choose_decoder(index, decoder, device, bad_files="error", device_id=device_id)
@@ -207,25 +283,72 @@ def reference_batch(iterator: EvalIterator, iteration: int) -> Dict[str, torch.T
                             iteration)
 
 
-def make_eval_iterator(index: Union[str, VideoIndex], *, frames: int = 16, size: Sequence[int] = (112, 112),
-                       mean: Sequence[float] = KINETICS_MEAN, std: Sequence[float] = KINETICS_STD,
-                       num_clips: int = 10, num_crops: int = 1, stride: int = 1, batch_size: int = 16,
-                       device: str = "cpu", shard_id: int = 0, num_shards: int = 1, decoder: Optional[str] = None,
-                       num_workers: int = 2, split: Optional[str] = None, num_threads: Optional[int] = None,
-                       antialias: bool = False, device_id: int = 0, prefetch: int = 2) -> EvalIterator:
-    """The evaluation views of ``index`` (a :class:`VideoIndex`, or a folder / list with ``split``).
+@ours
+@renamed(OLD_VIEW_VALUES, index="data", **OLD_VIEW_KEYWORDS)
+def make_eval_iterator(data: Data, batch_size: int = 16, *, config: Any = None, num_clips: int = 10,
+                       num_crops: int = 1, device: Any = "cpu", shard_id: int = 0, num_shards: int = 1,
+                       split: Optional[str] = None, decoder: Optional[str] = None, num_workers: int = 2,
+                       num_threads: Optional[int] = None, device_id: int = 0, prefetch: int = 2,
+                       bad_files: str = "error") -> EvalIterator:
+    """The deterministic evaluation views of ``data``: ``num_clips`` clips × ``num_crops`` crops per video.
 
-    Each video is seen through ``num_clips`` clips of ``frames`` frames at ``stride``, at
-    uniformly spaced starts, each cut into ``num_crops`` crops (1: centre; 3: both ends and
-    the centre of the longer axis) resized to ``size`` ``(H, W)`` and normalised with
-    ``mean`` / ``std``. Yields ``clips (B·num_crops, C, T, H, W)`` and ``index``, ``label``,
-    ``clip_id`` ``(B·num_crops,)`` int64 on the pipeline's device (:class:`EvalIterator`).
-    ``antialias`` should match the training augmentation; MoQuad's linear evaluation uses
-    ``frames=32, stride=2``.
+    Each video is seen through ``num_clips`` clips at uniformly spaced starts, each cut into
+    ``num_crops`` crops resized to ``clip.augment.size`` and normalised (module doc). The
+    names are :func:`make_iterator`'s, so the training config can be passed as it is.
+    MoQuad's linear evaluation: ``config={"clip": {"frames": 32, "speeds": [2]}}``.
+
+    Parameters
+    ----------
+    data : str, os.PathLike, list/tuple of str, or VideoIndex
+        The videos: a folder (class sub-folders, or videos without classes), a prepared
+        dataset folder with ``split``, a list file, a glob pattern, a list of paths
+        (:func:`load_index`), or an index already loaded.
+    batch_size : int, default 16
+        (video, clip) samples per batch; a batch holds ``batch_size · num_crops`` views.
+    config : dict, ClipConfig or a method's config, optional
+        ``clip.frames``, ``clip.speeds`` (the first is the frame stride),
+        ``clip.augment.size`` ``[H, W]`` in pixels, ``.mean`` / ``.std`` and ``.antialias``;
+        other keys are not the views' and are ignored. Default ``None``: 16 frames at stride
+        1, 112×112, Kinetics' mean and std.
+    num_clips : int, default 10
+        Clips per video.
+    num_crops : {1, 3}, default 1
+        Crops per clip: the centre, or both ends and the centre of the longer axis.
+    device : {"cpu", "gpu", "cuda", "cuda:N"} or torch.device, default "cpu"
+        Where the pipeline runs and the batches live.
+    shard_id, num_shards : int, default 0 and 1
+        This process's shard of the views.
+    split : str, optional
+        The split of a prepared dataset folder. Default ``None``.
+    decoder : {"pyav", "dali", "torchcodec"}, optional
+        Default ``None``: DALI's decoder on the GPU, PyAV on the CPU.
+    num_workers : int, default 2
+        Decoding worker processes (0: decode in this process).
+    num_threads : int, optional
+        DALI threads. Default ``None``: 2 on CPU, 4 on GPU.
+    device_id : int, default 0
+        The GPU, where ``device`` does not name one.
+    prefetch : int, default 2
+        Batches prepared ahead.
+    bad_files : {"error", "skip"}, default "error"
+        A video that cannot be read when ``data`` is loaded: raise naming it, or leave it
+        out with a logged warning. Once loaded, every video is evaluated or the pass raises.
+
+    Returns
+    -------
+    EvalIterator
+        Batches of ``clips`` ``(B·num_crops, C, T, H, W)`` (float32 on CPU, float16 on GPU)
+        and ``index``, ``label``, ``clip_id`` ``(B·num_crops,)`` int64, on ``device``.
+
+    Raises
+    ------
+    ConfigError
+        A key of ``config`` or an option that cannot be used.
+    DataError, DataNotFoundError, VideoError
+        ``data`` that cannot be loaded (:func:`load_index`).
     """
-    if not isinstance(index, VideoIndex):
-        index = load_index(index, split=split)
-    return EvalIterator(index, frames=frames, size=size, mean=mean, std=std, num_clips=num_clips,
-                        num_crops=num_crops, stride=stride, batch_size=batch_size, device=device, shard_id=shard_id,
-                        num_shards=num_shards, decoder=decoder, num_workers=num_workers, num_threads=num_threads,
-                        antialias=antialias, device_id=device_id, prefetch=prefetch)
+    if not isinstance(data, VideoIndex):
+        data = load_index(data, split=split, bad_files=bad_files)
+    return EvalIterator(data, batch_size, config=config, num_clips=num_clips, num_crops=num_crops, device=device,
+                        shard_id=shard_id, num_shards=num_shards, decoder=decoder, num_workers=num_workers,
+                        num_threads=num_threads, device_id=device_id, prefetch=prefetch)

@@ -29,11 +29,13 @@ import sys
 import time
 from typing import List, Optional
 
+from .errors import MotionSSLError
+
 PARTIAL_MARKER = ".motionssl-partial"  # inside a temporary folder: "<host> <pid>" of its maker
 LOCK_FILE = ".motionssl.lock"
 
 
-class FolderError(RuntimeError):
+class FolderError(MotionSSLError, RuntimeError):
     """A folder the command may not write into, or one another process is writing; the message says which."""
 
 

@@ -1,11 +1,18 @@
 """The video index: (path, label, number of frames) for every video of a dataset.
 
-Three inputs are understood:
+These inputs are understood (:func:`load_index`):
 
 * a **folder of class sub-folders** (``root/<class>/<video>``): labels are the sorted
   class names' positions;
-* a **file list**, one video per line: ``path label [num_frames]`` (paths relative to
-  the list's folder; ``#`` starts a comment; label ``-1`` means unlabelled);
+* a **folder of videos without classes** (``root/<video>``): every label is ``-1``
+  (unlabelled). A folder holding both loose videos and sub-folders with videos is an
+  error naming both, since either reading would be a guess; for a tree of unlabelled
+  videos give a glob (``"root/**/*.mp4"``);
+* a **list or tuple of video paths**, or a **glob pattern** (``"clips/**/*.mp4"``,
+  recursive): unlabelled;
+* a **file list**, one video per line: ``path label [num_frames]``, or just ``path``
+  for an unlabelled video (paths relative to the list's folder; ``#`` starts a comment;
+  label ``-1`` means unlabelled);
 * a **prepared dataset folder** (``motionssl-prepare``) holding ``classes.txt``
   and split lists such as ``train_split1.txt``: pass the folder and a split name.
 
@@ -21,17 +28,20 @@ or for short videos ``"pad"`` (repeat the last frame; counted in :attr:`VideoInd
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import logging
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
+from .deprecation import renamed
 from .environment import cache_dir
+from .errors import DataError, UnlabelledError, ours
 from .video_io import Media, VideoError, header, probe, scan
 
 log = logging.getLogger(__name__)
@@ -39,7 +49,8 @@ log = logging.getLogger(__name__)
 VIDEO_EXTENSIONS = (".webm", ".mp4", ".avi", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".ogv")
 BAD_FILE_POLICIES = ("skip", "error")
 SHORT_VIDEO_POLICIES = ("pad", "skip", "error")
-CACHE_VERSION = "# motionssl index cache 3: path size mtime frames height width codec pix_fmt rotation"
+CACHE_VERSION = "# motionssl index cache 4: path size mtime frames height width codec pix_fmt rotation timing"
+# timing: "first:step:frames" of evenly spaced frame timestamps (Media.timing), "-" when uneven or not read
 # Paths are the file system's bytes: a name that is not UTF-8 (b"caf\xe9.webm" from a Latin-1 system) is a
 # str with surrogate escapes in Python, which plain UTF-8 cannot write; surrogateescape writes its bytes back.
 CACHE_ENCODING = "utf-8"
@@ -48,11 +59,42 @@ NOT_SPLITS = ("classes.txt", "failed.txt")  # text files of a prepared dataset t
 
 @dataclass
 class VideoIndex:
-    """Parallel lists of paths, labels and frame counts, plus what was left out and why."""
+    """Parallel lists of paths, labels and frame counts, plus what was left out and why.
+
+    ``VideoIndex(paths)`` is an index of unlabelled videos whose frame counts are read from
+    the files before the first batch (:meth:`verify_counts`); :func:`load_index` builds one
+    from a folder, a list file, a glob or a list of paths, with the counts cached.
+
+    Parameters
+    ----------
+    paths : sequence of str or os.PathLike
+        The video files, in order; a video's position is its ``index`` in every batch.
+    labels : sequence of int, optional
+        One class id (0, 1, ...) per video, ``-1`` for an unlabelled one. Default ``None``:
+        every video unlabelled.
+    num_frames : sequence of int, optional
+        One frame count per video. Default ``None``: unknown, read from each file (a demux,
+        no decoding) before the first batch.
+    classes : list of str, optional
+        The class names, ``classes[label]`` naming a label. Default: none.
+    stats : dict, optional
+        What loading did (videos kept, skipped, padded), for logs.
+    media : list, optional
+        Per video, its frame size, codec and pixel format where already read, else ``None``.
+    cache : str, optional
+        The cache file that frame counts and headers are kept in. Default ``None``: none.
+    counted : sequence of bool, optional
+        Per video, whether its count was read from the file rather than only listed.
+
+    Raises
+    ------
+    ValueError
+        When the lists differ in length.
+    """
 
     paths: List[str]
-    labels: np.ndarray  # (N,) int64, -1 when unlabelled
-    num_frames: np.ndarray  # (N,) int64
+    labels: Optional[np.ndarray] = None  # (N,) int64, -1 when unlabelled
+    num_frames: Optional[np.ndarray] = None  # (N,) int64, -1 where not known yet
     classes: List[str] = field(default_factory=list)
     stats: Dict[str, object] = field(default_factory=dict)
     media: Optional[List[Optional[Media]]] = None  # per video, None where not probed yet
@@ -63,8 +105,14 @@ class VideoIndex:
         return len(self.paths)
 
     def __post_init__(self):
-        self.labels = np.asarray(self.labels, dtype=np.int64)
-        self.num_frames = np.asarray(self.num_frames, dtype=np.int64)
+        if isinstance(self.paths, (str, bytes, os.PathLike)):
+            raise ValueError("paths must be a list of video paths, not one path; load_index(folder) reads a folder")
+        self.paths = [os.fspath(p) for p in self.paths]
+        unknown = self.num_frames is None
+        self.labels = np.asarray(np.full(len(self.paths), -1) if self.labels is None else self.labels, dtype=np.int64)
+        self.num_frames = np.asarray(np.full(len(self.paths), -1) if unknown else self.num_frames, dtype=np.int64)
+        if unknown:
+            self.counted = None  # nothing was counted: verify_counts reads every file
         if not (len(self.paths) == len(self.labels) == len(self.num_frames)):
             raise ValueError("paths, labels and num_frames must have the same length")
         if self.media is None:
@@ -114,8 +162,8 @@ class VideoIndex:
 
         bad = []
         if unknown:
-            log.info("checking the frame counts of %d listed videos against the files (cached in %s)", len(unknown),
-                     self.cache)
+            log.info("reading the frame counts of %d videos from the files%s", len(unknown),
+                     f" (cached in {self.cache})" if self.cache else "")
             with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
                 for i, found, exc in pool.map(count, unknown):
                     if exc is not None:
@@ -126,7 +174,7 @@ class VideoIndex:
             if self.cache:
                 _save_cache(self.cache, entries)
         _report_bad([exc for _, exc in bad], bad_files, "the index")
-        stale = [i for i in todo if real[i] != self.num_frames[i] and i not in {j for j, _ in bad}]
+        stale = [i for i in todo if 0 <= self.num_frames[i] != real[i] and i not in {j for j, _ in bad}]
         if stale:
             names = "; ".join(f"{self.paths[i]} (listed {self.num_frames[i]}, holds {real[i]})" for i in stale[:5])
             log.warning("%d listed frame counts disagree with the files, which changed since the list was written; "
@@ -208,25 +256,71 @@ class VideoIndex:
                 f.write(f"{rel} {int(y)} {int(n)}\n")
 
 
-def load_index(source: str, split: Optional[str] = None, bad_files: str = "skip",
-               num_probe_threads: int = 8) -> VideoIndex:
-    """Build the index from a class folder, a prepared dataset folder or a file list.
+Data = Union[str, "os.PathLike[str]", Sequence[str]]
+"""What :func:`load_index` reads: a folder, a list file, a glob pattern, or a list/tuple of video paths."""
 
-    ``split`` names a list inside a prepared dataset folder (``"train_split1"``, ``"test"``,
-    ``"train_split1.txt"``...). ``bad_files`` is ``"skip"`` or ``"error"``.
+
+@ours(value_error=DataError)
+@renamed(source="data")
+def load_index(data: Data, split: Optional[str] = None, bad_files: str = "skip",
+               num_probe_threads: int = 8) -> VideoIndex:
+    """The index of ``data``: every video's path, label (``-1``: unlabelled) and frame count.
+
+    Parameters
+    ----------
+    data : str, os.PathLike, or list/tuple of str
+        A folder of class sub-folders (``root/<class>/<video>``, labelled by the sorted
+        class names), a folder of videos without classes (``root/<video>``, unlabelled),
+        a prepared dataset folder (``motionssl-prepare``; give ``split``), a
+        file list of ``path [label [num_frames]]`` lines, a glob pattern (``"clips/**/*.mp4"``,
+        unlabelled), or a list or tuple of video paths (unlabelled).
+    split : str, optional
+        The split list of a prepared dataset folder (``"train_split1"``, ``"test"``,
+        ``"train_split1.txt"``). Default ``None``: its ``all`` list; any other input has no
+        splits, and a split given for it is an error.
+    bad_files : {"skip", "error"}, default "skip"
+        A video that is missing or cannot be read: ``"skip"`` leaves it out with a logged
+        warning naming it, ``"error"`` raises :class:`~.video_io.VideoError` naming it.
+    num_probe_threads : int, default 8
+        Threads that read frame counts and headers of videos not yet in the cache.
+
+    Returns
+    -------
+    VideoIndex
+        The videos in a fixed order (sorted names for folders and globs, the list's order
+        otherwise). Frame counts are cached in ``$MOTIONSSL_CACHE`` (else
+        ``~/.cache/motionssl``), so a second load reads no video.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``data`` does not exist, or a glob matches nothing.
+    ValueError
+        ``data`` holds no usable video, is a video file itself, mixes loose videos and class
+        sub-folders, or has a malformed list line; or ``split`` cannot apply.
+    VideoError
+        An unusable video with ``bad_files="error"``.
     """
     if bad_files not in BAD_FILE_POLICIES:
         raise ValueError(f"bad_files={bad_files!r}; choose one of {BAD_FILE_POLICIES}")
+    if isinstance(data, (list, tuple)):
+        _no_split(split, "a list of video paths")
+        return _load_paths(list(data), bad_files, num_probe_threads, origin=f"the list of {len(data)} paths")
+    source = os.fspath(data)
+    if not os.path.exists(source) and re.search(r"[*?[]", source):
+        _no_split(split, f"the glob pattern {source}")
+        return _load_glob(source, bad_files, num_probe_threads)
     if not os.path.exists(source):
         raise FileNotFoundError(f"{source}: no such dataset folder or file list")
     if os.path.isdir(source):
         if os.path.exists(os.path.join(source, "classes.txt")) or (split is not None and _split_lists(source)):
             return _load_prepared(source, split, bad_files, num_probe_threads)
         if split is not None:
-            raise ValueError(f"{source} is a folder of class sub-folders, which has no splits, so split={split!r} "
-                             "cannot apply: drop the split to use every video, or write split lists with "
+            kind = "videos" if any(_is_video(n) for n in os.listdir(source)) else "class sub-folders"
+            raise ValueError(f"{source} is a folder of {kind}, which has no splits, so split={split!r} cannot apply: "
+                             "drop the split to use every video, or write split lists with "
                              f"`motionssl-prepare folder --src {source} --out DIR --splits LISTS`")
-        return _load_class_folder(source, bad_files, num_probe_threads)
+        return _load_folder(source, bad_files, num_probe_threads)
     if source.lower().endswith(VIDEO_EXTENSIONS) or _looks_binary(source):
         raise ValueError(f"{source} is a video (or other binary) file, not a dataset: give a folder of class "
                          "sub-folders (root/<class>/<video>), a prepared dataset folder (motionssl-prepare) "
@@ -301,26 +395,55 @@ def resolve_data(data: Optional[str] = None, split: Optional[str] = None, test_d
     return choice
 
 
-def load_pair(data: str, split: Optional[str] = None, test_data: Optional[str] = None,
+@ours(value_error=DataError)
+def load_pair(data: Data, split: Optional[str] = None, test_data: Optional[Data] = None,
               test_split: Optional[str] = None, bad_files: str = "skip"):
     """The train (gallery) and test (query) indexes of an evaluation, and a line saying what they are.
 
-    ``test_data`` defaults to ``data`` (then the two differ by split). Each side follows
-    :func:`load_index`: a prepared dataset folder needs its split, a list or a class folder
-    takes none. Testing on the very videos of training would print perfect scores that mean
-    nothing, so it is an error however the test videos are named: the same list or split
-    (through a link, too), or other lines, paths or byte-identical copies reaching only
-    training videos (:func:`shared_videos`). Test videos *partly* among the training videos
-    are counted in a warning. Labels are joined by class name (:func:`align_classes`).
+    Parameters
+    ----------
+    data : str, os.PathLike, or list/tuple of str
+        The training videos (the gallery of retrieval), as :func:`load_index` reads them.
+    split : str, optional
+        Their split of a prepared dataset folder. Default ``None``.
+    test_data : str, os.PathLike, or list/tuple of str, optional
+        The test videos (the queries). Default ``None``: ``data`` (the two then differ by split).
+    test_split : str, optional
+        Their split of a prepared dataset folder. Default ``None``.
+    bad_files : {"skip", "error"}, default "skip"
+        What an unusable video does while loading (:func:`load_index`).
+
+    Returns
+    -------
+    tuple of (VideoIndex, VideoIndex, str)
+        The train index, the test index (its labels joined to the training classes by
+        name, :func:`align_classes`) and a line describing both.
+
+    Raises
+    ------
+    ValueError
+        Testing on the very videos of training would print perfect scores that mean
+        nothing, so it is an error however the test videos are named: the same list or split
+        (through a link, too), or other lines, paths or byte-identical copies reaching only
+        training videos (:func:`shared_videos`); test videos *partly* among the training
+        videos are counted in a warning. Every evaluation scores against labels, so
+        unlabelled videos (label ``-1``) on either side are an error too.
     """
     test_data = test_data or data
-    train_name = f"{data}" + (f" [{split}]" if split else "")
-    test_name = f"{test_data}" + (f" [{test_split}]" if test_split else "")
-    if os.path.realpath(test_data) == os.path.realpath(data) and split == test_split:
+    train_name = _named(data) + (f" [{split}]" if split else "")
+    test_name = _named(test_data) + (f" [{test_split}]" if test_split else "")
+    if (not isinstance(data, (list, tuple)) and not isinstance(test_data, (list, tuple))
+            and os.path.realpath(test_data) == os.path.realpath(data) and split == test_split):
         raise ValueError(f"the test videos would be the training videos: {test_name} is {train_name}; give a test "
                          "split of a prepared dataset (--test-split) or another list or folder (--test-data)")
     train = load_index(data, split=split, bad_files=bad_files)
     test = load_index(test_data, split=test_split, bad_files=bad_files)
+    for index, name in ((test, test_name), (train, train_name)):
+        unlabelled = np.flatnonzero(index.labels < 0)
+        if len(unlabelled):
+            raise UnlabelledError(f"{len(unlabelled)} of the {len(index)} videos of {name} are unlabelled (label -1, e.g. "
+                             f"{index.paths[unlabelled[0]]}): retrieval, linear probes and fine-tuning score against "
+                             "labels; give labelled videos (class sub-folders, or a list of `path label` lines)")
     shared = shared_videos(train, test)
     if len(shared) == len(test):
         raise ValueError(f"the test videos would be the training videos: all {len(test)} test videos of {test_name} "
@@ -335,6 +458,13 @@ def load_pair(data: str, split: Optional[str] = None, test_data: Optional[str] =
     test = align_classes(train, test, train_name, test_name)
     describe = f"{len(train)} videos of {train_name}, {len(test)} test videos of {test_name}"
     return train, test, describe
+
+
+def _named(data: Data) -> str:
+    """``data`` in a message: itself, or for a list of paths how many and the first."""
+    if isinstance(data, (list, tuple)):
+        return f"the list of {len(data)} paths ({data[0] if data else ''}, ...)"
+    return os.fspath(data)
 
 
 def shared_videos(train: VideoIndex, test: VideoIndex, chunk: int = 1 << 16) -> List[int]:
@@ -477,6 +607,67 @@ def _load_prepared(root: str, split: Optional[str], bad_files: str, threads: int
     return index
 
 
+def _no_split(split: Optional[str], what: str) -> None:
+    if split is not None:
+        raise ValueError(f"split={split!r} cannot apply to {what}: splits are the lists of a prepared dataset folder")
+
+
+def _is_video(name: str) -> bool:
+    return name.lower().endswith(VIDEO_EXTENSIONS) and not os.path.basename(name).startswith(".")
+
+
+def _load_paths(paths: List[str], bad_files: str, threads: int, origin: str) -> VideoIndex:
+    """The unlabelled index of a list of video paths (a missing file follows ``bad_files``)."""
+    if not paths:
+        raise ValueError("the list of video paths is empty")
+    paths = [os.fspath(p) for p in paths]
+    odd = [p for p in paths if not p.lower().endswith(VIDEO_EXTENSIONS)]
+    if odd:
+        raise ValueError(f"{odd[0]} is not a video (extensions {', '.join(VIDEO_EXTENSIONS)})"
+                         + (f", nor are {len(odd) - 1} more paths" if len(odd) > 1 else "")
+                         + ": give only video files")
+    anchor = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths])
+    return _finish([(p, -1, None) for p in paths], _cache_path(anchor), bad_files, threads, origin=origin)
+
+
+def _load_glob(pattern: str, bad_files: str, threads: int) -> VideoIndex:
+    """The unlabelled index of the videos a glob pattern matches (``**`` matches sub-folders)."""
+    matched = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+    if not matched:
+        raise FileNotFoundError(f"{pattern}: no files match this pattern")
+    videos = [p for p in matched if _is_video(p)]
+    if not videos:
+        raise ValueError(f"{pattern}: the {len(matched)} matching files are not videos (e.g. {matched[0]}; "
+                         f"extensions {', '.join(VIDEO_EXTENSIONS)})")
+    return _load_paths(videos, bad_files, threads, origin=pattern)
+
+
+def _load_folder(root: str, bad_files: str, threads: int) -> VideoIndex:
+    """A folder of class sub-folders (labelled), or of videos without classes (unlabelled); not both."""
+    names = sorted(n for n in os.listdir(root) if not n.startswith("."))
+    loose = [n for n in names if _is_video(n) and os.path.isfile(os.path.join(root, n))]
+    if not loose:
+        return _load_class_folder(root, bad_files, threads)
+    folders = [n for n in names if os.path.isdir(os.path.join(root, n)) and _holds_videos(os.path.join(root, n))]
+    if folders:
+        raise ValueError(f"{root} holds both loose videos ({', '.join(loose[:3])}{', ...' if len(loose) > 3 else ''})"
+                         f" and class sub-folders ({', '.join(folders[:3])}{', ...' if len(folders) > 3 else ''}): a "
+                         "folder is either class sub-folders (root/<class>/<video>, labelled) or videos without "
+                         "labels; move the loose videos into class folders, or pass a glob such as "
+                         f"'{os.path.join(root, '**', '*.mp4')}' to take every video unlabelled")
+    rows = [(os.path.join(root, n), -1, None) for n in loose]
+    return _finish(rows, _cache_path(root), bad_files, threads, origin=root)
+
+
+def _holds_videos(folder: str) -> bool:
+    """Whether a video lies anywhere under ``folder`` (hidden files and folders aside)."""
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        if any(_is_video(f) for f in filenames):
+            return True
+    return False
+
+
 def _load_class_folder(root: str, bad_files: str, threads: int) -> VideoIndex:
     classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
     if not classes:
@@ -511,15 +702,21 @@ def _load_class_folder(root: str, bad_files: str, threads: int) -> VideoIndex:
 
 
 def parse_list_line(line: str, where: str):
-    """``path label [num_frames]`` → (path, label, num_frames or None); paths may hold spaces."""
+    """``path [label [num_frames]]`` → (path, label, num_frames or None); paths may hold spaces.
+
+    A line of a path alone (ending in a video extension) is an unlabelled video (label -1).
+    """
     text = line.strip()
     parts = text.rsplit(maxsplit=2)
     if len(parts) == 3 and _is_int(parts[1]) and _is_int(parts[2]):
         path, label, frames = parts[0], int(parts[1]), int(parts[2])
+    elif text.lower().endswith(VIDEO_EXTENSIONS):
+        path, label, frames = text, -1, None
     else:
         parts = text.rsplit(maxsplit=1)
         if len(parts) != 2 or not _is_int(parts[1]):
-            raise ValueError(f"{where}: expected `path label [num_frames]`, got {text!r}")
+            raise ValueError(f"{where}: expected `path [label [num_frames]]` (a video path, then optionally its "
+                             f"label, -1 for none, and frame count), got {text!r}")
         path, label, frames = parts[0], int(parts[1]), None
     if frames is not None and frames <= 0:
         raise ValueError(f"{where}: num_frames must be positive, got {frames}")
@@ -602,14 +799,17 @@ def _read_cache(cache: str) -> Dict[str, tuple]:
         return entries  # another format: probe again
     for line in lines[1:]:
         parts = line.split("\t")
-        if len(parts) != 9:
+        if len(parts) != 10:
             continue
         try:
             size, mtime, frames, height, width = (int(v) for v in parts[1:6])
             rotation = int(parts[8])
+            timing = None if parts[9] == "-" else tuple(int(v) for v in parts[9].split(":"))
         except ValueError:
             continue
-        media = Media(height, width, parts[6], parts[7], rotation) if height > 0 else None
+        if timing is not None and (len(timing) != 3 or timing[1] <= 0 or timing[2] <= 0):
+            timing = None
+        media = Media(height, width, parts[6], parts[7], rotation, timing) if height > 0 else None
         entries[parts[0]] = (size, mtime, frames, media)
     return entries
 
@@ -645,8 +845,9 @@ def _save_cache(cache: str, entries: Dict[str, tuple]) -> None:
             f.write(CACHE_VERSION + "\n")
             for p, (size, mtime, frames, media) in sorted(entries.items()):
                 m = media or Media(-1, -1, "", "")
+                timing = ":".join(map(str, m.timing)) if m.timing else "-"
                 f.write(f"{p}\t{size}\t{mtime}\t{frames}\t{m.height}\t{m.width}\t{m.codec}\t{m.pix_fmt}\t"
-                        f"{m.rotation}\n")
+                        f"{m.rotation}\t{timing}\n")
         os.replace(tmp, cache)
     except OSError as exc:
         log.warning("could not write the index cache %s: %s", cache, exc)

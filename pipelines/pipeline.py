@@ -18,7 +18,11 @@ so a consumer never mixes devices.
 """
 from __future__ import annotations
 
+import glob
+import importlib.util
+import logging
 import os
+import sys
 from typing import Dict, Optional, Tuple
 
 from nvidia.dali import backend, fn, pipeline_def, types
@@ -26,6 +30,8 @@ from nvidia.dali import backend, fn, pipeline_def, types
 from .decoders import DECODERS, DEVICES
 from .planners.base import Planner
 from .sources import WindowSource
+
+log = logging.getLogger(__name__)
 
 CLIP_DTYPES = {"cpu": types.FLOAT, "gpu": types.FLOAT16}
 """DALI dtype of the clips by device (float16 halves the GPU memory traffic; CPU math is float32)."""
@@ -99,9 +105,30 @@ def build_pipeline(source: WindowSource, planner: Planner, *, device: str = "cpu
     ``num_workers`` decoding processes (0: the source runs in this process), ``num_threads``
     DALI threads (default :data:`DEFAULT_THREADS`; on GPU also the thread pool of the NVDEC
     decoder), ``prefetch`` batches queued.
+
+    Parameters
+    ----------
+    source : WindowSource
+        The samples (its batch size is the pipeline's).
+    planner : Planner
+        The method's graph.
+    device : {"cpu", "gpu"}, default "cpu"
+        Where the graph runs.
+    num_workers : int, default 2
+        Decoding processes (0: the source runs in this process).
+    num_threads : int, optional
+        DALI threads. Default :data:`DEFAULT_THREADS` (on GPU also NVDEC's thread pool).
+    prefetch : int, default 2
+        Batches queued.
+    device_id : int, default 0
+        The GPU.
+    seed : int, optional
+        DALI's own seed (the planner draws every random parameter itself).
     """
     if device not in DEVICES:
         raise ValueError(f"device={device!r}; choose one of {DEVICES}")
+    if device == "cpu":
+        announce_compilation()
     threads = num_threads or DEFAULT_THREADS[device]
     return _method_pipeline(source, planner, device, num_workers, prefetch, batch_size=source.batch_size,
                             num_threads=threads, device_id=device_id if device == "gpu" else None,
@@ -134,3 +161,42 @@ def usable_cores() -> int:
 def worker_codec_threads(num_workers: int) -> int:
     """PyAV codec threads per window for ``num_workers`` decoding processes: 1 once they fill the cores."""
     return 1 if num_workers >= usable_cores() else 0
+
+
+KERNELS = "motionssl.pipelines.ops._kernels"
+COMPILE_SECONDS = 20
+"""About how long the first process on a machine compiles the CPU clip operators (benchmarks/first_batch.py)."""
+_announced = False
+
+
+def kernels_cached() -> bool:
+    """Whether Numba's cache holds compiled CPU clip operators at least as new as their source.
+
+    Numba writes them beside the source (``ops/__pycache__``) or under ``NUMBA_CACHE_DIR``;
+    where it has fallen back elsewhere (a read-only install), this says ``False`` and the
+    message below is said once per process although nothing is compiled.
+    """
+    spec = importlib.util.find_spec(KERNELS)
+    if spec is None or not spec.origin:
+        return False
+    source = spec.origin
+    root = os.environ.get("NUMBA_CACHE_DIR")
+    pattern = (os.path.join(root, "**", "_kernels.*.nbi") if root
+               else os.path.join(os.path.dirname(source), "__pycache__", "_kernels.*.nbi"))
+    stamp = os.path.getmtime(source)
+    return any(os.path.getmtime(f) >= stamp for f in glob.glob(pattern, recursive=True))
+
+
+def announce_compilation() -> None:
+    """Say in one line, once per process, that the first CPU batch waits for Numba to compile the clip operators.
+
+    Only when they will be compiled: Numba is installed, the fused operators are not turned
+    off (``MOTIONSSL_FUSED=0``), this process has not loaded them yet and the cache holds none.
+    """
+    global _announced
+    if _announced or KERNELS in sys.modules or os.environ.get("MOTIONSSL_FUSED", "1") == "0":
+        return
+    _announced = True
+    if importlib.util.find_spec("numba") is None or kernels_cached():
+        return
+    log.warning("compiling the CPU clip operators once, about %d s; cached for later runs", COMPILE_SECONDS)

@@ -6,6 +6,7 @@
     motionssl-prepare hmdb51   --src hmdb51  --splits testTrainMulti_7030_splits --out data/hmdb51
     motionssl-prepare kinetics --src k400/videos --splits k400/annotations --out data/k400 --short-side 256
     motionssl-prepare folder   --src my_videos --out data/mine          # my_videos/<class>/<video>
+    motionssl-prepare folder   --src my_clips --out data/clips          # my_clips/<video>: unlabelled (-1)
 
 Why: UCF-101 and HMDB-51 ship as xvid AVI, which DALI's CPU decoder cannot read at all
 and NVDEC reads unreliably; Kinetics ships as H.264 of mixed sizes with long keyframe
@@ -25,8 +26,9 @@ Codecs (``--codec``):
 
 Output layout (the contract the rest of the toolkit reads)::
 
-    OUT/videos/<class>/<stem>.<webm|mp4>   converted videos
+    OUT/videos/<class>/<stem>.<webm|mp4>   converted videos (OUT/videos/<stem>.<ext> when unlabelled)
     OUT/classes.txt                        one class name per line; label = 0-based line number
+                                           (empty for unlabelled videos, whose label is -1)
     OUT/train_split{k}.txt, test_split{k}.txt   UCF-101 and HMDB-51, k = 1..3
     OUT/train.txt, val.txt, test.txt       Kinetics (those splits its CSVs have), folder with --splits
     OUT/all.txt                            every converted video
@@ -299,7 +301,7 @@ def write_indexes(out: Path, dataset: Dataset, done: Dict[Path, Tuple[str, int]]
     label_of = {c: i for i, c in enumerate(dataset.classes)}
     counts = {}
     for name in dataset.index_names + [ALL_INDEX]:
-        lines = [f"{done[item.src][0]} {label_of[item.class_name]} {done[item.src][1]}\n"
+        lines = [f"{done[item.src][0]} {label_of.get(item.class_name, -1)} {done[item.src][1]}\n"
                  for item in dataset.items
                  if item.src in done and (name == ALL_INDEX or name in item.splits)]
         files.write_text(str(out / f"{name}.txt"), "".join(lines))
@@ -355,7 +357,8 @@ def prepare(dataset: str, src, out, splits=None, codec: str = "vp9", short_side:
     target: Dict[Path, str] = {}
     owner: Dict[str, Path] = {}
     for item in found.items:
-        rel = f"videos/{safe_name(item.class_name)}/{safe_name(item.src.stem)}{CODECS[codec].extension}"
+        folder = "" if item.class_name is None else f"{safe_name(item.class_name)}/"  # unlabelled: videos/<stem>
+        rel = f"videos/{folder}{safe_name(item.src.stem)}{CODECS[codec].extension}"
         if rel in owner:
             _fail(f"{item.src} and {owner[rel]} would both be written to {rel}; rename one of them")
         owner[rel], target[item.src] = item.src, rel
@@ -506,7 +509,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
                "OUT/prepare_report.json, OUT/failed.txt. Re-running skips finished videos.")
     parser.add_argument("dataset", choices=list(DATASETS),
                         help="layout of --src: ucf101, hmdb51, kinetics (CSV annotations) or folder "
-                             "(SRC/<class>/<video>)")
+                             "(SRC/<class>/<video>, or SRC/<video> for videos without labels)")
     parser.add_argument("--src", required=True, metavar="DIR",
                         help="the downloaded dataset (read only, never modified)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder; must lie outside --src")
@@ -536,6 +539,10 @@ def main(argv: Optional[List[str]] = None) -> dict:
                           short_side=args.short_side, gop=args.gop, crf=args.crf, workers=args.workers)
     except Interrupted as exc:
         print(f"prepare: {exc}", file=sys.stderr)
+        raise SystemExit(130) from None
+    except KeyboardInterrupt:  # outside the conversions: while scanning --src, or writing the lists at the end
+        print(f"prepare: interrupted; what was converted is kept in {args.out} — run the same command again to "
+              "finish", file=sys.stderr)
         raise SystemExit(130) from None
     except OSError as exc:  # a full disk, a folder that became unwritable
         if environment.debug():

@@ -17,11 +17,13 @@ import contextlib
 import logging
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
+
+from .errors import MotionSSLError
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,7 @@ CONVERT_HINT = (
 )
 
 
-class VideoError(RuntimeError):
+class VideoError(MotionSSLError, RuntimeError):
     """A video file that cannot be used; the message names the file and the remedy."""
 
     def __init__(self, path: str, reason: str, hint: str = ""):
@@ -45,13 +47,17 @@ class VideoError(RuntimeError):
 
 @dataclass(frozen=True)
 class Media:
-    """What a decoder needs to know before it opens a file: frame size, codec, pixel format, rotation.
+    """What a decoder needs to know before it opens a file: frame size, codec, pixel format, rotation, timestamps.
 
     ``pix_fmt`` is FFmpeg's name (``yuv420p``, ``yuv444p``, ``yuv420p10le``...): it carries
     the chroma subsampling and the bit depth, which decide whether NVDEC can decode a file.
     ``rotation`` is the counter-clockwise turn (0, 90, 180 or 270 degrees) that the file's
     display matrix asks for (:func:`display_rotation`); ``height`` and ``width`` are the size
     as displayed, after it — what every decoder returns. :attr:`coded_size` is the size stored.
+    ``timing`` is ``(first pts, step, frames)`` when the frame timestamps are evenly spaced
+    (:func:`even_timing`: a constant frame rate, as prepared data is), so the decoding
+    workers need not demux the file for them; ``None`` when they are not, or not read yet
+    (:func:`header` reads no timestamps; :func:`scan` and :func:`probe` do).
     """
 
     height: int
@@ -59,6 +65,7 @@ class Media:
     codec: str
     pix_fmt: str
     rotation: int = 0
+    timing: Optional[Tuple[int, int, int]] = field(default=None, compare=False)  # read or not, the same file
 
     @property
     def coded_size(self) -> Tuple[int, int]:
@@ -76,10 +83,11 @@ class VideoInfo:
     pix_fmt: str = ""
     gap: Optional[str] = None  # irregular timestamps: frames missing, or stamped alike (probe)
     rotation: int = 0  # display_rotation; width and height are the displayed size
+    timing: Optional[Tuple[int, int, int]] = None  # Media.timing
 
     @property
     def media(self) -> Media:
-        return Media(self.height, self.width, self.codec, self.pix_fmt, self.rotation)
+        return Media(self.height, self.width, self.codec, self.pix_fmt, self.rotation, self.timing)
 
 
 def check_file(path: str) -> None:
@@ -221,16 +229,17 @@ def header(path: str) -> Media:
 
 def scan(path: str) -> Tuple[int, Media]:
     """``(frames, header)`` of ``path`` from one demux pass that decodes only the first frame: what
-    :func:`frame_timestamps` counts, and what :func:`header` reads."""
+    :func:`frame_timestamps` counts, and what :func:`header` reads with :attr:`Media.timing`."""
     container = open_video(path)
     try:
         stream = container.streams.video[0]
-        first, frames = None, 0
+        first, stamps = None, []
         for packet in container.demux(stream):
             if first is None:  # its display matrix and size
                 first = next(iter(stream.decode(packet)), None)
             if packet.size > 0 and packet.pts is not None:
-                frames += 1
+                stamps.append(packet.pts)
+        frames = len(stamps)
         if first is None and frames:  # a decoder that holds frames back gives them up when flushed
             first = next(iter(stream.decode(None)), None)
     except Exception as exc:
@@ -241,7 +250,7 @@ def scan(path: str) -> Tuple[int, Media]:
         raise VideoError(path, "video stream has no frames", "re-encode it or remove it")
     if first is None:
         raise VideoError(path, "video stream has no decodable frame", "re-encode it or remove it")
-    return frames, _media(stream, first, path)
+    return frames, replace(_media(stream, first, path), timing=even_timing(np.sort(stamps)))
 
 
 @contextlib.contextmanager
@@ -277,6 +286,18 @@ def decoder_errors() -> Iterator[List[str]]:
 
 
 MAX_GAPS = 2  # jumps in the timestamps beyond which a stream is taken for a variable-rate one
+
+
+def even_timing(stamps: np.ndarray) -> Optional[Tuple[int, int, int]]:
+    """``(first, step, count)`` of sorted timestamps spaced evenly (one frame: step 1), else ``None``."""
+    stamps = np.asarray(stamps, dtype=np.int64)
+    if len(stamps) == 0:
+        return None
+    steps = np.diff(stamps)
+    step = int(steps[0]) if len(steps) else 1
+    if step <= 0 or np.any(steps != step):
+        return None
+    return int(stamps[0]), step, len(stamps)
 
 
 def timestamp_gap(stamps: np.ndarray) -> Optional[str]:
@@ -418,7 +439,7 @@ def probe(path: str) -> VideoInfo:
     if num_frames == 0:
         raise VideoError(path, "video stream has no frames", "re-encode it or remove it")
     return VideoInfo(num_frames=num_frames, width=media.width, height=media.height, fps=fps, codec=media.codec,
-                     pix_fmt=media.pix_fmt, rotation=media.rotation,
+                     pix_fmt=media.pix_fmt, rotation=media.rotation, timing=even_timing(stamps),
                      gap="; ".join(filter(None, (timestamp_gap(stamps), duplicate_timestamps(stamps)))) or None)
 
 

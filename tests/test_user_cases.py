@@ -918,3 +918,58 @@ def test_prepare_writes_a_phones_rotated_video_upright(tmp_path, capsys):
     info = probe(str(tmp_path / "out" / "videos" / "walk" / "phone.webm"))
     assert (info.height, info.width) == (40, 64)  # upright
     assert info.rotation == 0  # nothing left to turn it again
+
+
+# --- unlabelled videos and the iterator API -----------------------------------------------------------
+def unlabelled_folder(media, tmp_path) -> str:
+    """Four of the good videos, loose in a folder of their own: no classes, no list."""
+    folder = tmp_path / "unlabelled"
+    folder.mkdir()
+    for v in range(4):
+        shutil.copy(media / f"good{v}.webm", folder / f"clip{v}.webm")
+    return str(folder)
+
+
+@pytest.mark.parametrize("how", ["folder", "glob"])
+def test_training_on_unlabelled_videos(how, media, tmp_path, caplog):
+    folder = unlabelled_folder(media, tmp_path)
+    data = folder if how == "folder" else os.path.join(folder, "*.webm")
+    got = run_cli(train.main, ["--pipeline", "simclr", "--data", data, "--out", str(tmp_path / "run"), *FAST], caplog)
+    assert got.kind == "ok", got.message
+    assert os.path.exists(tmp_path / "run" / "checkpoints" / "ckpt-00000002.pt")
+
+
+@pytest.mark.parametrize("task", ["retrieval", "linear", "finetune"])
+def test_evaluating_on_unlabelled_test_videos_is_one_line(task, media, tmp_path, capsys):
+    folder = unlabelled_folder(media, tmp_path)
+    kind, line = eval_cli([task, "--random-init", "--data", str(media / "good.txt"), "--test-data", folder,
+                           "--out", str(tmp_path / "out"), *EVAL_FAST], capsys)
+    assert kind == "error"
+    one_line(line, r"unlabelled", re.escape(folder), "labels")
+
+
+def test_training_with_unlabelled_test_videos_refuses_the_retrieval_up_front(media, tmp_path, caplog):
+    folder = unlabelled_folder(media, tmp_path)
+    got = run_cli(train.main, ["--pipeline", "simclr", "--data", str(media / "good.txt"), "--test-data", folder,
+                               "--out", str(tmp_path / "run"), *FAST, "retrieval=true"], caplog)
+    assert got.kind == "error"
+    one_line(got.message, r"unlabelled", re.escape(folder), "retrieval=false")
+    assert not os.path.exists(tmp_path / "run")
+
+
+def test_prepare_a_folder_of_unlabelled_videos(tmp_path):
+    from motionssl.pipelines.index import load_index
+
+    src = tmp_path / "src"
+    src.mkdir()
+    write_video(str(src / "a.mp4"), textured_frames(12, seed=1), codec="h264")
+    write_video(str(src / "b.mp4"), textured_frames(12, seed=2), codec="h264")
+    summary = prep.main(["folder", "--src", str(src), "--out", str(tmp_path / "out"), "--workers", "1"])
+    assert summary["converted"] == 2, summary["failures"]
+    index = load_index(str(tmp_path / "out"), split="all")
+    assert index.labels.tolist() == [-1, -1] and index.classes == []
+    assert len(set(index.paths)) == 2
+    (src / "walk").mkdir()
+    write_video(str(src / "walk" / "w.mp4"), textured_frames(12, seed=3), codec="h264")
+    with pytest.raises(SystemExit, match=r"both loose videos .*a\.mp4.* and class sub-folders .*walk"):
+        prep.main(["folder", "--src", str(src), "--out", str(tmp_path / "out2"), "--workers", "1"])

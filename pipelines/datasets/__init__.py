@@ -9,7 +9,8 @@ precisely), and the index files to write. Readers never touch the videos.
 ``ucf101``   ``src/<Class>/v_*.avi`` with ``classInd.txt``, ``trainlist0k.txt``, ``testlist0k.txt``
 ``hmdb51``   ``src/<class>/<video>.avi`` with ``<class>_test_split<k>.txt`` files
 ``kinetics`` CSV annotations ``label,youtube_id,time_start,time_end,split`` and the clips
-``folder``   any ``src/<class>/<video>`` tree, optional ``train.txt`` / ``val.txt`` / ``test.txt``
+``folder``   any ``src/<class>/<video>`` tree, or ``src/<video>`` (unlabelled); optional ``train.txt`` /
+             ``val.txt`` / ``test.txt``
 ===========  ==========================================================================
 
 A new dataset is a module here with a reader ``(src, splits) -> Dataset`` and one
@@ -39,7 +40,7 @@ class Item:
     """
 
     src: Path
-    class_name: str
+    class_name: Optional[str]  # None: an unlabelled video (label -1)
     splits: Dict[str, str] = field(default_factory=dict)
 
 
@@ -74,12 +75,17 @@ def add(items: Dict[Path, Item], src: Path, class_name: str, split: Optional[str
         item.splits.setdefault(split, where)
 
 
+def is_input_video(name: str) -> bool:
+    """Whether a file name is a video to read (an input extension, not hidden like macOS ``._x.mp4``)."""
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in INPUT_EXTENSIONS
+
+
 def video_files(root: Path):
-    """Video files under ``root`` (recursively), skipping hidden files such as macOS ``._x.mp4``."""
+    """Video files under ``root`` (recursively), skipping hidden files and folders."""
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
-            if not name.startswith(".") and os.path.splitext(name)[1].lower() in INPUT_EXTENSIONS:
+            if is_input_video(name):
                 yield Path(dirpath) / name
 
 

@@ -14,6 +14,7 @@ import os
 import re
 from typing import Callable, Dict, List, Optional, Tuple
 
+from ..errors import MotionSSLError
 from ..index import VideoIndex
 from ..video_io import Media
 from . import Decoder
@@ -69,7 +70,7 @@ def decoder_problems(index: VideoIndex, device: str) -> List[Tuple[str, str]]:
     return found
 
 
-class ProbeError(RuntimeError):
+class ProbeError(MotionSSLError, RuntimeError):
     """The NVDEC probe failed for a reason that says nothing about the video (out of memory, a GPU
     in exclusive-process mode, a driver error): falling back to PyAV would hide it."""
 
@@ -110,7 +111,7 @@ def nvdec_probe(path: str, device_id: int = 0) -> Optional[str]:
             return reason
         raise ProbeError(f"decoding {path} with NVDEC on GPU {device_id} failed: {reason} — not a property of the "
                          "video, so the dataset is not moved to PyAV decoding; fix the GPU's state or pass "
-                         "loader.decoder=pyav") from exc
+                         "decoder='pyav'") from exc
 
 
 _probed: Dict[Tuple[int, str, int, int], Optional[str]] = {}  # (GPU, path, size, mtime) → reason, per process

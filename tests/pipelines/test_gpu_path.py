@@ -289,7 +289,7 @@ def test_the_nvdec_probe_falls_back_only_for_what_nvdec_cannot_decode(tmp_path, 
     if unsupported:
         assert nvdec_probe(str(path), device_id=3) == failure.splitlines()[0]
     else:
-        with pytest.raises(ProbeError, match=r"v\.webm with NVDEC on GPU 3 failed: CUDA .*loader\.decoder=pyav"):
+        with pytest.raises(ProbeError, match=r"v\.webm with NVDEC on GPU 3 failed: CUDA .*decoder='pyav'"):
             nvdec_probe(str(path), device_id=3)
     assert devices == [3]  # the rank's own GPU, not GPU 0
 

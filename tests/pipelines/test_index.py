@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from motionssl.pipelines.index import load_index, parse_list_line
+from motionssl.pipelines.index import VideoIndex, load_index, parse_list_line
 from motionssl.pipelines.video_io import VideoError, write_video
 from tests.fixtures import id_frames, write_id_videos
 
@@ -60,8 +60,9 @@ def test_list_with_frame_counts_needs_no_probe(tmp_path, monkeypatch):
 def test_parse_list_line():
     assert parse_list_line("x/y z.avi 4 100", "f:1") == ("x/y z.avi", 4, 100)
     assert parse_list_line("v.webm -1", "f:2") == ("v.webm", -1, None)
+    assert parse_list_line("a video without a label.avi", "f:3") == ("a video without a label.avi", -1, None)
     with pytest.raises(ValueError, match="f:3"):
-        parse_list_line("only_a_path.avi", "f:3")
+        parse_list_line("only_a_path", "f:3")  # no label and no video extension: a typo, not a video
     with pytest.raises(ValueError, match="positive"):
         parse_list_line("v.webm 1 0", "f:4")
 
@@ -216,3 +217,44 @@ def test_a_rotated_video_is_indexed_at_its_displayed_size_by_every_reader_and_th
 
     monkeypatch.setattr(mod, "probe", lambda p: (_ for _ in ()).throw(AssertionError("probed")))
     assert load_index(str(tmp_path / "probed.txt")).with_media().media == index.media  # the rotation is cached
+
+
+# --- unlabelled videos: a flat folder, a list or tuple of paths, a glob, a list file without labels ---
+def test_unlabelled_videos_every_way_they_can_be_given(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOTIONSSL_CACHE", str(tmp_path / "cache"))
+    write_id_videos(str(tmp_path), [12, 9, 14])
+    folder = tmp_path / "videos"
+    paths = sorted(str(p) for p in folder.iterdir())
+    (tmp_path / "paths.txt").write_text("videos/v000.webm\nvideos/v001.webm\n# a comment\nvideos/v002.webm\n")
+    given = {"flat folder": str(folder), "list of paths": paths, "tuple of paths": tuple(paths),
+             "glob": str(tmp_path / "videos" / "*.webm"), "recursive glob": str(tmp_path / "**" / "v00[0-2].webm"),
+             "list file without labels": str(tmp_path / "paths.txt")}
+    for how, data in given.items():
+        index = load_index(data)
+        assert index.paths == paths, how
+        assert index.labels.tolist() == [-1, -1, -1] and index.num_frames.tolist() == [12, 9, 14], how
+        assert index.classes == [], how
+    with pytest.raises(FileNotFoundError, match=r"nothing.*\*\.webm"):
+        load_index(str(tmp_path / "nothing" / "*.webm"))
+    with pytest.raises(ValueError, match=r"notes\.txt is not a video"):
+        load_index(paths + [str(tmp_path / "notes.txt")])
+
+
+def test_a_video_index_built_from_paths_alone_counts_their_frames_before_the_first_batch(tmp_path):
+    write_id_videos(str(tmp_path), [12, 9])
+    paths = sorted(str(p) for p in (tmp_path / "videos").iterdir())
+    for index in (VideoIndex(paths), VideoIndex(paths, None, None), VideoIndex(paths, labels=[1, 0])):
+        assert len(index) == 2
+        counted = index.verify_counts()
+        assert counted.num_frames.tolist() == [12, 9]
+    assert VideoIndex(paths).labels.tolist() == [-1, -1]
+    with pytest.raises(ValueError, match="labels"):
+        VideoIndex(paths, labels=[0])
+
+
+def test_a_folder_of_class_folders_and_loose_videos_is_an_error_naming_both(tmp_path):
+    write_id_videos(str(tmp_path), [8])
+    os.makedirs(tmp_path / "videos" / "walk")
+    write_video(str(tmp_path / "videos" / "walk" / "w.webm"), id_frames(8, 16, 16), lossless=True)
+    with pytest.raises(ValueError, match=r"both loose videos \(v000\.webm\) and class sub-folders \(walk\)"):
+        load_index(str(tmp_path / "videos"))
