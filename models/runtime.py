@@ -4,7 +4,9 @@ the entry points share.
 ``train.py`` and ``eval.py`` both call :func:`start`, which resolves ``auto|cpu|gpu``,
 binds the process to its GPU *before* joining the process group (so NCCL's communicator
 is created on the right device), and returns a :class:`Runtime`. :func:`rank_zero_first`
-lets rank 0 write shared data (the demo dataset) before the others read it.
+lets rank 0 write shared data (the demo dataset) before the others read it;
+:func:`local_rank_zero_first` lets one process per machine fill a cache on its disk (the
+video index) before the machine's other processes read it.
 """
 from __future__ import annotations
 
@@ -149,6 +151,25 @@ def rank_zero_first(runtime: Runtime, make: Callable[[], T]) -> T:
     result = make() if runtime.main else None
     dist.barrier()
     return result if runtime.main else make()
+
+
+def local_rank_zero_first(runtime: Runtime, make: Callable[[], T]) -> T:
+    """``make()`` on the first process of each machine (``LOCAL_RANK`` 0), then on the machine's other processes.
+
+    For work whose result the first process leaves in a cache on the machine's disk (the
+    video index: every video demuxed once per machine, not once per process); the others
+    then read the cache. Every rank reaches the barrier even when the first process raises,
+    so the others are not left waiting: they run ``make()`` themselves and meet the same
+    error. One process: ``make()``.
+    """
+    if not runtime.distributed:
+        return make()
+    try:
+        if runtime.local_rank == 0:
+            return make()
+    finally:
+        dist.barrier()
+    return make()
 
 
 def any_rank(flag: bool, runtime: Runtime) -> bool:

@@ -282,7 +282,8 @@ def load_data(choice: DataChoice, rt) -> Tuple[Tuple[VideoIndex, VideoIndex], Di
     """(train index, test index) of ``choice`` and a description of where they came from."""
     data = runtime.rank_zero_first(rt, demo.generate) if choice.demo else choice.data
     split, test_data, test_split = choice.split, choice.test_data, choice.test_split
-    train, test, describe = load_pair(data, split, test_data, test_split)
+    # A first run demuxes every video: once per machine; the machine's other ranks read its index cache.
+    train, test, describe = runtime.local_rank_zero_first(rt, lambda: load_pair(data, split, test_data, test_split))
     if rt.main:
         print(f"data ({choice.source}): {describe}", flush=True)
     described = {"data": data, "split": split, "test_data": test_data or data, "test_split": test_split,

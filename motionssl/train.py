@@ -49,7 +49,7 @@ from motionssl.pipelines import demo, environment, files, load_index, make_itera
 from motionssl.pipelines.config import build, coerce_kwargs, cut, shown
 from motionssl.pipelines.errors import MotionSSLError, UnlabelledError
 from motionssl.pipelines.files import FolderError
-from motionssl.pipelines.index import load_pair, resolve_data
+from motionssl.pipelines.index import VideoIndex, load_pair, resolve_data
 from motionssl.pipelines.iterators import VideoIterator
 from motionssl.pipelines.planners import pipeline_spec
 from motionssl.pipelines.sources import PipelineError
@@ -165,14 +165,20 @@ def setup(args) -> SimpleNamespace:
     # The embedded demo: generated once into the cache (rank 0 first).
     data = runtime.rank_zero_first(rt, demo.generate) if choice.demo else choice.data
     split, test_data, test_split = choice.split, choice.test_data, choice.test_split
-    index = load_index(data, split=split)
     retrieval = cfg.retrieval and bool(test_split or test_data)
-    if retrieval:  # check the test videos now, not after hours of training
-        try:
-            load_pair(data, split, test_data, test_split)
-        except UnlabelledError as exc:
-            raise UnlabelledError(f"{exc}; or train without the retrieval at the end (retrieval=false)") from None
-    elif cfg.retrieval:
+
+    def index_data() -> VideoIndex:
+        index = load_index(data, split=split)
+        if retrieval:  # check the test videos now, not after hours of training
+            try:
+                load_pair(data, split, test_data, test_split)
+            except UnlabelledError as exc:
+                raise UnlabelledError(f"{exc}; or train without the retrieval at the end (retrieval=false)") from None
+        return index
+
+    # A first run demuxes every video: once per machine; the machine's other ranks read its index cache.
+    index = runtime.local_rank_zero_first(rt, index_data)
+    if cfg.retrieval and not retrieval:
         logger.info("no retrieval at the end: give --test-split (a split of --data) or --test-data")
     loaders = [make_iterator(spec.pipeline, index, cfg.batch_size, device=rt.kind, seed=cfg.seed, shard_id=rt.rank,
                              num_shards=rt.world, config=pc, device_id=rt.local_rank, **loader_options)

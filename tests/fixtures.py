@@ -195,19 +195,21 @@ def band_ids(frames) -> np.ndarray:
     return np.rint(np.median(band, axis=(1, 2, 3)) / STEP).astype(int)
 
 
-def write_coloured_videos(folder: str, shapes: Sequence, num_frames: int = 40, codec: str = "vp9",
+def write_coloured_videos(folder: str, shapes: Sequence, num_frames=40, codec: str = "vp9",
                           bframes: bool = False) -> str:
     """One coloured id video per ``(H, W)`` of ``shapes`` under ``folder``, and ``folder/list.txt``; its path.
 
-    ``bframes`` (H.264) writes B-frames and checks that the file holds them.
+    ``num_frames``: one length for all, or one per video. ``bframes`` (H.264) writes B-frames and checks
+    that the file holds them.
     """
     os.makedirs(folder, exist_ok=True)
     ext = {"vp9": ".webm", "h264": ".mp4"}[codec]
+    lengths = [num_frames] * len(shapes) if np.isscalar(num_frames) else list(num_frames)
     lines = []
-    for v, (height, width) in enumerate(shapes):
+    for v, ((height, width), n) in enumerate(zip(shapes, lengths)):
         name = f"c{v:02d}_{width}x{height}{ext}"
         path = os.path.join(folder, name)
-        frames = coloured_id_frames(num_frames, height, width, seed=v)
+        frames = coloured_id_frames(n, height, width, seed=v)
         if codec == "h264" and bframes:
             write_raw(path, frames, "libx264", "mp4", gop=12,
                       options={"preset": "medium", "crf": "12", "x264-params": "bframes=3:b-adapt=0:b-pyramid=normal"})

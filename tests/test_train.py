@@ -174,6 +174,38 @@ def test_ddp_two_processes_on_gloo_with_retrieval_at_the_end(small_demo, tmp_pat
     assert table["pre-trained"]["num_queries"] == 8 and table["random init"]["num_gallery"] == 16
 
 
+FIRST_RUN = """
+import sys
+from motionssl.models import runtime
+from motionssl.pipelines import index as index_module
+probed = []
+real = index_module.probe
+index_module.probe = lambda path: probed.append(path) or real(path)
+rt = runtime.start("cpu")
+index = runtime.local_rank_zero_first(rt, lambda: index_module.load_index(sys.argv[1]))
+print(f"rank {rt.rank}: {len(probed)} probed, frames {index.num_frames.tolist()}", flush=True)
+runtime.stop(rt)
+"""
+
+
+@pytest.mark.slow
+def test_ddp_first_run_indexes_once_per_machine(tmp_path):
+    """Two ranks on one machine, no index cache yet: the first demuxes every video, the other reads its cache
+    (train.py and eval.py load their data through ``runtime.local_rank_zero_first``)."""
+    from tests.fixtures import write_id_videos
+
+    videos = write_id_videos(str(tmp_path / "data"), [8, 5, 6])
+    script = tmp_path / "first_run.py"
+    script.write_text(FIRST_RUN)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29534",
+           str(script), videos]
+    env = dict(os.environ, MOTIONSSL_CACHE=str(tmp_path / "cache"), PYTHONPATH=ROOT)
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = sorted(line for line in result.stdout.splitlines() if line.startswith("rank "))
+    assert lines == ["rank 0: 3 probed, frames [8, 5, 6]", "rank 1: 0 probed, frames [8, 5, 6]"], result.stdout
+
+
 @pytest.mark.slow
 def test_the_default_command_runs_on_the_embedded_demo(tmp_path):
     """`python train.py --pipeline moquad` as the README says, cut to two steps (on the CPU: a CPU test)."""

@@ -17,12 +17,13 @@ from motionssl.models.evaluation import (
     video_features,
     video_probabilities,
 )
+from motionssl.pipelines.decoders import read_window
 from motionssl.pipelines.evaluation import clip_starts, make_eval_iterator, reference_batch, spatial_crops
 from motionssl.pipelines.index import load_index
 from motionssl.pipelines.video_io import write_video
-from tests.fixtures import decode_ids, write_id_videos
+from tests.fixtures import decode_ids, write_coloured_videos, write_id_videos
 
-LENGTHS = [40, 23, 5, 64, 10]  # 5 frames: shorter than a clip, padded
+LENGTHS = [40, 23, 5, 43, 10]  # 5 frames: shorter than a clip, padded
 T, STRIDE, CLIPS = 4, 2, 3  # span (T-1)·STRIDE + 1 = 7
 PLAIN = {"mean": (0, 0, 0), "std": (1, 1, 1)}  # keeps pixel levels, so frame ids can be read back
 
@@ -33,9 +34,11 @@ def ids(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def nvdec_ids(tmp_path_factory):
-    """The same videos at 128×128, NVDEC's minimum VP9 frame size."""
-    return load_index(write_id_videos(str(tmp_path_factory.mktemp("ids128")), LENGTHS, height=128, width=128))
+def coloured_ids(tmp_path_factory):
+    """The same lengths as coloured, asymmetric videos, landscape and portrait, at non-square sizes NVDEC reads
+    (its VP9 minimum is 128×128), each with a short side of 128: a 128×128 view is cut, not resized."""
+    shapes = [(128, 200), (176, 128), (128, 232), (232, 128), (128, 170)]
+    return load_index(write_coloured_videos(str(tmp_path_factory.mktemp("coloured")), shapes, num_frames=LENGTHS))
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +55,13 @@ def textured(tmp_path_factory):
         lines.append(f"t{v}.webm {v}")
     (folder / "list.txt").write_text("\n".join(lines) + "\n")
     return load_index(str(folder / "list.txt"))
+
+
+def pixel_views_of(loader):
+    """All rows of one pass: list of (video, clip_id, frames as (T, H, W, 3) levels, label)."""
+    return [(int(video), int(cid), np.rint(clip.float().permute(1, 2, 3, 0).cpu().numpy() * 255.0), int(label))
+            for batch in loader
+            for clip, video, cid, label in zip(batch["clips"], batch["index"], batch["clip_id"], batch["label"])]
 
 
 def views_of(loader):
@@ -91,11 +101,13 @@ def test_spatial_crops_slide_along_the_free_axis():
 # --- the pipeline ------------------------------------------------------------------------------
 @pytest.mark.parametrize("decoder,device", [("pyav", "cpu"), ("dali", "cpu"),
                                             pytest.param("dali", "gpu", marks=pytest.mark.gpu)])
-def test_views_are_the_uniform_clips_and_every_view_once(request, decoder, device):
-    ids = request.getfixturevalue("nvdec_ids" if device == "gpu" else "ids")
-    loader = make_eval_iterator(ids, frames=T, size=(16, 16), stride=STRIDE, num_clips=CLIPS, num_crops=3,
+def test_views_are_the_uniform_clips_and_every_view_once(coloured_ids, decoder, device):
+    """Each view is its crop (left / centre / right, or top / centre / bottom) of its clip's frames, and the three
+    crops of a clip differ: the videos are coloured, asymmetric and not of the output's aspect."""
+    size = (128, 128)
+    loader = make_eval_iterator(coloured_ids, frames=T, size=size, stride=STRIDE, num_clips=CLIPS, num_crops=3,
                                 batch_size=4, device=device, decoder=decoder, num_workers=0, **PLAIN)
-    rows = views_of(loader)
+    rows = pixel_views_of(loader)
     # 15 (video, clip) samples in batches of 4: one padded repeat of 3 crops.
     assert len(loader) == 4 and len(rows) == 16 * 3
     expected = {}
@@ -103,13 +115,23 @@ def test_views_are_the_uniform_clips_and_every_view_once(request, decoder, devic
         for k, start in enumerate(clip_starts(n, (T - 1) * STRIDE + 1, CLIPS)):
             for crop in range(3):
                 expected[(v, 3 * k + crop)] = tuple(int(i) for i in np.minimum(start + STRIDE * np.arange(T), n - 1))
-    got = {}
-    for video, cid, frames, label in rows:
-        assert label == video % 2
-        assert got.setdefault((video, cid), frames) == frames  # a repeat is the same view
-    assert got == expected
     assert expected[(1, 3)] == (8, 10, 12, 14) and expected[(2, 8)] == (0, 2, 4, 4)  # 23 frames: starts 0, 8, 16
-    assert views_of(loader) == rows  # deterministic: a second pass is identical
+    frames = [read_window(path, 0, n) for path, n in zip(coloured_ids.paths, LENGTHS)]  # PyAV's decode
+    # NVDEC converts YUV to RGB its own way (a few levels off); another crop or frame is tens of levels off.
+    tolerance = 4.0 if device == "gpu" else 1.0
+    got = {}
+    for video, cid, clip, label in rows:
+        assert label == video % 2
+        assert np.array_equal(got.setdefault((video, cid), clip), clip)  # a repeat is the same view
+        ids = list(expected[(video, cid)])
+        diffs = [np.abs(clip - frames[video][ids, y0:y1, x0:x1]).mean()
+                 for y0, x0, y1, x1 in spatial_crops(frames[video].shape[1:3], size, 3).astype(int)]
+        crop = cid % 3
+        assert diffs[crop] < tolerance, (video, cid, diffs)
+        assert min(d for c, d in enumerate(diffs) if c != crop) > 3 * tolerance, (video, cid, diffs)
+    assert sorted(got) == sorted(expected)
+    again = pixel_views_of(loader)  # deterministic: a second pass is identical
+    assert all(a[:2] == b[:2] and np.array_equal(a[2], b[2]) for a, b in zip(again, rows))
 
 
 def test_shards_cover_every_view(ids):
