@@ -315,9 +315,8 @@ def refuse_resume_into(out: str, own, checkpoint: str) -> None:
     empty (the run's lock file aside): another run's folder or a user's files are never written into."""
     found = [name for name in files.entries(out) if name != files.LOCK_FILE]
     if found:
-        listing = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
         where = f"its own run folder {own}, or " if own else ""
-        raise FolderError(f"--out {out} already holds files ({listing}) and is not the folder of the run in "
+        raise FolderError(f"--out {out} already holds files ({files.listing(found)}) and is not the folder of the run in "
                           f"{checkpoint}; resume into {where}a new or empty --out (the run's history is copied there "
                           "first); nothing was written")
 

@@ -133,13 +133,17 @@ def _existing(path: str) -> str:
     return path or "."
 
 
+def listing(names: List[str]) -> str:
+    """The first three of ``names`` for a message, and how many more there are."""
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
 def refuse_foreign(folder: str, what: str) -> None:
     """A :class:`FolderError` if ``folder`` exists and is not empty: ``what`` would be mixed into it."""
     found = entries(folder)
     if found:
-        listing = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
-        raise FolderError(f"{folder} already holds files ({listing}) that are not {what}; nothing was written or "
-                          "deleted there — choose a new or empty folder")
+        raise FolderError(f"{folder} already holds files ({listing(found)}) that are not {what}; nothing was written "
+                          "or deleted there — choose a new or empty folder")
 
 
 def publish_folder(tmp: str, root: str, what: str) -> bool:
