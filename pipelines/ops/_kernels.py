@@ -37,12 +37,13 @@ f32 = np.float32
 # length), in this order. Each op fills the slots it names (``Op.slots``, :mod:`.fused`); a
 # kernel reads the slots of the ops it runs and no other. Kept here so that a change
 # recompiles the kernels.
-PACK = (("colour", 4), ("mean", 3), ("std", 3), ("lam", 1), ("frame", 1))
+PACK = (("colour", 4), ("mean", 3), ("std", 3), ("lam", 1), ("frame", 1), ("grid", 1))
 OFFSETS = {name: sum(n for _, n in PACK[:i]) for i, (name, _) in enumerate(PACK)}
 PACK_LENGTH = sum(n for _, n in PACK)
 _B, _C, _S, _H = OFFSETS["colour"], OFFSETS["colour"] + 1, OFFSETS["colour"] + 2, OFFSETS["colour"] + 3
-_MEAN, _STD, _LAM, _FRAME = OFFSETS["mean"], OFFSETS["std"], OFFSETS["lam"], OFFSETS["frame"]
-# What an RGB kernel blends: nothing, the RAD mosaic input, or a frame of the clip itself (BE).
+_MEAN, _STD, _LAM, _FRAME, _GRID = (OFFSETS["mean"], OFFSETS["std"], OFFSETS["lam"], OFFSETS["frame"],
+                                   OFFSETS["grid"])
+# What an RGB kernel blends: nothing, a RAD mosaic of the frame it is given, or a frame of the clip itself (BE).
 PLAIN, MOSAIC, OWN_FRAME = 0, 1, 2
 
 
@@ -75,6 +76,15 @@ def _colour(pack):
                     m[1, i, j] += _RGB[i, k] * hue[k, n] * _YIQ[n, j]
     ct = pack[_C]
     return pack[_B], ct, f32(128.0) * (f32(1.0) - ct), _nine(m[0]), _nine(m[1])
+
+
+@jit
+def _is_identity(pack):
+    """Whether the colour step leaves every pixel as it is (jitter not drawn for the clip): b = c = s = 1, hue 0.
+
+    The resized pixels are uint8 levels, which the clamps keep; skipping the step then differs
+    from applying its identity matrices by float rounding only (a few 1e-5 of a level)."""
+    return pack[_B] == 1.0 and pack[_C] == 1.0 and pack[_S] == 1.0 and pack[_H] == 0.0
 
 
 @jit
@@ -209,11 +219,35 @@ def _scales(pack):
 
 # --- kernels -----------------------------------------------------------------------------------
 @jit
+def _mosaic(noise, k, oh, ow):
+    """The RAD noise ``(th, 3, W)`` float32: the rows of one period of the ``k × k`` mosaic of ``noise``.
+
+    ``noise`` (1, h, w, 3) uint8 is resized whole to one tile of ``ceil(H/k) × ceil(W/k)``
+    (rounded to uint8 levels like ``fn.resize``); output row ``y`` of the mosaic is row
+    ``y mod th`` of the result, and column ``x`` reads the tile's column ``x mod tw``.
+    """
+    th, tw = (oh + k - 1) // k, (ow + k - 1) // k
+    frame = noise[0]
+    whole = np.array([0.0, 0.0, frame.shape[0], frame.shape[1]], np.float32)
+    ya, yb, wy, xa, xb, wx = _geometry(noise, whole, th, tw)
+    cache = np.empty((2, 3, tw), np.float32)
+    ids = np.full(2, -1, np.int64)
+    tile = np.empty((3, tw), np.float32)
+    rows = np.empty((th, 3, ow), np.float32)
+    for ty in range(th):
+        _resized_row(frame, ty, ya, yb, wy, xa, xb, wx, cache, ids, tile)
+        for c in range(3):
+            for x in range(ow):
+                rows[ty, c, x] = tile[c, x % tw]
+    return rows
+
+
+@jit
 def _rgb_kernel(out, idx, window, roi, pack, noise, mode):
     """RGB clip ``out`` (3, T, H, W) of the window frames ``idx``; ``mode`` says what it blends with λ = pack[lam].
 
-    PLAIN: nothing; MOSAIC: ``noise``, a (1, H, W, 3) uint8 frame (RAD); OWN_FRAME: frame
-    ``pack[frame]`` of the clip itself, after colour (BE).
+    PLAIN: nothing; MOSAIC: the ``pack[grid]²`` mosaic of ``noise``, a (1, h, w, 3) uint8
+    frame (RAD); OWN_FRAME: frame ``pack[frame]`` of the clip itself, after colour (BE).
     """
     oh, ow = out.shape[2], out.shape[3]
     br, ct, pivot, sat, hue = _colour(pack)
@@ -223,53 +257,79 @@ def _rgb_kernel(out, idx, window, roi, pack, noise, mode):
     cache = np.empty((2, 3, ow), np.float32)
     ids = np.empty(2, np.int64)
     lam = pack[_LAM]
-    blend = np.empty((oh if mode != PLAIN else 1, 3, ow), np.float32)  # per output row, planar
+    jitter = not _is_identity(pack)
     if mode == MOSAIC:
-        for y in range(oh):
-            for c in range(3):
-                for x in range(ow):
-                    blend[y, c, x] = f32(noise[0, y, x, c])
-    elif mode == OWN_FRAME:
+        blend = _mosaic(noise, int(pack[_GRID]), oh, ow)
+    else:  # per output row, planar
+        blend = np.empty((oh if mode == OWN_FRAME else 1, 3, ow), np.float32)
+    if mode == OWN_FRAME:
         f = idx[int(pack[_FRAME])]
         ids[:] = -1
         for oy in range(oh):
             _resized_row(window[f], oy, ya, yb, wy, xa, xb, wx, cache, ids, blend[oy])
-            _jitter_row(blend[oy], br, ct, pivot, sat, hue)
+            if jitter:
+                _jitter_row(blend[oy], br, ct, pivot, sat, hue)
+    period = blend.shape[0]
     for t in range(out.shape[1]):
         frame = window[idx[t]]
         ids[:] = -1
         for oy in range(oh):
             _resized_row(frame, oy, ya, yb, wy, xa, xb, wx, cache, ids, row)
-            _jitter_row(row, br, ct, pivot, sat, hue)
+            if jitter:
+                _jitter_row(row, br, ct, pivot, sat, hue)
             if mode != PLAIN:
-                _blend(row, blend[oy], lam)
+                _blend(row, blend[oy % period], lam)
             _normalise(row[0], out[0, t, oy], mean[0], inv[0])
             _normalise(row[1], out[1, t, oy], mean[1], inv[1])
             _normalise(row[2], out[2, t, oy], mean[2], inv[2])
 
 
 @jit
+def _distinct(idx, count):
+    """The distinct frames of ``idx`` (of a window of ``count``) in first-seen order, and each entry's place among them."""
+    slot = np.full(count, -1, np.int64)
+    which = np.empty(idx.shape[0], np.int64)
+    distinct = 0
+    for i in range(idx.shape[0]):
+        f = idx[i]
+        if slot[f] < 0:
+            slot[f] = distinct
+            distinct += 1
+        which[i] = slot[f]
+    order = np.empty(distinct, np.int64)
+    for f in range(count):
+        if slot[f] >= 0:
+            order[slot[f]] = f
+    return order, which
+
+
+@jit
 def _residual_kernel(out, idx, window, roi, pack):
-    """``|J(a) − J(b)| / std`` of the clip's frames ``idx[:T]`` and their partners ``idx[T:]`` (J: the jitter)."""
+    """``|J(a) − J(b)| / std`` of the clip's frames ``idx[:T]`` and their partners ``idx[T:]`` (J: the jitter).
+
+    A frame that is both a clip frame and a partner (the gap is shorter than the clip) is
+    resized and jittered once: output row by output row, every distinct frame's row first.
+    """
     oh, ow, frames = out.shape[2], out.shape[3], out.shape[1]
     br, ct, pivot, sat, hue = _colour(pack)
     _, inv = _scales(pack)
     ya, yb, wy, xa, xb, wx = _geometry(window, roi, oh, ow)
-    first, second = np.empty((3, ow), np.float32), np.empty((3, ow), np.float32)
-    cache_a, cache_b = np.empty((2, 3, ow), np.float32), np.empty((2, 3, ow), np.float32)
-    ids_a, ids_b = np.empty(2, np.int64), np.empty(2, np.int64)
-    for t in range(frames):
-        fa, fb = window[idx[t]], window[idx[frames + t]]
-        ids_a[:] = -1
-        ids_b[:] = -1
-        for oy in range(oh):
-            _resized_row(fa, oy, ya, yb, wy, xa, xb, wx, cache_a, ids_a, first)
-            _resized_row(fb, oy, ya, yb, wy, xa, xb, wx, cache_b, ids_b, second)
-            _jitter_row(first, br, ct, pivot, sat, hue)
-            _jitter_row(second, br, ct, pivot, sat, hue)
-            _difference(first[0], second[0], out[0, t, oy], inv[0])
-            _difference(first[1], second[1], out[1, t, oy], inv[1])
-            _difference(first[2], second[2], out[2, t, oy], inv[2])
+    jitter = not _is_identity(pack)
+    order, which = _distinct(idx, window.shape[0])
+    distinct = order.shape[0]
+    rows = np.empty((distinct, 3, ow), np.float32)
+    cache = np.empty((distinct, 2, 3, ow), np.float32)
+    ids = np.full((distinct, 2), -1, np.int64)
+    for oy in range(oh):
+        for u in range(distinct):
+            _resized_row(window[order[u]], oy, ya, yb, wy, xa, xb, wx, cache[u], ids[u], rows[u])
+            if jitter:
+                _jitter_row(rows[u], br, ct, pivot, sat, hue)
+        for t in range(frames):
+            a, b = rows[which[t]], rows[which[frames + t]]
+            _difference(a[0], b[0], out[0, t, oy], inv[0])
+            _difference(a[1], b[1], out[1, t, oy], inv[1])
+            _difference(a[2], b[2], out[2, t, oy], inv[2])
 
 
 # --- DALI entry points ---------------------------------------------------------------------------

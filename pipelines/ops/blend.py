@@ -63,9 +63,9 @@ def pick_frame(window, frame_index):
 def rad_noise(frame, k: int, size: Tuple[int, int], antialias: bool = False):
     """Graph op: ``(1, h, w, C)`` uint8 frame → ``(1, H, W, C)`` uint8 ``k × k`` mosaic.
 
-    One resize and ``2k`` concatenations. A fused kernel would write the mosaic straight
-    from the frame (each output pixel reads ``frame[(y mod th)·sy, (x mod tw)·sx]``) and
-    could blend it into the clip in the same pass.
+    One resize and ``2k`` concatenations (the DALI graph's way; the fused CPU kernel
+    resizes the frame to one tile and reads output pixel ``(y, x)`` from the tile's
+    ``(y mod th, x mod tw)`` as it blends).
     """
     th, tw = tile_size(size, k)
     tile = fn.resize(frame, size=[th, tw], interp_type=types.INTERP_LINEAR, antialias=antialias)
@@ -115,13 +115,13 @@ class Blend(Op):
     Draws ``frame`` (RAD: the window frame the noise is made of — inter: the one this sample
     lends; BE: a frame of the clip) and ``lam``; RAD inter also ``partner`` (the sample whose
     frame it receives, this sample's entry of the batch's derangement, drawn from the
-    batch-wide stream). The fused kernels' ``lam`` and ``frame`` slots; RAD hands them the
-    mosaic, built by DALI's operators at the output size.
+    batch-wide stream). The fused kernels' ``lam``, ``frame`` and ``grid`` slots; RAD hands
+    them the lender's frame, from which the kernel builds the mosaic as it blends.
     """
 
     name = "blend"
     params = (Param("frame", "int32"), Param("lam", "float32"), Param("partner", "int32"))
-    slots = ("lam", "frame")
+    slots = ("lam", "frame", "grid")
 
     def active(self, clip: Clip) -> bool:
         return clip.appearance is not None and clip.appearance.op != "none"
@@ -141,13 +141,17 @@ class Blend(Op):
             out["partner"] = np.array(draw_derangement(clip.batch_rng, clip.batch_size)[clip.slot], np.int32)
         return out
 
-    def _mosaic(self, p, clip):
-        a, size = clip.appearance, clip.cfg.augment.size
-        noise = rad_noise(pick_frame(clip.window, p["frame"]), a.grid, size, clip.cfg.augment.antialias)
-        return borrow(noise, p["partner"]) if a.op == "rad_inter" else noise
+    def _lent(self, p, clip):
+        """Graph op: the frame the noise is made of, after the batch's exchange (RAD inter)."""
+        frame = pick_frame(clip.window, p["frame"])
+        return borrow(frame, p["partner"]) if clip.appearance.op == "rad_inter" else frame
 
     def graph(self, x, p, clip):
-        noise = pick_frame(x, p["frame"]) if clip.appearance.op == "be" else self._mosaic(p, clip)
+        a = clip.appearance
+        if a.op == "be":
+            noise = pick_frame(x, p["frame"])
+        else:
+            noise = rad_noise(self._lent(p, clip), a.grid, clip.cfg.augment.size, clip.cfg.augment.antialias)
         return blend(x, noise, p["lam"])
 
     def reference(self, x, p, clip):
@@ -161,7 +165,8 @@ class Blend(Op):
         return blend_reference(x, noise, p["lam"])
 
     def kernel_input(self, p, clip):
-        return None if clip.appearance.op == "be" else self._mosaic(p, clip)
+        return None if clip.appearance.op == "be" else self._lent(p, clip)
 
     def pack(self, p, clip):
-        return p["lam"], (p["frame"] if clip.appearance.op == "be" else [0.0])
+        be = clip.appearance.op == "be"
+        return p["lam"], (p["frame"] if be else [0.0]), ([0.0] if be else [float(clip.appearance.grid)])

@@ -89,6 +89,23 @@ def test_fused_and_unfused_graphs_match_the_reference(kind, appearance, monkeypa
         assert np.abs(o - w).max() <= ONE_LEVEL * 1.5 + 2e-3 * 255 / (255 * min(CFG.augment.std))
 
 
+@pytest.mark.parametrize("kind,appearance", [("rgb", None), ("rgb", AppearanceConfig("be")), ("residual", None)],
+                         ids=["rgb", "be", "residual"])
+def test_clips_without_colour_jitter_skip_it_and_still_match_the_reference(kind, appearance, monkeypatch):
+    """A clip whose jitter was not drawn (``[1, 1, 1, 0]``) skips the step in the kernels: the output is the reference's."""
+    from motionssl.pipelines.ops.colour import IDENTITY_COLOR
+
+    rng = np.random.default_rng(13)
+    windows, params = windows_and_params(rng, "clip", kind, appearance)
+    for p in params[1:]:  # sample 0 keeps its jitter: both branches in one batch
+        p["clip.color"] = IDENTITY_COLOR.copy()
+    want = reference_clips(windows, params, "clip", kind, appearance)
+    got = run_graph(windows, params, "clip", kind, appearance, True, monkeypatch)
+    for f, w in zip(got, want):
+        assert np.mean(np.abs(f - w)) < 1e-3
+        assert np.abs(f - w).max() <= ONE_LEVEL * 1.5
+
+
 def test_fused_clip_differs_when_a_parameter_does(monkeypatch):
     """A wrong colour, crop or frame would show: the kernels read every parameter."""
     rng = np.random.default_rng(12)

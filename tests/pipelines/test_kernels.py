@@ -70,3 +70,20 @@ def test_the_vector_count_reads_the_kernels_ir():
                           "@llvm.minnum.v8f32(<8 x float> %x, <8 x float> %y)\n")
     assert not vector.findall("  %.12 = fmul fast float %a, %b\n  %.3 = load <8 x float>, ptr %p\n"
                               "  %.4 = call float @llvm.minnum.f32(float %x, float %y)\n")
+
+
+def test_residual_clips_resize_each_shared_frame_once():
+    """MCPNet's residual clip (16 frames, partners t = 4 steps later) resizes and jitters 20 frames, not 32."""
+    import numpy as np
+
+    from motionssl.pipelines.ops import _kernels
+
+    speed, frames, gap = 2, 16, 4
+    clip = np.arange(frames, dtype=np.int32) * speed
+    idx = np.concatenate([clip, clip + gap * speed])
+    order, which = _kernels._distinct(idx, 64)
+    assert len(order) == frames + gap
+    assert np.array_equal(order[which], idx)
+    clamped = np.minimum(idx, 20)  # a short video: indices clamp to its last frame
+    order, which = _kernels._distinct(clamped, 64)
+    assert len(order) == len(set(clamped.tolist())) and np.array_equal(order[which], clamped)
