@@ -45,7 +45,7 @@ _EXPORTS = {
     "build_pipeline": ".pipeline", "WindowSource": ".sources",
     "DECODERS": ".decoders", "Decoder": ".decoders", "register_decoder": ".decoders",
     "check_batch": ".contract",
-    "PipelineError": ".sources", "VideoError": ".video_io", "ConfigError": ".config",
+    "PipelineError": ".batch_errors", "VideoError": ".video_io", "ConfigError": ".config",
     "MotionSSLError": ".errors", "DataError": ".errors", "DataNotFoundError": ".errors", "OptionError": ".errors",
     "UnlabelledError": ".errors", "ProbeError": ".decoders.dali",
 }
@@ -65,6 +65,7 @@ def __dir__():
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names above load on first use
+    from .batch_errors import PipelineError
     from .config import ConfigError
     from .contract import check_batch
     from .decoders import DECODERS, Decoder, register_decoder
@@ -81,5 +82,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names above loa
     from .planners.mcpnet import MCPNetConfig
     from .planners.moquad import MoQuadConfig
     from .planners.simclr import SimCLRConfig
-    from .sources import PipelineError, WindowSource
+    from .sources import WindowSource
     from .video_io import VideoError

@@ -3,7 +3,7 @@
 An epoch is one window per video, at a new random start every epoch. The order of the
 videos, the window starts and every random parameter of the sample (clip positions,
 speeds, crops, colour, RAD weights) are a pure function of ``(seed, epoch, video)`` —
-drawn in Python by the method's :class:`~.planner.Planner` and handed to the DALI graph
+drawn in Python by the method's :class:`~.planners.base.Planner` and handed to the DALI graph
 as per-sample inputs. That buys three things at once: the DALI graph and the NumPy
 reference build identical samples from identical draws (exact parity tests); a run
 resumes mid-epoch by rebuilding the pipeline at ``(epoch, batch)`` with nothing to restore
@@ -12,111 +12,47 @@ prefetch depth (docs/design.md, "Window sampling").
 
 The source either decodes the window itself (``decoder="pyav"``: PyAV in DALI's worker
 processes; ``decoder="torchcodec"``: torchcodec there, optional) or hands the file's
-bytes and the window start to DALI's decoder (``decoder="dali"``); :mod:`.decoding`
-chooses and checks the decoder.
+bytes and the window start to DALI's decoder (``decoder="dali"``); :mod:`.decoders`
+chooses and checks the decoder, and :mod:`.decoders.facts` keeps what a worker learns
+about each file.
 
 Sharding (``shard_id``, ``num_shards``) splits each epoch's permutation into equal parts
-so every rank sees the same number of batches; videos within a batch are always distinct.
+so every rank sees the same number of batches; videos within a batch are always distinct
+(:mod:`.sharding`). A batch that fails is told in one line (:mod:`.batch_errors`).
 """
 from __future__ import annotations
 
 import logging
 import os
-import re
-from collections import OrderedDict
-from fractions import Fraction
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from . import batch_errors
+from .batch_errors import PipelineError
 from .decoders import DECODERS, WindowBuffers, get_decoder, read_window
-from .errors import MotionSSLError
+from .decoders.facts import FileFacts
 from .index import VideoIndex
 from .planners.base import Planner
-from .video_io import VideoError, even_timing, frame_timestamps, rotation, time_base
+from .sharding import EpochPlan
+from .video_io import VideoError
 from .workers import watch_parent
 
 log = logging.getLogger(__name__)
 
+__all__ = ["PipelineError", "WindowSource"]  # PipelineError lives in .batch_errors; imported from here too
 
-class PipelineError(MotionSSLError, RuntimeError):
-    """A batch that could not be built, in one line: the file and the cause where they are known."""
-
-LAST_BATCH = ("drop", "pad")
 BAD_FILE_RUNTIME = ("raise", "skip")
-
-
-class _Cache(OrderedDict):
-    """A small LRU for per-file facts inside a worker process."""
-
-    def __init__(self, capacity: int = 4096):
-        super().__init__()
-        self.capacity = capacity
-
-    def get_or(self, key, make):
-        if key in self:
-            self.move_to_end(key)
-            return self[key]
-        value = make(key)
-        self[key] = value
-        if len(self) > self.capacity:
-            self.popitem(last=False)
-        return value
-
-
-class FileFacts:
-    """What a worker process knows about each file: frame timestamps (demuxed at most once per file), time base.
-
-    Demuxing a whole file for its timestamps costs about a fifth of decoding a 16-frame
-    window (benchmarks/RESULTS.md), so it must not happen per sample; where the index read
-    them already (:attr:`..video_io.Media.timing`) the source does not ask at all. Evenly spaced
-    timestamps (constant frame rate, as prepared data is) are kept as three numbers, so
-    every file of a Kinetics-sized dataset stays cached; irregular ones (variable rate,
-    millisecond-rounded rates) go to an LRU of full arrays. The torchcodec decoder also
-    needs each file's time base, probed once (a container open, about 4 ms: a fifth of its window),
-    and its rotation (one first frame decoded, once).
-    """
-
-    def __init__(self, capacity: int = 16384):
-        self.regular: Dict[str, Tuple[int, int, int]] = {}
-        self.irregular = _Cache(capacity)
-        self.time_bases: Dict[str, Fraction] = {}  # torchcodec only; the few distinct values are shared
-        self._distinct: Dict[Fraction, Fraction] = {}
-        self.rotations: Dict[str, int] = {}  # torchcodec only
-
-    def rotation(self, path: str) -> int:
-        """The file's display rotation (:func:`..video_io.display_rotation`), probed once per file."""
-        if path not in self.rotations:
-            self.rotations[path] = rotation(path)
-        return self.rotations[path]
-
-    def time_base(self, path: str) -> Fraction:
-        """The stream's time base (torchcodec asks for frames by time), probed once per file."""
-        if path not in self.time_bases:
-            value = time_base(path)
-            self.time_bases[path] = self._distinct.setdefault(value, value)
-        return self.time_bases[path]
-
-    def get(self, path: str) -> np.ndarray:
-        if path in self.regular:
-            first, step, n = self.regular[path]
-            return first + step * np.arange(n, dtype=np.int64)
-        if path in self.irregular:
-            return self.irregular.get_or(path, frame_timestamps)
-        stamps = frame_timestamps(path)
-        timing = even_timing(stamps)
-        if timing is not None:
-            self.regular[path] = timing
-        else:
-            self.irregular.get_or(path, lambda _: stamps)
-        return stamps
 
 
 class WindowSource:
     """Per-sample callback for ``fn.external_source(parallel=True, batch=False)``.
 
     Picklable; holds no mutable state besides per-process caches, so DALI's worker
-    processes compute every sample from ``SampleInfo`` alone.
+    processes compute every sample from ``SampleInfo`` alone. Which sample ids each batch
+    holds is :attr:`plan`'s (:class:`~.sharding.EpochPlan`); the source reads each sample's
+    window and draws its parameters (:meth:`sample`). A subclass may override :meth:`sample`
+    and set :attr:`batches_per_epoch` (benchmarks/cost_split.py serves decoded samples so).
 
     Parameters
     ----------
@@ -148,16 +84,45 @@ class WindowSource:
                  start_epoch: int = 0, start_iteration: int = 0, bad_files: str = "raise",
                  codec_threads: int = 0):
         get_decoder(decoder)  # an unknown name: a ValueError listing the registered ones
-        if last_batch not in LAST_BATCH:
-            raise ValueError(f"last_batch={last_batch!r}; choose one of {LAST_BATCH}")
+        self.samples = None if samples is None else np.asarray(samples, dtype=np.int64).reshape(-1, 2)
+        self.plan = EpochPlan(len(index) if self.samples is None else len(self.samples), batch_size, seed=seed,
+                              shard_id=shard_id, num_shards=num_shards, shuffle=shuffle, last_batch=last_batch)
         if bad_files not in BAD_FILE_RUNTIME:
             raise ValueError(f"bad_files={bad_files!r}; choose one of {BAD_FILE_RUNTIME}")
-        if not 0 <= shard_id < num_shards:
-            raise ValueError(f"shard_id={shard_id} must lie in [0, num_shards={num_shards})")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
         if codec_threads < 0:
             raise ValueError(f"codec_threads must be >= 0, got {codec_threads}")
+        # Where the callback ends an epoch: the plan's count, unless a subclass serves more.
+        self.batches_per_epoch = self.plan.batches_per_epoch
+        self.start_epoch, self.start_iteration = int(start_epoch), int(start_iteration)
+        if self.start_iteration >= self.batches_per_epoch:
+            raise ValueError(f"start_iteration={start_iteration} >= {self.batches_per_epoch} batches per epoch")
+        self._keep_videos(index, decoder)
+        self.planner = planner
+        self.window = int(planner.window)
+        self.batch_size = batch_size
+        self.seed = int(seed)
+        self.shard_id, self.num_shards = shard_id, num_shards
+        self.decoder = decoder
+        self.shuffle = shuffle
+        self.last_batch = last_batch
+        self.bad_files = bad_files
+        self.codec_threads = int(codec_threads)
+        self._facts = FileFacts()
+        # Each window is decoded into a reused buffer (one pool per worker process): no fresh allocation
+        # and no first-touch page faults per window. DALI holds a task's samples (up to a batch) until it
+        # has copied them, while the worker decodes the next task: two batches' worth are kept at most.
+        # Measured in the decoding workers (2 workers, 320x240 VP9, 16-frame windows, 2-core VM): 311 minor
+        # faults and 22.9-23.9 ms CPU per window before, 137-146 and 21.4-21.5 ms with reused windows.
+        # glibc's malloc tunables (M_MMAP_THRESHOLD 64 MiB, M_TRIM_THRESHOLD 128 MiB, M_TOP_PAD 16 MiB by
+        # mallopt in each worker) took the old path to 135 faults but changed nothing once windows are
+        # reused (136-137 faults, 21.7-23.1 ms; 61-frame windows: 142-154 faults, 59-62 ms against 148 and
+        # 60-65 ms), so the workers keep glibc's defaults.
+        self._buffers = WindowBuffers(keep=2 * batch_size + 2)
+        self._owner = os.getpid()  # the process that iterates; its workers watch it
+
+    def _keep_videos(self, index: VideoIndex, decoder: str) -> None:
+        """What a sample needs of each video, as arrays: path, label, frame count, timestamps; frame size and
+        rotation for an in-graph decoder."""
         self.rotations = None  # per video, for an in-graph decoder that must turn some frames upright
         if DECODERS[decoder].in_graph:  # DALI's decoder needs each frame size up front; the index probes headers once
             index = index.with_media()
@@ -172,42 +137,6 @@ class WindowSource:
         # not: a window then needs no demux of its file for them (a container open, 5.8 ms for a cold VP9 file).
         self.timing = np.array([m.timing if m is not None and m.timing else (0, 0, 0) for m in index.media],
                                dtype=np.int64).reshape(-1, 3)
-        self.planner = planner
-        self.window = int(planner.window)
-        self.batch_size = batch_size
-        self.seed = int(seed)
-        self.shard_id, self.num_shards = shard_id, num_shards
-        self.decoder = decoder
-        self.shuffle = shuffle
-        self.last_batch = last_batch
-        self.samples = None if samples is None else np.asarray(samples, dtype=np.int64).reshape(-1, 2)
-        self.start_epoch, self.start_iteration = int(start_epoch), int(start_iteration)
-        self.bad_files = bad_files
-        total = len(self.paths) if self.samples is None else len(self.samples)
-        # Equal shard sizes keep DDP ranks in step; shuffled training drops the remainder
-        # (a different few videos each epoch), evaluation pads by wrapping around.
-        self.shard_size = total // num_shards if shuffle else -(-total // num_shards)
-        if self.shard_size < batch_size:
-            raise ValueError(f"each of the {num_shards} shards holds {self.shard_size} samples, fewer than "
-                             f"batch_size={batch_size}; lower the batch size or add videos")
-        full, rest = divmod(self.shard_size, batch_size)
-        self.batches_per_epoch = full + (1 if rest and last_batch == "pad" else 0)
-        if self.start_iteration >= self.batches_per_epoch:
-            raise ValueError(f"start_iteration={start_iteration} >= {self.batches_per_epoch} batches per epoch")
-        self.codec_threads = int(codec_threads)
-        self._facts = FileFacts()
-        # Each window is decoded into a reused buffer (one pool per worker process): no fresh allocation
-        # and no first-touch page faults per window. DALI holds a task's samples (up to a batch) until it
-        # has copied them, while the worker decodes the next task: two batches' worth are kept at most.
-        # Measured in the decoding workers (2 workers, 320x240 VP9, 16-frame windows, 2-core VM): 311 minor
-        # faults and 22.9-23.9 ms CPU per window before, 137-146 and 21.4-21.5 ms with reused windows.
-        # glibc's malloc tunables (M_MMAP_THRESHOLD 64 MiB, M_TRIM_THRESHOLD 128 MiB, M_TOP_PAD 16 MiB by
-        # mallopt in each worker) took the old path to 135 faults but changed nothing once windows are
-        # reused (136-137 faults, 21.7-23.1 ms; 61-frame windows: 142-154 faults, 59-62 ms against 148 and
-        # 60-65 ms), so the workers keep glibc's defaults.
-        self._buffers = WindowBuffers(keep=2 * batch_size + 2)
-        self._order_epoch, self._order = None, None
-        self._owner = os.getpid()  # the process that iterates; its workers watch it
 
     # --- what a sample is -------------------------------------------------------------
     @property
@@ -221,28 +150,22 @@ class WindowSource:
     def __len__(self) -> int:
         return self.batches_per_epoch
 
+    @property
+    def shard_size(self) -> int:
+        """Samples per shard and epoch (:attr:`.sharding.EpochPlan.shard_size`)."""
+        return self.plan.shard_size
+
     def shard_order(self, epoch: int) -> np.ndarray:
         """Sample ids (videos, or rows of ``samples``) of this shard for ``epoch``, in order."""
-        if self._order_epoch != epoch:
-            total = len(self.paths) if self.samples is None else len(self.samples)
-            if self.shuffle:
-                order = np.random.default_rng([self.seed, epoch]).permutation(total)
-            else:
-                order = np.arange(total)
-            need = self.shard_size * self.num_shards
-            order = np.resize(order, need) if need > total else order
-            self._order = order[self.shard_id * self.shard_size:(self.shard_id + 1) * self.shard_size]
-            self._order_epoch = epoch
-        return self._order
+        return self.plan.shard_order(epoch)
 
     def batch_ids(self, epoch: int, iteration: int) -> np.ndarray:
         """Sample ids of batch ``iteration`` of ``epoch`` (padding wraps to the shard's start)."""
-        pos = iteration * self.batch_size + np.arange(self.batch_size)
-        return self.shard_order(epoch)[pos % self.shard_size]
+        return self.plan.batch_ids(epoch, iteration)
 
     def describe_batch(self, epoch: int, iteration: int) -> List[str]:
         """File names of a batch — for error messages."""
-        ids = self.batch_ids(epoch, iteration)
+        ids = self.plan.batch_ids(epoch, iteration)
         return [self.paths[self._video_of(i)] for i in ids]
 
     def reraise(self, exc: BaseException, epoch: int, iteration: int, ahead: int = 2):
@@ -253,39 +176,10 @@ class WindowSource:
         raise error from exc
 
     def explain(self, exc: BaseException, epoch: int, iteration: int, ahead: int = 2) -> Optional[PipelineError]:
-        """One line for a data failure that surfaced while batch ``iteration`` of ``epoch`` was awaited.
-
-        Decoding runs ``ahead`` batches in advance, so the failing sample may belong to a
-        later batch. A :class:`VideoError` raised by the source names its file, and its line
-        is found in the text DALI passes on (worker tracebacks included); a failure of DALI's
-        own video decoder names only a sample number, so the candidate files are listed with
-        it. Any other failure (a bug, CUDA out of memory) is not a data error: ``None``, and
-        the caller lets the original exception and its traceback through.
-        """
-        text = str(exc)
-        paths = set(self.paths)
-        for match in re.finditer(r"^(?:[\w.]*VideoError: )?(.+?): (.+)$", text, re.MULTILINE):
-            if match.group(1) in paths:
-                return PipelineError(f"{match.group(1)}: {match.group(2)}")
-        if "fn.decoders.video" not in text:
-            return None
-        cause = text.split("encountered:", 1)[-1]  # DALI puts the operator's own message after this word
-        cause = next((line.strip() for line in cause.splitlines()
-                      if line.strip() and not line.startswith(("Traceback", "  ", "Exception traceback",
-                                                                "Critical error", "Error in"))), text.strip())[:300]
-        sample = re.search(r"sample #(\d+)", text)
-        batches = range(iteration, min(iteration + ahead + 1, self.batches_per_epoch))
-        if sample and int(sample.group(1)) < self.batch_size:
-            slot = int(sample.group(1))
-            files = [self.paths[self._video_of(self.batch_ids(epoch, b)[slot])] for b in batches]
-            where = f"sample {slot} of batch {iteration}" + (f" or one of the {len(files) - 1} after it" if
-                                                             len(files) > 1 else "")
-        else:
-            files = [p for b in batches for p in self.describe_batch(epoch, b)]
-            where = f"batch {iteration}" + (f" or one of the {len(batches) - 1} after it" if len(batches) > 1 else "")
-        listed = ", ".join(dict.fromkeys(files))
-        return PipelineError(f"{cause} (epoch {epoch}, {where}; the file is one of: {listed}) — check it with "
-                             f"`motionssl-prepare`, or decode with decoder='pyav', which names the file")
+        """One line for a data failure that surfaced while batch ``iteration`` of ``epoch`` was awaited, with
+        ``ahead`` batches decoded in advance; ``None`` for any other failure (:func:`.batch_errors.explain`)."""
+        return batch_errors.explain(exc, epoch, iteration, paths=self.paths, describe_batch=self.describe_batch,
+                                    batch_size=self.batch_size, batches_per_epoch=self.batches_per_epoch, ahead=ahead)
 
     def _video_of(self, sample_id: int) -> int:
         return int(sample_id) if self.samples is None else int(self.samples[sample_id, 0])
@@ -302,28 +196,30 @@ class WindowSource:
 
     def sample(self, epoch: int, iteration: int, slot: int) -> tuple:
         """Outputs (in :attr:`keys` order) of sample ``slot`` of batch ``iteration`` of ``epoch``."""
+        plan = self.plan
+        size = plan.shard_size
         pos = iteration * self.batch_size + slot
-        order = self.shard_order(epoch)
-        for attempt in range(min(8, self.shard_size)):
-            sample_id = int(order[(pos + attempt * self.batch_size) % self.shard_size])
+        order = plan.shard_order(epoch)
+        for attempt in range(min(8, size)):
+            sample_id = int(order[(pos + attempt * self.batch_size) % size])
             batch_rng = np.random.default_rng([self.seed, epoch, self.shard_id, iteration, 1])
             try:
-                return self._sample(sample_id, epoch, pos, slot, batch_rng)
+                # The sample's draws depend on the video and epoch, not on the shard layout;
+                # a padded repeat (pos past the shard) gets a fresh stream.
+                return self._sample(sample_id, epoch, pos // size, slot, batch_rng)
             except VideoError as exc:
                 if self.bad_files == "raise":
                     raise
                 log.warning("skipping %s (%s); using another video of the shard in its place", exc.path, exc.reason)
-        raise VideoError(self.paths[self._video_of(order[pos % self.shard_size])],
+        raise VideoError(self.paths[self._video_of(order[pos % size])],
                          "this and the following replacement videos all failed to decode",
                          "check the dataset with `motionssl-prepare`")
 
-    def _sample(self, sample_id: int, epoch: int, pos: int, slot: int, batch_rng) -> tuple:
+    def _sample(self, sample_id: int, epoch: int, lap: int, slot: int, batch_rng) -> tuple:
         video = self._video_of(sample_id)
         path = self.paths[video]
         n = int(self.num_frames[video])
-        # The sample's draws depend on the video and epoch, not on the shard layout;
-        # a padded repeat (pos past the shard) gets a fresh stream.
-        rng = np.random.default_rng([self.seed, epoch, video, pos // self.shard_size])
+        rng = np.random.default_rng([self.seed, epoch, video, lap])
         if self.samples is None:
             start = int(rng.integers(0, max(n - self.window, 0) + 1))
         else:

@@ -160,7 +160,7 @@ class TorchcodecDecoder(Decoder):
 
         ``threads`` is torchcodec's ``num_ffmpeg_threads``: 1 when one process per core
         decodes, 0 lets FFmpeg choose. The stream's time base comes from ``stream_time_base``,
-        else the worker's per-file ``facts`` (:class:`~..sources.FileFacts`), else a probe.
+        else the worker's per-file ``facts`` (:class:`~.facts.FileFacts`), else a probe.
         How frames are found and what damaged data does: the module doc. Frames come upright,
         turned as every decoder turns them (:func:`_left_to_turn`). Raises
         ``RuntimeError`` (not a :class:`VideoError`, which would skip every file under

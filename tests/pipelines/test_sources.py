@@ -264,15 +264,15 @@ def _write_vfr_video(path: str, num_frames: int = 20) -> np.ndarray:
 
 
 def test_timestamps_are_demuxed_once_per_file_and_kept_compact(tmp_path, monkeypatch):
-    from motionssl.pipelines import sources
+    from motionssl.pipelines.decoders import facts
     from motionssl.pipelines.video_io import frame_timestamps
 
     regular = load_index(write_id_videos(str(tmp_path), [24])).paths[0]
     irregular = str(tmp_path / "vfr.mkv")
     pts = _write_vfr_video(irregular)
     calls = []
-    monkeypatch.setattr(sources, "frame_timestamps", lambda p: calls.append(p) or frame_timestamps(p))
-    cache = sources.FileFacts(capacity=1)
+    monkeypatch.setattr(facts, "frame_timestamps", lambda p: calls.append(p) or frame_timestamps(p))
+    cache = facts.FileFacts(capacity=1)
     for _ in range(3):
         np.testing.assert_array_equal(cache.get(regular), frame_timestamps(regular))
         np.testing.assert_array_equal(cache.get(irregular), pts)
@@ -380,3 +380,94 @@ def test_timestamps_come_from_the_index(tmp_path, monkeypatch):
                                                                       (23, 29, 19)[i % 3]))
     assert opened == [vfr]  # for its timestamps, once; the indexed files never
     assert len(decoded) == 6
+
+
+# --- the source's parts: the epoch plan, failures in one line, pickling, subclasses -------------------
+def test_the_epoch_plan_cuts_equal_shards_and_pads_from_the_shard_start():
+    from motionssl.pipelines.sharding import EpochPlan
+
+    plans = [EpochPlan(11, 2, seed=3, shard_id=r, num_shards=3) for r in range(3)]  # training: 2 videos dropped
+    for epoch in (0, 1):
+        orders = np.concatenate([p.shard_order(epoch) for p in plans])
+        np.testing.assert_array_equal(orders, EpochPlan(11, 2, seed=3).shard_order(epoch)[:9])  # one permutation
+        assert len(set(orders.tolist())) == 9
+    assert [(p.shard_size, p.batches_per_epoch) for p in plans] == [(3, 1)] * 3
+    assert not np.array_equal(plans[0].shard_order(0), plans[0].shard_order(1))
+    plan = EpochPlan(7, 3, shuffle=False, shard_id=1, num_shards=2, last_batch="pad")  # evaluation: wraps around
+    assert (plan.shard_size, plan.batches_per_epoch) == (4, 2)
+    np.testing.assert_array_equal(plan.shard_order(5), [4, 5, 6, 0])
+    np.testing.assert_array_equal(plan.batch_ids(5, 1), [0, 4, 5])  # the last batch padded from the shard's start
+    with pytest.raises(ValueError, match="last_batch='fill'"):
+        EpochPlan(7, 3, last_batch="fill")
+
+
+def test_a_videos_draws_do_not_depend_on_the_shard_layout(id_list):
+    one = make_source(id_list, decoder="dali")
+    halves = [make_source(id_list, decoder="dali", shard_id=r, num_shards=2) for r in range(2)]
+    for epoch in (0, 3):
+        whole = {int(s[3]): s for s in (one.sample(epoch, i, k) for i in range(len(one)) for k in range(2))}
+        for half in halves:
+            for i in range(len(half)):
+                for k in range(2):
+                    got = half.sample(epoch, i, k)
+                    for a, b in zip(got, whole[int(got[3])]):
+                        np.testing.assert_array_equal(a, b)
+
+
+def test_the_source_pickles_and_its_copy_draws_the_same_samples(id_list):
+    """DALI's parallel external source pickles the source into each worker process."""
+    import pickle
+
+    for decoder in ("pyav", "dali"):
+        source = make_source(id_list, decoder=decoder, batch_size=3, last_batch="pad")
+        source.sample(1, 0, 0)  # this process's caches filled
+        copy = pickle.loads(pickle.dumps(source))
+        assert copy.keys == source.keys and len(copy) == len(source) == 3
+        for epoch in (0, 1):
+            np.testing.assert_array_equal(copy.shard_order(epoch), source.shard_order(epoch))
+            for iteration in range(len(source)):
+                for slot in range(3):
+                    for a, b in zip(copy.sample(epoch, iteration, slot), source.sample(epoch, iteration, slot)):
+                        np.testing.assert_array_equal(a, b)
+
+
+def test_a_failure_is_read_into_one_line_naming_its_files(id_list):
+    from motionssl.pipelines.sources import PipelineError
+
+    source = make_source(id_list, shuffle=False)  # batches of videos (0, 1), (2, 3), (4, 5), (6, 7)
+    path = source.paths[5]
+    worker = (f"Traceback (most recent call last):\n  File \"worker.py\", line 1, in sample\n"
+              f"motionssl.pipelines.video_io.VideoError: {path}: decoded 3 of frames 0..19 — re-encode it\n")
+    error = source.explain(RuntimeError(worker), 0, 1)
+    assert type(error) is PipelineError and str(error) == f"{path}: decoded 3 of frames 0..19 — re-encode it"
+    dali = ("Critical error in pipeline:\nError in CPU operator `nvidia.dali.fn.decoders.video`,\n"
+            "which was used in the pipeline definition with the following traceback:\n\n  File \"p.py\", line 9\n\n"
+            "encountered:\n\nStart frame 30 is out of bounds in sample #1\nC++ context: [decoder.cc:12]\n")
+    assert str(source.explain(RuntimeError(dali), 2, 1, ahead=1)) == (
+        f"Start frame 30 is out of bounds in sample #1 (epoch 2, sample 1 of batch 1 or one of the 1 after it; the "
+        f"file is one of: {source.paths[3]}, {source.paths[5]}) — check it with `motionssl-prepare`, or decode "
+        f"with decoder='pyav', which names the file")
+    assert str(source.explain(RuntimeError("fn.decoders.video\nencountered:\n  at x\nbad data"), 0, 3)).startswith(
+        f"bad data (epoch 0, batch 3; the file is one of: {source.paths[6]}, {source.paths[7]}) — ")
+    assert source.explain(RuntimeError("CUDA out of memory"), 0, 0) is None
+    other = RuntimeError("CUDA out of memory")
+    with pytest.raises(RuntimeError) as raised:
+        source.reraise(other, 0, 0)
+    assert raised.value is other
+    failure = RuntimeError(worker)
+    with pytest.raises(PipelineError, match="v005") as raised:
+        source.reraise(failure, 0, 1)
+    assert raised.value.__cause__ is failure
+
+
+def test_a_subclass_serves_its_own_samples_for_as_long_as_it_says(id_list):
+    """benchmarks/cost_split.py serves samples decoded beforehand for ever: ``sample`` and ``batches_per_epoch``
+    are the source's to override."""
+    from types import SimpleNamespace
+
+    from benchmarks.cost_split import CachedSource
+
+    index = load_index(id_list).apply_window(W, "pad")
+    source = CachedSource(index, ClipAndResidual(), 2, samples=["a", "b", "c", "d"], batches=2)
+    assert len(source) == 10 ** 9 and source.shard_size == 8
+    assert [source(SimpleNamespace(epoch_idx=0, iteration=i, idx_in_batch=1)) for i in (0, 5, 1000)] == ["b", "d", "b"]

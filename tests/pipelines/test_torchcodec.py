@@ -26,7 +26,7 @@ from motionssl.pipelines.decoders import torchcodec as torchcodec_io  # noqa: E4
 from motionssl.pipelines.index import load_index  # noqa: E402
 from motionssl.pipelines.sources import WindowSource  # noqa: E402
 from motionssl.pipelines.video_io import VideoError, frame_timestamps, write_video
-from motionssl.pipelines.sources import FileFacts  # noqa: E402
+from motionssl.pipelines.decoders.facts import FileFacts  # noqa: E402
 from tests.fixtures import coloured_id_frames, decode_ids, id_frames, write_id_videos, write_raw, write_turned  # noqa: E402
 from tests.pipelines.test_geometry import UPRIGHT, assert_upright  # noqa: E402
 from tests.pipelines.test_damage import damage_packet, textured  # noqa: E402
