@@ -3,7 +3,7 @@
     python -m benchmarks.colour                 # the generated VP9 benchmark data (made if missing)
 
 The PyAV workers convert every decoded frame as DALI's decoders do
-(``pipelines.video_io.to_rgb``: BT.601, bilinear chroma at full resolution, accurate
+(``pipelines.decoders.pyav.to_rgb``: BT.601, bilinear chroma at full resolution, accurate
 rounding) instead of libswscale's fast path, which PyAV's ``to_ndarray(format="rgb24")``
 takes at even frame sizes. This prints, per frame and measured in the same run, the time
 to decode, to convert the toolkit's way and to convert PyAV's way, their ratio, and how far

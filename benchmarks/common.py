@@ -43,7 +43,7 @@ def paper_settings(name: str) -> dict:
     their optimisers (LARS, SGD); ``decode`` (the decode-only pipeline) has none.
     """
     from motionssl.models.methods import get_method
-    from motionssl.models.training import load_config
+    from motionssl.training import load_config
 
     if name == "decode":
         return {"size": None}

@@ -1,12 +1,12 @@
 """Where a sample's time goes (``python -m benchmarks.throughput --profile``), each stage timed alone.
 
 * ``decode_1thread`` / ``decode_read_window``: PyAV window decode with one codec thread, and
-  with :func:`pipelines.video_io.read_window` exactly as the pipeline's workers call it;
+  with :func:`pipelines.decoders.read_window` exactly as the pipeline's workers call it;
 * ``draw``: the planner's per-sample parameter draws;
 * ``graph_1thread`` / ``graph_nthreads``: the DALI graph (augmentation, RAD, residuals,
   normalisation) fed pre-decoded windows from memory, with 1 and ``--threads`` threads
   (wall time per sample); on the CPU that graph uses the fused operators
-  (:mod:`pipelines.fused`), and ``graph_1thread_unfused`` times the same graph built from
+  (:mod:`pipelines.ops.fused`), and ``graph_1thread_unfused`` times the same graph built from
   DALI's own operators, the baseline of the fusion;
 * ``peer_1thread``: the peer loader's clip building (:mod:`benchmarks.peer`: torchvision on
   uint8, then the batched blends and normalisation) on the same pre-decoded windows, one
@@ -97,10 +97,54 @@ def time_peer(planner, samples: List[tuple], keys, batch_size: int, cpu: Dict[st
         torch.set_num_threads(threads)
 
 
+class GraphTimer:
+    """The DALI graph of ``it``'s planner fed ``samples`` (decoded once) from memory, built and timed."""
+
+    def __init__(self, args, it, samples: List[tuple], batches: int, cpu: Dict[str, float]):
+        self.args, self.it, self.samples, self.batches, self.cpu = args, it, samples, batches, cpu
+        self.sync = synchronizer(args.device)
+
+    def graph(self, threads: int, fused_ops: bool = True):
+        source = CachedSource(self.it.index, self.it.planner, self.args.batch_size, self.samples, self.batches)
+        saved = fused.usable
+        if not fused_ops:
+            fused.usable = lambda window, antialias: False
+        try:
+            pipe = build_pipeline(source, self.it.planner, device=self.args.device, num_workers=0, num_threads=threads)
+        finally:
+            fused.usable = saved
+        pipe.build()
+        return pipe
+
+    def _run(self, pipe) -> None:
+        for _ in range(self.batches):
+            pipe.run()
+        self.sync()
+
+    def per_sample(self, threads: int, fused_ops: bool = True, key: str = "") -> float:
+        """Seconds per sample of ``pipe.run()``; its CPU seconds go to ``cpu[key]`` when ``key`` is given."""
+        pipe = self.graph(threads, fused_ops)
+        self._run(pipe)  # warm-up: DALI's buffers reach their high-water mark
+        return per_sample(lambda: self._run(pipe), self.batches * self.args.batch_size, self.cpu if key else None,
+                          key)
+
+    def iterator_per_sample(self) -> float:
+        """Seconds per sample of ``DALIGenericIterator`` over the graph with ``--threads`` threads."""
+        from nvidia.dali.plugin.pytorch import DALIGenericIterator
+
+        loader = DALIGenericIterator([self.graph(self.args.threads)], list(output_names(self.it.planner)), size=-1)
+
+        def iterate():
+            for _ in range(self.batches):
+                next(loader)
+            self.sync()
+
+        iterate()  # warm-up
+        return per_sample(iterate, self.batches * self.args.batch_size)
+
+
 def profile(args, name: str, index: VideoIndex, config: dict, windows: List[tuple]) -> Dict[str, float]:
     """Seconds per sample of each stage (module doc); ``windows`` are ``(path, start)`` to decode."""
-    from nvidia.dali.plugin.pytorch import DALIGenericIterator
-
     it = build_iterator(name, index, args.batch_size, args.device, args.seed, config, decoder="pyav",
                         num_workers=0)
     planner, B, W = it.planner, args.batch_size, it.planner.window
@@ -116,51 +160,17 @@ def profile(args, name: str, index: VideoIndex, config: dict, windows: List[tupl
     rng, batch_rng = np.random.default_rng(0), np.random.default_rng(1)
     out["draw"] = per_sample(lambda: [planner.draw(rng, batch_rng, i % B, B, W, hw) for i in range(len(samples))],
                              len(samples))
-    sync = synchronizer(args.device)
-
-    def graph(threads: int, fused_ops: bool = True):
-        source = CachedSource(it.index, planner, B, samples, n_batches)
-        saved = fused.usable
-        if not fused_ops:
-            fused.usable = lambda window, antialias: False
-        try:
-            pipe = build_pipeline(source, planner, device=args.device, num_workers=0, num_threads=threads)
-        finally:
-            fused.usable = saved
-        pipe.build()
-        return pipe
-
-    def run_graph(pipe):
-        for _ in range(n_batches):
-            pipe.run()
-        sync()
-
-    def time_graph(threads: int, fused_ops: bool = True, key: str = "") -> float:
-        pipe = graph(threads, fused_ops)
-        run_graph(pipe)  # warm-up: DALI's buffers reach their high-water mark
-        return per_sample(lambda: run_graph(pipe), n_batches * B, cpu if key else None, key)
-
-    def time_iterator() -> float:
-        loader = DALIGenericIterator([graph(args.threads)], list(output_names(planner)), size=-1)
-
-        def iterate():
-            for _ in range(n_batches):
-                next(loader)
-            sync()
-
-        iterate()  # warm-up
-        return per_sample(iterate, n_batches * B)
-
-    out["graph_1thread"] = time_graph(1, key="graph_1thread")
-    out["graph_nthreads"] = time_graph(args.threads)
+    graphs = GraphTimer(args, it, samples, n_batches, cpu)
+    out["graph_1thread"] = graphs.per_sample(1, key="graph_1thread")
+    out["graph_nthreads"] = graphs.per_sample(args.threads)
     uses_fused = args.device == "cpu" and fused.available() is None and planner.clip_specs
-    out["graph_1thread_unfused"] = time_graph(1, False, "graph_1thread_unfused") if uses_fused else None
+    out["graph_1thread_unfused"] = graphs.per_sample(1, False, "graph_1thread_unfused") if uses_fused else None
     out["peer_1thread"] = time_peer(planner, samples, it.source.keys, B, cpu) if planner.clip_specs else None
     # CPU seconds per sample of the one-thread stages (see per_sample), and the graph's cost
     # against the decode's, the figure the CPU graph is judged by.
     out["cpu"] = cpu
     out["graph_per_decode_cpu"] = cpu["graph_1thread"] / cpu["decode_1thread"]
-    out["handoff"] = time_iterator() - out["graph_nthreads"]
+    out["handoff"] = graphs.iterator_per_sample() - out["graph_nthreads"]
     gc.collect()
     it.close()
     # Core-seconds per sample of the whole CPU path and the rate it allows on --cores cores.

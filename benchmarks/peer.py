@@ -28,22 +28,29 @@ on CUDA tensors), the usual "CPU decode + GPU augmentation" recipe; clips come o
 float16, as the pipeline yields them. ``decode_in_main=True`` (torchcodec only) moves the
 decoding into the main process too, on the loader's device — torchcodec's CUDA decoder on
 GPU, which cannot run in forked workers; the workers then only draw the parameters.
+
+The plumbing around that work — a ``DataLoader`` in order, pinned memory and asynchronous
+copies on GPU — is what any PyTorch loader writes, and is the reference loader's own
+(:class:`~motionssl.pipelines.reference_loader.DeviceLoader`): the two loaders differ only in
+how they build a batch.
 """
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
 import torchvision.transforms.v2.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from motionssl.pipelines.contract import torch_device
 from motionssl.pipelines.decoders import frame_decoders, read_window
+from motionssl.pipelines.decoders.facts import FileFacts  # the workers' per-file cache
 from motionssl.pipelines.ops.blend import tile_size
 from motionssl.pipelines.ops.config import KINETICS_MEAN, KINETICS_STD
 from motionssl.pipelines.planners.base import ParamKeys, Planner
-from motionssl.pipelines.sources import FileFacts, WindowSource  # FileFacts: the workers' per-file cache
+from motionssl.pipelines.reference_loader import DeviceLoader, stack_ids
+from motionssl.pipelines.sources import WindowSource
 
 
 # --- one clip ---------------------------------------------------------------------------------
@@ -146,18 +153,14 @@ def collate(samples: List[dict], planner: Planner, dtype=torch.float32) -> Dict[
         batch[name] = _normalised(x, a.mean, a.std, dtype)
     for name, kind in planner.values.items():
         batch[name] = torch.as_tensor(np.stack([np.asarray(s["params"][name]) for s in samples]).astype(kind))
-    batch.update(_ids(samples))
+    batch.update(stack_ids(samples))
     device = next(iter(batch.values())).device if planner.clip_specs else torch.device("cpu")
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def _ids(samples: List[dict]) -> Dict[str, torch.Tensor]:
-    return {key: torch.as_tensor(np.stack([s[key] for s in samples]).astype(np.int64)) for key in ("label", "index")}
-
-
 def collate_windows(samples: List[dict]) -> Dict[str, torch.Tensor]:
     """The decode-only batch: the windows as they are, ``(B, W, H, W, 3)`` uint8."""
-    return {"window": torch.stack([s["window"] for s in samples]), **_ids(samples)}
+    return {"window": torch.stack([s["window"] for s in samples]), **stack_ids(samples)}
 
 
 class PeerSamples(Dataset):
@@ -191,7 +194,7 @@ class PeerSamples(Dataset):
         return item
 
 
-class PeerLoader:
+class PeerLoader(DeviceLoader):
     """The peer loader of one epoch of an iterator's shard (see the module doc)."""
 
     def __init__(self, iterator, decoder: str = "pyav", epoch: int = 0, num_workers: int = 2,
@@ -203,16 +206,16 @@ class PeerLoader:
             raise ValueError("decode_in_main decodes with torchcodec (its CUDA decoder on GPU): give "
                              "decoder='torchcodec'")
         self.planner = iterator.planner
-        self.device = torch_device(device or iterator.device, iterator.device_id)
-        self.gpu = self.device.type == "cuda"
+        device = torch_device(device or iterator.device, iterator.device_id)
+        gpu = device.type == "cuda"
         # On GPU the workers only decode and the main process augments on the device; on
         # CPU the workers do everything (``augment_in_main=True`` runs the GPU recipe on the CPU).
         self.decode_in_main = bool(decode_in_main)
-        self.in_main = (self.gpu if augment_in_main is None else bool(augment_in_main)) or self.decode_in_main
+        self.in_main = (gpu if augment_in_main is None else bool(augment_in_main)) or self.decode_in_main
         source = iterator.make_source(decoder="dali" if decode_in_main else decoder)
         self.decoder, self.window = decoder, iterator.planner.window
         self._timestamps = FileFacts() if decode_in_main else None
-        self.clip_dtype = torch.float16 if self.gpu else torch.float32
+        self.build_dtype = torch.float16 if gpu else torch.float32  # the clips' dtype out of collate
         decode_only = not self.planner.clip_specs
         dataset = PeerSamples(source, self.planner, epoch, build=not self.in_main)
         if decode_only:
@@ -221,12 +224,11 @@ class PeerLoader:
             collate_fn = list  # the workers hand over windows; the clips are built on the GPU
         else:
             collate_fn = self._collate
-        self.loader = DataLoader(dataset, batch_size=source.batch_size, shuffle=False, drop_last=True,
-                                 num_workers=num_workers, collate_fn=collate_fn, pin_memory=self.gpu,
-                                 prefetch_factor=prefetch_factor if num_workers > 0 else None)
+        super().__init__(dataset, device, num_workers, prefetch_factor, batch_size=source.batch_size, drop_last=True,
+                         collate_fn=collate_fn)
 
     def _collate(self, samples: List[dict]) -> Dict[str, torch.Tensor]:
-        return collate(samples, self.planner, self.clip_dtype)
+        return collate(samples, self.planner, self.build_dtype)
 
     def _decode(self, item: dict) -> torch.Tensor:
         """The item's window decoded by torchcodec in this process, on the loader's device."""
@@ -235,8 +237,12 @@ class PeerLoader:
                              facts=self._timestamps, device=self.device.type)
         return window if isinstance(window, torch.Tensor) else torch.from_numpy(window)
 
-    def _on_device(self, samples: List[dict]) -> Dict[str, torch.Tensor]:
-        for s in samples:
+    def on_device(self, batch) -> Dict[str, torch.Tensor]:
+        """A batch from the workers on the loader's device; where the workers hand over windows, the clips built
+        here, on the device."""
+        if not isinstance(batch, list):
+            return super().on_device(batch)
+        for s in batch:
             if self.decode_in_main:
                 window = self._decode(s).permute(0, 3, 1, 2)
                 s["pieces"] = build_sample(window, s["params"], self.planner)
@@ -246,20 +252,7 @@ class PeerLoader:
                 window = window.pin_memory()
             window = window.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
             s["pieces"] = build_sample(window, s["params"], self.planner)
-        batch = collate(samples, self.planner, self.clip_dtype)
-        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __iter__(self) -> Iterator[Dict[str, torch.Tensor]]:
-        for batch in self.loader:
-            if isinstance(batch, list):
-                yield self._on_device(batch)
-            elif self.gpu:
-                yield {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-            else:
-                yield batch
+        return super().on_device(collate(batch, self.planner, self.build_dtype))
 
 
 def peer_loader(iterator, decoder: str = "pyav", epoch: int = 0, num_workers: int = 2,

@@ -89,15 +89,15 @@ from benchmarks.producers import (  # noqa: E402
     timed_windows,
 )
 from benchmarks.cost_split import profile  # noqa: E402
+from benchmarks.throughput_tables import print_quick, print_table, sizes_line, table_rows  # noqa: E402
 from motionssl.pipelines.decoders import frame_decoders  # noqa: E402  (decoders in loader workers)
+from motionssl.pipelines.decoders.dali import DALI_CPU_CODECS  # noqa: E402
+from motionssl.pipelines.decoders.torchcodec import torchcodec_available  # noqa: E402
 from motionssl.pipelines.index import load_index  # noqa: E402
 from motionssl.pipelines.pipeline import usable_cores  # noqa: E402
-
-FRAME_DECODERS = frame_decoders()  # the peer's and the ceilings' decoders
-from motionssl.pipelines.decoders.dali import DALI_CPU_CODECS
-from motionssl.pipelines.decoders.torchcodec import torchcodec_available  # noqa: E402
 from motionssl.pipelines.video_io import header  # noqa: E402
 
+FRAME_DECODERS = frame_decoders()  # the peer's and the ceilings' decoders
 ALL_PIPELINES = ("decode",) + methods()
 PIPELINE_DECODERS = ("pyav", "torchcodec", "dali")
 ORDER = ("peer", "pipeline", "reference", "ceiling")  # table order: what users would pick instead comes first
@@ -150,56 +150,56 @@ def run(args) -> dict:
           f"{args.workers} workers, {args.threads} DALI threads, {args.cores} cores; "
           f"median of {args.repeats} x {args.batches} batches after {args.warmup} warm-up", flush=True)
     for label, name, size in runs:
-        load_before = load_average()
-        config = pipeline_config(name, args.frames, size)
-        rows = []
-        for decoder in args.peer_decoders:
-            wait_for_idle(args.wait_idle)
-            rows.append(measure_peer(args, name, index, config, decoder))
-            print(f"  {label}: peer[{decoder}] done", flush=True)
-        for decoder in args.decoders:
-            if decoder == "dali" and args.device == "cpu" and codec not in DALI_CPU_CODECS:
-                print(f"  {name}: pipeline[dali] skipped: DALI's CPU decoder does not read {codec} "
-                      f"(use VP9 data, benchmarks/data/vp9)")
-                continue
-            wait_for_idle(args.wait_idle)
-            rows.append(measure_pipeline(args, name, index, config, decoder))
-            print(f"  {label}: pipeline[{decoder}] done", flush=True)
-        if not args.no_reference:
-            wait_for_idle(args.wait_idle)
-            rows.append(measure_reference(args, name, index, config))
-            print(f"  {label}: reference done", flush=True)
-        window = rows[0]["window"] if rows else None
-        if window is not None:
-            for decoder in args.ceilings:
-                wait_for_idle(args.wait_idle)
-                rows.append(measure_ceiling(args, name, index, config, window, decoder))
-        rows = [summarise(r, args.batch_size, args.batches) for r in rows]
-        compare(rows)
-        entry = {"method": name, "config": config, "frames_per_clip": args.frames if name != "decode" else None,
-                 "size": size if name != "decode" else [height, width], "window": window, "results": rows,
-                 "load_average": {"before": load_before, "after": load_average()}}
-        if args.operators and name != "decode":
-            entry["operators_per_batch"] = operator_counts(name, index, config, args.batch_size)
-        if args.profile:
-            wait_for_idle(args.wait_idle)
-            plan = timed_windows(args, name, index, config, first=0, repeats=1, per_repeat=max(2, args.batches))
-            entry["profile"] = p = profile(args, name, index, config, plan[0])
-            ceiling = next((r for r in rows if r["producer"] == "ceiling[pyav]"), None)
-            if ceiling and ceiling.get("cpu_ms_per_window"):
-                # The graph against the decode ceiling's CPU per window (the same clock, the
-                # timed windows): the figure the CPU graph is judged by.
-                p["graph_per_ceiling_decode"] = 1e3 * p["cpu"]["graph_1thread"] / ceiling["cpu_ms_per_window"]
-        result["pipelines"][label] = entry
+        result["pipelines"][label] = entry = measure_method(args, label, name, size, index, media)
         if not args.quick:
             print(table_rows(label, entry), flush=True)
     return result
 
 
-def sizes_line(sizes: dict) -> str:
-    """The clip size of every measured pipeline, for the header: the paper configuration's unless marked."""
-    return "clip sizes: " + ", ".join("decode: the window only" if size is None else f"{label} {size}x{size}"
-                                      for label, size in sizes.items()) + " (name@size: besides the paper's)"
+def measure_method(args, label: str, name: str, size, index, media) -> dict:
+    """Every producer of one method at one clip size — the peer loaders, the pipeline per decoder, the reference
+    loader, the decode ceilings — compared; its operator counts and cost split when asked."""
+    load_before = load_average()
+    config = pipeline_config(name, args.frames, size)
+    rows = []
+    for decoder in args.peer_decoders:
+        wait_for_idle(args.wait_idle)
+        rows.append(measure_peer(args, name, index, config, decoder))
+        print(f"  {label}: peer[{decoder}] done", flush=True)
+    for decoder in args.decoders:
+        if decoder == "dali" and args.device == "cpu" and media.codec not in DALI_CPU_CODECS:
+            print(f"  {name}: pipeline[dali] skipped: DALI's CPU decoder does not read {media.codec} "
+                  f"(use VP9 data, benchmarks/data/vp9)")
+            continue
+        wait_for_idle(args.wait_idle)
+        rows.append(measure_pipeline(args, name, index, config, decoder))
+        print(f"  {label}: pipeline[{decoder}] done", flush=True)
+    if not args.no_reference:
+        wait_for_idle(args.wait_idle)
+        rows.append(measure_reference(args, name, index, config))
+        print(f"  {label}: reference done", flush=True)
+    window = rows[0]["window"] if rows else None
+    if window is not None:
+        for decoder in args.ceilings:
+            wait_for_idle(args.wait_idle)
+            rows.append(measure_ceiling(args, name, index, config, window, decoder))
+    rows = [summarise(r, args.batch_size, args.batches) for r in rows]
+    compare(rows)
+    entry = {"method": name, "config": config, "frames_per_clip": args.frames if name != "decode" else None,
+             "size": size if name != "decode" else [media.height, media.width], "window": window, "results": rows,
+             "load_average": {"before": load_before, "after": load_average()}}
+    if args.operators and name != "decode":
+        entry["operators_per_batch"] = operator_counts(name, index, config, args.batch_size)
+    if args.profile:
+        wait_for_idle(args.wait_idle)
+        plan = timed_windows(args, name, index, config, first=0, repeats=1, per_repeat=max(2, args.batches))
+        entry["profile"] = p = profile(args, name, index, config, plan[0])
+        ceiling = next((r for r in rows if r["producer"] == "ceiling[pyav]"), None)
+        if ceiling and ceiling.get("cpu_ms_per_window"):
+            # The graph against the decode ceiling's CPU per window (the same clock, the
+            # timed windows): the figure the CPU graph is judged by.
+            p["graph_per_ceiling_decode"] = 1e3 * p["cpu"]["graph_1thread"] / ceiling["cpu_ms_per_window"]
+    return entry
 
 
 def _frame_decoder(row: dict) -> str:
@@ -221,86 +221,10 @@ def compare(rows: List[dict]) -> None:
     rows.sort(key=lambda r: ORDER.index(r["producer"].split("[")[0]))
 
 
-def table_rows(name: str, entry: dict) -> str:
-    lines = []
-    for r in entry["results"]:
-        clips = f"{r['clips_per_s']:9.1f}" if r["clips_per_s"] else f"{'-':>9}"
-        ref = f"{r['vs_reference']:6.2f}x" if r["vs_reference"] else f"{'-':>7}"
-        peer = f"{r['vs_peer']:6.2f}x" if r.get("vs_peer") else f"{'-':>7}"
-        ceil = f"{100 * r['vs_ceiling']:6.0f}%" if r["vs_ceiling"] else f"{'-':>7}"
-        who = r["producer"] + (f" x{r['cores']}" if r["producer"].startswith("ceiling") else "")
-        loads = [v for v in r.get("other_load", []) if v is not None]
-        other = f"{100 * max(loads):6.0f}%" if loads else f"{'-':>7}"
-        nvdec = f"  NVDEC {r['nvdec_busy_percent']:.0f}%" if r.get("nvdec_busy_percent") is not None else ""
-        cpu = f"{r['cpu_ms_per_window']:8.1f}" if r.get("cpu_ms_per_window") else f"{'-':>8}"
-        lines.append(f"{name:10s} {who:22s} {r['window']:4d} {r['windows_per_s']:10.1f} {clips} "
-                     f"{r['decoded_frames_per_s']:11.0f} {peer} {ref} {ceil} {cpu} {other}{nvdec}")
-    return "\n".join(lines)
-
-
-def print_table(result: dict) -> None:
-    print()
-    print(describe(result["environment"]))
-    print(sizes_line(result["clip_sizes"]))
-    print(f"{result['videos']} videos {result['resolution'][0]}x{result['resolution'][1]} {result['codec']}, "
-          f"batch {result['batch_size']}, {result['workers']} workers, {result['cores']} cores; "
-          f"{result['definition']}; 'cpu ms/w' = CPU time per window of the producer (all its processes "
-          f"and threads); 'others' = the largest share of the machine's CPU time that other processes used "
-          f"during a timed repeat")
-    print(f"{'pipeline':10s} {'producer':22s} {'W':>4s} {'windows/s':>10s} {'clips/s':>9s} {'frames/s':>11s} "
-          f"{'vs peer':>7s} {'vs ref':>7s} {'vs ceil':>7s} {'cpu ms/w':>8s} {'others':>7s}")
-    for name, entry in result["pipelines"].items():
-        print(table_rows(name, entry))
-        if "operators_per_batch" in entry:
-            ops = entry["operators_per_batch"]
-            print(f"{'':10s} {sum(ops.values())} DALI operators per batch: "
-                  + ", ".join(f"{k} {v}" for k, v in ops.items()))
-        if "profile" in entry:
-            p = entry["profile"]
-            extra = "".join(f", {label} {1e3 * p[key]:.1f}" for key, label in
-                            (("graph_1thread_unfused", "unfused graph 1-thread"), ("peer_1thread", "peer build 1-thread"))
-                            if p.get(key) is not None)
-            print(f"{'':10s} profile ms/sample: decode 1-thread {1e3 * p['decode_1thread']:.1f}, read_window "
-                  f"{1e3 * p['decode_read_window']:.1f}, draw {1e3 * p['draw']:.2f}, graph 1-thread "
-                  f"{1e3 * p['graph_1thread']:.1f}, graph {result['threads']}-thread {1e3 * p['graph_nthreads']:.1f}, "
-                  f"hand-off {1e3 * p['handoff']:.1f}{extra}; budget {p['budget_windows_per_s']:.1f} windows/s")
-            c = p["cpu"]
-            print(f"{'':10s} CPU ms/sample, one thread: decode {1e3 * c['decode_1thread']:.1f}, graph "
-                  f"{1e3 * c['graph_1thread']:.1f}"
-                  + "".join(f", {label} {1e3 * c[key]:.1f}" for key, label in
-                            (("graph_1thread_unfused", "unfused graph"), ("peer_1thread", "peer build")) if key in c)
-                  + f"; graph/decode {p['graph_per_decode_cpu']:.2f}"
-                  + (f" (/ the ceiling's decode {p['graph_per_ceiling_decode']:.2f})"
-                     if p.get("graph_per_ceiling_decode") else ""))
-
-
-def print_quick(result: dict) -> None:
-    """One short table: each method's pipeline against the decode ceiling and the peer loader (PyAV both)."""
-    print()
-    print(describe(result["environment"]))
-    print(f"quick check: {result['videos']} videos {result['resolution'][0]}x{result['resolution'][1]} "
-          f"{result['codec']}, batch {result['batch_size']}, {result['workers']} workers, {result['cores']} cores; "
-          f"median of {result['repeats']} x {result['batches']} batches; 'others' = the largest share of the CPU "
-          "other processes took during a repeat")
-    print(f"{'method':10s} {'size':>7s} {'vs ceil':>7s} {'vs peer':>7s} {'cpu ms/w':>8s} {'others':>7s}")
-    for label, entry in result["pipelines"].items():
-        rows = [r for r in entry["results"] if r["producer"].startswith("pipeline")]
-        if not rows:
-            continue
-        row = next((r for r in rows if r["producer"] == "pipeline[pyav]"), rows[0])
-        size = f"{entry['size']}x{entry['size']}" if isinstance(entry["size"], int) else "window"
-        ceil = f"{100 * row['vs_ceiling']:6.0f}%" if row.get("vs_ceiling") else f"{'-':>7}"
-        peer = f"{row['vs_peer']:6.2f}x" if row.get("vs_peer") else f"{'-':>7}"
-        cpu = f"{row['cpu_ms_per_window']:8.1f}" if row.get("cpu_ms_per_window") else f"{'-':>8}"
-        loads = [v for v in row.get("other_load", []) if v is not None]
-        other = f"{100 * max(loads):6.0f}%" if loads else f"{'-':>7}"
-        print(f"{label:10s} {size:>7s} {ceil} {peer} {cpu} {other}")
-
-
 QUICK = {"decoders": ["pyav"], "peer_decoders": ["pyav"], "batches": 3, "repeats": 3, "warmup": 1}
 
 
-def parse_args(argv=None):
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
@@ -344,6 +268,12 @@ def parse_args(argv=None):
                         help="on a shared machine: before each measurement wait up to this many seconds until "
                              "other processes use < 10%% of the CPU")
     parser.add_argument("--out", default=None, help="JSON file (default: benchmarks/throughput-<device>.json)")
+    return parser
+
+
+def parse_args(argv=None):
+    """The options, with the defaults that depend on the device, ``--quick`` and what is installed filled in."""
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.quick:
         for key, value in QUICK.items():

@@ -276,7 +276,8 @@ class EvalIterator:
 
 
 def reference_batch(iterator: EvalIterator, iteration: int) -> Dict[str, torch.Tensor]:
-    """Batch ``iteration`` of ``iterator`` built with PyAV and :mod:`.reference` (the parity oracle), on the CPU."""
+    """Batch ``iteration`` of ``iterator`` built with PyAV and the planner's NumPy twin
+    (:meth:`~.planners.base.Planner.reference`, the parity oracle), on the CPU."""
     source = iterator.source if iterator.decoder == "pyav" else iterator._source("pyav")
     batch = assemble_reference_batch(source, iterator.planner, 0, iteration)
     return iterator.collate([batch[name] for name in iterator.planner.outputs], batch["label"], batch["index"],

@@ -1,18 +1,21 @@
 """The reference loader: PyTorch ``Dataset`` + ``DataLoader`` building the same samples in NumPy.
 
 It draws exactly what the DALI pipeline draws (the same :class:`~.sources.WindowSource`
-plans every sample), decodes with PyAV and builds the clips with :mod:`.reference`, so
-the two producers yield the same batch contract (:mod:`.contract`, devices included) and
-— up to uint8 rounding — the same pixels. The tests use it as the oracle; the benchmarks
+plans every sample), decodes with PyAV and builds the clips with the planner's NumPy twin
+of its graph (:meth:`~.planners.base.Planner.reference`), so the two producers yield the
+same batch contract (:mod:`.contract`, devices included) and — up to uint8 rounding — the
+same pixels. The tests use it as the oracle; the benchmarks
 use it as the baseline that a plain NumPy loader would be. Items are whole batches,
 because a RAD "inter" clip reads another sample's window.
 
 :func:`reference_batch` is the one assembler of a reference batch; the evaluation views
-(:mod:`.evaluation`) use it too.
+(:mod:`.evaluation`) use it too. :class:`DeviceLoader` — a ``DataLoader`` whose batches land on
+the iterator's device — and :func:`stack_ids` are the plain PyTorch around it, which the
+benchmarks' peer loader shares.
 """
 from __future__ import annotations
 
-from typing import Dict, Iterator, Optional
+from typing import Dict, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -34,9 +37,13 @@ def reference_batch(source: WindowSource, planner: Planner, epoch: int, iteratio
     windows = [s["frames"] for s in samples]
     built = [planner.reference(windows, samples, slot) for slot in range(len(samples))]
     batch = {name: torch.from_numpy(np.stack([np.asarray(b[name]) for b in built])) for name in planner.outputs}
-    batch["label"] = torch.from_numpy(np.stack([s["label"] for s in samples]))
-    batch["index"] = torch.from_numpy(np.stack([s["index"] for s in samples]))
+    batch.update(stack_ids(samples))
     return batch
+
+
+def stack_ids(samples: Sequence[Mapping]) -> Dict[str, torch.Tensor]:
+    """``label`` and ``index`` of a batch's samples, stacked as int64 tensors."""
+    return {key: torch.as_tensor(np.stack([s[key] for s in samples]).astype(np.int64)) for key in ("label", "index")}
 
 
 class ReferenceBatches(Dataset):
@@ -54,27 +61,40 @@ class ReferenceBatches(Dataset):
         return reference_batch(self.source, self.planner, self.epoch, iteration)
 
 
-class ReferenceLoader:
-    """A ``DataLoader`` over :class:`ReferenceBatches` whose batches land on the iterator's device.
+class DeviceLoader:
+    """A ``DataLoader`` over ``dataset``, in order, whose batches land on ``device``.
 
     On GPU the workers' batches are pinned and copied asynchronously, and floating-point
-    clips become float16, as the DALI iterator yields them.
+    clips become float16, as the DALI iterator yields them. ``options`` go to the
+    ``DataLoader`` (``batch_size``, ``collate_fn``, ``drop_last``).
     """
 
-    def __init__(self, iterator, epoch: int = 0, num_workers: int = 2, prefetch_factor: Optional[int] = 2):
-        self.device = torch_device(iterator.device, iterator.device_id)
-        gpu = self.device.type == "cuda"
-        self.loader = DataLoader(ReferenceBatches(iterator, epoch), batch_size=None, shuffle=False,
-                                 num_workers=num_workers, prefetch_factor=prefetch_factor if num_workers > 0 else None,
-                                 persistent_workers=False, pin_memory=gpu)
-        self.clip_dtype = torch.float16 if gpu else None
+    def __init__(self, dataset: Dataset, device: torch.device, num_workers: int = 2,
+                 prefetch_factor: Optional[int] = 2, **options):
+        self.device = device
+        self.gpu = device.type == "cuda"
+        self.loader = DataLoader(dataset, shuffle=False, num_workers=num_workers, pin_memory=self.gpu,
+                                 prefetch_factor=prefetch_factor if num_workers > 0 else None, **options)
+        self.clip_dtype = torch.float16 if self.gpu else None
+
+    def on_device(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """A batch from the workers, on the loader's device."""
+        return batch if self.device.type == "cpu" else to_device(batch, self.device, self.clip_dtype)
 
     def __len__(self) -> int:
         return len(self.loader)
 
     def __iter__(self) -> Iterator[Dict[str, torch.Tensor]]:
         for batch in self.loader:
-            yield batch if self.device.type == "cpu" else to_device(batch, self.device, self.clip_dtype)
+            yield self.on_device(batch)
+
+
+class ReferenceLoader(DeviceLoader):
+    """A :class:`DeviceLoader` over :class:`ReferenceBatches` (whole batches: no batching of its own)."""
+
+    def __init__(self, iterator, epoch: int = 0, num_workers: int = 2, prefetch_factor: Optional[int] = 2):
+        super().__init__(ReferenceBatches(iterator, epoch), torch_device(iterator.device, iterator.device_id),
+                         num_workers, prefetch_factor, batch_size=None)
 
 
 def reference_loader(iterator, epoch: int = 0, num_workers: int = 2,

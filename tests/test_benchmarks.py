@@ -202,7 +202,7 @@ def test_gpu_check_without_a_gpu_reports_and_exits_2(tmp_path, monkeypatch):
 def test_gpu_check_measures_the_nvdec_size_table(tmp_path, monkeypatch):
     """The stage writes a video per codec at the assumed minimum and below it; the decoder is faked here, and the
     stage's child process is run in this one."""
-    from benchmarks import gpu_check
+    from benchmarks import gpu_check, gpu_stages
     from motionssl.pipelines.decoders import dali as decoding
     from motionssl.pipelines.decoders.dali import NVDEC_MIN_SIZE
     from motionssl.pipelines.video_io import header
@@ -224,7 +224,7 @@ def test_gpu_check_measures_the_nvdec_size_table(tmp_path, monkeypatch):
         return {"returncode": 0, "tail": "", "seconds": 0.0, "command": "probe_sizes"}
 
     monkeypatch.setattr(decoding, "nvdec_probe", fake_decode)
-    monkeypatch.setattr(gpu_check, "run_child", in_process)
+    monkeypatch.setattr(gpu_stages, "run_child", in_process)
     args = gpu_check.argparse.Namespace(out=str(tmp_path))
     result = gpu_check.run_stage("nvdec_sizes", args, 60)
     assert result["status"] == "passed" and {c for c, _, _ in seen} == set(NVDEC_MIN_SIZE)

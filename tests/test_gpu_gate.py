@@ -12,9 +12,9 @@ import sys
 
 import pytest
 
-from benchmarks import gpu_check
-from motionssl.models import runtime
-from motionssl.models.training import load_config
+from benchmarks import gpu_check, gpu_stages
+from motionssl import runtime
+from motionssl.training import load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -123,7 +123,7 @@ def test_a_stage_past_its_limit_is_stopped_and_keeps_its_output(tmp_path):
 
 
 def test_a_gpu_test_run_with_no_test_is_a_failure(tmp_path, monkeypatch):
-    monkeypatch.setattr(gpu_check, "run_child", lambda *a, **k: {"returncode": 0, "tail": "", "seconds": 1.0,
+    monkeypatch.setattr(gpu_stages, "run_child", lambda *a, **k: {"returncode": 0, "tail": "", "seconds": 1.0,
                                                                  "command": "pytest"})
     args = type("Args", (), {"out": str(tmp_path), "quick": True, "fail_fast": False})()
     with pytest.raises(gpu_check.StageFailed, match="0 passed"):
@@ -158,7 +158,7 @@ def test_the_paper_path_reads_what_train_and_eval_wrote(tmp_path, monkeypatch):
     """The stage's commands and its figures, with train.py and eval.py stood in for (they need a GPU here)."""
     _fake_smi(tmp_path, monkeypatch, ["25600, 81559, 3"])
     lists = tmp_path / "train.txt", tmp_path / "gallery.txt", tmp_path / "queries.txt"
-    monkeypatch.setattr(gpu_check, "paper_lists", lambda args: tuple(map(str, lists)))
+    monkeypatch.setattr(gpu_stages, "paper_lists", lambda args: tuple(map(str, lists)))
     commands = []
 
     def fake_child(cmd, timeout, log_path, env=None):
@@ -177,7 +177,7 @@ def test_the_paper_path_reads_what_train_and_eval_wrote(tmp_path, monkeypatch):
                 json.dump({"metrics": {"top1": 0.25}}, f)
         return {"returncode": 0, "tail": "", "seconds": 1.0, "command": " ".join(cmd)}
 
-    monkeypatch.setattr(gpu_check, "run_child", fake_child)
+    monkeypatch.setattr(gpu_stages, "run_child", fake_child)
     args = type("Args", (), {"out": str(tmp_path / "report"), "quick": True})()
     result = gpu_check.stage_paper_path(args, 200)
     train = [c for c in commands if "train.py" in c]
@@ -336,7 +336,7 @@ def test_the_plan_adds_up_to_its_budget(tmp_path, monkeypatch, quick):
 
 
 def test_a_stage_that_ran_out_of_time_says_so_apart_from_a_failure(tmp_path, monkeypatch):
-    monkeypatch.setattr(gpu_check, "run_child", lambda *a, **k: {"returncode": None, "tail": "", "seconds": 75.0,
+    monkeypatch.setattr(gpu_stages, "run_child", lambda *a, **k: {"returncode": None, "tail": "", "seconds": 75.0,
                                                                  "command": "pytest"})
     args = type("Args", (), {"out": str(tmp_path), "quick": True, "fail_fast": False})()
     stage = gpu_check.run_stage("pytest", args, 75)
@@ -360,9 +360,9 @@ def test_the_paper_path_keeps_to_its_plan_and_a_late_run_is_out_of_time(tmp_path
         clock.now += timeout
         return {"returncode": None, "tail": "", "seconds": timeout, "command": " ".join(cmd)}
 
-    monkeypatch.setattr(gpu_check, "time", clock)
-    monkeypatch.setattr(gpu_check, "paper_lists", lists)
-    monkeypatch.setattr(gpu_check, "run_child", uses_all_of_it)
+    monkeypatch.setattr(gpu_stages, "time", clock)
+    monkeypatch.setattr(gpu_stages, "paper_lists", lists)
+    monkeypatch.setattr(gpu_stages, "run_child", uses_all_of_it)
     args = type("Args", (), {"out": str(tmp_path / "report"), "quick": True})()
     with pytest.raises(gpu_check.StageFailed, match=f"moquad: train.py ran past its {plan['train']} s") as late:
         gpu_check.stage_paper_path(args, gpu_check.PLAN[True]["paper_path"])
@@ -428,7 +428,7 @@ def test_the_paper_path_trains_on_at_least_50_batches_per_epoch(tmp_path, monkey
     data = tmp_path / "data"
     data.mkdir()
     (data / "list.txt").write_text("".join(f"videos/v{v:04d}.mp4 {v % 10}\n" for v in range(96)))
-    monkeypatch.setattr(gpu_check, "bench_data", lambda args: str(data / "list.txt"))
+    monkeypatch.setattr(gpu_stages, "bench_data", lambda args: str(data / "list.txt"))
     train, gallery, queries = gpu_check.paper_lists(None)
     train_lines, gallery_lines = open(train).readlines(), open(gallery).readlines()
     biggest = max(load_config([os.path.join(ROOT, c)], pipeline=n).batch_size for n, c in gpu_check.paper_methods().items())
@@ -445,7 +445,7 @@ def _nvdec_sizes(tmp_path, monkeypatch, decode):
         return {"returncode": 0, "tail": "", "seconds": 0.0, "command": "probe_sizes"}
 
     monkeypatch.setattr(decoding, "nvdec_probe", decode)
-    monkeypatch.setattr(gpu_check, "run_child", in_process)
+    monkeypatch.setattr(gpu_stages, "run_child", in_process)
     return gpu_check.run_stage("nvdec_sizes", gpu_check.argparse.Namespace(out=str(tmp_path)), 60)
 
 
@@ -509,14 +509,14 @@ def test_the_decode_rate_is_written_as_it_goes(tmp_path):
 
 def test_an_nvdec_rate_cut_short_keeps_what_it_measured(tmp_path, monkeypatch):
     _fake_smi(tmp_path, monkeypatch, ["2048, 81559, 0", "3072, 81559, 64"])
-    monkeypatch.setattr(gpu_check, "bench_data", lambda args: str(tmp_path / "list.txt"))
+    monkeypatch.setattr(gpu_stages, "bench_data", lambda args: str(tmp_path / "list.txt"))
 
     def writes_then_hangs(cmd, timeout, log_path, env=None):
         with open(tmp_path / "nvdec_rate.jsonl", "w") as f:
             f.writelines(json.dumps({"frames": 512, "seconds": 0.25, "frames_per_s": 2048.0}) + "\n" for _ in range(2))
         return {"returncode": None, "tail": "", "seconds": timeout, "command": " ".join(cmd)}
 
-    monkeypatch.setattr(gpu_check, "run_child", writes_then_hangs)
+    monkeypatch.setattr(gpu_stages, "run_child", writes_then_hangs)
     stage = gpu_check.run_stage("nvdec_rate", gpu_check.argparse.Namespace(out=str(tmp_path)), 15)
     assert stage["status"] == "out of time" and stage["details"]["frames_per_s"] == 2048
     assert "2048 frames/s" in stage["figure"] and "NVDEC: 2048 frames/s" in gpu_check.markdown(
@@ -528,15 +528,15 @@ def test_the_data_stage_writes_and_indexes_the_lists(tmp_path, monkeypatch):
     from benchmarks.make_data import generate
 
     monkeypatch.setenv("MOTIONSSL_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(gpu_check, "STEADY_BATCHES", 1)  # a short training list: indexing it here costs seconds
-    monkeypatch.setattr(gpu_check, "bench_data", lambda args: generate(
+    monkeypatch.setattr(gpu_stages, "STEADY_BATCHES", 1)  # a short training list: indexing it here costs seconds
+    monkeypatch.setattr(gpu_stages, "bench_data", lambda args: generate(
         os.path.join(args.out, "data"), codecs=("h264",), videos=args.videos, width=64, height=48, seconds=1.0)["h264"])
 
     def in_process(cmd, timeout, log_path, env=None):
         gpu_check.prepare_data(str(tmp_path), 8)
         return {"returncode": 0, "tail": "", "seconds": 0.0, "command": "prepare_data"}
 
-    monkeypatch.setattr(gpu_check, "run_child", in_process)
+    monkeypatch.setattr(gpu_stages, "run_child", in_process)
     stage = gpu_check.run_stage("data", gpu_check.argparse.Namespace(out=str(tmp_path), videos=8), 20)
     assert stage["status"] == "passed", stage["message"]
     assert stage["details"]["videos"] == {"train": 66, "gallery": 6, "queries": 2}  # 64 clips: 11 times the gallery
@@ -562,7 +562,7 @@ def test_the_sync_batchnorm_conversion_is_reported_once(monkeypatch, capsys):
 def test_the_ddp_stage_compares_the_resumed_run_step_for_step(tmp_path, monkeypatch, resumed_loss_shift):
     """Two ranks on the one GPU, SyncBatchNorm counted, a resume from the mid-epoch checkpoint compared with the
     uninterrupted run (train.py stood in for: it needs a GPU here)."""
-    monkeypatch.setattr(gpu_check, "paper_lists", lambda args: tuple(str(tmp_path / n) for n in ("t", "g", "q")))
+    monkeypatch.setattr(gpu_stages, "paper_lists", lambda args: tuple(str(tmp_path / n) for n in ("t", "g", "q")))
     commands = []
 
     def fake_child(cmd, timeout, log_path, env=None):
@@ -578,7 +578,7 @@ def test_the_ddp_stage_compares_the_resumed_run_step_for_step(tmp_path, monkeypa
             log.write("" if resume else "SyncBatchNorm layers: 42\n" + "a progress bar\n" * 1000)
         return {"returncode": 0, "tail": "", "seconds": 1.0, "command": " ".join(cmd)}
 
-    monkeypatch.setattr(gpu_check, "run_child", fake_child)
+    monkeypatch.setattr(gpu_stages, "run_child", fake_child)
     args = type("Args", (), {"out": str(tmp_path / "report"), "quick": True})()
     stage = gpu_check.run_stage("ddp", args, 35)
     first, second = commands

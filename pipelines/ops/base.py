@@ -124,7 +124,7 @@ class ParamKeys:
     """Names of the per-sample parameters of the clip called ``clip``: ``ParamKeys("anchor").roi`` is
     ``"anchor.roi"``; a name no op declares is an ``AttributeError`` where it is written.
 
-    The names are those of the ops' :class:`Param` declarations (:data:`.recipes.OPS`):
+    The names are those of the ops' :class:`Param` declarations (:data:`.recipes.RECIPES`):
     ``idx`` window frame indices; ``roi`` crop box ``[y0, x0, y1, x1]`` (``x0 > x1`` when
     flipped); ``color`` ``[brightness, contrast, saturation, hue°]``; for an
     appearance-disturbed clip ``frame`` (the window frame its noise is made of — for RAD

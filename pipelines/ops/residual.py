@@ -6,7 +6,7 @@ one ``sequence_rearrange`` so that cropping and colour jitter are drawn once and
 to both halves; this op subtracts the halves.
 
 Output scaling: the difference of two float frames in pixel units, so values lie in
-``[0, 255]`` (0 = no change). :func:`pipelines.augment.normalize` then divides by
+``[0, 255]`` (0 = no change). :func:`.normalise.normalize` then divides by
 ``255 · residual_std`` without subtracting a mean, so a static pixel stays exactly 0.
 """
 from __future__ import annotations

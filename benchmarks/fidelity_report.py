@@ -1,0 +1,175 @@
+"""The fidelity table (:mod:`benchmarks.fidelity`): cells over seeds, the papers' directions, the Markdown report.
+
+A cell is the mean ± sample standard deviation of a metric over a row's finished seeds;
+an ablation's direction is its difference from the row it changes, judged against the
+larger of the two rows' seed spreads.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+from typing import Dict, List, Sequence
+
+from benchmarks.fidelity_rows import GROUPS, Row
+from benchmarks.fidelity_runs import finished, split_size
+
+METRICS = (("retrieval_top1", "retrieval top-1"), ("retrieval_top5", "top-5"), ("linear_top1", "linear top-1"))
+
+
+def summarise(results: Sequence[Dict]) -> Dict[str, Dict[str, float]]:
+    """Per metric: mean, sample standard deviation (0 for one seed), min, max, n."""
+    ok = [r for r in results if r and "failed" not in r]
+    out: Dict[str, Dict[str, float]] = {}
+    for key, _ in METRICS + (("train_seconds", ""),):
+        values = [r[key] for r in ok if r.get(key) is not None]
+        if values:
+            out[key] = {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                        "min": min(values), "max": max(values), "n": len(values)}
+    return out
+
+
+def _cell(stats: Dict[str, float]) -> str:
+    return f"{stats['mean']:.1f} ± {stats['std']:.1f}" if stats else "–"
+
+
+def table(rows: Sequence[Row], summary: Dict[str, Dict], markdown: bool = False) -> str:
+    head = ["row", "seeds", *[label for _, label in METRICS], "train s", "what it changes"]
+    lines = []
+    for r in rows:
+        s = summary.get(r.name, {})
+        seeds = max((s.get(k, {}).get("n", 0) for k, _ in METRICS), default=0)
+        train_s = f"{s['train_seconds']['mean']:.0f}" if s.get("train_seconds") else "–"
+        lines.append([r.name, str(seeds), *[_cell(s.get(k, {})) for k, _ in METRICS], train_s, r.what])
+    if markdown:
+        out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        out += ["| " + " | ".join(line) + " |" for line in lines]
+        return "\n".join(out)
+    widths = [max(len(x[i]) for x in [head] + lines) for i in range(len(head) - 1)]
+    fmt = lambda cols: "  ".join(c.ljust(w) for c, w in zip(cols, widths)) + "  " + cols[-1]  # noqa: E731
+    return "\n".join([fmt(head)] + [fmt(line) for line in lines])
+
+def _cached_base_results(args, rows: Sequence[Row], results: Dict[str, List[Dict]]) -> Dict[str, List[Dict]]:
+    """The finished runs of the ablations' base rows not selected this time, so that their directions show."""
+    out: Dict[str, List[Dict]] = {}
+    for base in {r.base for r in rows if r.base and r.base not in results}:
+        out[base] = [r for seed in args.seeds if (r := finished(args.out, base, seed)) is not None]
+    return out
+
+
+def report(args, rows: Sequence[Row], results: Dict[str, List[Dict]], data: str, seconds: float) -> str:
+    results = {**_cached_base_results(args, rows, results), **results}
+    summary = {name: summarise(rs) for name, rs in results.items()}
+    import torch
+    lines = [
+        "# Fidelity: motion where appearance misleads",
+        "",
+        f"Data: {_origin(args, data)} ({_describe(data)}). Budget per trained row: {args.steps} steps × batch "
+        f"{args.batch_size} = {args.steps * args.batch_size} videos; seeds among {' '.join(map(str, args.seeds))}. "
+        f"Evaluation: `eval.py retrieval` and `eval.py linear`, {args.num_clips} clips per video. "
+        f"Cells: mean ± sample standard deviation over seeds, in %.",
+        "",
+        f"Machine: {os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}, torch "
+        f"{torch.__version__}, Python {platform.python_version()}"
+        + ("." if args.cached else f"; {seconds / 60:.0f} min for the runs not cached."),
+        "",
+        ("Tabulated from the runs already made (each row's seeds column says how many) with: "
+         if args.cached else "Command: ") + "`python -m benchmarks.fidelity " + " ".join(_argv_of(args)) + "`",
+        "",
+    ]
+    for group in GROUPS:
+        group_rows = [r for r in rows if r.group == group]
+        if group_rows:
+            lines += [f"## {group}", "", table(group_rows, summary, markdown=True), ""]
+    ablations = [r for r in rows if r.base]
+    if ablations:
+        lines += ["## The papers' directions", "",
+                  "Each ablation against the row it changes: the difference of means, in brackets the larger "
+                  "of the two rows' seed standard deviations. Reproduced: the paper's way by more than that; "
+                  "not reproduced: the other way by more than that; no verdict under 3 seeds.", "",
+                  directions_table(ablations, summary), ""]
+    return "\n".join(lines)
+
+
+def direction(row: Row, summary: Dict[str, Dict], metric: str = "linear_top1") -> Dict:
+    """An ablation row against its base on one metric: the difference of means, the larger of the two seed
+    spreads, and the verdict on the paper's direction.
+
+    ``reproduced``: the row moved the paper's way by more than the spread; ``not reproduced``: the other way by
+    more than the spread; ``within the spread`` otherwise. Under 3 seeds on either side, or where the paper
+    did not test the change, there is no verdict (``n < 3``, ``not in the paper``)."""
+    a, b = summary.get(row.name, {}).get(metric), summary.get(row.base, {}).get(metric)
+    if not a or not b:
+        return {"delta": None, "spread": None, "n": 0, "verdict": "not run"}
+    delta, spread, n = a["mean"] - b["mean"], max(a["std"], b["std"]), min(a["n"], b["n"])
+    if n < 3:
+        verdict = "n < 3"
+    elif not row.paper:
+        verdict = "not in the paper"
+    elif abs(delta) <= spread:
+        verdict = "within the spread"
+    else:
+        verdict = "reproduced" if (delta < 0) == (row.paper == "worse") else "not reproduced"
+    return {"delta": delta, "spread": spread, "n": n, "verdict": verdict}
+
+
+def directions_table(rows: Sequence[Row], summary: Dict[str, Dict]) -> str:
+    """Markdown: each ablation row's change against its base, and the verdict on the paper's direction."""
+    head = ["row", "against", "the paper: the change makes it", "seeds", "Δ linear top-1 (spread)", "verdict",
+            "Δ retrieval top-1 (spread)", "verdict"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        if not r.base:
+            continue
+        cells = [r.name, r.base, r.paper or "not in the paper"]
+        lin, ret = direction(r, summary, "linear_top1"), direction(r, summary, "retrieval_top1")
+        cells.append(str(lin["n"]))
+        for d in (lin, ret):
+            cells += ["–" if d["delta"] is None else f"{d['delta']:+.1f} ({d['spread']:.1f})", d["verdict"]]
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+KEEP = "<!-- Written by hand below this line; rewriting the tables above keeps it. -->"
+
+
+def write_report(path: str, text: str) -> None:
+    """Write the tables to ``path``, keeping whatever follows the ``KEEP`` line of the file there."""
+    kept = ""
+    if os.path.exists(path):
+        with open(path) as f:
+            old = f.read()
+        if KEEP in old:
+            kept = old[old.index(KEEP):]
+    with open(path, "w") as f:
+        f.write(text + "\n" + (("\n" + kept) if kept else ""))
+
+
+def _origin(args, data: str) -> str:
+    if args.data:
+        return f"`{args.data}`"
+    return (f"`python -m benchmarks.fidelity_data --scenes {args.scenes} --per-class {args.per_class}` "
+            "(48×48 VP9, 32 frames, seed 0)")
+
+
+def _argv_of(args) -> List[str]:
+    out = ["--rows", *args.rows, "--seeds", *map(str, args.seeds), "--steps", str(args.steps)]
+    if args.batch_size != 32:
+        out += ["--batch-size", str(args.batch_size)]
+    if args.set:
+        out += ["--set", *args.set]
+    if args.cached:
+        out.append("--cached")
+    return out
+
+def _describe(data: str) -> str:
+    counts = {split: n for split in ("train", "test") if (n := split_size(data, split))}
+    scenes = os.path.join(data, "scenes.txt")
+    n_scenes = None
+    if os.path.exists(scenes):
+        with open(scenes) as f:
+            n_scenes = len({line.split()[-1] for line in f if line.strip()})
+    parts = [f"{n} {split} videos" for split, n in counts.items()]
+    if n_scenes:
+        parts.append(f"{n_scenes} scenes")
+    return ", ".join(parts)

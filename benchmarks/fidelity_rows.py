@@ -1,0 +1,153 @@
+"""The rows of the fidelity table (:mod:`benchmarks.fidelity`): each a method, its configs and what it changes.
+
+Four groups, in table order: ``main`` (the controls, the labelled and random references and
+the methods), the papers' ablations of MoQuad and MCPNet (each against the row it changes,
+with the direction the paper found), and ``diagnostics`` (what the investigation switched).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Dict, List, Sequence
+
+BASE = {m: os.path.join("configs", "small", f"{m}.yaml") for m in ("simclr", "moquad", "mcpnet")}
+ABLATION = os.path.join("configs", "ablations")
+PAPER_PAIRS = (os.path.join(ABLATION, "mcpnet_paper_negatives.yaml"),)
+CONTROLS = ("motion_descriptor", "still_appearance")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: a method, the config files on top of its base config, overrides."""
+
+    name: str
+    method: str  # a train.py pipeline, or "random", "supervised" or a control (CONTROLS): no pre-training
+    group: str
+    what: str
+    configs: tuple = ()
+    overrides: tuple = ()
+    base: str = ""  # an ablation: the row it changes
+    paper: str = ""  # what the paper found the change does to accuracy: "worse", "better", or "" (not in it)
+
+
+def _ab(*names: str) -> tuple:
+    """The ablation config files ``names``."""
+    return tuple(os.path.join(ABLATION, name + ".yaml") for name in names)
+
+
+def _mcp(name: str) -> tuple:
+    """An MCPNet ablation: it varies the paper's method, not the small config's reversed MIP negative."""
+    return PAPER_PAIRS + _ab(name)
+
+
+MAIN = (
+    Row("motion-control", "motion_descriptor", "main",
+        "control: hand-made motion features (affine flow of what changes), no appearance, no learning"),
+    Row("appearance-control", "still_appearance", "main",
+        "control: the colours of one frame, no motion, no learning"),
+    Row("supervised", "supervised", "main",
+        "labelled reference: the tiny network trained from scratch on the labels (eval.py finetune, "
+        "linear column: its top-1)"),
+    Row("random", "random", "main", "randomly initialised backbone, no pre-training"),
+    Row("simclr", "simclr", "main", "SimCLR, two clips of a video at speed 1"),
+    Row("moquad", "moquad", "main", "MoQuad: RAD positive, reversed intra negatives, mining, warm-up"),
+    Row("mcpnet", "mcpnet", "main",
+        "MCPNet: MIP + CIP, residual clips with their own BatchNorm; MIP's negative the clip played backwards, "
+        "CIP with l1 (the small config)"),
+    Row("mcpnet-paper", "mcpnet", "main", "MCPNet with the paper's pairs: MIP's negative at the other speed, "
+        "CIP with it (the ablations' base)", PAPER_PAIRS),
+)
+
+MOQUAD_ABLATIONS = (
+    # MoQuad Tab. 4: quadruple members
+    Row("moquad-no-intra-neg", "moquad", "moquad_ablations", "Tab. 4: without N", _ab("moquad_tab4_no_intra_neg"),
+        base="moquad", paper="worse"),
+    Row("moquad-no-intra-neg-ad", "moquad", "moquad_ablations", "Tab. 4: without N̄",
+        _ab("moquad_tab4_no_intra_neg_ad"), base="moquad", paper="worse"),
+    Row("moquad-no-intra", "moquad", "moquad_ablations", "Tab. 4: anchor + RAD positive only (no N, N̄)",
+        _ab("moquad_tab4_no_intra_neg", "moquad_tab4_no_intra_neg_ad"), base="moquad", paper="worse"),
+    Row("moquad-no-positive-ad", "moquad", "moquad_ablations", "Tab. 4: positive without RAD",
+        _ab("moquad_tab4_no_positive_ad"), base="moquad", paper="worse"),
+    # Tab. 5: appearance and motion disturbance
+    Row("moquad-rad-intra", "moquad", "moquad_ablations", "Tab. 5: RAD noise from the same video",
+        _ab("moquad_tab5_rad_intra"), base="moquad", paper="worse"),
+    Row("moquad-be", "moquad", "moquad_ablations", "Tab. 5: BE (a frame of the clip) instead of RAD",
+        _ab("moquad_tab5_be"), base="moquad", paper="worse"),
+    Row("moquad-speed", "moquad", "moquad_ablations",
+        "Tab. 5: intra negatives sped up (the paper's op) instead of reversed",
+        overrides=("pipeline_config.motion=speed",), base="moquad", paper="better"),
+    Row("moquad-shuffle", "moquad", "moquad_ablations", "Tab. 5: intra negatives shuffled", _ab("moquad_tab5_shuffle"),
+        base="moquad", paper="better"),
+    # Tab. 6: mining and warm-up
+    Row("moquad-no-mining", "moquad", "moquad_ablations", "Tab. 6: β = 0 (Eq. 1)", _ab("moquad_tab6_no_mining"),
+        base="moquad", paper="worse"),
+    Row("moquad-alpha1", "moquad", "moquad_ablations",
+        "α = 1: the mined negatives weighted 1 is Eq. 1 (a check: the same as moquad-no-mining)",
+        overrides=("method.alpha=1.0",), base="moquad", paper=""),
+    Row("moquad-no-warmup", "moquad", "moquad_ablations", "Tab. 6: no appearance warm-up",
+        _ab("moquad_tab6_no_warmup"), base="moquad", paper="worse"),
+)
+
+MCPNET_ABLATIONS = (
+    # MCPNet Tab. 1: gap t; Tab. 2: branches and CIP speed; Tab. 3: the view
+    Row("mcpnet-gap1", "mcpnet", "mcpnet_ablations", "Tab. 1: t = 1", _mcp("mcpnet_tab1_gap1"),
+        base="mcpnet-paper", paper="worse"),
+    Row("mcpnet-gap4", "mcpnet", "mcpnet_ablations", "Tab. 1: t = 4 (the paper's; the small config's is 2)",
+        PAPER_PAIRS, overrides=("pipeline_config.gap=4",), base="mcpnet-paper", paper="better"),
+    Row("mcpnet-cip-only", "mcpnet", "mcpnet_ablations", "Tab. 2: CIP only (α = 0)", _mcp("mcpnet_tab2_cip_only"),
+        base="mcpnet-paper", paper="worse"),
+    Row("mcpnet-mip-only", "mcpnet", "mcpnet_ablations", "Tab. 2: MIP only (α = 1)", _mcp("mcpnet_tab2_mip_only"),
+        base="mcpnet-paper", paper="worse"),
+    Row("mcpnet-cip-same", "mcpnet", "mcpnet_ablations", "Tab. 2: CIP at the same speed",
+        _mcp("mcpnet_tab2_cip_same_speed"), base="mcpnet-paper", paper="worse"),
+    Row("mcpnet-cip-random", "mcpnet", "mcpnet_ablations", "Tab. 2: CIP at a random speed",
+        _mcp("mcpnet_tab2_cip_random_speed"), base="mcpnet-paper", paper="worse"),
+    Row("mcpnet-residual", "mcpnet", "mcpnet_ablations",
+        "Tab. 3: residual view (t = 1: the clips of mcpnet-gap1)", _mcp("mcpnet_tab3_residual"),
+        base="mcpnet-paper", paper="worse"),
+    Row("mcpnet-rgb", "mcpnet", "mcpnet_ablations", "Tab. 3: RGB view instead of residual", _mcp("mcpnet_tab3_rgb"),
+        base="mcpnet-paper", paper=""),
+)
+
+DIAGNOSTICS = (
+    # What the investigation switched: each against the main row it changes
+    *[Row(f"{m}-no-jitter", m, "diagnostics", "no colour jitter or grayscale (the demo configs' setting)",
+          overrides=("pipeline_config.clip.augment.jitter_prob=0.0",
+                     "pipeline_config.clip.augment.grayscale_prob=0.0")) for m in ("simclr", "moquad", "mcpnet")],
+    *[Row(f"{m}-sgd", m, "diagnostics", f"SGD lr {lr} (the demo configs' optimiser) instead of AdamW 1e-3",
+          overrides=("optim.name=sgd", f"optim.lr={lr}")) for m, lr in (("simclr", 0.1), ("moquad", 0.1),
+                                                                         ("mcpnet", 0.05))],
+    Row("mcpnet-bn-joint", "mcpnet", "diagnostics", "RGB and residual clips in one BatchNorm batch",
+        overrides=("method.residual_bn=joint",)),
+    Row("mcpnet-bn-split", "mcpnet", "diagnostics", "separate batches through shared BatchNorm layers",
+        overrides=("method.residual_bn=split",)),
+    Row("mcpnet-tau0.2", "mcpnet", "diagnostics", "MCPNet's temperature 0.2 instead of 0.07 (MIP's and CIP's)",
+        overrides=("method.temperature=0.2",)),
+    Row("mcpnet-alpha0.8", "mcpnet", "diagnostics", "α = 0.8 instead of 0.5: more weight on MIP (Eq. 5)",
+        overrides=("method.alpha=0.8",)),
+    Row("moquad-plain", "moquad", "diagnostics", "speed negatives, no warm-up, no mining",
+        overrides=("pipeline_config.motion=speed", "appearance_warmup=0", "method.beta=0")),
+    Row("moquad-window32", "moquad", "diagnostics", "clips drawn from 32-frame windows (further apart)",
+        overrides=("pipeline_config.clip.window=32",)),
+)
+
+ROWS: Dict[str, Row] = {r.name: r for r in MAIN + MOQUAD_ABLATIONS + MCPNET_ABLATIONS + DIAGNOSTICS}
+GROUPS = ("main", "moquad_ablations", "mcpnet_ablations", "diagnostics")
+
+
+def select(spec: Sequence[str]) -> List[Row]:
+    """Rows by group or row name (``all`` = every row), in table order, without repeats."""
+    names: List[str] = []
+    for item in spec:
+        for part in filter(None, item.split(",")):
+            if part == "all":
+                names += list(ROWS)
+            elif part in GROUPS:
+                names += [r.name for r in ROWS.values() if r.group == part]
+            elif part in ROWS:
+                names.append(part)
+            else:
+                raise SystemExit(f"fidelity: unknown row or group {part!r}; groups: {', '.join(GROUPS)}, all; "
+                                 f"rows: see --list")
+    wanted = set(names)
+    return [r for r in ROWS.values() if r.name in wanted]
