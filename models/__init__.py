@@ -1,6 +1,4 @@
-"""Models for self-supervised video learning, and what the entry points build around them.
-
-Pure PyTorch, independent of DALI:
+"""Models for self-supervised video learning: pure PyTorch, independent of the pipelines and DALI.
 
     models.backbones    BACKBONES, create_backbone: clip (B, C, T, H, W) -> feature (B, F)
     models.heads        ProjectionHead, MCPNetHeads
@@ -9,12 +7,10 @@ Pure PyTorch, independent of DALI:
     models.methods      METHODS, create_method: batch dict -> {"loss", parts, diagnostics}
     models.optim        LARS, build_optimizer, cosine_schedule, learning-rate scaling rules
     models.evaluation   per-video averaging, retrieval and classification metrics, probe and fine-tuning loops
-    models.runtime      device, torchrun ranks, decisions taken by all ranks, termination signals
 
-Using the pipelines' config builder and evaluation views:
-
-    models.training     TrainConfig, checkpoints (and the backbone in one), metrics log
-    models.protocols    retrieval, linear probe and fine-tuning on the evaluation views
+The run around them — its config, checkpoints, devices and ranks, and the evaluation
+protocols on the pipelines' views — is the application's (``motionssl.training``,
+``motionssl.runtime``, ``motionssl.protocols``).
 
 Submodules are imported on demand (`from models.methods import create_method`)
 so that the losses load without torchvision, e.g. in spawned worker processes.

@@ -51,12 +51,24 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
-from motionssl.models import protocols, runtime
+from motionssl import protocols, runtime
+from motionssl.data import DataChoice, resolve_data
 from motionssl.models.backbones import BACKBONES
 from motionssl.models.evaluation import rank_gallery
 from motionssl.models.optim import OPTIMIZERS
-from motionssl.models.protocols import Views
-from motionssl.models.training import (
+from motionssl.pipelines import VideoIndex, demo, environment, files
+from motionssl.pipelines.config import build
+from motionssl.pipelines.decoders import DECODERS
+from motionssl.pipelines.evaluation import NUM_CROPS
+from motionssl.pipelines.errors import MotionSSLError
+from motionssl.pipelines.files import FolderError
+from motionssl.pipelines.index import load_pair
+from motionssl.pipelines.ops.config import KINETICS_MEAN, KINETICS_STD, AugmentConfig
+from motionssl.pipelines.show import save_neighbours
+from motionssl.pipelines.sources import PipelineError
+from motionssl.pipelines.video_io import VideoError
+from motionssl.protocols import Views
+from motionssl.training import (
     CheckpointError,
     backbone_from_state,
     build_backbone,
@@ -65,17 +77,6 @@ from motionssl.models.training import (
     read_checkpoint,
     to_dict,
 )
-from motionssl.pipelines import VideoIndex, demo, environment, files
-from motionssl.pipelines.config import build
-from motionssl.pipelines.decoders import DECODERS
-from motionssl.pipelines.evaluation import NUM_CROPS
-from motionssl.pipelines.errors import MotionSSLError
-from motionssl.pipelines.files import FolderError
-from motionssl.pipelines.index import DataChoice, load_pair, resolve_data
-from motionssl.pipelines.ops.config import KINETICS_MEAN, KINETICS_STD, AugmentConfig
-from motionssl.pipelines.show import save_neighbours
-from motionssl.pipelines.sources import PipelineError
-from motionssl.pipelines.video_io import VideoError
 
 TASKS = ("retrieval", "linear", "finetune")
 # A network without a checkpoint or --config takes the clip settings of its data: the demo

@@ -7,10 +7,12 @@
 ``key=value`` arguments override the config files (``optim.lr=0.8``, ``pipeline_config.clip.frames=8``).
 ``--config`` takes a file, or the name of a shipped configuration (``configs/moquad_r3d18.yaml``,
 ``moquad_r3d18``), so the commands work from any folder after ``pip install``.
-The loop is deliberately plain; the parts live in ``motionssl.pipelines`` and ``motionssl.models``. Where the
-run stands is the global step alone: epoch and batch follow from it, so a run resumed
-from any checkpoint — mid-epoch, on an epoch's last step, across the MoQuad warm-up
-switch — continues with exactly the batches and losses of the uninterrupted run.
+The loop is deliberately plain; the parts live in ``motionssl.pipelines``, ``motionssl.models`` and,
+for the run itself (config, checkpoints, devices and ranks), ``motionssl.training`` and
+``motionssl.runtime``. Where the run stands is the global step alone: epoch and batch follow
+from it, so a run resumed from any checkpoint — mid-epoch, on an epoch's last step, across
+the MoQuad warm-up switch — continues with exactly the batches and losses of the
+uninterrupted run.
 """
 import argparse
 import collections
@@ -30,11 +32,21 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from motionssl.models import runtime
+from motionssl import runtime
+from motionssl.data import resolve_data
 from motionssl.models.backbones import BACKBONES, create_backbone, to_channels_last
 from motionssl.models.methods import METHODS, create_method, get_method
 from motionssl.models.optim import build_optimizer, cosine_schedule
-from motionssl.models.training import (
+from motionssl.pipelines import demo, environment, files, load_index, make_iterator
+from motionssl.pipelines.config import build, coerce_kwargs, cut, shown
+from motionssl.pipelines.errors import MotionSSLError, UnlabelledError
+from motionssl.pipelines.files import FolderError
+from motionssl.pipelines.index import VideoIndex, load_pair
+from motionssl.pipelines.iterators import VideoIterator
+from motionssl.pipelines.planners import pipeline_spec
+from motionssl.pipelines.sources import PipelineError
+from motionssl.pipelines.video_io import VideoError
+from motionssl.training import (
     Checkpointer,
     CheckpointWriteError,
     MetricsLog,
@@ -45,15 +57,6 @@ from motionssl.models.training import (
     set_rng_state,
     to_dict,
 )
-from motionssl.pipelines import demo, environment, files, load_index, make_iterator
-from motionssl.pipelines.config import build, coerce_kwargs, cut, shown
-from motionssl.pipelines.errors import MotionSSLError, UnlabelledError
-from motionssl.pipelines.files import FolderError
-from motionssl.pipelines.index import VideoIndex, load_pair, resolve_data
-from motionssl.pipelines.iterators import VideoIterator
-from motionssl.pipelines.planners import pipeline_spec
-from motionssl.pipelines.sources import PipelineError
-from motionssl.pipelines.video_io import VideoError
 
 
 def parse_args(argv=None):
@@ -626,7 +629,7 @@ def report_retrieval(backbone, run, clip, term):
 
     Runs on every rank (each extracts its shard of the views); rank 0 prints and writes.
     """
-    from motionssl.models.protocols import run_retrieval
+    from motionssl.protocols import run_retrieval
 
     cfg, rt = run.cfg, run.rt
     train_index, test_index, describe = load_pair(run.data, run.split, run.test_data, run.test_split)

@@ -17,7 +17,7 @@ configuration turns flip off (``augment.flip_prob: 0``).
 
 Everything is a pure function of ``seed``: the same seed writes the same frames. The
 default (8 classes × 40 videos, 30 for training and 10 for testing, 64×64 px, 32 frames)
-is written in well under a minute on two cores and cached; ``python -m motionssl.pipelines.demo
+is written in well under a minute on two cores and cached; ``python -m motionssl.demo
 --out DIR`` writes it anywhere.
 
 Layout (the prepared-dataset layout of ``motionssl-prepare``)::
@@ -29,11 +29,9 @@ Layout (the prepared-dataset layout of ``motionssl-prepare``)::
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
-import sys
 import time
 from typing import Optional
 
@@ -51,13 +49,13 @@ VERSION = 6  # bump when the generator's output changes, so caches are rebuilt
 APPEARANCES = 2  # backgrounds in the pool, and bar textures in the pool
 BAR = (0.3, 0.09)  # the bar's half-length and half-width, as fractions of the frame size
 MARKER = "demo.json"  # what wrote a demo folder (generator version and parameters)
-# The least value of each setting of :func:`generate`: its command-line option, the value, and why.
-LEAST = {"seed": ("--seed", 0, "seeds are non-negative"),
-         "per_class": ("--per-class", 2, "one test and one training video per class"),
-         "test_per_class": ("--test-per-class", 1, "the test split would be empty"),
-         "size": ("--size", 16, "a smaller frame cannot show the bar's motion"),
-         "num_frames": ("--frames", 1, "a video needs a frame"),
-         "workers": ("--workers", 1, "")}
+# The least value of each setting of :func:`generate`, and why.
+LEAST = {"seed": (0, "seeds are non-negative"),
+         "per_class": (2, "one test and one training video per class"),
+         "test_per_class": (1, "the test split would be empty"),
+         "size": (16, "a smaller frame cannot show the bar's motion"),
+         "num_frames": (1, "a video needs a frame"),
+         "workers": (1, "")}
 
 
 def default_root(seed: int = 0) -> str:
@@ -65,14 +63,14 @@ def default_root(seed: int = 0) -> str:
     return os.path.join(environment.cache_dir(), f"demo-v{VERSION}-seed{seed}")
 
 
-def check_settings(settings: dict, options: bool = False) -> None:
+def check_settings(settings: dict, names: Optional[dict] = None) -> None:
     """A ``ValueError`` for the first of :func:`generate`'s ``settings`` out of range, named as its
-    parameter or, with ``options``, as its command-line option."""
+    parameter or as ``names`` calls it (a command's options)."""
     def name(key: str) -> str:
-        return LEAST[key][0] if options else key
+        return (names or {}).get(key, key)
 
     for key, value in settings.items():
-        _, least, why = LEAST[key]
+        least, why = LEAST[key]
         if value is not None and value < least:
             raise ValueError(f"{name(key)} must be at least {least}, got {value}" + (f" ({why})" if why else ""))
     if settings["test_per_class"] >= settings["per_class"]:
@@ -275,33 +273,3 @@ def generate(root: Optional[str] = None, seed: int = 0, per_class: int = 40, tes
                 "test": [r for v, r in enumerate(rows) if v in test_ids], "all": rows}
 
     return write_dataset(root, CLASSES, MARKER, description, build)
-
-
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="Write the motion-class demo dataset (VP9 .webm).")
-    parser.add_argument("--out", default=None, help="folder to write (default: the cache folder)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--per-class", type=int, default=40)
-    parser.add_argument("--test-per-class", type=int, default=10)
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--frames", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=None)
-    args = parser.parse_args(argv)
-    settings = dict(seed=args.seed, per_class=args.per_class, test_per_class=args.test_per_class, size=args.size,
-                    num_frames=args.frames, workers=args.workers)
-    start = time.time()
-    try:
-        check_settings(settings, options=True)
-        root = generate(args.out, **settings)
-    except KeyboardInterrupt:
-        print("motionssl.pipelines.demo: interrupted; nothing was kept", file=sys.stderr)
-        raise SystemExit(130) from None
-    except (files.FolderError, ValueError, OSError) as exc:
-        if environment.debug():
-            raise
-        raise SystemExit(f"motionssl.pipelines.demo: error: {exc}") from None
-    print(f"demo dataset in {root} ({time.time() - start:.1f} s)")
-
-
-if __name__ == "__main__":
-    main()

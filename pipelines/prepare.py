@@ -1,6 +1,6 @@
 """Turn a downloaded video dataset into short-GOP files and index lists the pipelines read fast.
 
-::
+:func:`prepare` does the work; ``motionssl-prepare`` (:mod:`motionssl.prepare`) is its command::
 
     motionssl-prepare ucf101   --src UCF-101 --splits ucfTrainTestlist --out data/ucf101
     motionssl-prepare hmdb51   --src hmdb51  --splits testTrainMulti_7030_splits --out data/hmdb51
@@ -45,19 +45,19 @@ the original names (Kinetics' "air drumming").
 Every output is verified (opens, first and last frames decode) before it counts. Inputs
 that fail — unreadable, empty, not a video, no frames, listed in a split file but missing
 on disk — are skipped and reported, never fatal; only when every input fails does the
-command exit non-zero, naming the most common reason. A run can be interrupted and started
-again: finished outputs are recorded in the manifest and skipped without any decoding.
+command exit non-zero, naming the most common reason. What stops a whole run before any
+conversion (an argument, a split file, the output folder) is raised as a
+:class:`~.errors.MotionSSLError` naming it in the command's words (``--src``, ``--out``...).
+A run can be interrupted and started again: finished outputs are recorded in the manifest
+and skipped without any decoding.
 Nothing under ``--src`` is ever written: the output folder must lie outside it.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
-import sys
 import time
-from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -66,10 +66,9 @@ from typing import Dict, List, Optional, Tuple
 import av
 from tqdm import tqdm
 
-from . import environment, files
+from . import files
 from .datasets import DATASETS, Dataset, Item
-from .datasets import fail as _fail
-from .decoders.dali import DALI_CPU_CODECS
+from .errors import DataError, DataNotFoundError, OptionError
 from .index import safe_name
 from .video_io import (VideoError, check_decoding, checked_frames, decoder_errors, frame_timestamps, open_video,
                        probe, rotation)
@@ -312,19 +311,11 @@ def write_indexes(out: Path, dataset: Dataset, done: Dict[Path, Tuple[str, int]]
 def _check_locations(src: Path, out: Path) -> None:
     """Refuse output folders that overlap the source tree, so --src is never written to."""
     if not src.is_dir():
-        _fail(f"--src {src} is not a folder; point it at the unpacked dataset")
+        raise DataNotFoundError(f"--src {src} is not a folder; point it at the unpacked dataset")
     s, o = src.resolve(), out.resolve()
     if o == s or s in o.parents or o in s.parents:
-        _fail(f"--out {out} overlaps --src {src}; choose an output folder outside the source tree "
-              "(and not containing it): prepare never writes under --src")
-
-
-def _human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
+        raise OptionError(f"--out {out} overlaps --src {src}; choose an output folder outside the source tree "
+                          "(and not containing it): prepare never writes under --src")
 
 
 # --------------------------------------------------------------------------- driver
@@ -335,19 +326,23 @@ def prepare(dataset: str, src, out, splits=None, codec: str = "vp9", short_side:
             progress: bool = True) -> dict:
     """Convert a dataset and write its index files; return the summary written to the report.
 
-    Arguments mirror the command line. Errors in the arguments or split files raise
-    ``SystemExit`` with a message; failures of single videos are reported, not raised.
+    Arguments mirror the command line, and so do the messages. Errors in the arguments raise an
+    :class:`~.errors.OptionError`, in the dataset or its split files a :class:`~.errors.DataError`
+    (:class:`~.errors.DataNotFoundError` for a missing ``--src``), with the output folder a
+    :class:`~.files.FolderError`, all before anything is written; failures of single videos are
+    reported, not raised. Ctrl-C during the conversions is an :class:`Interrupted` saying what
+    was kept.
     """
     if dataset not in DATASETS:
-        _fail(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+        raise OptionError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     if codec not in CODECS:
-        _fail(f"unknown --codec {codec!r}; choose one of {', '.join(CODECS)}")
+        raise OptionError(f"unknown --codec {codec!r}; choose one of {', '.join(CODECS)}")
     for flag, value in (("--short-side", short_side), ("--gop", gop), ("--workers", workers)):
         if value is not None and value < 1:
-            _fail(f"{flag} must be a positive integer, got {value}")
+            raise OptionError(f"{flag} must be a positive integer, got {value}")
     low, high = CODECS[codec].crf_range
     if crf is not None and not low <= crf <= high:
-        _fail(f"--crf {crf} is outside {codec}'s range, {low} to {high} (lower is better and larger)")
+        raise OptionError(f"--crf {crf} is outside {codec}'s range, {low} to {high} (lower is better and larger)")
     src, out = Path(os.path.abspath(src)), Path(os.path.abspath(out))
     _check_locations(src, out)
     found = DATASETS[dataset](src, Path(os.path.abspath(splits)) if splits else None)
@@ -360,24 +355,22 @@ def prepare(dataset: str, src, out, splits=None, codec: str = "vp9", short_side:
         folder = "" if item.class_name is None else f"{safe_name(item.class_name)}/"  # unlabelled: videos/<stem>
         rel = f"videos/{folder}{safe_name(item.src.stem)}{CODECS[codec].extension}"
         if rel in owner:
-            _fail(f"{item.src} and {owner[rel]} would both be written to {rel}; rename one of them")
+            raise DataError(f"{item.src} and {owner[rel]} would both be written to {rel}; rename one of them")
         owner[rel], target[item.src] = item.src, rel
 
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        _fail(f"cannot write --out {out} ({exc.strerror or exc}); choose a folder you can write")
+        raise files.FolderError(f"cannot write --out {out} ({exc.strerror or exc}); choose a folder you can "
+                                "write") from None
     if not (out / MANIFEST).exists():  # not an output of this tool: never mixed into
-        try:
-            files.refuse_foreign(str(out), "an output of `motionssl-prepare`")
-        except files.FolderError as exc:
-            _fail(str(exc))
+        files.refuse_foreign(str(out), "an output of `motionssl-prepare`")
         (out / MANIFEST).touch()  # the folder is an output of this tool from now on
     lock = files.FolderLock(str(out), "motionssl-prepare")
     try:
         lock.acquire()
     except (files.FolderError, OSError) as exc:
-        _fail(f"cannot lock --out {out}: {exc}")
+        raise files.FolderError(f"cannot lock --out {out}: {exc}") from None
     try:
         return _prepare(dataset, found, src, out, target, codec, short_side, gop, crf, workers, progress)
     finally:
@@ -491,91 +484,3 @@ def _source_stamp(path: Path) -> List[int]:
     """``[size, modification time in ns]`` of a source: a source that changes is converted again."""
     st = path.stat()
     return [st.st_size, st.st_mtime_ns]
-
-
-def main(argv: Optional[List[str]] = None) -> dict:
-    parser = argparse.ArgumentParser(
-        prog="motionssl-prepare", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Convert a video dataset to short-GOP VP9/H.264 files plus index lists\n"
-                    "(`path label num_frames`) that the pipelines read directly.",
-        epilog="examples:\n"
-               "  motionssl-prepare ucf101 --src UCF-101 --splits ucfTrainTestlist --out data/ucf101\n"
-               "  motionssl-prepare hmdb51 --src hmdb51 --splits testTrainMulti_7030_splits "
-               "--out data/hmdb51\n"
-               "  motionssl-prepare kinetics --src k400 --splits k400/annotations --out data/k400 "
-               "--short-side 256\n"
-               "  motionssl-prepare folder --src my_videos --out data/mine\n\n"
-               "output: OUT/videos/<class>/*, OUT/classes.txt, OUT/<split>.txt, OUT/all.txt,\n"
-               "OUT/prepare_report.json, OUT/failed.txt. Re-running skips finished videos.")
-    parser.add_argument("dataset", choices=list(DATASETS),
-                        help="layout of --src: ucf101, hmdb51, kinetics (CSV annotations) or folder "
-                             "(SRC/<class>/<video>, or SRC/<video> for videos without labels)")
-    parser.add_argument("--src", required=True, metavar="DIR",
-                        help="the downloaded dataset (read only, never modified)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output folder; must lie outside --src")
-    parser.add_argument("--splits", metavar="DIR_OR_CSV",
-                        help="split files: ucf101 the ucfTrainTestlist folder (default SRC/ucfTrainTestlist "
-                             "or SRC); hmdb51 the folder of <class>_test_split<k>.txt (default "
-                             "SRC/testTrainMulti_7030_splits or SRC); kinetics a CSV or folder of CSVs "
-                             "(default SRC); folder a folder with train.txt/val.txt/test.txt (optional)")
-    parser.add_argument("--codec", choices=list(CODECS), default="vp9",
-                        help="vp9 (.webm): DALI decodes it on CPU and GPU (default); h264 (.mp4): faster "
-                             "to encode and on NVDEC, but GPU-only in DALI")
-    parser.add_argument("--short-side", type=int, metavar="N",
-                        help="resize so the short side is N pixels (aspect kept, rounded to even); "
-                             "default: keep the size (rounded down to even)")
-    parser.add_argument("--gop", type=int, default=16, metavar="N",
-                        help="keyframe interval in frames (default 16); a random window decodes at most "
-                             "this many extra frames")
-    parser.add_argument("--crf", type=int, metavar="Q",
-                        help="quality: lower is better and larger (vp9 0 to 63, default 32; h264 0 to 51, "
-                             "default 23)")
-    parser.add_argument("--workers", type=int, metavar="N",
-                        help="parallel conversions (default: the number of CPUs)")
-    args = parser.parse_args(argv)
-
-    try:
-        summary = prepare(args.dataset, args.src, args.out, splits=args.splits, codec=args.codec,
-                          short_side=args.short_side, gop=args.gop, crf=args.crf, workers=args.workers)
-    except Interrupted as exc:
-        print(f"prepare: {exc}", file=sys.stderr)
-        raise SystemExit(130) from None
-    except KeyboardInterrupt:  # outside the conversions: while scanning --src, or writing the lists at the end
-        print(f"prepare: interrupted; what was converted is kept in {args.out} — run the same command again to "
-              "finish", file=sys.stderr)
-        raise SystemExit(130) from None
-    except OSError as exc:  # a full disk, a folder that became unwritable
-        if environment.debug():
-            raise
-        _fail(f"{exc.strerror or exc} ({exc.filename or args.out}); the videos converted so far are kept — free "
-              "the space (or fix the folder) and run the same command again")
-    redone = f" ({summary['redone']} of them again: their source changed)" if summary["redone"] else ""
-    print(f"converted {summary['converted']}{redone}, skipped {summary['skipped']} (already done), "
-          f"failed {summary['failed']}; {summary['hours']:.2f} h of video, "
-          f"{_human_bytes(summary['disk_bytes'])} on disk, {summary['videos_per_s']:.2f} videos/s "
-          f"({summary['seconds']:.1f} s)")
-    failed = Path(summary["out"]) / "failed.txt"
-    if summary["failed"] and summary["failed"] == summary["videos"]:
-        reasons = Counter(f["reason"].replace(f["src"], "") for f in summary["failures"])  # less the file's name
-        common, count = reasons.most_common(1)[0]
-        example = next(f for f in summary["failures"] if f["reason"].replace(f["src"], "") == common)
-        every = "the one video" if summary["videos"] == 1 else f"all {summary['videos']} videos"
-        _fail(f"{every} failed; the most common reason ({count} of them), e.g. {example['src']}: {example['reason']}; "
-              f"every failure and its reason: {failed}")
-    if summary["failed"]:
-        print(f"failures and their reasons: {failed}")
-    if args.codec not in DALI_CPU_CODECS:
-        print(f"note: DALI's CPU decoder cannot read {args.codec}; decode it on the GPU or with the PyAV source")
-    print(f"index files: {', '.join(f'{n}.txt ({c})' for n, c in summary['indexes'].items())} "
-          f"in {summary['out']}")
-    return summary
-
-
-
-def cli() -> None:
-    """``motionssl-prepare``: :func:`main`, whose return value (for callers in Python) must not reach ``sys.exit``."""
-    main()
-
-
-if __name__ == "__main__":
-    main()

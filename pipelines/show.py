@@ -1,53 +1,23 @@
 """Pictures of what the pipelines feed and what a model retrieves.
 
-``python -m motionssl.pipelines.show --pipeline moquad --out batch.png`` writes a grid for the first
-samples of one batch: one row per clip of a sample (anchor, positive, negatives — or rgb
-and residuals), one column per frame, samples stacked with a gap. Clips are
-un-normalised for display; residual clips are scaled to their maximum so small motion
-stays visible. With no data argument it uses the demo dataset.
+:func:`batch_picture` draws the first samples of one batch: one row per clip of a sample
+(anchor, positive, negatives — or rgb and residuals), one column per frame, samples stacked
+with a gap, each labelled with its clip names, video and per-sample values. Clips are
+un-normalised for display; residual clips are scaled to their maximum so small motion stays
+visible. ``python -m motionssl.show`` is its command.
 
 :func:`save_neighbours` draws retrieval queries with their nearest train videos
 (``eval.py retrieval --show N``).
 """
 from __future__ import annotations
 
-import argparse
 import os
-import sys
-from typing import Dict, Optional
+from typing import Dict, Sequence
 
 import numpy as np
 
-from . import demo, environment
 from .decoders import read_window
-from .files import FolderError
 from .index import VideoIndex
-from .iterators import PIPELINES, make_iterator
-from .ops.config import AugmentConfig
-from .sources import PipelineError
-from .video_io import VideoError
-
-PROG = "motionssl.pipelines.show"
-
-DEMO_CLIP = {"frames": 8, "augment": {"size": [64, 64], "flip_prob": 0.0}}
-
-
-def demo_config(pipeline: str) -> dict:
-    """The pipeline settings of the demo's configuration of ``pipeline`` (``configs/demo/<name>.yaml``), drawn
-    at full frame size: what the demo run trains on, large enough to look at."""
-    import yaml
-
-    from motionssl import configs
-
-    path = configs.resolve(f"demo/{pipeline}.yaml")
-    shipped = {}
-    if os.path.exists(path):
-        with open(path) as f:
-            shipped = (yaml.safe_load(f) or {}).get("pipeline_config", {})
-    clip = dict(shipped.get("clip", {}))
-    clip["frames"] = clip.get("frames", DEMO_CLIP["frames"])
-    clip["augment"] = {**clip.get("augment", {}), **DEMO_CLIP["augment"]}
-    return {**shipped, "clip": clip}
 
 
 def to_images(clip: np.ndarray, mean, std, residual: bool) -> np.ndarray:
@@ -135,72 +105,24 @@ def save_picture(image, path: str) -> None:
             os.remove(tmp)
 
 
-def main(argv: Optional[list] = None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pipeline", default="moquad", choices=sorted(PIPELINES))
-    parser.add_argument("--data", default=None, help="index, folder or list (default: the demo data)")
-    parser.add_argument("--split", default=None, help="split of a prepared dataset (default: train for the demo)")
-    parser.add_argument("--out", default="batch.png")
-    parser.add_argument("--samples", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    try:
-        _check_options(args)
-        return _show(args)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; nothing was written", file=sys.stderr)
-        raise SystemExit(130) from None
-    except (ValueError, OSError, FolderError, VideoError, PipelineError) as exc:
-        if environment.debug():
-            raise
-        raise SystemExit(f"{PROG}: error: {exc}") from None
-
-
-def _check_options(args) -> None:
-    """A ``ValueError`` naming the first option out of range, or an ``--out`` that cannot be written, before any work."""
-    for option, value, least in (("--samples", args.samples, 1), ("--batch-size", args.batch_size, 1),
-                                 ("--seed", args.seed, 0)):
-        if value < least:
-            raise ValueError(f"{option} must be at least {least}, got {value}")
-    try:
-        picture_type(args.out)
-    except ValueError as exc:
-        raise ValueError(f"--out {exc}") from None
-    folder = os.path.dirname(os.path.abspath(args.out))
-    if not os.path.isdir(folder):
-        what = "is a file" if os.path.lexists(folder) else "does not exist"
-        raise ValueError(f"cannot write --out {args.out}: {folder} {what}; choose a picture path in an existing folder")
-    if not os.access(folder, os.W_OK):
-        raise ValueError(f"cannot write --out {args.out}: {folder} is read-only to you; choose a folder you can write")
-
-
-def _show(args) -> str:
-    """The picture of one batch (see :func:`main`)."""
+def batch_picture(batch: Dict, names: Sequence[str], values: Sequence[str], mean, std, samples: int = 2):
+    """A PIL image of the first ``samples`` samples of ``batch``: the clips ``names`` (each ``(B, C, T, H, W)``,
+    normalised with ``mean`` and ``std``) as rows of frames, labelled with the clip's name, the video and the
+    per-sample ``values`` (``(B,)`` entries); scaled up to at least 640 pixels of frames across."""
     from PIL import Image, ImageDraw
 
-    data, split = args.data, args.split
-    config = None
-    if data is None:
-        data, split, config = demo.generate(), split or "train", demo_config(args.pipeline)
-    it = make_iterator(args.pipeline, data, args.batch_size, device=args.device, seed=args.seed, split=split,
-                       config=config, num_workers=0)
-    batch = next(iter(it))
-    names = [n for n in it.planner.outputs if batch[n].ndim == 5]
-    aug: AugmentConfig = it.config.clip.augment
-    picture = grid(batch, names, aug.mean, aug.std, args.samples)
+    picture = grid(batch, names, mean, std, samples)
     scale = max(1, 640 // picture.shape[1])
     label_w = 110
     image = Image.new("RGB", (picture.shape[1] * scale + label_w, picture.shape[0] * scale), "white")
     image.paste(Image.fromarray(picture).resize((picture.shape[1] * scale, picture.shape[0] * scale),
                                                 Image.NEAREST), (label_w, 0))
     draw = ImageDraw.Draw(image)
-    row_h = aug.size[0] * scale
-    block_h = (len(names) * aug.size[0] + 4) * scale
-    extras = [k for k in it.planner.outputs if batch[k].ndim == 1]
-    for s in range(min(args.samples, len(batch["index"]))):
-        info = " ".join(f"{k}={int(batch[k][s])}" for k in extras)
+    height = batch[names[0]].shape[-2]
+    row_h = height * scale
+    block_h = (len(names) * height + 4) * scale
+    for s in range(min(samples, len(batch["index"]))):
+        info = " ".join(f"{k}={int(batch[k][s])}" for k in values)
         for r, name in enumerate(names):
             y = s * block_h + r * row_h
             draw.text((4, y + 4), name, fill="black")
@@ -208,15 +130,4 @@ def _show(args) -> str:
                 draw.text((4, y + 18), f"video {int(batch['index'][s])}", fill="gray")
                 draw.text((4, y + 32), info[:18], fill="gray")
                 draw.text((4, y + 46), info[18:36], fill="gray")
-    try:
-        save_picture(image, args.out)
-    except OSError as exc:
-        raise SystemExit(f"{PROG}: error: cannot write --out {args.out} ({exc.strerror or exc}); choose a folder you "
-                         "can write, with room for the picture") from None
-    print(f"wrote {args.out}: {args.pipeline}, rows {names}, {len(batch['index'])} videos, "
-          f"{batch[names[0]].shape[2]} frames each")
-    return args.out
-
-
-if __name__ == "__main__":
-    main()
+    return image

@@ -12,8 +12,9 @@ import sys
 import pytest
 
 from motionssl import evaluate, train
-from motionssl.models.training import load_checkpoint
+from motionssl.data import resolve_data
 from motionssl.pipelines import demo, load_index
+from motionssl.training import load_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["device=cpu", "batch_size=4", "log_every=1", "loader.num_workers=0", "pipeline_config.clip.frames=4",
@@ -127,3 +128,25 @@ def test_clips_per_second_is_steady_across_epochs(monkeypatch):
         rate.arrived()
         rate.step(8)
     assert rate.wait_share == pytest.approx(0.5) and rate.rate == pytest.approx(4.0)
+
+
+def test_one_rule_chooses_the_videos_of_train_and_eval():
+    default = resolve_data()
+    assert default.demo and (default.split, default.test_split) == ("train", "test")
+    given = resolve_data("d", "train_split1", None, "test_split1")
+    assert (given.data, given.split, given.test_split, given.source) == ("d", "train_split1", "test_split1",
+                                                                       "the arguments")
+    run = {"data": "k400", "split": "train", "test_data": None, "test_split": "val"}
+    saved = resolve_data(split="train_small", saved=run, need_test=True)
+    assert (saved.data, saved.split, saved.test_split) == ("k400", "train_small", "val")
+    queries = resolve_data(test_data="other.txt", saved=run)
+    assert (queries.data, queries.split, queries.test_data, queries.test_split) == ("k400", "train", "other.txt", None)
+    with pytest.raises(ValueError, match="give the training videos"):
+        resolve_data(test_data="other.txt")
+    with pytest.raises(ValueError, match="give --data too"):
+        resolve_data(split="train_split1")
+    with pytest.raises(ValueError, match="without test videos"):
+        resolve_data(saved=dict(run, test_split=None), need_test=True)
+    with pytest.raises(ValueError, match="no test videos"):
+        resolve_data("d", "train", need_test=True)
+    assert not resolve_data("d", "train").has_test  # training alone needs none

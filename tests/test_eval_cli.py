@@ -10,9 +10,9 @@ import torch
 
 from motionssl import evaluate
 from motionssl.models.methods import create_method
-from motionssl.models.protocols import run_retrieval
-from motionssl.models.training import CheckpointError, load_backbone
 from motionssl.pipelines import demo, load_index
+from motionssl.protocols import run_retrieval
+from motionssl.training import CheckpointError, load_backbone
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLIP = {"frames": 4, "speeds": [1], "augment": {"size": [32, 32], "mean": [0.45, 0.45, 0.45],
@@ -159,7 +159,7 @@ def test_a_network_without_checkpoint_takes_its_datas_clip_settings():
     trained from scratch on the demo stayed at chance."""
     from motionssl.configs import shipped
     from motionssl.models.methods import METHODS
-    from motionssl.pipelines.index import resolve_data
+    from motionssl.data import resolve_data
 
     frames, augment, where = evaluate.data_clip_settings(resolve_data())
     assert "demo" in where and frames == 8

@@ -10,8 +10,8 @@ from benchmarks import fidelity, fidelity_data
 from benchmarks.fidelity_data import CLASSES, in_train, render, scene_spec
 from motionssl import evaluate as eval_cli
 from motionssl import train as train_cli
-from motionssl.models.training import load_config
 from motionssl.pipelines.index import load_index
+from motionssl.training import load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -72,7 +72,7 @@ def test_nothing_imports_the_bare_names():
 
 def test_the_models_and_the_public_api_import_without_dali():
     """``import motionssl.models`` (and naming the pipelines' API) must not pay for DALI's import."""
-    code = ("import sys, motionssl.models, motionssl.models.methods, motionssl.models.training, motionssl.pipelines\n"
+    code = ("import sys, motionssl.models, motionssl.models.methods, motionssl.training, motionssl.pipelines\n"
             "loaded = sorted(m for m in sys.modules if m.startswith('nvidia.dali') or m == 'av')\n"
             "print(','.join(loaded))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)

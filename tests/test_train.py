@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from motionssl import train
-from motionssl.models.training import load_checkpoint, load_config
 from motionssl.pipelines import demo
+from motionssl.training import load_checkpoint, load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # CPU tests stay CPU tests on a machine with a GPU: device=cpu everywhere.
@@ -73,7 +73,7 @@ def test_checkpoints_are_durable_and_stale_temporaries_go(tmp_path):
     """The writer removes the temporaries of dead writers, never a live one's; readers remove nothing."""
     import socket
 
-    from motionssl.models.training import Checkpointer
+    from motionssl.training import Checkpointer
 
     folder = tmp_path / "ckpts"
     folder.mkdir()
@@ -176,7 +176,7 @@ def test_ddp_two_processes_on_gloo_with_retrieval_at_the_end(small_demo, tmp_pat
 
 FIRST_RUN = """
 import sys
-from motionssl.models import runtime
+from motionssl import runtime
 from motionssl.pipelines import index as index_module
 probed = []
 real = index_module.probe

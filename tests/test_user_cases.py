@@ -32,9 +32,10 @@ from typing import Callable, List
 import numpy as np
 import pytest
 
-from motionssl import evaluate, train
-from motionssl.models import protocols
-from motionssl.pipelines import demo, files, show
+from motionssl import demo as demo_cli
+from motionssl import evaluate, protocols, show, train
+from motionssl import prepare as prepare_cli
+from motionssl.pipelines import demo, files
 from motionssl.pipelines import prepare as prep
 from motionssl.pipelines.index import cache_dir as index_cache_dir
 from motionssl.pipelines.index import load_pair
@@ -429,7 +430,7 @@ def test_demo_refuses_a_folder_with_the_users_files(tmp_path, capsys):
     (out / "notes.txt").write_text("keep me")
     (out / "sub" / "file.bin").write_bytes(b"\x00\x01")
     with pytest.raises(SystemExit) as exit_:
-        demo.main(["--out", str(out), "--per-class", "2", "--test-per-class", "1", "--workers", "1"])
+        demo_cli.main(["--out", str(out), "--per-class", "2", "--test-per-class", "1", "--workers", "1"])
     one_line(str(exit_.value.code), r"mine already holds files \(notes\.txt, sub\)")
     assert (out / "notes.txt").read_text() == "keep me" and (out / "sub" / "file.bin").read_bytes() == b"\x00\x01"
     assert not glob.glob(str(out) + ".tmp*")
@@ -464,8 +465,8 @@ def test_prepare_refuses_a_folder_with_the_users_files_and_redoes_changed_source
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
     with pytest.raises(SystemExit) as exit_:
-        prep.prepare("folder", source, out, workers=1, progress=False)
-    one_line(str(exit_.value.code), r"out already holds files \(notes\.txt\)")
+        prepare_cli.main(["folder", "--src", str(source), "--out", str(out), "--workers", "1"])
+    one_line(str(exit_.value.code), r"^prepare: error: .*out already holds files \(notes\.txt\)")
     assert os.listdir(out) == ["notes.txt"]
     out = tmp_path / "prepared"
     first = prep.prepare("folder", source, out, workers=1, progress=False)
@@ -486,7 +487,7 @@ def test_prepare_on_a_full_disk_writes_its_failures_and_leaves_no_temporaries(so
     prep.prepare("folder", source, out, workers=1, progress=False)
     for name in ("all.txt", "failed.txt", "prepare_report.json"):
         (out / name).unlink()
-    run = subprocess.run([sys.executable, "-m", "motionssl.pipelines.prepare", "folder", "--src", str(source), "--out", str(out),
+    run = subprocess.run([sys.executable, "-m", "motionssl.prepare", "folder", "--src", str(source), "--out", str(out),
                           "--workers", "1"], cwd=ROOT, capture_output=True, text=True, preexec_fn=_limited(200),
                          timeout=300)
     assert run.returncode != 0
@@ -498,11 +499,11 @@ def test_prepare_and_demo_say_one_line_when_the_folder_cannot_be_made(source, tm
     a_file = tmp_path / "file"
     a_file.write_text("")
     with pytest.raises(SystemExit) as exit_:
-        prep.main(["folder", "--src", str(source), "--out", str(a_file / "out")])
+        prepare_cli.main(["folder", "--src", str(source), "--out", str(a_file / "out")])
     one_line(str(exit_.value.code), r"cannot write --out .*file/out")
     with pytest.raises(SystemExit) as exit_:
-        demo.main(["--out", str(a_file / "demo"), "--per-class", "2", "--test-per-class", "1"])
-    one_line(str(exit_.value.code), r"pipelines\.demo: error: .*file")
+        demo_cli.main(["--out", str(a_file / "demo"), "--per-class", "2", "--test-per-class", "1"])
+    one_line(str(exit_.value.code), r"motionssl\.demo: error: .*file")
 
 
 @pytest.mark.slow
@@ -510,12 +511,12 @@ def test_prepare_and_demo_say_one_line_when_the_folder_cannot_be_made(source, tm
 def test_ctrl_c_stops_with_one_line_and_keeps_nothing_half_written(command, source, tmp_path):
     out = tmp_path / "out"
     if command == "demo":
-        cmd = [sys.executable, "-m", "motionssl.pipelines.demo", "--out", str(out), "--per-class", "40", "--workers", "2"]
+        cmd = [sys.executable, "-m", "motionssl.demo", "--out", str(out), "--per-class", "40", "--workers", "2"]
         started = lambda: glob.glob(str(out) + ".tmp*/videos/*/*.webm")  # noqa: E731
     else:
         for v in range(4, 40):
             shutil.copy(source / "walk" / "walk_0.avi", source / "walk" / f"walk_{v}.avi")
-        cmd = [sys.executable, "-m", "motionssl.pipelines.prepare", "folder", "--src", str(source), "--out", str(out),
+        cmd = [sys.executable, "-m", "motionssl.prepare", "folder", "--src", str(source), "--out", str(out),
                "--workers", "2"]
         started = lambda: os.path.exists(out / prep.MANIFEST) and os.path.getsize(out / prep.MANIFEST)  # noqa
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -697,19 +698,22 @@ def _show_args(tmp_path, *extra):
 
 # (command, its arguments below tmp_path, what the one line must name); nothing may be written
 OPTION_CASES = {
-    "demo: a negative --test-per-class": (demo.main, lambda t: _demo_args(t, "--test-per-class", "-1"),
+    "demo: a negative --test-per-class": (demo_cli.main, lambda t: _demo_args(t, "--test-per-class", "-1"),
                                           r"--test-per-class must be at least 1, got -1"),
-    "demo: --test-per-class as large as --per-class": (demo.main, lambda t: _demo_args(t, "--test-per-class", "2"),
+    "demo: --test-per-class as large as --per-class": (demo_cli.main, lambda t: _demo_args(t, "--test-per-class", "2"),
                                                        r"--test-per-class \(2\) must be smaller than --per-class"),
-    "demo: --per-class 1": (demo.main, lambda t: _demo_args(t, "--per-class", "1"), r"--per-class must be at least 2"),
-    "demo: --size 0": (demo.main, lambda t: _demo_args(t, "--size", "0"), r"--size must be at least 16, got 0"),
-    "demo: --frames 0": (demo.main, lambda t: _demo_args(t, "--frames", "0"), r"--frames must be at least 1, got 0"),
-    "demo: a negative --seed": (demo.main, lambda t: _demo_args(t, "--seed", "-1"), r"--seed must be at least 0"),
-    "demo: --workers 0": (demo.main, lambda t: _demo_args(t, "--workers", "0"), r"--workers must be at least 1"),
-    "prepare: --crf 100 for vp9": (prep.main, lambda t: _prepare_args(t, "--crf", "100"), r"--crf 100 .*vp9.*0 to 63"),
-    "prepare: --crf 52 for h264": (prep.main, lambda t: _prepare_args(t, "--codec", "h264", "--crf", "52"),
+    "demo: --per-class 1": (demo_cli.main, lambda t: _demo_args(t, "--per-class", "1"),
+                            r"--per-class must be at least 2"),
+    "demo: --size 0": (demo_cli.main, lambda t: _demo_args(t, "--size", "0"), r"--size must be at least 16, got 0"),
+    "demo: --frames 0": (demo_cli.main, lambda t: _demo_args(t, "--frames", "0"),
+                         r"--frames must be at least 1, got 0"),
+    "demo: a negative --seed": (demo_cli.main, lambda t: _demo_args(t, "--seed", "-1"), r"--seed must be at least 0"),
+    "demo: --workers 0": (demo_cli.main, lambda t: _demo_args(t, "--workers", "0"), r"--workers must be at least 1"),
+    "prepare: --crf 100 for vp9": (prepare_cli.main, lambda t: _prepare_args(t, "--crf", "100"),
+                                   r"--crf 100 .*vp9.*0 to 63"),
+    "prepare: --crf 52 for h264": (prepare_cli.main, lambda t: _prepare_args(t, "--codec", "h264", "--crf", "52"),
                                    r"--crf 52 .*h264.*0 to 51"),
-    "prepare: a negative --crf": (prep.main, lambda t: _prepare_args(t, "--crf", "-1"), r"--crf -1 .*0 to 63"),
+    "prepare: a negative --crf": (prepare_cli.main, lambda t: _prepare_args(t, "--crf", "-1"), r"--crf -1 .*0 to 63"),
     "show: --samples 0": (show.main, lambda t: _show_args(t, "--samples", "0"), r"--samples must be at least 1"),
     "show: --batch-size 0": (show.main, lambda t: _show_args(t, "--batch-size", "0"), r"--batch-size must be at least"),
     "show: a negative --seed": (show.main, lambda t: _show_args(t, "--seed", "-1"), r"--seed must be at least 0"),
@@ -737,7 +741,8 @@ def test_prepare_where_every_video_fails_exits_with_the_reason(tmp_path, caplog)
         (src / name).mkdir(parents=True)
         for v in range(2):
             (src / name / f"{name}_{v}.avi").write_text("not a video\n" * 20)
-    got = run_cli(prep.main, ["folder", "--src", str(src), "--out", str(tmp_path / "out"), "--workers", "1"], caplog)
+    got = run_cli(prepare_cli.main, ["folder", "--src", str(src), "--out", str(tmp_path / "out"), "--workers", "1"],
+                  caplog)
     assert got.kind == "error", got.message
     one_line(got.message, r"all 4 videos failed", r"\(4 of them\), e\.g\. .*\.avi: not a readable video",
              r"out/failed\.txt")
@@ -761,14 +766,14 @@ def test_demo_out_whose_parent_cannot_be_written_or_that_is_a_mount_point(tmp_pa
     a_file = tmp_path / "file"
     a_file.write_text("")
     with pytest.raises(SystemExit) as exit_:
-        demo.main(_demo_args(tmp_path, "--out", str(a_file / "demo")))
+        demo_cli.main(_demo_args(tmp_path, "--out", str(a_file / "demo")))
     one_line(str(exit_.value.code), r"cannot write .*file/demo: .*file .*choose")
     mount = tmp_path / "mnt"
     mount.mkdir()
     real = os.path.ismount
     monkeypatch.setattr(os.path, "ismount", lambda p: os.path.abspath(p) == str(mount) or real(p))
     with pytest.raises(SystemExit) as exit_:
-        demo.main(_demo_args(tmp_path, "--out", str(mount)))
+        demo_cli.main(_demo_args(tmp_path, "--out", str(mount)))
     one_line(str(exit_.value.code), r"mnt is a mount point.*choose a folder inside it")
     assert sorted(os.listdir(tmp_path)) == ["file", "mnt"] and not os.listdir(mount)
 
@@ -780,7 +785,7 @@ def test_demo_out_in_a_read_only_folder(tmp_path):
     locked.chmod(0o555)
     try:
         with pytest.raises(SystemExit) as exit_:
-            demo.main(_demo_args(tmp_path, "--out", str(locked / "demo")))
+            demo_cli.main(_demo_args(tmp_path, "--out", str(locked / "demo")))
         one_line(str(exit_.value.code), r"cannot write .*ro/demo: Permission denied; .*choose a folder")
     finally:
         locked.chmod(0o755)
@@ -807,11 +812,11 @@ def test_motionssl_debug_off_values(value, tmp_path, monkeypatch):
     (tmp_path / "demo" / "notes.txt").write_text("keep me")
     monkeypatch.setenv("MOTIONSSL_DEBUG", value)
     with pytest.raises(SystemExit) as exit_:  # not the exception with its traceback
-        demo.main(_demo_args(tmp_path))
+        demo_cli.main(_demo_args(tmp_path))
     one_line(str(exit_.value.code), r"demo already holds files")
     monkeypatch.setenv("MOTIONSSL_DEBUG", "1")
     with pytest.raises(files.FolderError):
-        demo.main(_demo_args(tmp_path))
+        demo_cli.main(_demo_args(tmp_path))
 
 
 def test_an_empty_motionssl_cache_means_the_default(tmp_path, monkeypatch):
@@ -913,7 +918,8 @@ def test_prepare_writes_a_phones_rotated_video_upright(tmp_path, capsys):
 
     (tmp_path / "src" / "walk").mkdir(parents=True)
     write_turned(str(tmp_path / "src" / "walk" / "phone.mp4"), coloured_id_frames(FRAMES, 40, 64), 270)
-    summary = prep.main(["folder", "--src", str(tmp_path / "src"), "--out", str(tmp_path / "out"), "--workers", "1"])
+    summary = prepare_cli.main(["folder", "--src", str(tmp_path / "src"), "--out", str(tmp_path / "out"),
+                                "--workers", "1"])
     assert summary["converted"] == 1, summary["failures"]
     info = probe(str(tmp_path / "out" / "videos" / "walk" / "phone.webm"))
     assert (info.height, info.width) == (40, 64)  # upright
@@ -964,7 +970,7 @@ def test_prepare_a_folder_of_unlabelled_videos(tmp_path):
     src.mkdir()
     write_video(str(src / "a.mp4"), textured_frames(12, seed=1), codec="h264")
     write_video(str(src / "b.mp4"), textured_frames(12, seed=2), codec="h264")
-    summary = prep.main(["folder", "--src", str(src), "--out", str(tmp_path / "out"), "--workers", "1"])
+    summary = prepare_cli.main(["folder", "--src", str(src), "--out", str(tmp_path / "out"), "--workers", "1"])
     assert summary["converted"] == 2, summary["failures"]
     index = load_index(str(tmp_path / "out"), split="all")
     assert index.labels.tolist() == [-1, -1] and index.classes == []
@@ -972,4 +978,33 @@ def test_prepare_a_folder_of_unlabelled_videos(tmp_path):
     (src / "walk").mkdir()
     write_video(str(src / "walk" / "w.mp4"), textured_frames(12, seed=3), codec="h264")
     with pytest.raises(SystemExit, match=r"both loose videos .*a\.mp4.* and class sub-folders .*walk"):
-        prep.main(["folder", "--src", str(src), "--out", str(tmp_path / "out2"), "--workers", "1"])
+        prepare_cli.main(["folder", "--src", str(src), "--out", str(tmp_path / "out2"), "--workers", "1"])
+
+
+# --- the GPU check: a process that exits while the check stops it -----------------------------------------
+class _ExitsAsItIsKilled:
+    """A process of a stage that is still running when looked at and gone when killed (it exited in between)."""
+
+    pid = 2 ** 30
+
+    def __init__(self):
+        self.gone = False
+
+    def status(self):
+        import psutil
+
+        if self.gone:
+            raise psutil.NoSuchProcess(self.pid)
+        return psutil.STATUS_RUNNING
+
+    def kill(self):
+        import psutil
+
+        self.gone = True
+        raise psutil.NoSuchProcess(self.pid)
+
+
+def test_a_stage_process_that_exits_as_it_is_stopped_ends_the_stage_normally():
+    from benchmarks.gpu_processes import stop_processes
+
+    assert stop_processes([_ExitsAsItIsKilled()], mark="carried by no process here") == 0

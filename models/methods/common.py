@@ -1,17 +1,32 @@
 """What the methods share: encoding several views at once, BatchNorm of their own for a second kind of
-input, the input layout a backbone wants, the ranks of a video's own clips, and the checks of a batch
-and of the head settings."""
+input, the input layout a backbone wants, the ranks of a video's own clips, the checks of a batch
+and of the head settings, and how their error lines echo a value."""
 from __future__ import annotations
 
 import copy
-from typing import Mapping, Sequence
+import reprlib
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from motionssl.models.backbones import create_backbone
-from motionssl.pipelines.config import shown
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother = 3, 60, 60
+_SHOWN.maxlist = _SHOWN.maxtuple = _SHOWN.maxdict = _SHOWN.maxset = 6
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to about ``limit`` characters, in time that does not grow with the value: what a
+    method's error line echoes of an option (the same rule as the pipelines' config messages, written here
+    because the models import nothing of the pipelines)."""
+    try:
+        text = _SHOWN.repr(value)
+    except ValueError:  # an integer beyond Python's limit for converting it to text
+        text = f"<a number of {value.bit_length()} bits>" if isinstance(value, int) else f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def encode_views(backbone: nn.Module, views: Sequence[Tensor]) -> list[Tensor]:

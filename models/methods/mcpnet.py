@@ -17,10 +17,10 @@ from motionssl.models.methods.common import (
     encode_views,
     own_video_ranks,
     require,
+    shown,
 )
 from motionssl.models.methods.registry import Method, register_method
 from motionssl.models.optim import mcpnet_lr
-from motionssl.pipelines.config import shown
 
 
 class MCPNet(nn.Module):

@@ -14,7 +14,8 @@ precisely), and the index files to write. Readers never touch the videos.
 ===========  ==========================================================================
 
 A new dataset is a module here with a reader ``(src, splits) -> Dataset`` and one
-:func:`register_dataset` call in :func:`_register_builtins`.
+:func:`register_dataset` call in :func:`_register_builtins`. A reader reports what is wrong
+with a dataset through :func:`fail` (a ``DataError``).
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
+
+from ..errors import DataError
 
 __all__ = ["DATASETS", "Dataset", "INPUT_EXTENSIONS", "Item", "register_dataset"]
 
@@ -54,8 +57,9 @@ class Dataset:
 
 
 def fail(message: str):
-    """Stop with a message for the user (no traceback): what is wrong and what to do."""
-    raise SystemExit(f"prepare: error: {message}")
+    """Raise a :class:`~motionssl.pipelines.errors.DataError` with ``message``: what is wrong with the dataset or
+    its split files, and what to do (``motionssl-prepare`` prints it as its one-line error)."""
+    raise DataError(message)
 
 
 def lines(path: Path) -> List[Tuple[int, str]]:

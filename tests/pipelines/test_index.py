@@ -170,29 +170,6 @@ def test_listed_frame_counts_are_checked_against_the_files_before_the_first_batc
     assert load_index(str(tmp_path / "stale.txt")).verify_counts().num_frames.tolist() == [12, 30]  # cached
 
 
-def test_one_rule_chooses_the_videos_of_train_and_eval():
-    from motionssl.pipelines.index import resolve_data
-    demo = resolve_data()
-    assert demo.demo and (demo.split, demo.test_split) == ("train", "test")
-    given = resolve_data("d", "train_split1", None, "test_split1")
-    assert (given.data, given.split, given.test_split, given.source) == ("d", "train_split1", "test_split1",
-                                                                       "the arguments")
-    run = {"data": "k400", "split": "train", "test_data": None, "test_split": "val"}
-    saved = resolve_data(split="train_small", saved=run, need_test=True)
-    assert (saved.data, saved.split, saved.test_split) == ("k400", "train_small", "val")
-    queries = resolve_data(test_data="other.txt", saved=run)
-    assert (queries.data, queries.split, queries.test_data, queries.test_split) == ("k400", "train", "other.txt", None)
-    with pytest.raises(ValueError, match="give the training videos"):
-        resolve_data(test_data="other.txt")
-    with pytest.raises(ValueError, match="give --data too"):
-        resolve_data(split="train_split1")
-    with pytest.raises(ValueError, match="without test videos"):
-        resolve_data(saved=dict(run, test_split=None), need_test=True)
-    with pytest.raises(ValueError, match="no test videos"):
-        resolve_data("d", "train", need_test=True)
-    assert not resolve_data("d", "train").has_test  # training alone needs none
-
-
 # --- rotation: sizes as displayed -----------------------------------------------------------------------
 def test_a_rotated_video_is_indexed_at_its_displayed_size_by_every_reader_and_the_cache(tmp_path, monkeypatch):
     from motionssl.pipelines.video_io import header, probe, scan

@@ -14,8 +14,10 @@ import av
 import numpy as np
 import pytest
 
+from motionssl import prepare as prepare_cli
 from motionssl.pipelines import prepare as prep
 from motionssl.pipelines.decoders import read_window
+from motionssl.pipelines.errors import DataError, DataNotFoundError, OptionError
 from motionssl.pipelines.video_io import probe, write_video
 
 REPO = Path(__file__).resolve().parents[2]
@@ -86,7 +88,7 @@ def ucf(tmp_path_factory):
     src, out = root / "UCF-101", root / "prepared"
     frames = make_ucf(src)
     before = snapshot(src)
-    summary = prep.main(["ucf101", "--src", str(src), "--out", str(out), "--workers", "2"])
+    summary = prepare_cli.main(["ucf101", "--src", str(src), "--out", str(out), "--workers", "2"])
     return {"src": src, "out": out, "frames": frames, "before": before, "summary": summary}
 
 
@@ -291,7 +293,7 @@ def test_h264_output_and_folder_splits(tmp_path):
     lists.mkdir()
     (lists / "train.txt").write_text("run/clip one.avi\n")
     (lists / "test.txt").write_text("jump/clip one.avi 0 18\n")  # trailing columns are allowed
-    summary = prep.main(["folder", "--src", str(src), "--out", str(out), "--splits", str(lists),
+    summary = prepare_cli.main(["folder", "--src", str(src), "--out", str(out), "--splits", str(lists),
                          "--codec", "h264", "--gop", "8", "--workers", "1"])
     assert summary["converted"] == 2
     # The space in the file name is replaced: DALI file lists split on whitespace.
@@ -322,7 +324,7 @@ def test_ucf101_split_errors_name_the_file(tmp_path, class_ind, train, test, mes
     src = tmp_path / "src"
     src.mkdir()
     lists = write_ucf_lists(tmp_path / "lists", class_ind, train, test)
-    with pytest.raises(SystemExit, match=message):
+    with pytest.raises(DataError, match=message):
         prep.prepare("ucf101", src, tmp_path / "out", splits=lists, progress=False)
     assert not (tmp_path / "out").exists()  # errors come before any output is written
 
@@ -332,36 +334,36 @@ def test_hmdb51_split_errors(tmp_path):
     splits.mkdir(parents=True)
     src.mkdir()
     (splits / "wave_test_split1.txt").write_text("a.avi 1\nb.avi 3\n")
-    with pytest.raises(SystemExit, match=r"wave_test_split1.txt line 2: expected `video.avi 0\|1\|2`"):
+    with pytest.raises(DataError, match=r"wave_test_split1.txt line 2: expected `video.avi 0\|1\|2`"):
         prep.prepare("hmdb51", src, tmp_path / "out", splits=splits, progress=False)
     (splits / "wave_test_split1.txt").write_text("a.avi 1\n")
     (splits / "wave_test_split2.txt").write_text("a.avi 2\n")
     (splits / "run_test_split1.txt").write_text("b.avi 1\n")
-    with pytest.raises(SystemExit, match="run_test_split2.txt not found"):
+    with pytest.raises(DataError, match="run_test_split2.txt not found"):
         prep.prepare("hmdb51", src, tmp_path / "out", splits=splits, progress=False)
 
 
 def test_argument_errors(tmp_path, capsys):
     src = tmp_path / "src"
     (src / "a").mkdir(parents=True)
-    with pytest.raises(SystemExit, match="--src .*missing.* is not a folder"):
+    with pytest.raises(DataNotFoundError, match="--src .*missing.* is not a folder"):
         prep.prepare("folder", tmp_path / "missing", tmp_path / "out")
     for out in (src, src / "prepared", tmp_path):
-        with pytest.raises(SystemExit, match="overlaps --src"):
+        with pytest.raises(OptionError, match="overlaps --src"):
             prep.prepare("folder", src, out)
-    with pytest.raises(SystemExit, match="ucf101, hmdb51, kinetics, folder"):
+    with pytest.raises(OptionError, match="ucf101, hmdb51, kinetics, folder"):
         prep.prepare("ucf", src, tmp_path / "out")
     with pytest.raises(SystemExit) as exc:
-        prep.main(["folder", "--src", str(src), "--out", str(tmp_path / "out"), "--codec", "xvid"])
+        prepare_cli.main(["folder", "--src", str(src), "--out", str(tmp_path / "out"), "--codec", "xvid"])
     assert exc.value.code == 2 and "choose from" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
-        prep.main(["ucf", "--src", str(src), "--out", str(tmp_path / "out")])
+        prepare_cli.main(["ucf", "--src", str(src), "--out", str(tmp_path / "out")])
     assert exc.value.code == 2 and "ucf101" in capsys.readouterr().err
     assert list(src.rglob("*")) == [src / "a"]
 
 
 def test_cli_help_runs():
-    result = subprocess.run([sys.executable, "-m", "motionssl.pipelines.prepare", "--help"], cwd=REPO,
+    result = subprocess.run([sys.executable, "-m", "motionssl.prepare", "--help"], cwd=REPO,
                             capture_output=True, text=True, timeout=60,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.returncode == 0, result.stderr

@@ -1,5 +1,5 @@
-"""Where a process runs: its device, its place among torchrun's ranks, and the few collective steps
-the entry points share.
+"""Where a process runs: its device, its place among torchrun's ranks, the few collective steps
+the commands share, and how they stop on a signal.
 
 ``train.py`` and ``eval.py`` both call :func:`start`, which resolves ``auto|cpu|gpu``,
 binds the process to its GPU *before* joining the process group (so NCCL's communicator

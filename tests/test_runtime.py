@@ -1,4 +1,4 @@
-"""models.runtime: device choice, and the collective decisions two gloo ranks take together."""
+"""motionssl.runtime: device choice, signals, and the collective decisions two gloo ranks take together."""
 import os
 
 import pytest
@@ -6,7 +6,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from motionssl.models import runtime
+from motionssl import runtime
 
 WORLD = 2
 

@@ -1,9 +1,10 @@
-"""`python -m motionssl.pipelines.show` writes a picture of one batch for every pipeline."""
+"""`python -m motionssl.show` writes a picture of one batch for every pipeline."""
 import numpy as np
 import pytest
 from PIL import Image
 
-from motionssl.pipelines import demo, show
+from motionssl import show
+from motionssl.pipelines import demo
 
 
 @pytest.mark.slow

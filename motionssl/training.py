@@ -10,7 +10,8 @@
   iterator position, RNG states, config.
 * :class:`MetricsLog` — a JSONL file and, when the package is present, TensorBoard.
 
-Besides PyTorch, only the config builder of ``pipelines`` is used here.
+Part of the application (``train.py`` and ``eval.py``): it uses the config builder and the
+folder helpers of ``pipelines`` and the backbones of ``models``.
 """
 from __future__ import annotations
 

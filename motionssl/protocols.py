@@ -1,9 +1,10 @@
 """The evaluation protocols of both papers on the pipelines' evaluation views.
 
-Glue between :mod:`pipelines.evaluation` (deterministic multi-clip, multi-crop views of
-every video) and :mod:`models.evaluation` (per-video averaging, metrics, probe and
-fine-tuning loops). ``eval.py`` and ``train.py`` call these; under torchrun every rank
-calls them, extracts its shard of the views, and all ranks get the same result.
+Glue between :mod:`motionssl.pipelines.evaluation` (deterministic multi-clip, multi-crop
+views of every video) and :mod:`motionssl.models.evaluation` (per-video averaging, metrics,
+probe and fine-tuning loops): the one place where the two libraries meet. ``eval.py`` and
+``train.py`` call these; under torchrun every rank calls them, extracts its shard of the
+views, and all ranks get the same result.
 
 * :func:`retrieval` — backbone features of every view, averaged per video,
   L2-normalised; each test video queries the train videos; top-k (MoQuad §4.2,
