@@ -36,7 +36,7 @@ if __package__ in (None, ""):  # run as a file: the repository root is the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # The rows, the runs and the report; what this module does not use itself is re-exported under the command's name.
-from benchmarks.fidelity_report import (KEEP, direction, directions_table, report, summarise,  # noqa: E402,F401
+from benchmarks.fidelity_report import (KEEP, direction, directions_table, paired, report, summarise,  # noqa: E402,F401
                                         table, write_report)
 from benchmarks.fidelity_rows import GROUPS, ROWS, Row, select  # noqa: E402,F401
 from benchmarks.fidelity_runs import CONTROLS, commands, run_one  # noqa: E402,F401

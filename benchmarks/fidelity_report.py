@@ -1,8 +1,10 @@
 """The fidelity table (:mod:`benchmarks.fidelity`): cells over seeds, the papers' directions, the Markdown report.
 
-A cell is the mean ± sample standard deviation of a metric over a row's finished seeds;
-an ablation's direction is its difference from the row it changes, judged against the
-larger of the two rows' seed spreads.
+A cell is the mean ± sample standard deviation of a metric over a row's finished seeds.
+An ablation's direction is judged on paired seeds: the runs of the ablation and of the row it
+changes share seed and data order, so the per-seed differences carry the effect without the
+seed-to-seed spread both rows share; the verdict reads their mean and its 95 % confidence
+interval (Student's t).
 """
 from __future__ import annotations
 
@@ -18,15 +20,32 @@ METRICS = (("retrieval_top1", "retrieval top-1"), ("retrieval_top5", "top-5"), (
 
 
 def summarise(results: Sequence[Dict]) -> Dict[str, Dict[str, float]]:
-    """Per metric: mean, sample standard deviation (0 for one seed), min, max, n."""
-    ok = [r for r in results if r and "failed" not in r]
+    """Per metric: mean, sample standard deviation (0 for one seed), min, max, n, and the value of each seed
+    (``by_seed``; a result without its seed is keyed by its place in ``results``)."""
+    ok = [(r.get("seed", i), r) for i, r in enumerate(results) if r and "failed" not in r]
     out: Dict[str, Dict[str, float]] = {}
     for key, _ in METRICS + (("train_seconds", ""),):
-        values = [r[key] for r in ok if r.get(key) is not None]
+        by_seed = {seed: r[key] for seed, r in ok if r.get(key) is not None}
+        values = list(by_seed.values())
         if values:
             out[key] = {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-                        "min": min(values), "max": max(values), "n": len(values)}
+                        "min": min(values), "max": max(values), "n": len(values), "by_seed": by_seed}
     return out
+
+
+# Student's t, two-sided 95 %, by degrees of freedom (1..10); beyond, the normal's 1.96 is within 12 %.
+T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
+
+
+def paired(a: Dict[str, float], b: Dict[str, float]) -> Dict:
+    """The paired differences ``a − b`` over the seeds both have: n, mean, and the 95 % interval's half-width."""
+    seeds = sorted(set(a.get("by_seed", {})) & set(b.get("by_seed", {})), key=str)
+    diffs = [a["by_seed"][s] - b["by_seed"][s] for s in seeds]
+    n = len(diffs)
+    if n < 2:
+        return {"n": n, "mean": diffs[0] if diffs else None, "half": None}
+    t = T975[n - 2] if n - 1 <= len(T975) else 1.96
+    return {"n": n, "mean": statistics.fmean(diffs), "half": t * statistics.stdev(diffs) / n ** 0.5}
 
 
 def _cell(stats: Dict[str, float]) -> str:
@@ -84,39 +103,48 @@ def report(args, rows: Sequence[Row], results: Dict[str, List[Dict]], data: str,
     ablations = [r for r in rows if r.base]
     if ablations:
         lines += ["## The papers' directions", "",
-                  "Each ablation against the row it changes: the difference of means, in brackets the larger "
-                  "of the two rows' seed standard deviations. Reproduced: the paper's way by more than that; "
-                  "not reproduced: the other way by more than that; no verdict under 3 seeds.", "",
+                  "Each ablation against the row it changes, seed by seed (the same seeds and data order): the "
+                  "mean of the paired differences ± the half-width of its 95 % confidence interval (Student's "
+                  "t). Reproduced: the whole interval on the paper's side of 0; not reproduced: on the other "
+                  "side; no verdict while it crosses 0 (run more seeds) or under 3 paired seeds.", "",
                   directions_table(ablations, summary), ""]
     return "\n".join(lines)
 
 
 def direction(row: Row, summary: Dict[str, Dict], metric: str = "linear_top1") -> Dict:
-    """An ablation row against its base on one metric: the difference of means, the larger of the two seed
-    spreads, and the verdict on the paper's direction.
+    """An ablation row against its base on one metric, on paired seeds: the mean difference, its 95 %
+    interval's half-width and the verdict on the paper's direction.
 
-    ``reproduced``: the row moved the paper's way by more than the spread; ``not reproduced``: the other way by
-    more than the spread; ``within the spread`` otherwise. Under 3 seeds on either side, or where the paper
-    did not test the change, there is no verdict (``n < 3``, ``not in the paper``)."""
+    ``reproduced``: the whole interval lies on the paper's side of 0; ``not reproduced``: on the other side;
+    ``interval crosses 0`` otherwise (more seeds may decide it). Under 3 paired seeds, or where the paper did
+    not test the change, there is no verdict (``n < 3``, ``not in the paper``)."""
     a, b = summary.get(row.name, {}).get(metric), summary.get(row.base, {}).get(metric)
     if not a or not b:
-        return {"delta": None, "spread": None, "n": 0, "verdict": "not run"}
-    delta, spread, n = a["mean"] - b["mean"], max(a["std"], b["std"]), min(a["n"], b["n"])
+        return {"delta": None, "half": None, "n": 0, "verdict": "not run"}
+    d = paired(a, b)
+    delta, half, n = d["mean"], d["half"], d["n"]
     if n < 3:
         verdict = "n < 3"
     elif not row.paper:
         verdict = "not in the paper"
-    elif abs(delta) <= spread:
-        verdict = "within the spread"
+    elif abs(delta) <= half:
+        verdict = "interval crosses 0"
     else:
         verdict = "reproduced" if (delta < 0) == (row.paper == "worse") else "not reproduced"
-    return {"delta": delta, "spread": spread, "n": n, "verdict": verdict}
+    return {"delta": delta, "half": half, "n": n, "verdict": verdict}
+
+
+def _delta(d: Dict) -> str:
+    if d["delta"] is None:
+        return "–"
+    return f"{d['delta']:+.1f}" + (f" ± {d['half']:.1f}" if d["half"] is not None else "")
 
 
 def directions_table(rows: Sequence[Row], summary: Dict[str, Dict]) -> str:
-    """Markdown: each ablation row's change against its base, and the verdict on the paper's direction."""
-    head = ["row", "against", "the paper: the change makes it", "seeds", "Δ linear top-1 (spread)", "verdict",
-            "Δ retrieval top-1 (spread)", "verdict"]
+    """Markdown: each ablation row's change against its base (paired seeds), and the verdict on the paper's
+    direction."""
+    head = ["row", "against", "the paper: the change makes it", "paired seeds", "Δ linear top-1 (95 % CI)",
+            "verdict", "Δ retrieval top-1 (95 % CI)", "verdict"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         if not r.base:
@@ -125,7 +153,7 @@ def directions_table(rows: Sequence[Row], summary: Dict[str, Dict]) -> str:
         lin, ret = direction(r, summary, "linear_top1"), direction(r, summary, "retrieval_top1")
         cells.append(str(lin["n"]))
         for d in (lin, ret):
-            cells += ["–" if d["delta"] is None else f"{d['delta']:+.1f} ({d['spread']:.1f})", d["verdict"]]
+            cells += [_delta(d), d["verdict"]]
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 

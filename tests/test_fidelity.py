@@ -194,22 +194,33 @@ def test_every_ablation_names_an_existing_base_and_a_direction():
         assert r.base in fidelity.ROWS and fidelity.ROWS[r.base].method == r.method and r.paper in ("worse", "better", "")
 
 
-@pytest.mark.parametrize("values, paper, verdict", [
-    ((40.0, 42.0, 44.0), "worse", "reproduced"),  # 20 below, spread 2
-    ((40.0, 42.0, 44.0), "better", "not reproduced"),
-    ((60.0, 61.0, 62.0), "worse", "within the spread"),  # 1 below, spread 2
-    ((40.0, 42.0), "worse", "n < 3"),
-    ((40.0, 42.0, 44.0), "", "not in the paper"),
+@pytest.mark.parametrize("values, paper, verdict, half", [
+    ((40.0, 42.0, 44.0), "worse", "reproduced", 0.0),  # 20 below at every seed
+    ((40.0, 42.0, 44.0), "better", "not reproduced", 0.0),
+    # 2 below at every seed: paired, a clear effect that the seed spread (2) of either row would hide
+    ((58.0, 60.0, 62.0), "worse", "reproduced", 0.0),
+    ((60.0, 61.0, 62.0), "worse", "interval crosses 0", 4.303 / 3 ** 0.5),  # differences 0, -1, -2
+    ((40.0, 42.0), "worse", "n < 3", 0.0),
+    ((40.0, 42.0, 44.0), "", "not in the paper", 0.0),
 ])
-def test_direction_verdicts(values, paper, verdict):
+def test_direction_verdicts_read_paired_seeds(values, paper, verdict, half):
     row = fidelity.Row("x", "moquad", "moquad_ablations", "", base="moquad", paper=paper)
     summary = {"moquad": _stats((60.0, 62.0, 64.0)), "x": _stats(values)}
     d = fidelity.direction(row, summary)
-    assert d["verdict"] == verdict and d["spread"] == pytest.approx(2.0)
-    assert d["delta"] == pytest.approx(sum(values) / len(values) - 62.0)
+    assert d["verdict"] == verdict and d["n"] == len(values)
+    assert d["delta"] == pytest.approx(sum(values) / len(values) - sum((60.0, 62.0, 64.0)[:len(values)]) / len(values))
+    assert d["half"] == pytest.approx(half, abs=1e-3)
     assert fidelity.direction(row, {"x": summary["x"]})["verdict"] == "not run"
     line = fidelity.directions_table([row], summary).splitlines()[-1]
     assert line.startswith("| x | moquad |") and verdict in line
+
+
+def test_directions_pair_runs_by_seed_not_by_position():
+    """Seeds 0 and 2 of the base finished, 0 1 2 of the ablation: only seeds 0 and 2 are compared."""
+    base = fidelity.summarise([{"seed": 0, "linear_top1": 50.0}, {"seed": 2, "linear_top1": 70.0}])
+    row = fidelity.summarise([{"seed": s, "linear_top1": v} for s, v in ((0, 49.0), (1, 10.0), (2, 69.0))])
+    d = fidelity.paired(row["linear_top1"], base["linear_top1"])
+    assert d["n"] == 2 and d["mean"] == pytest.approx(-1.0) and d["half"] == pytest.approx(0.0)
 
 
 def test_report_reads_an_unselected_base_from_its_finished_runs(tmp_path):
@@ -222,7 +233,7 @@ def test_report_reads_an_unselected_base_from_its_finished_runs(tmp_path):
     results = {"moquad-be": [{"linear_top1": v, "retrieval_top1": v + 30} for v in (40.0, 41.0, 42.0)]}
     text = fidelity.report(args, [fidelity.ROWS["moquad-be"]], results, str(tmp_path), 0.0)
     line = next(x for x in text.splitlines() if x.startswith("| moquad-be | moquad |"))
-    assert "| -21.0 (2.0) | reproduced |" in line and "| +9.0 (2.0) | not reproduced |" in line
+    assert "| -21.0 ± 2.5 | reproduced |" in line and "| +9.0 ± 2.5 | not reproduced |" in line
     assert "| moquad |" not in text.split("## The papers' directions")[0]  # the base is not tabulated itself
 
 
