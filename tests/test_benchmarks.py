@@ -299,3 +299,16 @@ def test_throughput_quick_prints_each_methods_ratios_and_the_commit(small, tmp_p
     assert table[0].split() == ["method", "size", "vs", "ceil", "vs", "peer", "cpu", "ms/w", "others"]
     assert sorted(line.split()[0] for line in table[1:]) == ["mcpnet", "moquad", "simclr"]
     assert all("%" in line and "x" in line for line in table[1:])
+
+
+def test_kernel_benchmark_times_every_kernel_against_a_checkout(capsys):
+    """`benchmarks.kernels --against ROOT` loads that checkout's kernels apart from these and times both."""
+    from benchmarks import kernels
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = kernels.main(["--sizes", "16", "--repeats", "1", "--against", root])
+    assert set(result) == {("rgb", 16), ("rad", 16), ("residual", 16)}
+    assert all(set(best) == {"this", "against"} and min(best.values()) >= 0 for best in result.values())
+    assert kernels.load(root) is not kernels.load() and "speed-up" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no pipelines/ops/_kernels.py"):
+        kernels.load(os.path.join(root, "docs"))
