@@ -106,7 +106,8 @@ def report(args, rows: Sequence[Row], results: Dict[str, List[Dict]], data: str,
                   "Each ablation against the row it changes, seed by seed (the same seeds and data order): the "
                   "mean of the paired differences ± the half-width of its 95 % confidence interval (Student's "
                   "t). Reproduced: the whole interval on the paper's side of 0; not reproduced: on the other "
-                  "side; no verdict while it crosses 0 (run more seeds) or under 3 paired seeds.", "",
+                  "side; no verdict while it crosses 0 (run more seeds) or under 3 paired seeds. A change the "
+                  "papers did not test (the sweeps) is higher or lower where the interval excludes 0.", "",
                   directions_table(ablations, summary), ""]
     return "\n".join(lines)
 
@@ -116,8 +117,8 @@ def direction(row: Row, summary: Dict[str, Dict], metric: str = "linear_top1") -
     interval's half-width and the verdict on the paper's direction.
 
     ``reproduced``: the whole interval lies on the paper's side of 0; ``not reproduced``: on the other side;
-    ``interval crosses 0`` otherwise (more seeds may decide it). Under 3 paired seeds, or where the paper did
-    not test the change, there is no verdict (``n < 3``, ``not in the paper``)."""
+    ``interval crosses 0`` otherwise (more seeds may decide it); no verdict under 3 paired seeds (``n < 3``). A
+    change the paper did not test (a sweep) is ``higher`` or ``lower`` where the interval excludes 0."""
     a, b = summary.get(row.name, {}).get(metric), summary.get(row.base, {}).get(metric)
     if not a or not b:
         return {"delta": None, "half": None, "n": 0, "verdict": "not run"}
@@ -125,10 +126,10 @@ def direction(row: Row, summary: Dict[str, Dict], metric: str = "linear_top1") -
     delta, half, n = d["mean"], d["half"], d["n"]
     if n < 3:
         verdict = "n < 3"
-    elif not row.paper:
-        verdict = "not in the paper"
     elif abs(delta) <= half:
         verdict = "interval crosses 0"
+    elif not row.paper:
+        verdict = "lower" if delta < 0 else "higher"
     else:
         verdict = "reproduced" if (delta < 0) == (row.paper == "worse") else "not reproduced"
     return {"delta": delta, "half": half, "n": n, "verdict": verdict}

@@ -1,8 +1,10 @@
 """The rows of the fidelity table (:mod:`benchmarks.fidelity`): each a method, its configs and what it changes.
 
-Four groups, in table order: ``main`` (the controls, the labelled and random references and
+Five groups, in table order: ``main`` (the controls, the labelled and random references and
 the methods), the papers' ablations of MoQuad and MCPNet (each against the row it changes,
-with the direction the paper found), and ``diagnostics`` (what the investigation switched).
+with the direction the paper found), ``diagnostics`` (what the investigation switched) and
+``sweeps`` (the settings the small configs have not been tuned on, each against the main row
+it varies, to adopt what wins beyond the seed interval).
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ class Row:
     overrides: tuple = ()
     base: str = ""  # an ablation: the row it changes
     paper: str = ""  # what the paper found the change does to accuracy: "worse", "better", or "" (not in it)
+    steps: int = 0  # the row's own optimiser steps (0: the table's --steps)
 
 
 def _ab(*names: str) -> tuple:
@@ -122,7 +125,7 @@ DIAGNOSTICS = (
     Row("mcpnet-bn-split", "mcpnet", "diagnostics", "separate batches through shared BatchNorm layers",
         overrides=("method.residual_bn=split",)),
     Row("mcpnet-tau0.2", "mcpnet", "diagnostics", "MCPNet's temperature 0.2 instead of 0.07 (MIP's and CIP's)",
-        overrides=("method.temperature=0.2",)),
+        overrides=("method.temperature=0.2",), base="mcpnet"),
     Row("mcpnet-alpha0.8", "mcpnet", "diagnostics", "α = 0.8 instead of 0.5: more weight on MIP (Eq. 5)",
         overrides=("method.alpha=0.8",)),
     Row("moquad-plain", "moquad", "diagnostics", "speed negatives, no warm-up, no mining",
@@ -131,8 +134,27 @@ DIAGNOSTICS = (
         overrides=("pipeline_config.clip.window=32",)),
 )
 
-ROWS: Dict[str, Row] = {r.name: r for r in MAIN + MOQUAD_ABLATIONS + MCPNET_ABLATIONS + DIAGNOSTICS}
-GROUPS = ("main", "moquad_ablations", "mcpnet_ablations", "diagnostics")
+
+
+def _sweep(method: str, name: str, what: str, *overrides: str) -> Row:
+    return Row(f"{method}-{name}", method, "sweeps", what, overrides=overrides, base=method)
+
+
+SWEEPS = (
+    *[_sweep("mcpnet", f"tau{t}", f"temperature {t} instead of 0.07", f"method.temperature={t}") for t in (0.1, 0.5)],
+    *[_sweep("moquad", f"tau{t}", f"temperature {t} instead of 0.1", f"method.temperature={t}") for t in (0.07, 0.2, 0.5)],
+    *[_sweep("moquad", f"rad{a}-{b}", f"RAD blend λ ~ U[{a}, {b}] instead of U[0.1, 0.5]",
+             f"pipeline_config.appearance.rad_lambda=[{a}, {b}]") for a, b in ((0.0, 0.3), (0.3, 0.7))],
+    *[_sweep(m, f"head{h}", f"projection head {h} → {d} instead of 256 → 64", f"method.proj_hidden_dim={h}",
+             f"method.proj_dim={d}") for m in ("moquad", "mcpnet") for h, d in ((128, 32), (512, 128))],
+    *[_sweep(m, f"lr{lr}", f"AdamW learning rate {lr} instead of 1e-3", f"optim.lr={lr}")
+      for m in ("moquad", "mcpnet") for lr in ("3e-4", "3e-3")],
+    *[Row(f"{m}-steps3600", m, "sweeps", "3600 steps instead of 1200 (is it still improving?)", base=m, steps=3600)
+      for m in ("moquad", "mcpnet")],
+)
+
+ROWS: Dict[str, Row] = {r.name: r for r in MAIN + MOQUAD_ABLATIONS + MCPNET_ABLATIONS + DIAGNOSTICS + SWEEPS}
+GROUPS = ("main", "moquad_ablations", "mcpnet_ablations", "diagnostics", "sweeps")
 
 
 def select(spec: Sequence[str]) -> List[Row]:

@@ -44,6 +44,7 @@ def commands(row: Row, seed: int, data: str, run: str, steps: int, batch_size: i
         return [[py, "eval.py", "finetune", "--random-init", "--backbone", "tiny", "--frames", "8", "--size", "32",
                  "--flip-prob", "0", *split, "--out", run, "--epochs", str(epochs), "--batch-size", str(batch_size),
                  "--optimizer", "adamw", "--lr", "1e-3", *views]]
+    steps = row.steps or steps
     configs = [a for c in (BASE[row.method], *row.configs) for a in ("--config", c)]
     # train.py writes its own run folder (it refuses one holding files it did not write, such as log.txt).
     train = [py, "train.py", "--pipeline", row.method, *configs, *split, "--out", os.path.join(run, TRAIN),

@@ -163,7 +163,7 @@ def test_every_row_is_a_valid_command_and_config(name, tmp_path):
             assert args.pipeline == row.method and args.data == "DATA" and args.test_split == "test"
             files = [os.path.join(ROOT, c) for c in args.config]
             cfg = load_config(files, args.overrides, pipeline=args.pipeline)
-            assert (cfg.seed, cfg.steps, cfg.batch_size, cfg.retrieval) == (1, 10, 8, False)
+            assert (cfg.seed, cfg.steps, cfg.batch_size, cfg.retrieval) == (1, row.steps or 10, 8, False)
         else:
             args = eval_cli.parse_args(cmd[2:])
             assert args.seed == 1 and args.num_clips == 2
@@ -189,7 +189,8 @@ def _stats(values):
 
 def test_every_ablation_names_an_existing_base_and_a_direction():
     ablations = [r for r in fidelity.ROWS.values() if r.base]
-    assert {r.name for r in ablations} == {r.name for r in fidelity.select(["moquad_ablations", "mcpnet_ablations"])}
+    groups = ["moquad_ablations", "mcpnet_ablations", "sweeps", "mcpnet-tau0.2"]
+    assert {r.name for r in ablations} == {r.name for r in fidelity.select(groups)}
     for r in ablations:
         assert r.base in fidelity.ROWS and fidelity.ROWS[r.base].method == r.method and r.paper in ("worse", "better", "")
 
@@ -201,7 +202,7 @@ def test_every_ablation_names_an_existing_base_and_a_direction():
     ((58.0, 60.0, 62.0), "worse", "reproduced", 0.0),
     ((60.0, 61.0, 62.0), "worse", "interval crosses 0", 4.303 / 3 ** 0.5),  # differences 0, -1, -2
     ((40.0, 42.0), "worse", "n < 3", 0.0),
-    ((40.0, 42.0, 44.0), "", "not in the paper", 0.0),
+    ((40.0, 42.0, 44.0), "", "lower", 0.0),  # not in the paper (a sweep): the direction seen
 ])
 def test_direction_verdicts_read_paired_seeds(values, paper, verdict, half):
     row = fidelity.Row("x", "moquad", "moquad_ablations", "", base="moquad", paper=paper)
