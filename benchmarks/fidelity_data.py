@@ -9,7 +9,9 @@ linear probe, and only motion features score above it. The classes are four pair
 mirrored motions (up/down, left/right, clockwise/anticlockwise, zoom in/out).
 
 Per video the object's start, angle, size, speed and rate are drawn anew, and sensor
-noise is added; the scene fixes everything else. The object's size varies in every
+noise is added; the scene fixes everything else. ``--one-speed`` renders every video of a
+class at the middle of its speed (or rate) range instead, with every other draw the same: a
+variant in which a clip played faster looks like no video of its class. The object's size varies in every
 class (not only while zooming), so one frame does not tell a zoom from the rest.
 Everything is a pure function of ``seed``.
 
@@ -42,9 +44,10 @@ MARKER = "fidelity.json"  # what wrote a fidelity folder (generator version and 
 SHAPES = ("bar", "ellipse", "cross", "triangle", "ring")
 
 
-def default_root(seed: int = 0, scenes: int = 16, per_class: int = 4, size: int = 48, num_frames: int = 32) -> str:
+def default_root(seed: int = 0, scenes: int = 16, per_class: int = 4, size: int = 48, num_frames: int = 32,
+                 one_speed: bool = False) -> str:
     """In the cache folder (:func:`~motionssl.pipelines.environment.cache_dir`), named by every setting of the data."""
-    name = f"fidelity-v{VERSION}-seed{seed}-{scenes}x{per_class}-{size}px-{num_frames}f"
+    name = f"fidelity-v{VERSION}-seed{seed}-{scenes}x{per_class}-{size}px-{num_frames}f" + ("-onespeed" * one_speed)
     return os.path.join(environment.cache_dir(), name)
 
 
@@ -114,8 +117,16 @@ def scene_spec(seed: int, scene: int, size: int) -> dict:
             "aspect": float(rng.uniform(0.3, 0.55)), "contrast": float(rng.uniform(0.7, 1.0))}
 
 
-def render(spec: dict, label: int, rng: np.random.Generator, size: int, num_frames: int) -> np.ndarray:
-    """Frames ``(T, size, size, 3)`` uint8 of the scene ``spec`` moving as ``CLASSES[label]``."""
+def _speed(rng: np.random.Generator, low: float, high: float, one_speed: bool) -> float:
+    """A speed drawn from ``[low, high]``, or its middle (the draw is made either way: the later draws stay)."""
+    drawn = rng.uniform(low, high)
+    return (low + high) / 2 if one_speed else drawn
+
+
+def render(spec: dict, label: int, rng: np.random.Generator, size: int, num_frames: int,
+           one_speed: bool = False) -> np.ndarray:
+    """Frames ``(T, size, size, 3)`` uint8 of the scene ``spec`` moving as ``CLASSES[label]`` (``one_speed``: at
+    the middle of the class's speed range)."""
     name = CLASSES[label]
     t = np.arange(num_frames, dtype=np.float32)
     t = t - t.mean()
@@ -126,13 +137,13 @@ def render(spec: dict, label: int, rng: np.random.Generator, size: int, num_fram
     scale = np.full_like(t, np.exp(rng.uniform(np.log(0.4), np.log(2.2))))
     shift = np.zeros((num_frames, 2), np.float32)
     if name.startswith("move"):
-        speed = rng.uniform(0.025, 0.05) * size  # per frame; the object wraps around the edges
+        speed = _speed(rng, 0.025, 0.05, one_speed) * size  # per frame; the object wraps around the edges
         direction = {"move_up": (-1, 0), "move_down": (1, 0), "move_left": (0, -1), "move_right": (0, 1)}[name]
         shift = np.outer(t, direction) * speed
     elif name.startswith("rotate"):
-        angle = angle + rng.uniform(0.1, 0.2) * (1 if name == "rotate_clockwise" else -1) * t
+        angle = angle + _speed(rng, 0.1, 0.2, one_speed) * (1 if name == "rotate_clockwise" else -1) * t
     else:
-        rate = rng.uniform(0.015, 0.025) * (1 if name == "zoom_in" else -1)
+        rate = _speed(rng, 0.015, 0.025, one_speed) * (1 if name == "zoom_in" else -1)
         scale = scale * np.exp(rate * t)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     background, tex = spec["background"], spec["object"]
@@ -148,32 +159,34 @@ def render(spec: dict, label: int, rng: np.random.Generator, size: int, num_fram
 
 
 def _write(job) -> tuple:
-    root, seed, scene, label, copy, size, num_frames = job
+    root, seed, scene, label, copy, size, num_frames, one_speed = job
     spec = scene_spec(seed, scene, size)
-    frames = render(spec, label, np.random.default_rng([seed, scene, label, copy]), size, num_frames)
+    frames = render(spec, label, np.random.default_rng([seed, scene, label, copy]), size, num_frames, one_speed)
     rel = os.path.join("videos", CLASSES[label], f"s{scene:02d}_{CLASSES[label]}_{copy}.webm")
     write_video(os.path.join(root, rel), frames, fps=25, codec="vp9", gop=8, crf=30)
     return rel, label, len(frames), scene
 
 
 def generate(root: Optional[str] = None, seed: int = 0, scenes: int = 16, per_class: int = 4, size: int = 48,
-             num_frames: int = 32, workers: Optional[int] = None) -> str:
+             num_frames: int = 32, workers: Optional[int] = None, one_speed: bool = False) -> str:
     """Write the benchmark into ``root`` (default: the cache) unless it is already complete; return ``root``.
 
     ``scenes × 8 classes × per_class`` videos, three in four of them train. Written into a temporary
     folder and renamed, so an interrupted run never leaves a half dataset that looks finished.
     """
-    root = os.path.abspath(root or default_root(seed, scenes, per_class, size, num_frames))
+    root = os.path.abspath(root or default_root(seed, scenes, per_class, size, num_frames, one_speed))
     if scenes < 1 or per_class < 3 or size < 32 or num_frames < 8:
         raise ValueError(f"need scenes >= 1, per_class >= 3 (videos in both splits), size >= 32 and num_frames >= 8; "
                          f"got {scenes}, {per_class}, {size}, {num_frames}")
     description = {"dataset": "motionssl fidelity", "version": VERSION, "seed": seed, "scenes": scenes,
                    "per_class": per_class, "size": size, "frames": num_frames}
+    if one_speed:  # only then: the default data's record, and so its cached copies, stay as they were
+        description["one_speed"] = True
     start = time.time()
 
     def build(tmp):
-        jobs = [(tmp, seed, s, c, k, size, num_frames) for s in range(scenes) for c in range(len(CLASSES))
-                for k in range(per_class)]
+        jobs = [(tmp, seed, s, c, k, size, num_frames, one_speed) for s in range(scenes)
+                for c in range(len(CLASSES)) for k in range(per_class)]
         rows = demo.run_jobs(_write, jobs, workers)
         files.write_text(os.path.join(tmp, "scenes.txt"), "".join(f"{rel} {scene}\n" for rel, _, _, scene in rows))
         log.info("wrote %d fidelity videos to %s in %.1f s", len(rows), root, time.time() - start)
@@ -192,9 +205,11 @@ def main(argv=None) -> None:
     p.add_argument("--size", type=int, default=48)
     p.add_argument("--frames", type=int, default=32)
     p.add_argument("--workers", type=int)
+    p.add_argument("--one-speed", action="store_true", help="every video of a class at one speed (module doc)")
     args = p.parse_args(argv)
     start = time.time()
-    root = generate(args.out, args.seed, args.scenes, args.per_class, args.size, args.frames, args.workers)
+    root = generate(args.out, args.seed, args.scenes, args.per_class, args.size, args.frames, args.workers,
+                    args.one_speed)
     print(f"fidelity dataset in {root} ({time.time() - start:.1f} s)")
 
 

@@ -177,12 +177,15 @@ def write_report(path: str, text: str) -> None:
 def _origin(args, data: str) -> str:
     if args.data:
         return f"`{args.data}`"
-    return (f"`python -m benchmarks.fidelity_data --scenes {args.scenes} --per-class {args.per_class}` "
+    one = " --one-speed" if getattr(args, "one_speed", False) else ""
+    return (f"`python -m benchmarks.fidelity_data --scenes {args.scenes} --per-class {args.per_class}{one}` "
             "(48×48 VP9, 32 frames, seed 0)")
 
 
 def _argv_of(args) -> List[str]:
     out = ["--rows", *args.rows, "--seeds", *map(str, args.seeds), "--steps", str(args.steps)]
+    if getattr(args, "one_speed", False):
+        out.append("--one-speed")
     if args.batch_size != 32:
         out += ["--batch-size", str(args.batch_size)]
     if args.set:

@@ -318,3 +318,23 @@ def test_a_trained_row_end_to_end(tiny_data, tmp_path):
     run = record["runs"]["simclr"][0]
     assert "failed" not in run, run
     assert 0 <= run["retrieval_top1"] <= 100 and run["train_seconds"] > 0 and "loss" in run["final"]
+
+
+def test_one_speed_variant_changes_only_the_speed():
+    """--one-speed: every video of a class moves at one speed; position, size, texture and noise draws stay."""
+    from benchmarks import fidelity_data
+
+    spec = fidelity_data.scene_spec(0, 3, 48)
+    for label in range(len(fidelity_data.CLASSES)):
+        drawn = [fidelity_data.render(spec, label, np.random.default_rng([0, 3, label, k]), 48, 8) for k in (0, 1)]
+        fixed = [fidelity_data.render(spec, label, np.random.default_rng([0, 3, label, k]), 48, 8, one_speed=True)
+                 for k in (0, 1)]
+        # the middle frame (t = 0 after centring is between frames 3 and 4) differs little; the ends move apart
+        assert not np.array_equal(drawn[0], fixed[0])
+        assert np.abs(drawn[0][0].astype(int) - fixed[0][0].astype(int)).mean() > 0
+    assert fidelity_data.default_root(one_speed=True).endswith("-onespeed")
+    assert fidelity_data.default_root() == fidelity_data.default_root(one_speed=False)
+    assert fidelity_data._speed(np.random.default_rng(1), 0.1, 0.2, True) == pytest.approx(0.15)
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    fidelity_data._speed(a, 0.1, 0.2, True), fidelity_data._speed(b, 0.1, 0.2, False)
+    assert a.uniform() == b.uniform()  # the later draws of a video are the same in both variants
