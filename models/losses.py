@@ -121,13 +121,9 @@ def moquad_loss(
     and the inter-video negatives S_Inter = every member (A, P, N, Nbar) of
     every other video j != i of the (global) batch.
 
-    Hard-negative mining (Eq. 3-4), on when beta > 0: the K most similar
-    inter negatives of each anchor (K from `num_hard_negatives`) and the intra
-    negatives get weight alpha in the denominator. beta = 0 switches mining
-    off and gives Eq. 1 whatever alpha is: the paper's Table 6 (left) lists
-    that baseline as "beta = 0, alpha = 0", which names the Eq. 1 entry of
-    Table 4, not a zero weight on the intra negatives. alpha = 1 also gives
-    Eq. 1, for any beta.
+    Hard-negative mining (Eq. 3-4, the weights of `_mining_log_weights`), on
+    when beta > 0: the K hardest inter negatives and the intra negatives get
+    weight alpha in the denominator; beta = 0 or alpha = 1 gives Eq. 1.
 
     The intra negatives may be left out (None) for the ablation of Table 4;
     without both, this is plain instance discrimination with an
@@ -162,15 +158,33 @@ def moquad_loss(
     batch, num_members = z.shape[:2]
 
     logits = torch.einsum("bd,nmd->bnm", z[:, 0], z_all) / temperature  # (B, Bg, M)
-    rows = torch.arange(batch, device=z.device)
-    own = offset + rows  # global index of each anchor's own video
+    own = offset + torch.arange(batch, device=z.device)  # global index of each anchor's own video
+    log_weights = _mining_log_weights(logits, own, beta, alpha)
+    positive_col = own * num_members + 1  # member 1 = positive
+    return _reduce(_info_nce(logits.flatten(1), positive_col, log_weights.flatten(1)), reduction)
 
+
+def _mining_log_weights(logits: Tensor, own: Tensor, beta: float, alpha: float) -> Tensor:
+    """log w of every candidate of MoQuad's denominator (Eq. 3-4), shaped like `logits`.
+
+    `logits` is (B, Bg, M): each local anchor against every member of every
+    video of the global batch; `own` (B,) is each anchor's own video. Every
+    weight is 1 but the anchor's own (0: not its own candidate). With
+    hard-negative mining on (beta > 0) the intra negatives and the K most
+    similar inter negatives of each anchor (K from `num_hard_negatives`) get
+    weight alpha. beta = 0 switches mining off and gives Eq. 1 whatever alpha
+    is: the paper's Table 6 (left) lists that baseline as "beta = 0, alpha =
+    0", which names the Eq. 1 entry of Table 4, not a zero weight on the
+    intra negatives. alpha = 1 also gives Eq. 1, for any beta.
+    """
+    batch, num_videos, num_members = logits.shape
+    rows = torch.arange(batch, device=logits.device)
     log_weights = torch.zeros_like(logits)
     log_weights[rows, own, 0] = -math.inf  # the anchor is not its own candidate
     if beta > 0:
         log_alpha = math.log(alpha)
         log_weights[rows, own, 2:] = log_alpha  # S_Intra
-        num_inter = num_members * (z_all.shape[0] - 1)
+        num_inter = num_members * (num_videos - 1)
         k = num_hard_negatives(beta, num_inter)
         if k > 0:
             # TopK of exp(s / tau) is TopK of s; the selection carries no gradient.
@@ -178,9 +192,7 @@ def moquad_loss(
             inter[rows, own] = -math.inf
             hard = inter.flatten(1).topk(k, dim=1).indices  # (B, K)
             log_weights.view(batch, -1).scatter_(1, hard, log_alpha)
-
-    positive_col = own * num_members + 1  # member 1 = positive
-    return _reduce(_info_nce(logits.flatten(1), positive_col, log_weights.flatten(1)), reduction)
+    return log_weights
 
 
 @_float32_loss

@@ -273,3 +273,10 @@ def generate(root: Optional[str] = None, seed: int = 0, per_class: int = 40, tes
                 "test": [r for v, r in enumerate(rows) if v in test_ids], "all": rows}
 
     return write_dataset(root, CLASSES, MARKER, description, build)
+
+
+if __name__ == "__main__":  # the command is the application's now
+    import sys
+
+    print("motionssl.pipelines.demo is a library module; its command is `python -m motionssl.demo`", file=sys.stderr)
+    sys.exit(2)

@@ -52,14 +52,13 @@ from .decoders import choose_decoder
 from .deprecation import renamed
 from .errors import ours
 from .index import Data, VideoIndex, load_index
-from .iterators import dali_device
+from .iterators import DaliBatches, dali_device
 from .ops import crop, cut, normalise
 from .ops.config import ClipConfig
-from .pipeline import build_pipeline, output_names, worker_codec_threads
+from .pipeline import output_names, worker_codec_threads
 from .planners.base import Planner
 from .reference_loader import reference_batch as assemble_reference_batch
 from .sources import WindowSource
-from .workers import signals_ignored
 
 NUM_CROPS = (1, 3)
 # The flat keywords the views took before they took train.py's names: where each now lives in ``config``.
@@ -245,22 +244,11 @@ class EvalIterator:
         return len(self.source)
 
     def __iter__(self) -> Iterator[Dict[str, torch.Tensor]]:
-        from nvidia.dali.plugin.pytorch import DALIGenericIterator
-
-        source, planner = self.source, self.planner
-        pipe = build_pipeline(source, planner, device=self.device, num_workers=self.num_workers,
-                              num_threads=self.num_threads, prefetch=self.prefetch, device_id=self.device_id)
-        try:  # building starts the decoding workers (deaf to the terminal's signals) and runs the first batches
-            with signals_ignored():
-                loader = DALIGenericIterator([pipe], list(self.output_names))
-        except Exception as exc:
-            source.reraise(exc, 0, 0, self.prefetch)
+        batches = DaliBatches(self.source, self.planner, device=self.device, device_id=self.device_id,
+                              num_workers=self.num_workers, num_threads=self.num_threads, prefetch=self.prefetch)
         for iteration in range(len(self)):
-            try:
-                out = next(loader)[0]
-            except Exception as exc:
-                source.reraise(exc, 0, iteration, self.prefetch)
-            yield self.collate([out[k] for k in planner.outputs], out["label"], out["index"], iteration)
+            out = batches.next(0, iteration)
+            yield self.collate([out[k] for k in self.planner.outputs], out["label"], out["index"], iteration)
 
     def collate(self, crops: List[torch.Tensor], label: torch.Tensor, index: torch.Tensor,
                 iteration: int) -> Dict[str, torch.Tensor]:
@@ -304,36 +292,15 @@ def make_eval_iterator(data: Data, batch_size: int = 16, *, config: Any = None, 
         The videos: a folder (class sub-folders, or videos without classes), a prepared
         dataset folder with ``split``, a list file, a glob pattern, a list of paths
         (:func:`load_index`), or an index already loaded.
-    batch_size : int, default 16
-        (video, clip) samples per batch; a batch holds ``batch_size · num_crops`` views.
-    config : dict, ClipConfig or a method's config, optional
-        ``clip.frames``, ``clip.speeds`` (the first is the frame stride),
-        ``clip.augment.size`` ``[H, W]`` in pixels, ``.mean`` / ``.std`` and ``.antialias``;
-        other keys are not the views' and are ignored. Default ``None``: 16 frames at stride
-        1, 112×112, Kinetics' mean and std.
-    num_clips : int, default 10
-        Clips per video.
-    num_crops : {1, 3}, default 1
-        Crops per clip: the centre, or both ends and the centre of the longer axis.
-    device : {"cpu", "gpu", "cuda", "cuda:N"} or torch.device, default "cpu"
-        Where the pipeline runs and the batches live.
-    shard_id, num_shards : int, default 0 and 1
-        This process's shard of the views.
     split : str, optional
         The split of a prepared dataset folder. Default ``None``.
-    decoder : {"pyav", "dali", "torchcodec"}, optional
-        Default ``None``: DALI's decoder on the GPU, PyAV on the CPU.
-    num_workers : int, default 2
-        Decoding worker processes (0: decode in this process).
-    num_threads : int, optional
-        DALI threads. Default ``None``: 2 on CPU, 4 on GPU.
-    device_id : int, default 0
-        The GPU, where ``device`` does not name one.
-    prefetch : int, default 2
-        Batches prepared ahead.
     bad_files : {"error", "skip"}, default "error"
         A video that cannot be read when ``data`` is loaded: raise naming it, or leave it
         out with a logged warning. Once loaded, every video is evaluated or the pass raises.
+    batch_size, config, num_clips, num_crops : as :class:`EvalIterator` takes them
+        (video, clip) samples per batch, what a clip is, clips per video, crops per clip.
+    device, shard_id, num_shards, decoder, num_workers, num_threads, device_id, prefetch : see EvalIterator
+        Where the views are made and the loader's options, with :class:`EvalIterator`'s defaults.
 
     Returns
     -------

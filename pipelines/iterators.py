@@ -27,6 +27,7 @@ from .errors import OptionError, ours
 from .index import Data, VideoIndex, load_index
 from .pipeline import build_pipeline, output_names, worker_codec_threads
 from .planners import PIPELINES, PipelineSpec, pipeline_spec  # noqa: F401  (the registry, re-exported)
+from .planners.base import Planner
 from .sources import WindowSource
 from .workers import signals_ignored
 
@@ -106,6 +107,40 @@ def build_config(name: Union[str, PipelineSpec], options: Any = None):
     """
     spec = pipeline_spec(name)
     return configs.build(spec.config, options, spec.name)
+
+
+class DaliBatches:
+    """The batches of one DALI pipeline over ``source`` and ``planner``, as dicts of torch tensors.
+
+    The one place that wraps DALI's ``DALIGenericIterator``, for the training iterator
+    (:class:`VideoIterator`) and the evaluation views (:class:`~.evaluation.EvalIterator`).
+    Building starts the decoding workers (deaf to the terminal's signals) and runs the first
+    batches; a data failure then or while a batch is awaited is raised as the source's
+    one-line :class:`~.batch_errors.PipelineError` (:meth:`~.sources.WindowSource.reraise`).
+    ``epoch`` and ``iteration`` say where ``source`` starts, for those messages.
+    """
+
+    def __init__(self, source: WindowSource, planner: Planner, *, device: str, device_id: int, num_workers: int,
+                 num_threads: Optional[int], prefetch: int, epoch: int = 0, iteration: int = 0):
+        from nvidia.dali.plugin.pytorch import DALIGenericIterator
+
+        self.source, self.prefetch = source, prefetch
+        pipeline = build_pipeline(source, planner, device=device, num_workers=num_workers, num_threads=num_threads,
+                                  prefetch=prefetch, device_id=device_id)
+        try:
+            with signals_ignored():
+                self._dali = DALIGenericIterator([pipeline], list(output_names(planner)), auto_reset=True)
+        except Exception as exc:
+            source.reraise(exc, epoch, iteration, prefetch)
+
+    def next(self, epoch: int, iteration: int) -> Dict[str, Any]:
+        """Batch ``iteration`` of ``epoch``, the next DALI hands over; ``StopIteration`` after an epoch's last."""
+        try:
+            return next(self._dali)[0]
+        except StopIteration:
+            raise
+        except Exception as exc:
+            self.source.reraise(exc, epoch, iteration, self.prefetch)
 
 
 class VideoIterator:
@@ -219,18 +254,12 @@ class VideoIterator:
                             codec_threads=worker_codec_threads(self.num_workers))
 
     def _build(self):
-        from nvidia.dali.plugin.pytorch import DALIGenericIterator
-
         if self.iteration >= len(self.source):  # stopped right after an epoch's last batch
             self.epoch, self.iteration = self.epoch + 1, 0
         self.source = self.make_source(self.epoch, self.iteration)
-        pipeline = build_pipeline(self.source, self.planner, device=self.device, num_workers=self.num_workers,
-                                  num_threads=self.num_threads, prefetch=self.prefetch, device_id=self.device_id)
-        try:  # building starts the decoding workers (deaf to the terminal's signals) and runs the first batches
-            with signals_ignored():
-                self._dali = DALIGenericIterator([pipeline], list(self.output_names), auto_reset=True)
-        except Exception as exc:
-            self.source.reraise(exc, self.epoch, self.iteration, self.prefetch)
+        self._dali = DaliBatches(self.source, self.planner, device=self.device, device_id=self.device_id,
+                                 num_workers=self.num_workers, num_threads=self.num_threads, prefetch=self.prefetch,
+                                 epoch=self.epoch, iteration=self.iteration)
 
     def __len__(self) -> int:
         """Batches per epoch of this shard (the last-batch policy included)."""
@@ -243,15 +272,14 @@ class VideoIterator:
         rest = self.source.shard_size % self.batch_size if self.last_batch == "PARTIAL" else 0
         while True:
             try:
-                outputs = next(self._dali)
+                batch = self._dali.next(self.epoch, self.iteration)
             except StopIteration:
                 self.epoch, self.iteration = self.epoch + 1, 0
                 return
-            except Exception as exc:
+            except Exception:
                 self._dali = None  # a failed pipeline cannot go on; iterating again rebuilds it
-                self.source.reraise(exc, self.epoch, self.iteration, self.prefetch)
+                raise
             self.iteration += 1
-            batch = outputs[0]
             if rest and self.iteration == len(self):  # PARTIAL: the filled-in repeats cut off
                 batch = {k: v[:rest] for k, v in batch.items()}
             yield batch if self.output_map is None else {new: batch[old] for old, new in self.output_map.items()}
@@ -338,46 +366,20 @@ def make_iterator(name: Union[str, PipelineSpec], data: Union[Data, VideoIndex],
 
     Parameters
     ----------
-    name : str or PipelineSpec
-        A key of :data:`PIPELINES` (``"moquad"``, ``"mcpnet"``, ``"simclr"``, ``"clip"``),
-        or a :class:`PipelineSpec` of one's own (a new method), used as it is.
+    name, batch_size, device, seed, shard_id, num_shards, config : as :class:`VideoIterator` takes them
+        The method, videos per batch on this process, the device, the seed of every draw, the shard.
     data : str, os.PathLike, list/tuple of str, or VideoIndex
         The videos: a folder of class sub-folders, a folder of videos without classes
         (unlabelled), a prepared dataset folder with ``split``, a list file of
         ``path [label [num_frames]]`` lines, a glob pattern (``"clips/**/*.mp4"``), a list
         or tuple of paths (:func:`load_index`), or an index already loaded.
-    batch_size : int
-        Videos per batch, on this process.
-    device : {"cpu", "gpu", "cuda", "cuda:N"} or torch.device, default "cpu"
-        Where the pipeline runs and the batches live.
-    seed : int, default 0
-        Every random draw is a pure function of ``(seed, epoch, video)``.
-    shard_id, num_shards : int, default 0 and 1
-        This process's shard (``torch.distributed``'s rank and world size).
     split : str, optional
         The split of a prepared dataset folder (``"train_split1"``). Default ``None``.
-    config : dict or config dataclass, optional
-        The method's config: nested dicts for ``clip`` (``frames``, ``speeds``,
-        ``augment``...), ``appearance`` and the method's keys. Default: its defaults.
-    decoder : {"pyav", "dali", "torchcodec"}, optional
-        Default ``None``: DALI's decoder on the GPU, PyAV on the CPU.
-    num_workers : int, default 2
-        Decoding worker processes (0: decode in this process).
-    num_threads : int, optional
-        DALI threads. Default ``None``: 2 on CPU, 4 on GPU.
-    short_videos : {"pad", "skip", "error"}, default "pad"
-        A video shorter than the method's window: repeat its last frame, leave it out, or raise.
     bad_files : {"error", "skip"}, default "error"
         A video that cannot be read, when ``data`` is loaded or while decoding: raise
         :class:`VideoError` naming it, or leave it out with a logged warning.
-    last_batch : {"DROP", "FILL", "PARTIAL"} or LastBatchPolicy, default "DROP"
-        The incomplete last batch of an epoch (:class:`VideoIterator` has the table).
-    prefetch : int, default 2
-        Batches prepared ahead.
-    device_id : int, default 0
-        The GPU, where ``device`` does not name one.
-    output_map : list of str or dict, optional
-        Outputs kept (a list) or kept and renamed (a dict ``{output: key}``). Default: all.
+    decoder, num_workers, num_threads, short_videos, last_batch, prefetch, device_id, output_map : see VideoIterator
+        The loader's options, with :class:`VideoIterator`'s meanings and defaults.
     **unknown
         Refused: an unknown keyword raises :class:`OptionError` listing the valid ones.
 

@@ -27,14 +27,17 @@ from typing import Dict, Optional, Tuple
 
 from nvidia.dali import backend, fn, pipeline_def, types
 
+from .contract import CLIP_DTYPES
 from .decoders import DECODERS, DEVICES
 from .planners.base import Planner
 from .sources import WindowSource
 
 log = logging.getLogger(__name__)
 
-CLIP_DTYPES = {"cpu": types.FLOAT, "gpu": types.FLOAT16}
-"""DALI dtype of the clips by device (float16 halves the GPU memory traffic; CPU math is float32)."""
+
+def clip_dtype(device: str) -> types.DALIDataType:
+    """DALI's dtype of the clips on ``device``: the batch contract's (``contract.CLIP_DTYPES``), in DALI's terms."""
+    return types.to_dali_type(CLIP_DTYPES[device])
 
 
 def output_names(planner: Planner) -> Tuple[str, ...]:
@@ -76,7 +79,7 @@ def method_graph(source: WindowSource, planner: Planner, device: str = "cpu", nu
         raise ValueError(f"device={device!r}; choose one of {DEVICES}")
     nodes = windows(source, device, num_workers, prefetch)
     window = nodes.pop("window")
-    built = planner.graph(window, nodes, CLIP_DTYPES[device])
+    built = planner.graph(window, nodes, clip_dtype(device))
     missing = [k for k in planner.outputs if k not in built]
     if missing:
         raise KeyError(f"planner {type(planner).__name__}.graph did not build {missing}")

@@ -58,10 +58,10 @@ import contextlib
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 import av
 from tqdm import tqdm
@@ -69,7 +69,7 @@ from tqdm import tqdm
 from . import files
 from .datasets import DATASETS, Dataset, Item
 from .errors import DataError, DataNotFoundError, OptionError
-from .index import safe_name
+from .dataset_files import safe_name
 from .video_io import (VideoError, check_decoding, checked_frames, decoder_errors, frame_timestamps, open_video,
                        probe, rotation)
 from .workers import pool as worker_pool
@@ -382,82 +382,112 @@ def _prepare(dataset: str, found: Dataset, src: Path, out: Path, target: Dict[Pa
     """The conversion itself, with ``out`` created and locked (see :func:`prepare`)."""
     settings = {"codec": codec, "short_side": short_side, "gop": gop, "crf": crf}
     _remove_partials(out)  # from a run that was killed
-    manifest = _load_manifest(out)
-    done: Dict[Path, Tuple[str, int]] = {}
-    failures: List[Tuple[str, str]] = []
-    pending: List[Item] = []
-    redo = set()
-    for item in found.items:
-        rel, dst = target[item.src], out / target[item.src]
-        record = manifest.get(rel)
-        if not item.src.is_file():
-            listed = f" (listed in {next(iter(item.splits.values()))})" if item.splits else ""
-            failures.append((str(item.src), f"file not found{listed}"))
-        # Done = recorded with these settings, from this source as it is now (size and modification
-        # time), and still the recorded size: no decoding needed. A changed source is converted again.
-        elif (record and record["src"] == str(item.src.relative_to(src)) and record["settings"] == settings
-              and dst.is_file() and dst.stat().st_size == record["bytes"]):
-            if _source_stamp(item.src) == record.get("source", _source_stamp(item.src)):
-                done[item.src] = (rel, record["num_frames"])
-            else:
-                redo.add(rel)
-                pending.append(item)
-        else:
-            pending.append(item)
-    skipped = len(done)
+    books = _Books(src, out, target, settings, _load_manifest(out))
+    pending = books.sort(found.items)
     workers = min(workers or os.cpu_count() or 1, max(1, len(pending)))
     # Split the cores between workers: with fewer videos than cores, the codecs thread.
     threads = max(1, (os.cpu_count() or 1) // workers)
     jobs = [Job(str(item.src), str(out / target[item.src]), codec, short_side, gop, crf, threads,
-                existing=(out / target[item.src]).is_file() and target[item.src] not in manifest)
+                existing=(out / target[item.src]).is_file() and target[item.src] not in books.manifest)
             for item in pending]
-
-    converted = redone = 0
     started = time.perf_counter()
     if jobs:
-        src_of = {str(item.src): item.src for item in found.items}
-        bar = tqdm(total=len(jobs), unit="video", desc=f"prepare {dataset}", disable=not progress)
-        # spawn, not fork: the caller may have DALI or CUDA threads that a fork would copy
-        # half-initialised. Results arrive as they finish, so the manifest grows line by line
-        # and an interrupted run loses at most the videos in flight. The workers leave Ctrl-C
-        # to this process, which stops them and says so in one line.
-        pool = worker_pool(workers, "spawn") if workers > 1 else None
-        results = pool.imap_unordered(convert, jobs) if pool else map(convert, jobs)
-        try:
-            with open(out / MANIFEST, "a") as manifest_file:
-                for result in results:
-                    bar.update()
-                    if result.status == "failed":
-                        failures.append((result.src, result.reason))
-                        continue
-                    item_src = src_of[result.src]
-                    rel = target[item_src]
-                    manifest_file.write(json.dumps({
-                        "video": rel, "src": str(item_src.relative_to(src)), "source": _source_stamp(item_src),
-                        "settings": settings, "num_frames": result.num_frames, "fps": result.fps,
-                        "bytes": result.bytes}) + "\n")
-                    manifest_file.flush()
-                    done[item_src] = (rel, result.num_frames)
-                    manifest[rel] = {"num_frames": result.num_frames, "fps": result.fps, "bytes": result.bytes}
-                    converted += result.status == "converted"
-                    redone += result.status == "converted" and rel in redo
-                    skipped += result.status == "verified"
-        except KeyboardInterrupt:
-            raise Interrupted(f"interrupted: {converted} videos converted in this run are kept in {out}; run the "
-                              "same command again to finish") from None
-        finally:
-            bar.close()
-            if pool:
-                pool.terminate()
-                pool.join()
-                _remove_partials(out)  # of the conversions the terminated workers left midway
-    seconds = time.perf_counter() - started
+        _convert_all(jobs, books, {str(item.src): item.src for item in pending}, workers, f"prepare {dataset}",
+                     progress)
+    return _report(dataset, found, books, time.perf_counter() - started)
 
-    records = [manifest[rel] for rel, _ in done.values()]
+
+@dataclass
+class _Books:
+    """What one run of :func:`_prepare` knows of its inputs: the manifest, what is done, what failed, the counts."""
+
+    src: Path
+    out: Path
+    target: Dict[Path, str]  # input → its output, relative to out
+    settings: dict
+    manifest: Dict[str, dict]  # finished outputs by relative path (_load_manifest)
+    done: Dict[Path, Tuple[str, int]] = field(default_factory=dict)  # input → (output, frame count)
+    failures: List[Tuple[str, str]] = field(default_factory=list)  # (input, reason)
+    redo: Set[str] = field(default_factory=set)  # outputs converted again: their source changed
+    converted: int = 0
+    redone: int = 0
+    skipped: int = 0
+
+    def sort(self, items: List[Item]) -> List[Item]:
+        """The inputs to convert; those already done go to ``done`` (and ``skipped``), missing ones to ``failures``."""
+        pending: List[Item] = []
+        for item in items:
+            rel, dst = self.target[item.src], self.out / self.target[item.src]
+            record = self.manifest.get(rel)
+            if not item.src.is_file():
+                listed = f" (listed in {next(iter(item.splits.values()))})" if item.splits else ""
+                self.failures.append((str(item.src), f"file not found{listed}"))
+            # Done = recorded with these settings, from this source as it is now (size and modification
+            # time), and still the recorded size: no decoding needed. A changed source is converted again.
+            elif (record and record["src"] == str(item.src.relative_to(self.src))
+                  and record["settings"] == self.settings and dst.is_file() and dst.stat().st_size == record["bytes"]):
+                if _source_stamp(item.src) == record.get("source", _source_stamp(item.src)):
+                    self.done[item.src] = (rel, record["num_frames"])
+                else:
+                    self.redo.add(rel)
+                    pending.append(item)
+            else:
+                pending.append(item)
+        self.skipped = len(self.done)
+        return pending
+
+    def book(self, result: Result, item_src: Path, manifest_file) -> None:
+        """Count one conversion's result; a finished one is written to the manifest at once."""
+        if result.status == "failed":
+            self.failures.append((result.src, result.reason))
+            return
+        rel = self.target[item_src]
+        manifest_file.write(json.dumps({
+            "video": rel, "src": str(item_src.relative_to(self.src)), "source": _source_stamp(item_src),
+            "settings": self.settings, "num_frames": result.num_frames, "fps": result.fps,
+            "bytes": result.bytes}) + "\n")
+        manifest_file.flush()
+        self.done[item_src] = (rel, result.num_frames)
+        self.manifest[rel] = {"num_frames": result.num_frames, "fps": result.fps, "bytes": result.bytes}
+        self.converted += result.status == "converted"
+        self.redone += result.status == "converted" and rel in self.redo
+        self.skipped += result.status == "verified"
+
+
+def _convert_all(jobs: List[Job], books: _Books, src_of: Dict[str, Path], workers: int, desc: str,
+                 progress: bool) -> None:
+    """Run ``jobs`` in ``workers`` processes, booking each result as it arrives (``src_of``: a job's input)."""
+    bar = tqdm(total=len(jobs), unit="video", desc=desc, disable=not progress)
+    # spawn, not fork: the caller may have DALI or CUDA threads that a fork would copy
+    # half-initialised. Results arrive as they finish, so the manifest grows line by line
+    # and an interrupted run loses at most the videos in flight. The workers leave Ctrl-C
+    # to this process, which stops them and says so in one line.
+    pool = worker_pool(workers, "spawn") if workers > 1 else None
+    results = pool.imap_unordered(convert, jobs) if pool else map(convert, jobs)
+    try:
+        with open(books.out / MANIFEST, "a") as manifest_file:
+            for result in results:
+                bar.update()
+                books.book(result, src_of[result.src], manifest_file)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted: {books.converted} videos converted in this run are kept in {books.out}; run "
+                          "the same command again to finish") from None
+    finally:
+        bar.close()
+        if pool:
+            pool.terminate()
+            pool.join()
+            _remove_partials(books.out)  # of the conversions the terminated workers left midway
+
+
+def _report(dataset: str, found: Dataset, books: _Books, seconds: float) -> dict:
+    """The run's summary, written with ``failed.txt``, the index lists and ``prepare_report.json``."""
+    records = [books.manifest[rel] for rel, _ in books.done.values()]
+    out, converted, failures = books.out, books.converted, books.failures
     summary = {
-        "dataset": dataset, "src": str(src), "out": str(out), **settings,
+        "dataset": dataset, "src": str(books.src), "out": str(out), **books.settings,
         "classes": len(found.classes), "videos": len(found.items),
-        "converted": converted, "redone": redone, "skipped": skipped, "failed": len(failures),
+        "converted": converted, "redone": books.redone, "skipped": books.skipped, "failed": len(failures),
         "hours": sum(r["num_frames"] / r["fps"] for r in records if r["fps"]) / 3600,
         "disk_bytes": sum(r["bytes"] for r in records),
         "seconds": seconds, "videos_per_s": converted / seconds if converted else 0.0,
@@ -465,7 +495,7 @@ def _prepare(dataset: str, found: Dataset, src: Path, out: Path, target: Dict[Pa
     }
     # Failures first: the smallest file and the one a user needs when the disk fills up.
     files.write_text(str(out / "failed.txt"), "".join(f"{s}\t{r}\n" for s, r in sorted(failures)))
-    summary["indexes"] = write_indexes(out, found, done)
+    summary["indexes"] = write_indexes(out, found, books.done)
     files.write_text(str(out / "prepare_report.json"), json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -484,3 +514,10 @@ def _source_stamp(path: Path) -> List[int]:
     """``[size, modification time in ns]`` of a source: a source that changes is converted again."""
     st = path.stat()
     return [st.st_size, st.st_mtime_ns]
+
+
+if __name__ == "__main__":  # the command is the application's now
+    import sys
+
+    print("motionssl.pipelines.prepare is a library module; its command is `motionssl-prepare`", file=sys.stderr)
+    sys.exit(2)

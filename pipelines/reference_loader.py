@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .contract import to_device, torch_device
+from .contract import CLIP_DTYPES, to_device, torch_device
 from .planners.base import Planner
 from .sources import WindowSource
 
@@ -75,7 +75,7 @@ class DeviceLoader:
         self.gpu = device.type == "cuda"
         self.loader = DataLoader(dataset, shuffle=False, num_workers=num_workers, pin_memory=self.gpu,
                                  prefetch_factor=prefetch_factor if num_workers > 0 else None, **options)
-        self.clip_dtype = torch.float16 if self.gpu else None
+        self.clip_dtype = CLIP_DTYPES["gpu"] if self.gpu else None
 
     def on_device(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """A batch from the workers, on the loader's device."""

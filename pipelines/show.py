@@ -131,3 +131,10 @@ def batch_picture(batch: Dict, names: Sequence[str], values: Sequence[str], mean
                 draw.text((4, y + 32), info[:18], fill="gray")
                 draw.text((4, y + 46), info[18:36], fill="gray")
     return image
+
+
+if __name__ == "__main__":  # the command is the application's now
+    import sys
+
+    print("motionssl.pipelines.show is a library module; its command is `python -m motionssl.show`", file=sys.stderr)
+    sys.exit(2)

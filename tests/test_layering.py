@@ -5,7 +5,9 @@
 * neither library imports the application — the modules of ``motionssl/`` other than the two
   libraries and ``motionssl.configs`` (the commands, the run, its config, devices and ranks, the
   evaluation protocols);
-* libraries raise exceptions and commands exit: no ``SystemExit`` or ``sys.exit`` in either library.
+* libraries raise exceptions and commands exit: no ``SystemExit`` or ``sys.exit`` in either library,
+  but in a module's ``if __name__ == "__main__":`` block (a library module run as a command says
+  which command took its place).
 
 Every module file is read with ``ast``, so an import inside a function counts as much as one at
 the top, and relative imports are resolved against the module's package.
@@ -88,12 +90,24 @@ def layering_violations() -> List[str]:
     return found
 
 
+def is_main_block(node: ast.AST) -> bool:
+    """Whether ``node`` is an ``if __name__ == "__main__":`` statement."""
+    test = getattr(node, "test", None)
+    return (isinstance(node, ast.If) and isinstance(test, ast.Compare) and isinstance(test.left, ast.Name)
+            and test.left.id == "__name__" and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)
+            and isinstance(test.comparators[0], ast.Constant) and test.comparators[0].value == "__main__")
+
+
 def exits(path: str) -> List[int]:
-    """Lines of a file that name ``SystemExit`` or call ``sys.exit`` / ``exit`` / ``quit``."""
+    """Lines of a file that name ``SystemExit`` or call ``sys.exit`` / ``exit`` / ``quit``, but in the body of
+    the module's ``if __name__ == "__main__":`` block (at the top level; its ``else`` counts)."""
     with open(path, encoding="utf-8") as f:
         tree = ast.parse(f.read(), path)
+    main = {id(n) for block in tree.body if is_main_block(block) for stmt in block.body for n in ast.walk(stmt)}
     lines = []
     for node in ast.walk(tree):
+        if id(node) in main:
+            continue
         if isinstance(node, ast.Name) and node.id == "SystemExit":
             lines.append(node.lineno)
         elif isinstance(node, ast.Attribute) and node.attr == "exit" and isinstance(node.value, ast.Name) \
@@ -132,6 +146,16 @@ def test_the_libraries_import_as_docs_design_draws_them():
 def test_the_libraries_raise_and_leave_exiting_to_the_commands(library):
     found = [f"{os.path.relpath(path, ROOT)}:{line}" for _, path, _ in library_files(library) for line in exits(path)]
     assert not found, "exits in a library: " + ", ".join(found)
+
+
+def test_the_exit_check_passes_only_a_modules_main_block(tmp_path):
+    source = tmp_path / "m.py"
+    source.write_text("import sys\n\n\ndef f():\n    raise SystemExit(1)\n\n\n"
+                      "def g():\n    if __name__ == '__main__':\n        sys.exit(2)\n\n\n"
+                      "if __name__ != '__main__':\n    exit()\n"
+                      "if __name__ == '__main__':\n    print('the command is elsewhere', file=sys.stderr)\n"
+                      "    sys.exit(2)\nelse:\n    quit()\n")
+    assert exits(str(source)) == [5, 10, 14, 19]
 
 
 def test_importing_every_model_module_loads_no_pipelines_and_no_dali():

@@ -1008,3 +1008,30 @@ def test_a_stage_process_that_exits_as_it_is_stopped_ends_the_stage_normally():
     from benchmarks.gpu_processes import stop_processes
 
     assert stop_processes([_ExitsAsItIsKilled()], mark="carried by no process here") == 0
+
+
+# --- the library's modules run as the commands that moved to the application ------------------------------
+@pytest.mark.parametrize("module,command", [("motionssl.pipelines.demo", "python -m motionssl.demo"),
+                                            ("motionssl.pipelines.show", "python -m motionssl.show"),
+                                            ("motionssl.pipelines.prepare", "motionssl-prepare")])
+def test_a_library_module_run_as_its_old_command_names_the_new_one(module, command, tmp_path):
+    run = subprocess.run([sys.executable, "-m", module, "--out", str(tmp_path / "out")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and run.stdout == "", (run.returncode, run.stdout, run.stderr)
+    one_line(run.stderr, re.escape(module), re.escape(command))
+    assert os.listdir(tmp_path) == []
+
+
+# --- a library's message in the words of its API, a command's in its options ------------------------------
+def test_testing_on_the_training_videos_is_refused_in_the_callers_words(media, tmp_path, capsys):
+    data = str(media / "good.txt")
+    for test_data in (data, write_list(tmp_path / "again.txt", [(media / f"good{v}.webm", v % 2) for v in range(7)])):
+        with pytest.raises(ValueError) as error:
+            load_pair(data, None, test_data)
+        one_line(str(error.value), r"test_split=", r"test_data=")
+        assert "--test" not in str(error.value)
+        kind, line = eval_cli(["retrieval", "--random-init", "--data", data, "--test-data", test_data, *EVAL_FAST],
+                              capsys)
+        assert kind == "error"
+        one_line(line, r"the test videos would be the training videos", r"--test-split", r"--test-data")
+        assert "test_split" not in line and "test_data" not in line

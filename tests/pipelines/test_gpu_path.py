@@ -21,7 +21,7 @@ from motionssl.pipelines.decoders.dali import NVDEC_MIN_SIZE, decoder_problems, 
 from motionssl.pipelines.evaluation import make_eval_iterator
 from motionssl.pipelines.index import load_index
 from motionssl.pipelines.inspection import define, operators, output_devices, output_dtype, placement_problems
-from motionssl.pipelines.pipeline import CLIP_DTYPES, start_method
+from motionssl.pipelines.pipeline import clip_dtype, start_method
 from motionssl.pipelines.video_io import Media, write_video
 from tests.fixtures import coloured_id_frames, id_frames, write_id_videos, write_turned
 
@@ -61,7 +61,7 @@ def test_gpu_graph_is_placed_right_and_keeps_the_contract(demo_index, name, extr
     assert list(nodes) == list(it.output_names)
     assert set(output_devices(nodes).values()) == {"gpu"}, output_devices(nodes)  # every key on the GPU
     for clip in it.planner.clip_outputs:
-        assert output_dtype(nodes[clip]) == CLIP_DTYPES["gpu"], clip
+        assert output_dtype(nodes[clip]) == clip_dtype("gpu"), clip
     if decoder == "dali":
         ops = {op.schema: op.device for op in operators(nodes.values())}
         assert ops["decoders__Video"] == "mixed"  # NVDEC
@@ -74,7 +74,7 @@ def test_gpu_evaluation_graph_is_placed_right(demo_index, decoder):
     nodes = define(loader._source(decoder), loader.planner, "gpu")
     assert placement_problems(nodes.values()) == []
     assert set(output_devices(nodes).values()) == {"gpu"}
-    assert all(output_dtype(nodes[f"crop{c}"]) == CLIP_DTYPES["gpu"] for c in range(3))
+    assert all(output_dtype(nodes[f"crop{c}"]) == clip_dtype("gpu") for c in range(3))
 
 
 def test_the_cpu_graph_keeps_cpu_outputs(demo_index):
@@ -104,7 +104,7 @@ def test_contract_dtypes_agree_between_dali_and_torch():
     import nvidia.dali.types as types
 
     names = {types.FLOAT: torch.float32, types.FLOAT16: torch.float16}
-    assert {d: names[t] for d, t in CLIP_DTYPES.items()} == contract.CLIP_DTYPES
+    assert {d: names[clip_dtype(d)] for d in ("cpu", "gpu")} == contract.CLIP_DTYPES
 
 
 @pytest.mark.parametrize("name", sorted(PIPELINES))

@@ -21,7 +21,7 @@ def test_list_index_probes_once_and_caches_outside_the_dataset(tmp_path, monkeyp
     assert index.cache.startswith(str(tmp_path / "cache")) and os.path.exists(index.cache)
     assert [m.codec for m in index.media] == ["vp9"] * 3 and index.media[0].pix_fmt == "yuv420p"
     assert (index.media[0].height, index.media[0].width) == (32, 48)
-    import motionssl.pipelines.index as mod
+    import motionssl.pipelines.probing as mod
     def fail(path):
         raise AssertionError(f"probed {path} again")
 
@@ -35,6 +35,41 @@ def test_list_index_probes_once_and_caches_outside_the_dataset(tmp_path, monkeyp
         load_index(lst)
 
 
+def test_an_index_cache_written_before_is_read_as_it_was(tmp_path, monkeypatch):
+    """The cache's file name and its version-4 lines, spelled out here as earlier releases wrote them: read
+    without opening a video, and written back unchanged beside a video probed again."""
+    import hashlib
+
+    import motionssl.pipelines.probing as probing
+
+    monkeypatch.setenv("MOTIONSSL_CACHE", str(tmp_path / "cache"))
+    lst = write_id_videos(str(tmp_path / "data"), [20, 9])
+    digest = hashlib.sha1(os.fsencode(os.path.abspath(lst))).hexdigest()[:16]
+    cache = tmp_path / "cache" / "index" / f"list.txt-{digest}.tsv"
+    cache.parent.mkdir(parents=True)
+    videos = [str(tmp_path / "data" / "videos" / f"v00{v}.webm") for v in range(2)]
+    rows = [f"{p}\t{os.stat(p).st_size}\t{int(os.stat(p).st_mtime)}\t{n}\t32\t48\tvp9\tyuv420p\t{r}\t{t}"
+            for p, n, r, t in zip(videos, (7, 5), (0, 90), ("0:1:7", "-"))]
+    header = "# motionssl index cache 4: path size mtime frames height width codec pix_fmt rotation timing"
+    cache.write_text("\n".join([header, *rows]) + "\n")
+
+    def opened(path):
+        raise AssertionError(f"opened {path}")
+
+    with monkeypatch.context() as patched:
+        for read in ("probe", "scan", "header"):
+            patched.setattr(probing, read, opened)
+        index = load_index(lst).with_media()
+    assert index.cache == str(cache) and index.num_frames.tolist() == [7, 5]
+    assert [(m.height, m.width, m.codec, m.pix_fmt, m.rotation) for m in index.media] == [
+        (32, 48, "vp9", "yuv420p", 0), (32, 48, "vp9", "yuv420p", 90)]
+    assert [m.timing for m in index.media] == [(0, 1, 7), None]
+    os.utime(videos[1], (1, 1))  # edited: probed again, the other entry kept as it was
+    assert load_index(lst).num_frames.tolist() == [7, 9]
+    lines = cache.read_text().split("\n")
+    assert lines[:2] == [header, rows[0]] and lines[2].startswith(f"{videos[1]}\t") and lines[3:] == [""]
+
+
 def test_headers_of_listed_videos_are_read_once(tmp_path, monkeypatch):
     monkeypatch.setenv("MOTIONSSL_CACHE", str(tmp_path / "cache"))
     write_id_videos(str(tmp_path), [12, 12])
@@ -43,7 +78,7 @@ def test_headers_of_listed_videos_are_read_once(tmp_path, monkeypatch):
     assert index.media == [None, None]  # counts given: nothing opened yet
     media = index.with_media().media
     assert [m.codec for m in media] == ["vp9", "vp9"]
-    import motionssl.pipelines.index as mod
+    import motionssl.pipelines.probing as mod
     monkeypatch.setattr(mod, "header", lambda p: (_ for _ in ()).throw(AssertionError("read again")))
     assert load_index(str(tmp_path / "counted.txt")).with_media().media == media
 
@@ -51,7 +86,7 @@ def test_headers_of_listed_videos_are_read_once(tmp_path, monkeypatch):
 def test_list_with_frame_counts_needs_no_probe(tmp_path, monkeypatch):
     (tmp_path / "a b.webm").write_bytes(b"not opened")
     (tmp_path / "list.txt").write_text("# comment\na b.webm 3 17\n\n")
-    import motionssl.pipelines.index as mod
+    import motionssl.pipelines.probing as mod
     monkeypatch.setattr(mod, "probe", lambda p: (_ for _ in ()).throw(AssertionError("probed")))
     index = load_index(str(tmp_path / "list.txt"))
     assert index.paths == [str(tmp_path / "a b.webm")] and index.labels[0] == 3 and index.num_frames[0] == 17
@@ -165,7 +200,7 @@ def test_listed_frame_counts_are_checked_against_the_files_before_the_first_batc
             _, index = choose_decoder(load_index(str(tmp_path / "stale.txt")), decoder, "cpu")
         assert index.num_frames.tolist() == [12, 30] and index.stats["stale_counts"] == 1
         assert "v001.webm (listed 100, holds 30)" in caplog.text
-    import motionssl.pipelines.index as mod
+    import motionssl.pipelines.probing as mod
     monkeypatch.setattr(mod, "scan", lambda p: (_ for _ in ()).throw(AssertionError("scanned again")))
     assert load_index(str(tmp_path / "stale.txt")).verify_counts().num_frames.tolist() == [12, 30]  # cached
 
@@ -190,7 +225,7 @@ def test_a_rotated_video_is_indexed_at_its_displayed_size_by_every_reader_and_th
     path = index.paths[0]
     assert (probe(path).height, probe(path).width, probe(path).rotation) == want[0]
     assert header(path) == scan(path)[1] == index.media[0]
-    import motionssl.pipelines.index as mod
+    import motionssl.pipelines.probing as mod
 
     monkeypatch.setattr(mod, "probe", lambda p: (_ for _ in ()).throw(AssertionError("probed")))
     assert load_index(str(tmp_path / "probed.txt")).with_media().media == index.media  # the rotation is cached
