@@ -48,8 +48,8 @@ def paper_settings(name: str) -> dict:
     if name == "decode":
         return {"size": None}
     method = get_method(name)
-    cfg = load_config([method.paper_config] if method.paper_config else [])
-    size = cfg.pipeline_config.get("clip", {}).get("augment", {}).get("size", [112, 112])
+    cfg = load_config([method.paper_config] if method.paper_config else [], pipeline=name)
+    size = cfg.pipeline_config.clip.augment.size if hasattr(cfg.pipeline_config, "clip") else (112, 112)
     return {"size": int(size[0]), "optim": cfg.optim.name, "weight_decay": cfg.optim.weight_decay,
             "paper_lr": method.paper_lr}
 

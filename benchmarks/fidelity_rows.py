@@ -129,7 +129,7 @@ DIAGNOSTICS = (
     Row("mcpnet-alpha0.8", "mcpnet", "diagnostics", "α = 0.8 instead of 0.5: more weight on MIP (Eq. 5)",
         overrides=("method.alpha=0.8",)),
     Row("moquad-plain", "moquad", "diagnostics", "speed negatives, no warm-up, no mining",
-        overrides=("pipeline_config.motion=speed", "appearance_warmup=0", "method.beta=0")),
+        overrides=("pipeline_config.motion=speed", "method.appearance_warmup=0", "method.beta=0")),
     Row("moquad-window32", "moquad", "diagnostics", "clips drawn from 32-frame windows (further apart)",
         overrides=("pipeline_config.clip.window=32",)),
 )

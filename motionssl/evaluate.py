@@ -52,18 +52,19 @@ from typing import Dict, Optional, Tuple
 import torch
 
 from motionssl import protocols, runtime
+from motionssl.console import console_script
 from motionssl.data import DataChoice, resolve_data
 from motionssl.models.backbones import BACKBONES
 from motionssl.models.evaluation import rank_gallery
 from motionssl.models.optim import OPTIMIZERS
 from motionssl.pipelines import VideoIndex, demo, environment, files
-from motionssl.pipelines.config import build
+from motionssl.pipelines.config import ConfigError, build, shown
 from motionssl.pipelines.decoders import DECODERS
 from motionssl.pipelines.evaluation import NUM_CROPS
 from motionssl.pipelines.errors import MotionSSLError
 from motionssl.pipelines.files import FolderError
 from motionssl.pipelines.index import load_pair
-from motionssl.pipelines.ops.config import KINETICS_MEAN, KINETICS_STD, AugmentConfig
+from motionssl.pipelines.ops.config import KINETICS_MEAN, KINETICS_STD, AugmentConfig, ClipConfig
 from motionssl.pipelines.show import save_neighbours
 from motionssl.pipelines.sources import PipelineError
 from motionssl.pipelines.video_io import VideoError
@@ -73,9 +74,8 @@ from motionssl.training import (
     backbone_from_state,
     build_backbone,
     clip_settings,
-    load_config,
     read_checkpoint,
-    to_dict,
+    read_config_file,
 )
 
 TASKS = ("retrieval", "linear", "finetune")
@@ -89,10 +89,13 @@ FINETUNE_AUGMENT = {"size": [112, 112], "mean": list(KINETICS_MEAN), "std": list
 
 
 def own_clip_settings(path: str) -> Tuple[int, Dict]:
-    """``(frames, augmentation dict)`` of the training config ``path`` (a file or a shipped name)."""
-    clip = to_dict(load_config([path])).get("pipeline_config", {}).get("clip", {})
-    augment = asdict(build(AugmentConfig, clip.get("augment", {}), "pipeline_config.clip.augment", origin=path))
-    return int(clip.get("frames", 16)), augment
+    """``(frames, augmentation dict)`` of the training config ``path`` (a file or a shipped name): its
+    ``pipeline_config.clip``, which every method's pipeline reads alike (the file need not name its method)."""
+    section = read_config_file(path).get("pipeline_config") or {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"pipeline_config must be a mapping, got {shown(section)} (from {path})")
+    clip = build(ClipConfig, section.get("clip"), "pipeline_config.clip", origin=path)
+    return clip.frames, asdict(clip.augment)
 
 
 def data_clip_settings(choice: DataChoice) -> Tuple[int, Dict, str]:
@@ -186,9 +189,10 @@ def print_table(task: str, result: Dict) -> None:
 
 
 def in_option_words(error: BaseException) -> str:
-    """An error's message in eval.py's words: the views' ``decoder='pyav'`` is ``--decoder pyav``."""
-    return re.sub(r"(?<![\w.-])(decoder|num_workers)=(['\"]?)([^'\"\s;,)]*)\2",
-                  lambda m: f"--{m.group(1).replace('_', '-')} {m.group(3)}", str(error))
+    """An error's message in eval.py's words: the views' ``decoder='pyav'`` is ``--decoder pyav``, load_pair's
+    ``test_split=`` is ``--test-split``."""
+    return re.sub(r"(?<![\w.-])(decoder|num_workers|test_split|test_data)=(['\"]?)([^'\"\s;,)]*)\2",
+                  lambda m: f"--{m.group(1).replace('_', '-')} {m.group(3)}".rstrip(), str(error))
 
 
 # --- command line ----------------------------------------------------------------------------------
@@ -213,7 +217,8 @@ COUNT, NONNEGATIVE, RATE = number(int, 1), number(int, 0), number(float, 0, abov
 DECAY = number(float, 0)
 
 
-def parse_args(argv=None):
+def common_options() -> argparse.ArgumentParser:
+    """The options of every task (a parent parser): the network, the data, the views, the device and the output."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--checkpoint", help="checkpoint file (or a run's checkpoint folder: the newest one)")
     common.add_argument("--random-init", action="store_true",
@@ -246,6 +251,11 @@ def parse_args(argv=None):
                                       "runs/eval-<run>/ in the current folder, never the run's own folder; "
                                       "without a checkpoint runs/eval-random-init-<backbone>/)")
     common.add_argument("--seed", type=number(int, 0, 2 ** 63 - 1), default=0)
+    return common
+
+
+def parse_args(argv=None):
+    common = common_options()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="task", required=True, metavar="{" + ",".join(TASKS) + "}")
     retrieval = sub.add_parser("retrieval", parents=[common], help="nearest-neighbour video retrieval")
@@ -375,10 +385,7 @@ def _run(args, rt, start: float) -> Dict:
     return record
 
 
-
-def cli() -> None:
-    """``motionssl-eval``: :func:`main`, whose return value (for callers in Python) must not reach ``sys.exit``."""
-    main()
+cli = console_script(__name__)  # ``motionssl-eval``
 
 
 if __name__ == "__main__":

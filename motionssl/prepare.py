@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import List, Optional
 
+from motionssl.console import console_script
 from motionssl.pipelines import environment
 from motionssl.pipelines.datasets import DATASETS
 from motionssl.pipelines.decoders.dali import DALI_CPU_CODECS
@@ -37,7 +38,7 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} TB"
 
 
-def main(argv: Optional[List[str]] = None) -> dict:
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="motionssl-prepare", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Convert a video dataset to short-GOP VP9/H.264 files plus index lists\n"
@@ -76,8 +77,11 @@ def main(argv: Optional[List[str]] = None) -> dict:
                              "default 23)")
     parser.add_argument("--workers", type=int, metavar="N",
                         help="parallel conversions (default: the number of CPUs)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+def main(argv: Optional[List[str]] = None) -> dict:
+    args = parse_args(argv)
     try:
         summary = prepare(args.dataset, args.src, args.out, splits=args.splits, codec=args.codec,
                           short_side=args.short_side, gop=args.gop, crf=args.crf, workers=args.workers)
@@ -95,6 +99,12 @@ def main(argv: Optional[List[str]] = None) -> dict:
             raise
         fail(f"{exc.strerror or exc} ({exc.filename or args.out}); the videos converted so far are kept — free "
              "the space (or fix the folder) and run the same command again")
+    report(summary, args.codec)
+    return summary
+
+
+def report(summary: dict, codec: str) -> None:
+    """What the conversion did, in a few lines; every video failing is an error naming the most common reason."""
     redone = f" ({summary['redone']} of them again: their source changed)" if summary["redone"] else ""
     print(f"converted {summary['converted']}{redone}, skipped {summary['skipped']} (already done), "
           f"failed {summary['failed']}; {summary['hours']:.2f} h of video, "
@@ -110,16 +120,13 @@ def main(argv: Optional[List[str]] = None) -> dict:
              f"every failure and its reason: {failed}")
     if summary["failed"]:
         print(f"failures and their reasons: {failed}")
-    if args.codec not in DALI_CPU_CODECS:
-        print(f"note: DALI's CPU decoder cannot read {args.codec}; decode it on the GPU or with the PyAV source")
+    if codec not in DALI_CPU_CODECS:
+        print(f"note: DALI's CPU decoder cannot read {codec}; decode it on the GPU or with the PyAV source")
     print(f"index files: {', '.join(f'{n}.txt ({c})' for n, c in summary['indexes'].items())} "
           f"in {summary['out']}")
-    return summary
 
 
-def cli() -> None:
-    """``motionssl-prepare``: :func:`main`, whose return value (for callers in Python) must not reach ``sys.exit``."""
-    main()
+cli = console_script(__name__)  # ``motionssl-prepare``
 
 
 if __name__ == "__main__":

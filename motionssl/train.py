@@ -33,6 +33,7 @@ import yaml
 from tqdm import tqdm
 
 from motionssl import runtime
+from motionssl.console import console_script
 from motionssl.data import resolve_data
 from motionssl.models.backbones import BACKBONES, create_backbone, to_channels_last
 from motionssl.models.methods import METHODS, create_method, get_method
@@ -43,7 +44,6 @@ from motionssl.pipelines.errors import MotionSSLError, UnlabelledError
 from motionssl.pipelines.files import FolderError
 from motionssl.pipelines.index import VideoIndex, load_pair
 from motionssl.pipelines.iterators import VideoIterator
-from motionssl.pipelines.planners import pipeline_spec
 from motionssl.pipelines.sources import PipelineError
 from motionssl.pipelines.video_io import VideoError
 from motionssl.training import (
@@ -126,34 +126,8 @@ def setup(args) -> SimpleNamespace:
     folder locked and written; an error on the way leaves nothing behind.
     """
     spec = get_method(args.pipeline)
-    state = own = None
-    if args.resume:  # the run's own config, with what the command line changes (checked below)
-        state = load_checkpoint(args.resume)
-        if state["config"].get("pipeline") != args.pipeline:
-            raise ValueError(f"{state['path']} is a {state['config'].get('pipeline')} run; resume it with "
-                             f"--pipeline {state['config'].get('pipeline')}")
-        own = own_run_folder(state["path"])
-        if not (args.out or own):
-            raise ValueError(f"{state['path']} is not in the checkpoints folder of a run folder: give --out with a "
-                             "new or empty folder to continue that run there")
-        absolute = {k: os.path.abspath(v) for k, v in (("data", args.data), ("test_data", args.test_data)) if v}
-        cfg = load_config(args.config, args.overrides, base=state["config"], pipeline=args.pipeline, split=args.split,
-                          test_split=args.test_split, out=args.out or own, **absolute)
-    else:
-        config_files = args.config or ([spec.demo_config] if spec.demo_config else [])  # shipped configurations
-        cfg = load_config(config_files, args.overrides, pipeline=args.pipeline, data=args.data, out=args.out,
-                          split=args.split, test_data=args.test_data, test_split=args.test_split)
-    method_options = method_settings(spec, cfg.method)
-    phases = spec.phases(cfg)
-    pipeline_configs = [pipeline_settings(spec, merged(cfg.pipeline_config, phase.pipeline_config))
-                        for phase in phases]  # every phase's pipeline settings, checked now
-    if cfg.backbone not in BACKBONES:
-        raise ValueError(f"backbone={shown(cfg.backbone)}; choose one of {sorted(BACKBONES)}")
-    backbone_options = coerce_kwargs(BACKBONES[cfg.backbone], cfg.backbone_kwargs, "backbone_kwargs")
-    if cfg.optim.lr is None and (spec.paper_lr is None or cfg.optim.name not in ("sgd", "lars")):
-        raise ValueError(f"optim.lr is needed with optim.name={cfg.optim.name} for {spec.name}: the papers' "
-                         "learning-rate rules are for SGD and LARS (e.g. optim.lr=1e-3 for Adam)")
-    loader_options = coerce_loader_options(cfg.loader)
+    cfg, state, own = run_config(args, spec)
+    settings = checked_settings(spec, cfg)
     out = cfg.out or os.path.join("runs", f"{cfg.pipeline}-{time.strftime('%Y%m%d-%H%M%S')}")
     elsewhere = state is not None and (own is None or not same_folder(out, own))
     if state is not None:
@@ -164,6 +138,71 @@ def setup(args) -> SimpleNamespace:
         may_write(out, state, own, elsewhere)  # now, to fail fast; again under the lock, where no one else writes
     setup_logging(rt)
     torch.manual_seed(cfg.seed)
+    data = training_data(cfg, rt)
+    loop = run_loaders(spec, cfg, settings, data.index, rt)
+    parts = training_parts(spec, cfg, settings, loop, rt)
+    step = 0
+    if state is not None:
+        load_run_state(state, parts.method, parts.optimizer, parts.scheduler, loop.main_loader, cuda=rt.kind == "gpu")
+        step = state["step"]
+    absolute = {k: os.path.abspath(v) for k, v in (("data", cfg.data), ("test_data", data.test_data)) if v}
+    saved = dataclasses.replace(cfg, out=out, method=settings.method, **absolute)
+    lock, checkpoints = write_run_folder(out, saved, rt, state, own, elsewhere, step)
+    if rt.main:
+        print(first_line(cfg, rt, data, loop, settings.phases, parts.lr, out))
+    return SimpleNamespace(cfg=cfg, saved=saved, rt=rt, out=out, lock=lock, checkpoints=checkpoints, step=step,
+                           phases=settings.phases, **vars(data), **vars(loop), **vars(parts))
+
+
+def run_config(args, spec):
+    """``(config, checkpoint, the checkpoint's run folder)``: a new run's config from its files and overrides (and
+    no checkpoint), a resumed run's its own with what the command line changes (:func:`refuse_changes` checks it)."""
+    if not args.resume:
+        config_files = args.config or ([spec.demo_config] if spec.demo_config else [])  # shipped configurations
+        cfg = load_config(config_files, args.overrides, pipeline=args.pipeline, data=args.data, out=args.out,
+                          split=args.split, test_data=args.test_data, test_split=args.test_split)
+        return cfg, None, None
+    state = load_checkpoint(args.resume)
+    if state["config"].get("pipeline") != args.pipeline:
+        raise ValueError(f"{state['path']} is a {state['config'].get('pipeline')} run; resume it with "
+                         f"--pipeline {state['config'].get('pipeline')}")
+    own = own_run_folder(state["path"])
+    if not (args.out or own):
+        raise ValueError(f"{state['path']} is not in the checkpoints folder of a run folder: give --out with a "
+                         "new or empty folder to continue that run there")
+    absolute = {k: os.path.abspath(v) for k, v in (("data", args.data), ("test_data", args.test_data)) if v}
+    cfg = load_config(args.config, args.overrides, base=state["config"], pipeline=args.pipeline, split=args.split,
+                      test_split=args.test_split, out=args.out or own, **absolute)
+    return cfg, state, own
+
+
+def checked_settings(spec, cfg) -> SimpleNamespace:
+    """What the run is built from, checked before anything is built: the method's options, its phases and the
+    pipeline settings of each, the backbone's options, the learning-rate rule and the loader's options."""
+    method_options = method_settings(spec, cfg.method)
+    phases = spec.phases(**{k: method_options[k] for k in spec.phase_options()})
+    pipeline_configs = [phase_settings(cfg.pipeline_config, phase) for phase in phases]
+    if cfg.backbone not in BACKBONES:
+        raise ValueError(f"backbone={shown(cfg.backbone)}; choose one of {sorted(BACKBONES)}")
+    backbone_options = coerce_kwargs(BACKBONES[cfg.backbone], cfg.backbone_kwargs, "backbone_kwargs")
+    if cfg.optim.lr is None and (spec.paper_lr is None or cfg.optim.name not in ("sgd", "lars")):
+        raise ValueError(f"optim.lr is needed with optim.name={cfg.optim.name} for {spec.name}: the papers' "
+                         "learning-rate rules are for SGD and LARS (e.g. optim.lr=1e-3 for Adam)")
+    return SimpleNamespace(method=method_options, phases=phases, pipeline_configs=pipeline_configs,
+                           backbone=backbone_options, loader=coerce_loader_options(cfg.loader))
+
+
+def phase_settings(config, phase):
+    """The run's pipeline settings (a config dataclass) in ``phase``: the phase's ``pipeline_config`` keys laid over
+    them and checked as a config file's are; the run's own where the phase changes nothing."""
+    if not phase.pipeline_config:
+        return config
+    return build(type(config), phase.pipeline_config, "pipeline_config", base=config)
+
+
+def training_data(cfg, rt) -> SimpleNamespace:
+    """The training videos' index, their data and split and the test videos', and whether the run ends with a
+    retrieval (its test videos are checked now, not after hours of training)."""
     choice = resolve_data(cfg.data, cfg.split, cfg.test_data, cfg.test_split)
     # The embedded demo: generated once into the cache (rank 0 first).
     data = runtime.rank_zero_first(rt, demo.generate) if choice.demo else choice.data
@@ -172,7 +211,7 @@ def setup(args) -> SimpleNamespace:
 
     def index_data() -> VideoIndex:
         index = load_index(data, split=split)
-        if retrieval:  # check the test videos now, not after hours of training
+        if retrieval:
             try:
                 load_pair(data, split, test_data, test_split)
             except UnlabelledError as exc:
@@ -183,48 +222,57 @@ def setup(args) -> SimpleNamespace:
     index = runtime.local_rank_zero_first(rt, index_data)
     if cfg.retrieval and not retrieval:
         logger.info("no retrieval at the end: give --test-split (a split of --data) or --test-data")
+    return SimpleNamespace(data=data, split=split, test_data=test_data, test_split=test_split, retrieval=retrieval,
+                           index=index)
+
+
+def run_loaders(spec, cfg, settings, index, rt) -> SimpleNamespace:
+    """One loader per phase (no decoding starts before the first batch), the batches per epoch they share, the
+    run's length and learning-rate warm-up in steps and the step at which each phase ends."""
     loaders = [make_iterator(spec.pipeline, index, cfg.batch_size, device=rt.kind, seed=cfg.seed, shard_id=rt.rank,
-                             num_shards=rt.world, config=pc, device_id=rt.local_rank, **loader_options)
-               for pc in pipeline_configs]  # no decoding starts before the first batch
-    main_loader = loaders[-1]
-    steps_per_epoch = len(main_loader)
+                             num_shards=rt.world, config=config, device_id=rt.local_rank, **settings.loader)
+               for config in settings.pipeline_configs]
+    steps_per_epoch = len(loaders[-1])
     if any(len(it) != steps_per_epoch for it in loaders):
-        raise ValueError(f"the phases of {spec.name} ({', '.join(p.name for p in phases)}) see different numbers "
-                         "of batches per epoch")
+        raise ValueError(f"the phases of {spec.name} ({', '.join(p.name for p in settings.phases)}) see different "
+                         "numbers of batches per epoch")
     total = cfg.steps or cfg.epochs * steps_per_epoch
     warmup = cfg.optim.warmup_epochs * steps_per_epoch
     if warmup > total:  # a run sized in epochs: TrainConfig checks this
         raise ValueError(f"optim.warmup_epochs={shown(cfg.optim.warmup_epochs)} ({warmup:.0f} steps of "
                          f"{steps_per_epoch} per epoch) is longer than the run (steps={cfg.steps})")
-    backbone = create_backbone(cfg.backbone, **backbone_options)
+    phase_ends = phase_boundaries(settings.phases, total, steps_per_epoch, cfg.epochs if not cfg.steps else None)
+    return SimpleNamespace(loaders=loaders, main_loader=loaders[-1], steps_per_epoch=steps_per_epoch, total=total,
+                           warmup=warmup, phase_ends=phase_ends)
+
+
+def training_parts(spec, cfg, settings, loop, rt) -> SimpleNamespace:
+    """The method's model on the run's device, its optimiser at the run's learning rate and the schedule."""
+    backbone = create_backbone(cfg.backbone, **settings.backbone)
     if rt.kind == "gpu":
         # Fixed clip shapes: let cuDNN pick the fastest 3D convolutions (unless the run must be deterministic).
         torch.backends.cudnn.benchmark = not cfg.deterministic
         to_channels_last(backbone)
-    method = create_method(spec.name, backbone=backbone, **method_options).to(rt.device)
+    model_options = {k: v for k, v in settings.method.items() if k in spec.model_options()}
+    method = create_method(spec.name, backbone=backbone, **model_options).to(rt.device)
     if rt.distributed and rt.kind == "gpu" and cfg.sync_batchnorm:
         method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)  # BN over the global batch, as SimCLR
     lr = cfg.optim.lr if cfg.optim.lr is not None else spec.paper_lr(cfg.batch_size * rt.world)
     optimizer = build_optimizer(cfg.optim.name, method, lr, cfg.optim.weight_decay, cfg.optim.momentum)
-    budget = (f"{total} steps (steps={cfg.steps}: {total / steps_per_epoch:.1f} epochs of {steps_per_epoch})"
-              if cfg.steps else f"{total} steps ({cfg.epochs} epochs x {steps_per_epoch})")
-    if cfg.max_steps and cfg.max_steps < total:
-        budget += f", stopping early at max_steps={cfg.max_steps}"
-    phase_ends = phase_boundaries(phases, total, steps_per_epoch, cfg.epochs if not cfg.steps else None)
-    scheduler = cosine_schedule(optimizer, total, round(warmup))
-    step = 0
-    if state is not None:
-        load_run_state(state, method, optimizer, scheduler, main_loader, cuda=rt.kind == "gpu")
-        step = state["step"]
-    absolute = {k: os.path.abspath(v) for k, v in (("data", cfg.data), ("test_data", test_data)) if v}
-    saved = dataclasses.replace(cfg, out=out, method=method_options,
-                                pipeline_config=dataclasses.asdict(main_loader.config), **absolute)
+    scheduler = cosine_schedule(optimizer, loop.total, round(loop.warmup))
+    return SimpleNamespace(method=method, optimizer=optimizer, scheduler=scheduler, lr=lr)
+
+
+def write_run_folder(out: str, saved, rt, state, own, elsewhere: bool, step: int):
+    """Lock the run folder and write it: a resumed run's history where it goes on in a new folder, the checkpoints
+    after ``step`` set aside, ``config.yaml``. ``(lock, checkpointer)``; a failure leaves a folder that was new or
+    empty as it was."""
     created = not os.path.isdir(out)
     lock = open_run_folder(out, main=rt.main)
     with undone_on_error(lock, out, rt.main, created):
         if rt.main:
             may_write(out, state, own, elsewhere)
-        checkpoints = Checkpointer(os.path.join(out, "checkpoints"), cfg.keep_checkpoints, writer=rt.main)
+        checkpoints = Checkpointer(os.path.join(out, "checkpoints"), saved.keep_checkpoints, writer=rt.main)
         if elsewhere:
             copy_history(own, out, checkpoints, state, rt.main)
         for later in checkpoints.supersede_after(step):  # a resumed run writes its own future
@@ -232,30 +280,31 @@ def setup(args) -> SimpleNamespace:
                            later)
         if rt.main:
             files.write_text(os.path.join(out, "config.yaml"), yaml.safe_dump(to_dict(saved), sort_keys=False))
-    if rt.main:
-        stats = main_loader.index.stats
-        stages = "" if len(phases) == 1 else " (" + ", then ".join(
-            f"{p.name} to step {end}" for p, end in zip(phases, phase_ends)) + ")"
-        print(f"{cfg.pipeline}: {len(main_loader.index)} videos ({describe_data(data, split, stats)}), "
-              f"{budget}{stages}, batch {cfg.batch_size}x{rt.world}, lr {lr:g}, {cfg.backbone} on {rt.kind}, "
-              f"{main_loader.decoder} decoding; run folder {out}")
-    return SimpleNamespace(cfg=cfg, saved=saved, rt=rt, data=data, split=split, test_data=test_data,
-                           test_split=test_split, retrieval=retrieval, loaders=loaders, phases=phases,
-                           phase_ends=phase_ends, main_loader=main_loader, steps_per_epoch=steps_per_epoch,
-                           method=method, optimizer=optimizer, scheduler=scheduler, out=out, checkpoints=checkpoints,
-                           step=step, total=total, lock=lock)
+    return lock, checkpoints
 
 
-def pipeline_settings(spec, options: dict):
-    """The method's pipeline config (a dataclass) from a ``pipeline_config`` section; errors name its keys."""
-    return build(pipeline_spec(spec.pipeline).config, options, "pipeline_config")
+def first_line(cfg, rt, data, loop, phases, lr: float, out: str) -> str:
+    """What the run does, in one line: the data, its length and phases, batch, learning rate, backbone, device,
+    decoder and run folder."""
+    total, steps_per_epoch = loop.total, loop.steps_per_epoch
+    budget = (f"{total} steps (steps={cfg.steps}: {total / steps_per_epoch:.1f} epochs of {steps_per_epoch})"
+              if cfg.steps else f"{total} steps ({cfg.epochs} epochs x {steps_per_epoch})")
+    if cfg.max_steps and cfg.max_steps < total:
+        budget += f", stopping early at max_steps={cfg.max_steps}"
+    stages = "" if len(phases) == 1 else " (" + ", then ".join(
+        f"{p.name} to step {end}" for p, end in zip(phases, loop.phase_ends)) + ")"
+    index = loop.main_loader.index
+    return (f"{cfg.pipeline}: {len(index)} videos ({describe_data(data.data, data.split, index.stats)}), "
+            f"{budget}{stages}, batch {cfg.batch_size}x{rt.world}, lr {lr:g}, {cfg.backbone} on {rt.kind}, "
+            f"{loop.main_loader.decoder} decoding; run folder {out}")
 
 
-# What a resumed run may change: its length, how it logs and checkpoints, where it runs and the retrieval at the
-# end. The rest — the data, the model, the optimiser, the pipeline, batch and seed — is what its checkpoint holds.
-RESUME_MAY_CHANGE = {"out", "epochs", "steps", "max_steps", "appearance_warmup", "device", "precision", "log_every",
-                     "checkpoint_every", "keep_checkpoints", "retrieval", "test_data", "test_split", "sync_batchnorm",
-                     "deterministic", "sync_timing", "loader"}
+# What a resumed run may change: its length (and the options of its method's phases, MoQuad's appearance_warmup),
+# how it logs and checkpoints, where it runs and the retrieval at the end. The rest — the data, the model, the
+# optimiser, the pipeline, batch and seed — is what its checkpoint holds.
+RESUME_MAY_CHANGE = {"out", "epochs", "steps", "max_steps", "device", "precision", "log_every", "checkpoint_every",
+                     "keep_checkpoints", "retrieval", "test_data", "test_split", "sync_batchnorm", "deterministic",
+                     "sync_timing", "loader"}
 RESUME_OPTIONS = {"data": "--data", "split": "--split"}
 
 
@@ -266,10 +315,9 @@ def refuse_changes(spec, cfg, state, args) -> None:
     data by its resolved path: the same value written another way is no change.
     """
     def resolved(c):
-        fixed = {f.name: getattr(c, f.name) for f in dataclasses.fields(c) if f.name not in RESUME_MAY_CHANGE}
-        return dict(fixed, data=os.path.realpath(c.data) if c.data else None, method=method_settings(spec, c.method),
-                    optim=dataclasses.asdict(c.optim),
-                    pipeline_config=dataclasses.asdict(pipeline_settings(spec, c.pipeline_config)))
+        fixed = {k: v for k, v in to_dict(c).items() if k not in RESUME_MAY_CHANGE}
+        model = {k: v for k, v in method_settings(spec, c.method).items() if k not in spec.phase_options()}
+        return dict(fixed, data=os.path.realpath(c.data) if c.data else None, method=model)
 
     saved = load_config([], [], base=state["config"])
     new, old = resolved(cfg), resolved(saved)
@@ -370,21 +418,17 @@ def undone_on_error(lock, out: str, main: bool, created: bool):
 
 
 def method_settings(spec, given) -> dict:
-    """The ``method`` section resolved: every option of the method's model, the given ones converted and checked
-    (an unknown key names the valid ones), the rest at their defaults — so the saved config holds them all."""
-    options = coerce_kwargs(spec.model.__init__, given, "method")
-    unknown = sorted(set(options) - set(spec.options()))
+    """The ``method`` section resolved: every option of the method — its model's and its phases' — the given ones
+    converted and checked (an unknown key names the valid ones), the rest at their defaults, so that the saved
+    config holds them all."""
+    valid = spec.options()
+    unknown = sorted(set(given) - set(valid))
     if unknown:
-        raise ValueError(f"unknown method key(s) {unknown}; valid keys: {sorted(spec.options())}")
-    return {**spec.options(), **options}
-
-
-def merged(base: dict, update: dict) -> dict:
-    """``base`` with ``update`` laid over it, nested mappings merged key by key."""
-    out = dict(base)
-    for key, value in update.items():
-        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
+        raise ValueError(f"unknown method key(s) {shown(unknown)}; valid keys: {sorted(valid)}")
+    phase_keys = spec.phase_options()
+    model = coerce_kwargs(spec.model.__init__, {k: v for k, v in given.items() if k not in phase_keys}, "method")
+    phases = coerce_kwargs(spec.phases, {k: v for k, v in given.items() if k in phase_keys}, "method")
+    return {**valid, **model, **phases}
 
 
 def phase_boundaries(phases, total: int, steps_per_epoch: int, epochs=None) -> list:
@@ -479,17 +523,10 @@ def setup_logging(rt) -> None:
 
 def train(run, term) -> str:
     """The loop. Returns the last checkpoint's path."""
-    cfg, rt, method, optimizer, scheduler = run.cfg, run.rt, run.method, run.optimizer, run.scheduler
-    steps_per_epoch, checkpoints, step = run.steps_per_epoch, run.checkpoints, run.step
-    model = torch.nn.parallel.DistributedDataParallel(method, device_ids=[rt.local_rank] if rt.kind == "gpu" else None) if rt.distributed else method
+    cfg, rt, step = run.cfg, run.rt, run.step
+    model = torch.nn.parallel.DistributedDataParallel(
+        run.method, device_ids=[rt.local_rank] if rt.kind == "gpu" else None) if rt.distributed else run.method
     log = MetricsLog(run.out, rt.main, resume_step=step)  # a resumed run's log holds no replayed steps
-
-    def save():
-        return checkpoints.save({"config": to_dict(run.saved), "model": method.state_dict(),
-                                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                 "step": step, "epoch": step // steps_per_epoch, "rng": rng_state(),
-                                 "iterator": run.main_loader.state_dict()}, step)
-
     autocast = torch.autocast("cuda", torch.bfloat16) if rt.kind == "gpu" and cfg.precision != "fp32" else contextlib.nullcontext()
     last_step = run.total if not cfg.max_steps else min(run.total, cfg.max_steps)
     bar = tqdm(total=last_step, initial=step, disable=not rt.main, dynamic_ncols=True)
@@ -498,7 +535,7 @@ def train(run, term) -> str:
     model.train()
     with term.deferred():  # a signal stops the loop after its step, with a checkpoint
         while step < last_step:
-            epoch, iteration = divmod(step, steps_per_epoch)
+            epoch, iteration = divmod(step, run.steps_per_epoch)
             phase = next(i for i, end in enumerate(run.phase_ends) if step < end)
             for earlier in run.loaders[:phase]:
                 earlier.close()  # a phase is over: stop its graph's worker processes
@@ -511,62 +548,91 @@ def train(run, term) -> str:
                 speed.arrived()
                 with autocast:
                     result = model(batch)
-                loss = result["loss"]
-                # One host sync per step, decided on every rank at once (a rank stopping alone would
-                # hang the others): a non-finite loss must stop before it touches the weights; a
-                # termination signal stops after this step, whose forward pass already moved the
-                # BatchNorm statistics, so the checkpoint is the state after `step + 1` steps.
-                nonfinite, terminate = runtime.agree(rt, not torch.isfinite(loss), term.requested)
-                if nonfinite:
-                    raise SystemExit(f"non-finite loss at step {step} (epoch {epoch}, batch {step % steps_per_epoch})"
-                                     f" on at least one rank; last good checkpoint: {checkpoints.latest()}. Lower "
-                                     "optim.lr or check the data.")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
+                terminate = optimise(run, term, result["loss"], step)
                 step += 1
                 speed.step(sum(v.shape[0] for v in batch.values() if v.ndim == 5) * rt.world)
                 if step % cfg.log_every == 0 or step == last_step or terminate:
-                    scalars = {k: float(v.detach()) for k, v in result.items() if v.numel() == 1}
-                    scalars.update(lr=scheduler.get_last_lr()[0], clips_per_s=speed.rate, data_wait=speed.wait_share,
-                                   step_s=speed.step_seconds, epoch=epoch)
-                    if rt.kind == "gpu":
-                        scalars["gpu_mem_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30
-                    try:
-                        log.write(step, scalars)
-                    except OSError as exc:  # a full disk: the log, and what the run has kept
-                        raise OSError(f"could not append to {exc.filename} ({exc.strerror}); the last checkpoint "
-                                      f"written is {checkpoints.latest() or 'none: none was written yet'}") from exc
-                    bar.set_postfix(loss=f"{scalars['loss']:.3f}", clips_s=f"{scalars['clips_per_s']:.0f}")
+                    log_step(run, log, bar, result, speed, step, epoch)
                 bar.update(1)
                 if terminate:
-                    path = save()
-                    runtime.barrier(rt)  # every rank waits until rank 0 has written the checkpoint
-                    bar.close()
-                    log.close()
-                    if rt.main:
-                        print(f"\nstopped by a signal after step {step}; checkpoint {path}; continue with --resume "
-                              f"{run.out}", file=sys.stderr)
-                    raise SystemExit(128 + (term.signal or signal.SIGTERM))
-                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                    save()
-                elif not cfg.checkpoint_every and step % steps_per_epoch == 0:
-                    save()  # at the end of every epoch
+                    stop_after(run, term, step, bar, log)
+                if step % (cfg.checkpoint_every or run.steps_per_epoch) == 0:
+                    save(run, step)  # every checkpoint_every steps, or at the end of every epoch
                 if step >= last_step or step >= run.phase_ends[phase]:
                     break  # the end, or the next phase (MoQuad's warm-up → quadruples; mid-epoch in a run sized in steps)
         bar.close()
-        path = checkpoints.latest() if checkpoints.latest_step() == step else save()
+        path = run.checkpoints.latest() if run.checkpoints.latest_step() == step else save(run, step)
         log.close()
-    if rt.main:
+    return finish(run, term, step, path)
+
+
+def optimise(run, term, loss, step: int) -> bool:
+    """One optimiser step on ``loss``, the loss of step ``step``; whether a termination signal stops the run after it.
+
+    One host sync per step, decided on every rank at once (a rank stopping alone would hang
+    the others): a non-finite loss must stop before it touches the weights; a termination
+    signal stops after this step, whose forward pass already moved the BatchNorm statistics,
+    so the checkpoint is the state after ``step + 1`` steps.
+    """
+    nonfinite, terminate = runtime.agree(run.rt, not torch.isfinite(loss), term.requested)
+    if nonfinite:
+        epoch, batch = divmod(step, run.steps_per_epoch)
+        raise SystemExit(f"non-finite loss at step {step} (epoch {epoch}, batch {batch}) on at least one rank; last "
+                         f"good checkpoint: {run.checkpoints.latest()}. Lower optim.lr or check the data.")
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    run.optimizer.step()
+    run.scheduler.step()
+    return terminate
+
+
+def log_step(run, log: MetricsLog, bar, result: dict, speed: "ClipRate", step: int, epoch: int) -> None:
+    """The scalars of the step's result, the learning rate and the meter's figures to the log and the progress bar."""
+    scalars = {k: float(v.detach()) for k, v in result.items() if v.numel() == 1}
+    scalars.update(lr=run.scheduler.get_last_lr()[0], clips_per_s=speed.rate, data_wait=speed.wait_share,
+                   step_s=speed.step_seconds, epoch=epoch)
+    if run.rt.kind == "gpu":
+        scalars["gpu_mem_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30
+    try:
+        log.write(step, scalars)
+    except OSError as exc:  # a full disk: the log, and what the run has kept
+        raise OSError(f"could not append to {exc.filename} ({exc.strerror}); the last checkpoint "
+                      f"written is {run.checkpoints.latest() or 'none: none was written yet'}") from exc
+    bar.set_postfix(loss=f"{scalars['loss']:.3f}", clips_s=f"{scalars['clips_per_s']:.0f}")
+
+
+def save(run, step: int) -> str:
+    """The checkpoint of the run after ``step`` steps (its path): everything it needs to go on exactly."""
+    return run.checkpoints.save({"config": to_dict(run.saved), "model": run.method.state_dict(),
+                                 "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+                                 "step": step, "epoch": step // run.steps_per_epoch, "rng": rng_state(),
+                                 "iterator": run.main_loader.state_dict()}, step)
+
+
+def stop_after(run, term, step: int, bar, log: MetricsLog) -> None:
+    """A termination signal: the checkpoint of step ``step``, which every rank waits for, then exit (128 + signal)."""
+    path = save(run, step)
+    runtime.barrier(run.rt)  # every rank waits until rank 0 has written the checkpoint
+    bar.close()
+    log.close()
+    if run.rt.main:
+        print(f"\nstopped by a signal after step {step}; checkpoint {path}; continue with --resume {run.out}",
+              file=sys.stderr)
+    raise SystemExit(128 + (term.signal or signal.SIGTERM))
+
+
+def finish(run, term, step: int, path: str) -> str:
+    """After the last step: what was done, the decoding workers stopped, the retrieval at the end (every rank
+    extracts its shard of the views) and the process group left. Returns the last checkpoint's path."""
+    if run.rt.main:
         print(f"done: {step} steps; checkpoint {path}; logs {os.path.join(run.out, 'metrics.jsonl')}")
     term.check()  # a signal while the last checkpoint was written: it is on disk, stop now
     for it in run.loaders:
         it.close()
     term.check()
-    if run.retrieval:  # every rank extracts its shard of the views
-        report_retrieval(method.backbone, run, run.main_loader.config.clip, term)
-    runtime.stop(rt)
+    if run.retrieval:
+        report_retrieval(run.method.backbone, run, run.cfg.pipeline_config.clip, term)
+    runtime.stop(run.rt)
     return path
 
 
@@ -651,10 +717,7 @@ def report_retrieval(backbone, run, clip, term):
         json.dump({"data": describe, **rows}, f, indent=2)
 
 
-
-def cli() -> None:
-    """``motionssl-train``: :func:`main`, whose return value (for callers in Python) must not reach ``sys.exit``."""
-    main()
+cli = console_script(__name__)  # ``motionssl-train``
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@
 * :class:`TrainConfig` — one dataclass for a run; YAML files and ``key=value`` overrides
   fill it (command line over file over defaults). It is built by the toolkit's one config
   builder (``pipelines.config.build``): unknown keys are rejected with the valid names and
-  every value is converted to its field's type or refused, naming the key. The defaults
-  are the CPU demo run; ``configs/`` holds the papers' settings.
+  every value is converted to its field's type or refused, naming the key. Its
+  ``pipeline_config`` is built there too, once, into the method's pipeline dataclass
+  (``MoQuadConfig``, ...), which the run hands on as it is. The defaults are the CPU demo
+  run; ``configs/`` holds the papers' settings.
 * :class:`Checkpointer` — atomic checkpoints (temporary file + rename), the last N kept,
   everything needed to continue mid-epoch exactly: model, optimiser, scheduler, step,
   iterator position, RNG states, config.
@@ -19,6 +21,7 @@ import dataclasses
 import glob
 import io
 import json
+import logging
 import os
 import random
 import shutil
@@ -35,6 +38,7 @@ from motionssl.pipelines import files
 from motionssl.pipelines.config import ConfigError, build, cut, read_yaml, shown
 
 CHECKPOINT_FORMAT = "motionssl/1"
+logger = logging.getLogger("train")
 DEVICES = ("auto", "cpu", "gpu")
 PRECISIONS = ("auto", "bf16", "fp32")
 
@@ -69,15 +73,15 @@ class TrainConfig:
     test_split: Optional[str] = None  # their split of a prepared dataset (demo: "test")
     backbone: str = "tiny"
     backbone_kwargs: Dict[str, Any] = field(default_factory=dict)
-    method: Dict[str, Any] = field(default_factory=dict)  # kwargs of models.methods.create_method
-    pipeline_config: Dict[str, Any] = field(default_factory=dict)  # config of pipelines.make_iterator
+    method: Dict[str, Any] = field(default_factory=dict)  # the method's options: its model's and its phases'
+    # The method's pipeline settings, given as a mapping and built into its dataclass (MoQuadConfig, ...) here.
+    pipeline_config: Any = None
     loader: Dict[str, Any] = field(default_factory=dict)  # options of pipelines.make_iterator
     epochs: int = 20
     steps: int = 0  # size the run in steps instead of epochs, learning-rate schedule included (0: use epochs)
     max_steps: int = 0  # stop early after this many steps; the schedule keeps its size (0: never)
     batch_size: int = 16  # per process
     optim: OptimConfig = field(default_factory=OptimConfig)
-    appearance_warmup: float = 0.2  # MoQuad Algorithm 1: fraction p of epochs on the appearance task
     device: str = "auto"  # auto | cpu | gpu
     precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp32
     seed: int = 0
@@ -102,17 +106,26 @@ class TrainConfig:
             raise ValueError(f"device={shown(self.device)}; choose one of {list(DEVICES)}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision={shown(self.precision)}; choose one of {list(PRECISIONS)}")
-        if not 0.0 <= self.appearance_warmup < 1.0:
-            raise ValueError(f"appearance_warmup is a fraction of the epochs in [0, 1), got {self.appearance_warmup}")
         if not self.steps and self.optim.warmup_epochs > self.epochs:  # a run sized in steps: train.py checks it
             raise ValueError(f"optim.warmup_epochs={shown(self.optim.warmup_epochs)} is longer than the run "
                              f"(epochs={self.epochs}); the warm-up must end within it")
+        self.pipeline_config = pipeline_settings(self.pipeline, self.pipeline_config)
 
 
-def _merge(base: Dict[str, Any], update: Dict[str, Any]) -> Dict[str, Any]:
+def pipeline_settings(method: str, section: Any):
+    """The ``pipeline_config`` section as the config dataclass of ``method``'s pipeline (``MoQuadConfig``, ...), built
+    and checked, errors naming ``pipeline_config.<key>``; an instance of that dataclass is returned as it is."""
+    from motionssl.models.methods import get_method
+    from motionssl.pipelines.planners import pipeline_spec  # loads the planners, and DALI: not on import
+
+    return build(pipeline_spec(get_method(method).pipeline).config, section, "pipeline_config")
+
+
+def merged(base: Dict[str, Any], update: Dict[str, Any]) -> Dict[str, Any]:
+    """``base`` with ``update`` laid over it, nested mappings merged key by key."""
     out = dict(base)
     for key, value in update.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
 
 
@@ -129,6 +142,20 @@ def parse_override(text: str) -> Dict[str, Any]:
     return value
 
 
+def read_config_file(given: str) -> Dict[str, Any]:
+    """The mapping of keys to values in a config file: ``given`` is a file, or the name of a shipped configuration
+    (``configs/moquad_r3d18.yaml``, ``moquad_r3d18``: :mod:`motionssl.configs`)."""
+    path = shipped_configs.resolve(given)
+    if not os.path.exists(path):
+        raise ConfigError(f"config file {cut(given)} not found (nor a shipped configuration of that name: "
+                          f"{', '.join(shipped_configs.shipped()[:6])} ...)")
+    with open(path) as f:
+        loaded = read_yaml(f, path) or {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: a config file must be a mapping of keys to values")
+    return loaded
+
+
 def load_config(files: List[str] = (), overrides: List[str] = (), base: Optional[Dict[str, Any]] = None,
                 **top: Any) -> TrainConfig:
     """Defaults, then ``base`` (a saved run's config), then each YAML file in order, then ``top`` keys, then
@@ -136,24 +163,43 @@ def load_config(files: List[str] = (), overrides: List[str] = (), base: Optional
 
     Several files stack: a paper configuration followed by a small ablation file that
     changes a few keys. A file that does not exist is looked up among the shipped
-    configurations (``configs/moquad_r3d18.yaml``, ``moquad_r3d18``: :mod:`motionssl.configs`).
+    configurations (:func:`read_config_file`).
     """
-    values: Dict[str, Any] = dict(base or {})
-    for given in files:
-        path = shipped_configs.resolve(given)  # a file, or the name of a shipped configuration
-        if not os.path.exists(path):
-            raise ConfigError(f"config file {cut(given)} not found (nor a shipped configuration of that name: "
-                              f"{', '.join(shipped_configs.shipped()[:6])} ...)")
-        with open(path) as f:
-            loaded = read_yaml(f, path) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: a config file must be a mapping of keys to values")
-        values = _merge(values, loaded)
-    values = _merge(values, {k: v for k, v in top.items() if v is not None})
-    for text in overrides:
-        values = _merge(values, parse_override(text))
-    sources = (["the run's saved config"] if base else []) + list(files) + list(overrides)
-    return build(TrainConfig, values, origin=", ".join(cut(text) for text in sources) or "defaults")
+    sources = ([(base, None)] if base else []) + [(read_config_file(given), given) for given in files]
+    sources += [({k: v for k, v in top.items() if v is not None}, None)]
+    sources += [(parse_override(text), text) for text in overrides]
+    method = next((values["pipeline"] for values, _ in reversed(sources) if "pipeline" in values), TrainConfig.pipeline)
+    values: Dict[str, Any] = {}
+    for source, where in sources:
+        values = merged(values, moved_to_method(source, method, where))
+    origins = (["the run's saved config"] if base else []) + list(files) + list(overrides)
+    return build(TrainConfig, values, origin=", ".join(cut(text) for text in origins) or "defaults")
+
+
+# Top-level keys of older configs that are a method's options now (``method.<key>``), and that method.
+MOVED_TO_METHOD = {"appearance_warmup": "MoQuad"}
+
+
+def moved_to_method(values: Dict[str, Any], method: Any, where: Optional[str]) -> Dict[str, Any]:
+    """One source's ``values`` with the top-level keys that moved into the ``method`` section put there; where the
+    run's ``method`` has no such option (it never read it) the key is left out. A source the user gives (``where``:
+    a file, an override) gets a one-line warning naming the new key; a saved run's config moves silently."""
+    from motionssl.models.methods import METHODS
+
+    found = [key for key in MOVED_TO_METHOD if key in values]
+    if not found:
+        return values
+    values = dict(values)
+    taken = METHODS[method].options() if isinstance(method, str) and method in METHODS else None
+    for key in found:
+        value = values.pop(key)
+        kept = taken is None or key in taken  # an unknown method is refused where the config is built
+        if where is not None:
+            logger.warning("%s: %s is deprecated; write method.%s (an option of %s)%s", cut(where), key, key,
+                           MOVED_TO_METHOD[key], "" if kept else f", which {method} does not take: ignored")
+        if kept:
+            values = merged(values, {"method": {key: value}})
+    return values
 
 
 def to_dict(cfg) -> Dict[str, Any]:

@@ -71,7 +71,7 @@ class SpeedPrediction(nn.Module):
                 "mean_speed": batch["speed"].float().mean()}
 
 
-def phases(cfg):
+def phases():
     return [Phase("speed 1 only", 0.5, {"clip": {"speeds": [1]}}), Phase("both speeds", 0.5)]
 
 

@@ -1,5 +1,6 @@
 """The fidelity benchmark: its data keep appearance from giving the class away; its controls see what they
 claim to see; its rows are valid runs."""
+import dataclasses
 import json
 import os
 
@@ -125,16 +126,16 @@ def test_mcpnet_ablations_vary_the_papers_pairs_and_the_main_row_the_small_confi
     """The small config reverses MIP's negative; the Tab. 1-3 rows build on the paper's pairs instead, each
     changing only what its table changes."""
     main = _train_config("mcpnet", tmp_path).pipeline_config
-    assert (main["mip_negative"], main["cip_speed"]) == ("reverse", "same")
-    paper = _train_config("mcpnet-paper", tmp_path).pipeline_config
+    assert (main.mip_negative, main.cip_speed) == ("reverse", "same")
+    paper = dataclasses.asdict(_train_config("mcpnet-paper", tmp_path).pipeline_config)
     assert (paper["mip_negative"], paper["cip_speed"]) == ("speed", "different")
     rows = [r.name for r in fidelity.select(["mcpnet_ablations"])]
     assert len(rows) == 8
     changed = {}
     for name in rows:
         cfg = _train_config(name, tmp_path)
-        assert cfg.pipeline_config["mip_negative"] == "speed", name
-        diff = {k: v for k, v in cfg.pipeline_config.items() if paper.get(k) != v}
+        assert cfg.pipeline_config.mip_negative == "speed", name
+        diff = {k: v for k, v in dataclasses.asdict(cfg.pipeline_config).items() if paper.get(k) != v}
         diff.update({f"method.{k}": v for k, v in cfg.method.items()
                      if _train_config("mcpnet-paper", tmp_path).method.get(k) != v})
         changed[name] = diff

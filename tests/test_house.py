@@ -24,16 +24,6 @@ REASON = re.compile(r"# long:\s*\S")  # on the line above a long def (or its dec
 # renamed leaves it (test_the_allowance_names_only_long_functions says so), and nothing joins it: a new
 # long function gives its reason in a `# long:` comment instead.
 ALLOWED: Dict[str, int] = {
-    "models/losses.py::moquad_loss": 79,
-    "motionssl/evaluate.py::parse_args": 64,
-    "motionssl/prepare.py::main": 78,
-    "motionssl/train.py::setup": 128,
-    "motionssl/train.py::train": 91,
-    "pipelines/evaluation.py::make_eval_iterator": 67,
-    "pipelines/index.py::load_index": 67,
-    "pipelines/index.py::load_pair": 62,
-    "pipelines/iterators.py::make_iterator": 85,
-    "pipelines/prepare.py::_prepare": 91,
 }
 
 

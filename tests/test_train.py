@@ -1,6 +1,8 @@
 """train.py: the default run, exact resume, DDP on gloo, config errors, the MoQuad warm-up switch."""
+import dataclasses
 import glob
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -8,8 +10,10 @@ import sys
 
 import pytest
 import torch
+import yaml
 
 from motionssl import train
+from motionssl.models.methods import get_method
 from motionssl.pipelines import demo
 from motionssl.training import load_checkpoint, load_config
 
@@ -44,7 +48,7 @@ def test_runs_and_writes_config_logs_checkpoint(small_demo, tmp_path, pipeline):
 @pytest.mark.slow
 def test_resume_from_every_checkpoint_equals_the_uninterrupted_run(small_demo, tmp_path):
     """Checkpoints mid-epoch, on an epoch's last step and at the warm-up → quadruple switch."""
-    common = ["--pipeline", "moquad", "--data", small_demo, "split=train", "epochs=3", "appearance_warmup=0.34",
+    common = ["--pipeline", "moquad", "--data", small_demo, "split=train", "epochs=3", "method.appearance_warmup=0.34",
               "checkpoint_every=2", "keep_checkpoints=20"] + FAST
     full = str(tmp_path / "full")
     train.main(common + ["--out", full])  # 4 steps per epoch: epoch 0 warm-up, epochs 1-2 quadruples
@@ -108,7 +112,7 @@ def test_a_fresh_run_refuses_a_folder_with_checkpoints(small_demo, tmp_path):
 def test_appearance_warmup_switches_graph(small_demo, tmp_path):
     out = str(tmp_path / "warm")
     train.main(["--pipeline", "moquad", "--data", small_demo, "--out", out, "split=train", "epochs=5",
-                "appearance_warmup=0.4"] + FAST)
+                "method.appearance_warmup=0.4"] + FAST)
     rows = losses(out)
     steps_per_epoch = 4
     for step, row in rows.items():
@@ -152,8 +156,71 @@ def test_every_shipped_config_builds(path):
     folder = os.path.basename(os.path.dirname(path))
     pipeline = base[:-5] if folder in ("demo", "small") else base.split("_")[0]  # demo/<method>.yaml, small/<method>.yaml
     cfg = load_config(files, pipeline=pipeline)
-    build_config(pipeline, cfg.pipeline_config)
-    create_method(pipeline, backbone="tiny", **cfg.method)
+    assert build_config(pipeline, cfg.pipeline_config) is cfg.pipeline_config  # built once, by load_config
+    spec = get_method(pipeline)
+    options = train.method_settings(spec, cfg.method)
+    spec.phases(**{k: options[k] for k in spec.phase_options()})
+    create_method(pipeline, backbone="tiny", **{k: options[k] for k in spec.model_options()})
+
+
+def test_the_pipeline_config_is_built_once_into_the_methods_dataclass():
+    from motionssl.pipelines.planners.mcpnet import MCPNetConfig
+
+    cfg = load_config([os.path.join(ROOT, "configs", "small", "mcpnet.yaml")], ["pipeline_config.gap=3"],
+                      pipeline="mcpnet")
+    assert isinstance(cfg.pipeline_config, MCPNetConfig) and cfg.pipeline_config.clip.speeds == (1, 2)
+    assert (cfg.pipeline_config.mip_negative, cfg.pipeline_config.gap) == ("reverse", 3)
+    assert dataclasses.replace(cfg, epochs=2).pipeline_config is cfg.pipeline_config  # not built again
+    with pytest.raises(ValueError, match=r"unknown pipeline_config key\(s\) \['motion'\]; valid keys: .*mip_negative"):
+        load_config([], ["pipeline_config.motion=speed"], pipeline="mcpnet")  # MoQuad's key, not MCPNet's
+
+
+def test_a_top_level_appearance_warmup_is_moquads_method_option_with_a_warning(tmp_path, caplog):
+    old = tmp_path / "old.yaml"
+    old.write_text("epochs: 5\nappearance_warmup: 0.3\nmethod: {beta: 0.02}\n")
+    with caplog.at_level(logging.WARNING):
+        cfg = load_config([str(old)], pipeline="moquad")
+    assert cfg.method == {"beta": 0.02, "appearance_warmup": 0.3}
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1 and "old.yaml: appearance_warmup is deprecated; write method.appearance_warmup" in warned[0]
+    assert load_config([str(old)], ["method.appearance_warmup=0.1"], pipeline="moquad").method["appearance_warmup"] == 0.1
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        cfg = load_config([], ["appearance_warmup=0"], pipeline="mcpnet")  # MCPNet never read it
+    assert cfg.method == {} and "which mcpnet does not take: ignored" in caplog.records[0].getMessage()
+    caplog.clear()
+    saved = {"pipeline": "moquad", "appearance_warmup": 0.25, "method": {"beta": 0.01}}  # an older run's config
+    with caplog.at_level(logging.WARNING):
+        assert load_config([], [], base=saved).method == {"beta": 0.01, "appearance_warmup": 0.25}
+        assert load_config([], [], base=dict(saved, pipeline="simclr", method={})).method == {}
+    assert not caplog.records  # nothing for the user to change in a saved config
+    with pytest.raises(SystemExit, match=r"^train.py: error: moquad: method\.appearance_warmup is a fraction of the "
+                                         r"run in \[0, 1\), got 1\.0 "):
+        train.main(["--pipeline", "moquad", "--out", str(tmp_path / "run"), "method.appearance_warmup=1"])
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ValueError, match=r"unknown method key\(s\) \['appearance_warmup'\]; valid keys: .*'temperature'"):
+        train.method_settings(get_method("simclr"), {"appearance_warmup": 0.2})
+
+
+def test_an_older_runs_checkpoint_resumes_and_may_change_the_warm_up(small_demo, tmp_path):
+    """A checkpoint whose config has the top-level appearance_warmup (and no method.appearance_warmup) goes on;
+    the warm-up may change on resuming, the method's model options may not."""
+    out = str(tmp_path / "run")
+    train.main(["--pipeline", "moquad", "--data", small_demo, "--out", out, "split=train", "steps=4",
+                "checkpoint_every=2", "method.appearance_warmup=0.5"] + FAST)
+    with open(os.path.join(out, "config.yaml")) as f:
+        saved = yaml.safe_load(f)
+    assert saved["method"]["appearance_warmup"] == 0.5 and "appearance_warmup" not in saved
+    assert saved["pipeline_config"]["clip"]["frames"] == 4 and saved["pipeline_config"]["mode"] == "quad"
+    ckpt = os.path.join(out, "checkpoints", "ckpt-00000002.pt")
+    state = torch.load(ckpt, weights_only=False)
+    state["config"]["appearance_warmup"] = state["config"]["method"].pop("appearance_warmup")  # the old layout
+    torch.save(state, ckpt)
+    with pytest.raises(SystemExit, match=r"method\.beta=0\.5 differs from the run's 0\.01"):
+        train.main(["--pipeline", "moquad", "--resume", ckpt, "method.beta=0.5"])
+    path = train.main(["--pipeline", "moquad", "--resume", ckpt, "method.appearance_warmup=0.25"])
+    assert load_checkpoint(path)["config"]["method"]["appearance_warmup"] == 0.25
+    assert "loss_quadruple" in losses(out)[3]  # the warm-up now ends at step 1 of 4
 
 
 @pytest.mark.slow
@@ -177,10 +244,10 @@ def test_ddp_two_processes_on_gloo_with_retrieval_at_the_end(small_demo, tmp_pat
 FIRST_RUN = """
 import sys
 from motionssl import runtime
-from motionssl.pipelines import index as index_module
+from motionssl.pipelines import index as index_module, probing
 probed = []
-real = index_module.probe
-index_module.probe = lambda path: probed.append(path) or real(path)
+real = probing.probe
+probing.probe = lambda path: probed.append(path) or real(path)
 rt = runtime.start("cpu")
 index = runtime.local_rank_zero_first(rt, lambda: index_module.load_index(sys.argv[1]))
 print(f"rank {rt.rank}: {len(probed)} probed, frames {index.num_frames.tolist()}", flush=True)

@@ -35,7 +35,7 @@ def create_method(name: str, backbone="r3d_18", **options) -> nn.Module:
     hyper-parameters, ``gather``); an unknown one is a ``ValueError`` listing the valid ones.
     """
     method = get_method(name)
-    unknown = sorted(set(options) - set(method.options()))
+    unknown = sorted(set(options) - set(method.model_options()))
     if unknown:
-        raise ValueError(f"unknown {name} method option(s) {unknown}; valid: {sorted(method.options())}")
+        raise ValueError(f"unknown {name} method option(s) {unknown}; valid: {sorted(method.model_options())}")
     return method.model(backbone, **options)

@@ -88,12 +88,16 @@ class MoQuad(nn.Module):
         return out
 
 
-def phases(config) -> list:
-    """Algorithm 1: the appearance task (Eq. 2) for the first ``appearance_warmup`` of the run, then quadruples."""
-    warm = float(getattr(config, "appearance_warmup", 0.0))
-    if warm <= 0:
+def phases(appearance_warmup: float = 0.2) -> list:
+    """Algorithm 1: the appearance task (Eq. 2) for the first ``appearance_warmup`` of the run (the paper: 20 % of
+    the epochs), then quadruples."""
+    if not 0.0 <= appearance_warmup < 1.0:
+        raise ValueError(f"moquad: method.appearance_warmup is a fraction of the run in [0, 1), got "
+                         f"{appearance_warmup}")
+    if appearance_warmup == 0:
         return [Phase("quadruples", 1.0)]
-    return [Phase("appearance warm-up", warm, {"mode": "warmup"}), Phase("quadruples", 1.0 - warm)]
+    return [Phase("appearance warm-up", appearance_warmup, {"mode": "warmup"}),
+            Phase("quadruples", 1.0 - appearance_warmup)]
 
 
 METHOD = register_method(Method(

@@ -4,7 +4,8 @@ import torch
 
 from motionssl.models.backbones import create_backbone
 from motionssl.models.losses import cip_loss, mip_loss
-from motionssl.models.methods import METHODS, MCPNet, MoQuad, create_method, encode_views, own_video_ranks
+from motionssl.models.methods import (METHODS, MCPNet, Method, MoQuad, Phase, SimCLR, create_method, encode_views,
+                                      get_method, own_video_ranks, register_method)
 
 B = 4
 CLIP = (3, 8, 32, 32)
@@ -133,6 +134,19 @@ def test_registry_and_batch_errors():
 def test_bad_method_settings_name_the_key(name, options, match):
     with pytest.raises(ValueError, match=match):
         create_method(name, backbone="tiny", **options)
+
+
+def test_a_methods_options_are_its_models_and_its_phases():
+    spec = get_method("moquad")
+    assert spec.phase_options() == {"appearance_warmup": 0.2} and "appearance_warmup" not in spec.model_options()
+    assert spec.options() == {**spec.model_options(), "appearance_warmup": 0.2}
+    assert [(p.name, p.pipeline_config) for p in spec.phases()] == [("appearance warm-up", {"mode": "warmup"}),
+                                                                     ("quadruples", {})]
+    assert [p.fraction for p in spec.phases(appearance_warmup=0.0)] == [1.0]
+    assert get_method("simclr").phase_options() == {}
+    with pytest.raises(ValueError, match=r"'twice': its model and its phases both take \['temperature'\]"):
+        register_method(Method("twice", SimCLR, pipeline="simclr", phases=lambda temperature=0.1: [Phase("x", 1.0)]))
+    assert "twice" not in METHODS
 
 
 def _norm_state(module):
