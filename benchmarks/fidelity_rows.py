@@ -1,10 +1,12 @@
 """The rows of the fidelity table (:mod:`benchmarks.fidelity`): each a method, its configs and what it changes.
 
-Five groups, in table order: ``main`` (the controls, the labelled and random references and
+Six groups, in table order: ``main`` (the controls, the labelled and random references and
 the methods), the papers' ablations of MoQuad and MCPNet (each against the row it changes,
-with the direction the paper found), ``diagnostics`` (what the investigation switched) and
+with the direction the paper found), ``diagnostics`` (what the investigation switched),
 ``sweeps`` (the settings the small configs have not been tuned on, each against the main row
-it varies, to adopt what wins beyond the seed interval).
+it varies, to adopt what wins beyond the seed interval) and ``finetuning`` (the papers'
+headline claim: fine-tuning from a method's checkpoint of the same seed against fine-tuning
+from scratch, on all the labels and on a tenth of them).
 """
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ class Row:
     base: str = ""  # an ablation: the row it changes
     paper: str = ""  # what the paper found the change does to accuracy: "worse", "better", or "" (not in it)
     steps: int = 0  # the row's own optimiser steps (0: the table's --steps)
+    pretrained: str = ""  # a fine-tuning row: the main row whose checkpoint (same seed) it starts from; "": scratch
+    labels: float = 1.0  # a fine-tuning row: the share of the training labels it trains on
 
 
 def _ab(*names: str) -> tuple:
@@ -153,8 +157,22 @@ SWEEPS = (
       for m in ("moquad", "mcpnet")],
 )
 
-ROWS: Dict[str, Row] = {r.name: r for r in MAIN + MOQUAD_ABLATIONS + MCPNET_ABLATIONS + DIAGNOSTICS + SWEEPS}
-GROUPS = ("main", "moquad_ablations", "mcpnet_ablations", "diagnostics", "sweeps")
+
+
+def _finetune(start: str, labels: float) -> Row:
+    share = f"{labels:.0%} of the labels"
+    name = f"finetune-{start or 'scratch'}-{round(100 * labels)}"
+    if not start:
+        return Row(name, "finetune", "finetuning", f"from scratch (the tiny network), {share}", labels=labels)
+    return Row(name, "finetune", "finetuning", f"from the {start} row's checkpoint of the same seed, {share}",
+               base=f"finetune-scratch-{round(100 * labels)}", paper="better", pretrained=start, labels=labels)
+
+
+FINETUNING = tuple(_finetune(start, labels) for labels in (1.0, 0.1) for start in ("", "simclr", "moquad", "mcpnet"))
+
+ROWS: Dict[str, Row] = {r.name: r for r in MAIN + MOQUAD_ABLATIONS + MCPNET_ABLATIONS + DIAGNOSTICS + SWEEPS
+                        + FINETUNING}
+GROUPS = ("main", "moquad_ablations", "mcpnet_ablations", "diagnostics", "sweeps", "finetuning")
 
 
 def select(spec: Sequence[str]) -> List[Row]:

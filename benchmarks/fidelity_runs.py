@@ -37,13 +37,20 @@ def commands(row: Row, seed: int, data: str, run: str, steps: int, batch_size: i
         base = ["--random-init", *backbone, "--config", BASE["simclr"], *split, "--out", run, *views]
         entry = ["eval.py"] if row.method == "random" else ["-m", "benchmarks.controls"]
         return [[py, *entry, "retrieval", *base], [py, *entry, "linear", *base]]
-    if row.method == "supervised":
+    if row.method in ("supervised", "finetune"):
         # The small configs' clip shape and optimiser, trained on the labels with the fine-tuning augmentation
-        # (crop, no flip — it swaps left and right — and no colour jitter).
+        # (crop, no flip — it swaps left and right — and no colour jitter); as many epochs over the labelled
+        # videos as a pre-training run sees clips of every video.
         epochs = supervised_epochs(steps, batch_size, train_videos)
-        return [[py, "eval.py", "finetune", "--random-init", "--backbone", "tiny", "--frames", "8", "--size", "32",
-                 "--flip-prob", "0", *split, "--out", run, "--epochs", str(epochs), "--batch-size", str(batch_size),
-                 "--optimizer", "adamw", "--lr", "1e-3", *views]]
+        start = ["--random-init", "--backbone", "tiny"]
+        if row.pretrained:
+            start = ["--checkpoint", pretrained_run(run, row)]
+        elif row.method == "finetune":  # the checkpoints' augmentation (the small configs share it), from scratch
+            start += ["--config", BASE["simclr"]]
+        labels = ["--labels", f"{row.labels:g}"] if row.labels < 1.0 else []
+        return [[py, "eval.py", "finetune", *start, "--frames", "8", "--size", "32", "--flip-prob", "0", *split,
+                 "--out", run, "--epochs", str(epochs), "--batch-size", str(batch_size), "--optimizer", "adamw",
+                 "--lr", "1e-3", *labels, *views]]
     steps = row.steps or steps
     configs = [a for c in (BASE[row.method], *row.configs) for a in ("--config", c)]
     # train.py writes its own run folder (it refuses one holding files it did not write, such as log.txt).
@@ -51,6 +58,11 @@ def commands(row: Row, seed: int, data: str, run: str, steps: int, batch_size: i
              f"seed={seed}", f"steps={steps}", f"batch_size={batch_size}", "retrieval=false", *row.overrides, *extra]
     ckpt = ["--checkpoint", os.path.join(run, TRAIN), "--out", run, *views]
     return [train, [py, "eval.py", "retrieval", *ckpt], [py, "eval.py", "linear", *ckpt]]
+
+
+def pretrained_run(run: str, row: Row) -> str:
+    """The train.py run folder a fine-tuning row starts from: its ``pretrained`` row's, of the same seed."""
+    return os.path.join(os.path.dirname(os.path.dirname(run)), row.pretrained, os.path.basename(run), TRAIN)
 
 
 def _read_json(folder: str, suffix: str) -> Dict:
@@ -128,10 +140,14 @@ def run_one(row: Row, seed: int, args, data: str) -> Dict:
         for c in cmds:
             print(" ".join(c))
         return {}
+    if row.pretrained and not os.path.isdir(os.path.join(pretrained_run(run, row), "checkpoints")):
+        print(f"  {row.name} seed {seed}: no {row.pretrained} run of seed {seed} in {args.out} to start from; "
+              f"run that row first (--rows {row.pretrained} {row.name})", flush=True)
+        return {"row": row.name, "seed": seed, "failed": f"no {row.pretrained} checkpoint"}
     seconds = _run_commands(row, seed, run, cmds)
     if isinstance(seconds, dict):  # a failure
         return seconds
-    if row.method == "supervised":  # classification by the trained network: the linear columns
+    if row.method in ("supervised", "finetune"):  # classification by the trained network: the linear columns
         retrieval, linear = None, _read_json(run, ".finetune.json")["metrics"]
     else:
         retrieval = _read_json(run, ".retrieval.json")["metrics"]  # eval.py --out run writes its JSON there
@@ -142,7 +158,7 @@ def run_one(row: Row, seed: int, args, data: str) -> Dict:
               "retrieval_top5": 100 * retrieval["top5"] if retrieval else None, "linear_top1": 100 * linear["top1"],
               "linear_top5": 100 * linear["top5"],
               "train_seconds": round(seconds[0], 1) if trained else 0.0,
-              "eval_seconds": round(sum(seconds[-2:]), 1) if row.method != "supervised" else 0.0,
+              "eval_seconds": round(sum(seconds[-2:]), 1) if row.method not in ("supervised", "finetune") else 0.0,
               "final": last_scalars(os.path.join(run, TRAIN)), "commands": [" ".join(c[1:]) for c in cmds]}
     with open(os.path.join(run, RESULT), "w") as f:
         json.dump(result, f, indent=2)

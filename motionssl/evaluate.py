@@ -24,6 +24,11 @@ normalisation unless ``--frames`` / ``--size`` say otherwise, and averages per v
   configuration's, else the papers' crop and flip without colour jitter), SGD or LARS with
   a cosine schedule; test: 10 clips × 3 crops; top-1/5.
 
+``linear`` and ``finetune`` take ``--labels FRACTION``: the classifier trains on that share of
+the training videos — the same share of every class (at least one video each), a fixed subset
+per ``--seed`` — as the papers' label-scarce fine-tuning does; the test videos stay all.
+Their results are ``<name>-labels<FRACTION>.<task>.json``.
+
 Data are named as ``train.py`` names them: ``--data`` and ``--split`` are the training
 videos (the gallery of retrieval), ``--test-split`` (or ``--test-data``) the test videos
 (the queries). Without them the checkpoint's own data and splits are used, and the demo
@@ -49,6 +54,7 @@ import time
 from dataclasses import asdict
 from typing import Dict, Optional, Tuple
 
+import numpy as np
 import torch
 
 from motionssl import protocols, runtime
@@ -129,6 +135,30 @@ def cmd_finetune(args, backbone, views: Views, data, augment: Dict, kind: str) -
                               hidden_dim=args.hidden_dim, test_crops=args.test_crops, seed=args.seed)
 
 
+def with_labels(args, data: Tuple[VideoIndex, VideoIndex], described: Dict, main: bool):
+    """``(train, test)`` with the training videos cut to ``--labels``' share (all of them without it)."""
+    fraction = getattr(args, "labels", 1.0)
+    if fraction >= 1.0:
+        return data
+    train = labelled_share(data[0], fraction, args.seed)
+    described["labelled_videos"] = len(train)
+    if main:
+        print(f"labels: {len(train)} of {len(data[0])} training videos ({fraction:g} of each class, "
+              f"seed {args.seed})", flush=True)
+    return train, data[1]
+
+
+def labelled_share(index: VideoIndex, fraction: float, seed: int) -> VideoIndex:
+    """The training videos whose labels a label-scarce evaluation keeps: ``fraction`` of every class (at least
+    one video each, rounded), chosen by ``seed`` and the same for every run with that seed."""
+    rng = np.random.default_rng([seed, 1021])  # its own stream: the training's draws stay as they are
+    keep = []
+    for label in np.unique(index.labels):
+        videos = np.flatnonzero(index.labels == label)
+        keep += sorted(rng.permutation(videos)[:max(1, round(fraction * len(videos)))].tolist())
+    return index.subset(sorted(keep))
+
+
 # --- output ------------------------------------------------------------------------------------------
 def results_stem(args, state: Optional[Dict], backbone: str) -> str:
     """``<folder>/<name>``: the results are ``<name>.<task>.json`` (and ``.png``), checked before any work.
@@ -149,6 +179,8 @@ def results_stem(args, state: Optional[Dict], backbone: str) -> str:
         name += "-random-init" if args.random_init else ""
     else:
         name = f"random-init-{backbone}"
+    if getattr(args, "labels", 1.0) < 1.0:  # results on a share of the labels never replace those on all of them
+        name += f"-labels{args.labels:g}"
         folder = args.out or os.path.join("runs", f"eval-{name}")
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise ValueError(f"--out {folder} is a file, not a folder")
@@ -277,6 +309,10 @@ def parse_args(argv=None):
     finetune.add_argument("--flip-prob", type=number(float, 0, 1),
                           help="horizontal flip probability (default: the checkpoint's; 0 on the demo data)")
     finetune.add_argument("--test-crops", type=int, default=3, choices=NUM_CROPS)
+    for task in (linear, finetune):
+        task.add_argument("--labels", type=number(float, 0, 1, above=True), default=1.0, metavar="FRACTION",
+                          help="train on this fraction of the training videos' labels: the same share of every "
+                               "class, a fixed subset per --seed (default 1: all)")
     args = parser.parse_args(argv)
     if args.checkpoint is None and not args.random_init:
         parser.error("give --checkpoint, or --random-init for the random-initialisation baseline")
@@ -356,6 +392,7 @@ def _run(args, rt, start: float) -> Dict:
                   antialias=bool(augment.get("antialias", False)))
     data, described = load_data(choice, rt)
     described["clips_from"] = clip_from
+    data = with_labels(args, data, described, rt.main)
     if rt.main:
         os.makedirs(os.path.dirname(out_stem), exist_ok=True)
 

@@ -172,3 +172,29 @@ def test_a_network_without_checkpoint_takes_its_datas_clip_settings():
                                                                       saved={"data": "x"}))
     assert frames == 16 and tuple(augment["size"]) == (112, 112)
     assert augment["jitter_prob"] == augment["grayscale_prob"] == 0.0 and augment["flip_prob"] == 0.5
+
+
+def test_labels_keeps_a_fixed_share_of_every_class_per_seed(demo_root, tmp_path, monkeypatch, capsys):
+    """--labels 0.5: half of each class's training videos (at least one), the same for a seed, another for another
+    seed; the test videos stay all; the results get their own name."""
+    index = load_index(demo_root, split="train")
+    counts = {c: int((index.labels == c).sum()) for c in set(index.labels.tolist())}
+    for fraction in (0.5, 0.01):
+        share = evaluate.labelled_share(index, fraction, seed=3)
+        got = {c: int((share.labels == c).sum()) for c in counts}
+        assert got == {c: max(1, round(fraction * n)) for c, n in counts.items()}
+        assert share.paths == evaluate.labelled_share(index, fraction, seed=3).paths
+    assert evaluate.labelled_share(index, 0.5, 3).paths != evaluate.labelled_share(index, 0.5, 4).paths
+    assert evaluate.labelled_share(index, 1.0, 3).paths == index.paths
+    monkeypatch.setattr(evaluate.demo, "generate", lambda: demo_root)
+    out = str(tmp_path / "out")
+    result = evaluate.main(["linear", "--random-init", "--backbone", "tiny", "--frames", "4", "--size", "32",
+                            "--out", out, *SMALL, "--epochs", "2", "--labels", "0.5", "--seed", "3"])
+    assert result["counts"]["train_videos"] == sum(max(1, round(0.5 * n)) for n in counts.values())
+    assert result["counts"]["test_videos"] == 8 and result["data"]["labelled_videos"] == result["counts"]["train_videos"]
+    assert os.path.exists(os.path.join(out, "random-init-tiny-labels0.5.linear.json"))
+    assert "labels: 8 of 16 training videos" in capsys.readouterr().out
+    for bad in ("0", "1.5", "nan"):
+        with pytest.raises(SystemExit):
+            evaluate.parse_args(["finetune", "--random-init", "--labels", bad])
+        assert "--labels" in capsys.readouterr().err

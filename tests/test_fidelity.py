@@ -151,7 +151,7 @@ def test_mcpnet_ablations_vary_the_papers_pairs_and_the_main_row_the_small_confi
 def test_every_row_is_a_valid_command_and_config(name, tmp_path):
     """Each row's train.py and eval.py command lines parse, and its config files and overrides load."""
     row = fidelity.ROWS[name]
-    cmds = fidelity.commands(row, 1, "DATA", str(tmp_path / "run"), 10, 8, 2, train_videos=40)
+    cmds = fidelity.commands(row, 1, "DATA", str(tmp_path / name / "seed1"), 10, 8, 2, train_videos=40)
     for cmd in cmds:
         assert cmd[1] in ("train.py", "eval.py") or cmd[1:3] == ["-m", "benchmarks.controls"]
         if cmd[1] == "-m":
@@ -168,10 +168,15 @@ def test_every_row_is_a_valid_command_and_config(name, tmp_path):
         else:
             args = eval_cli.parse_args(cmd[2:])
             assert args.seed == 1 and args.num_clips == 2
-            assert args.random_init == (row.method in ("random", "supervised"))
-            if row.method == "supervised":  # as many clips as a pre-training run: 10 steps x 8 / 40 videos
-                assert args.task == "finetune" and args.epochs == 2 and args.backbone == "tiny"
-    assert len(cmds) == {"supervised": 1, "random": 2, **{c: 2 for c in fidelity.CONTROLS}}.get(row.method, 3)
+            scratch = row.method in ("random", "supervised") or (row.method == "finetune" and not row.pretrained)
+            assert args.random_init == scratch
+            if row.method in ("supervised", "finetune"):  # as many clips as a pre-training run: 10 steps x 8 / 40
+                assert args.task == "finetune" and args.epochs == 2 and args.labels == row.labels
+                assert args.backbone == ("tiny" if scratch else None)
+            if row.pretrained:  # the pre-training row's run of the same seed
+                assert args.checkpoint == str(tmp_path / row.pretrained / "seed1" / "train")
+    runs = {"supervised": 1, "finetune": 1, "random": 2, **{c: 2 for c in fidelity.CONTROLS}}
+    assert len(cmds) == runs.get(row.method, 3)
 
 
 def test_summary_is_mean_and_sample_deviation():
@@ -190,7 +195,9 @@ def _stats(values):
 
 def test_every_ablation_names_an_existing_base_and_a_direction():
     ablations = [r for r in fidelity.ROWS.values() if r.base]
-    groups = ["moquad_ablations", "mcpnet_ablations", "sweeps", "mcpnet-tau0.2"]
+    groups = ["moquad_ablations", "mcpnet_ablations", "sweeps", "mcpnet-tau0.2", "finetune-simclr-100",
+              "finetune-moquad-100", "finetune-mcpnet-100", "finetune-simclr-10", "finetune-moquad-10",
+              "finetune-mcpnet-10"]
     assert {r.name for r in ablations} == {r.name for r in fidelity.select(groups)}
     for r in ablations:
         assert r.base in fidelity.ROWS and fidelity.ROWS[r.base].method == r.method and r.paper in ("worse", "better", "")
@@ -339,3 +346,18 @@ def test_one_speed_variant_changes_only_the_speed():
     a, b = np.random.default_rng(5), np.random.default_rng(5)
     fidelity_data._speed(a, 0.1, 0.2, True), fidelity_data._speed(b, 0.1, 0.2, False)
     assert a.uniform() == b.uniform()  # the later draws of a video are the same in both variants
+
+
+def test_finetuning_rows_start_from_the_same_seeds_checkpoint_or_say_it_is_missing(tmp_path, capsys):
+    """Each method's fine-tuning row is judged against scratch at the same share of labels; without the
+    pre-training run of its seed it fails in one line naming the row to run first, and runs nothing."""
+    rows = fidelity.select(["finetuning"])
+    assert {r.labels for r in rows} == {1.0, 0.1} and len(rows) == 8
+    for r in rows:
+        if r.pretrained:
+            assert r.base == f"finetune-scratch-{round(100 * r.labels)}" and r.paper == "better"
+    args = fidelity.parse_args(["--rows", "finetuning", "--out", str(tmp_path), "--data", str(tmp_path)])
+    result = fidelity.run_one(fidelity.ROWS["finetune-moquad-10"], 2, args, str(tmp_path))
+    assert result["failed"] == "no moquad checkpoint"
+    assert "run that row first (--rows moquad finetune-moquad-10)" in capsys.readouterr().out
+    assert not (tmp_path / "finetune-moquad-10").exists()
