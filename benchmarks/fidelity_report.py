@@ -53,13 +53,16 @@ def _cell(stats: Dict[str, float]) -> str:
 
 
 def table(rows: Sequence[Row], summary: Dict[str, Dict], markdown: bool = False) -> str:
-    head = ["row", "seeds", *[label for _, label in METRICS], "train s", "what it changes"]
+    """The rows' cells; the Markdown report also says what each row is evidence for."""
+    evidence = ["evidence for"] if markdown else []
+    head = ["row", "seeds", *[label for _, label in METRICS], "train s", *evidence, "what it changes"]
     lines = []
     for r in rows:
         s = summary.get(r.name, {})
         seeds = max((s.get(k, {}).get("n", 0) for k, _ in METRICS), default=0)
         train_s = f"{s['train_seconds']['mean']:.0f}" if s.get("train_seconds") else "–"
-        lines.append([r.name, str(seeds), *[_cell(s.get(k, {})) for k, _ in METRICS], train_s, r.what])
+        lines.append([r.name, str(seeds), *[_cell(s.get(k, {})) for k, _ in METRICS], train_s,
+                      *([r.evidence_for()] if markdown else []), r.what])
     if markdown:
         out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         out += ["| " + " | ".join(line) + " |" for line in lines]

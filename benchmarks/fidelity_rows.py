@@ -35,6 +35,10 @@ class Row:
     steps: int = 0  # the row's own optimiser steps (0: the table's --steps)
     pretrained: str = ""  # a fine-tuning row: the main row whose checkpoint (same seed) it starts from; "": scratch
     labels: float = 1.0  # a fine-tuning row: the share of the training labels it trains on
+    evidence: str = ""  # what the row is evidence for, where its group's sentence (EVIDENCE) does not say it
+
+    def evidence_for(self) -> str:
+        return self.evidence or EVIDENCE[self.group]
 
 
 def _ab(*names: str) -> tuple:
@@ -47,15 +51,28 @@ def _mcp(name: str) -> tuple:
     return PAPER_PAIRS + _ab(name)
 
 
+# What a group's rows are evidence for, unless a row says otherwise (Row.evidence).
+EVIDENCE = {
+    "main": "whether the method's features carry motion on data where appearance carries no label",
+    "moquad_ablations": "whether the paper's choice matters on this data (the paper's direction, paired seeds)",
+    "mcpnet_ablations": "whether the paper's choice matters on this data (the paper's direction, paired seeds)",
+    "diagnostics": "what a setting the small configs changed from the papers (or could change) does here",
+    "sweeps": "whether the small config is tuned on this setting (adopt what wins beyond the interval)",
+    "finetuning": "the papers' claim: pre-training improves fine-tuning over scratch, most with few labels",
+}
+
 MAIN = (
     Row("motion-control", "motion_descriptor", "main",
-        "control: hand-made motion features (affine flow of what changes), no appearance, no learning"),
+        "control: hand-made motion features (affine flow of what changes), no appearance, no learning",
+        evidence="that motion alone solves the task: the top of the benchmark's range"),
     Row("appearance-control", "still_appearance", "main",
-        "control: the colours of one frame, no motion, no learning"),
+        "control: the colours of one frame, no motion, no learning",
+        evidence="that appearance alone scores at chance: the bottom of the range"),
     Row("supervised", "supervised", "main",
         "labelled reference: the tiny network trained from scratch on the labels (eval.py finetune, "
-        "linear column: its top-1)"),
-    Row("random", "random", "main", "randomly initialised backbone, no pre-training"),
+        "linear column: its top-1)", evidence="what this network reaches with every label: the methods' target"),
+    Row("random", "random", "main", "randomly initialised backbone, no pre-training",
+        evidence="what an untrained network's features score: the floor a method must clear"),
     Row("simclr", "simclr", "main", "SimCLR, two clips of a video at speed 1"),
     Row("moquad", "moquad", "main", "MoQuad: RAD positive, reversed intra negatives, mining, warm-up"),
     Row("mcpnet", "mcpnet", "main",

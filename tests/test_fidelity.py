@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from benchmarks import fidelity, fidelity_data
+from benchmarks import fidelity, fidelity_data, fidelity_rows
 from benchmarks.fidelity_data import CLASSES, in_train, render, scene_spec
 from motionssl import evaluate as eval_cli
 from motionssl import train as train_cli
@@ -361,3 +361,12 @@ def test_finetuning_rows_start_from_the_same_seeds_checkpoint_or_say_it_is_missi
     assert result["failed"] == "no moquad checkpoint"
     assert "run that row first (--rows moquad finetune-moquad-10)" in capsys.readouterr().out
     assert not (tmp_path / "finetune-moquad-10").exists()
+
+
+def test_every_row_says_what_it_is_evidence_for():
+    assert set(fidelity.GROUPS) <= set(fidelity_rows.EVIDENCE)
+    for row in fidelity.ROWS.values():
+        assert row.evidence_for().strip()
+    text = fidelity.table([fidelity.ROWS["random"], fidelity.ROWS["moquad-be"]], {}, markdown=True)
+    assert "| evidence for |" in text.splitlines()[0]
+    assert "the floor a method must clear" in text and fidelity_rows.EVIDENCE["moquad_ablations"] in text
