@@ -81,13 +81,18 @@ def stage_pytest(args, limit) -> dict:
     return result
 
 
+def _in_child(args, limit, result: str, module: str, function: str, arguments: str, log: str) -> dict:
+    """Run ``module.function(arguments)`` in a child process (its log in ``--out``), after removing a stale
+    ``result`` file it would write."""
+    if os.path.exists(result):
+        os.remove(result)
+    code = f"import sys; sys.path.insert(0, {ROOT!r}); from {module} import {function}; {function}({arguments})"
+    return run_child([sys.executable, "-c", code], limit, os.path.join(args.out, log))
+
+
 def stage_nvdec_sizes(args, limit) -> dict:
     rows_path = os.path.join(args.out, "nvdec_sizes.jsonl")
-    if os.path.exists(rows_path):
-        os.remove(rows_path)
-    code = f"import sys; sys.path.insert(0, {ROOT!r}); from benchmarks.gpu_probes import probe_sizes; " \
-           f"probe_sizes({rows_path!r})"
-    run = run_child([sys.executable, "-c", code], limit, os.path.join(args.out, "nvdec_sizes.log"))
+    run = _in_child(args, limit, rows_path, "benchmarks.gpu_probes", "probe_sizes", repr(rows_path), "nvdec_sizes.log")
     rows = []
     if os.path.exists(rows_path):
         with open(rows_path) as f:
@@ -163,11 +168,8 @@ def prepare_data(out: str, videos: int) -> None:
 
 def stage_data(args, limit) -> dict:
     done = os.path.join(args.out, "data.json")
-    if os.path.exists(done):
-        os.remove(done)
-    code = f"import sys; sys.path.insert(0, {ROOT!r}); from benchmarks.gpu_stages import prepare_data; " \
-           f"prepare_data({args.out!r}, {args.videos})"
-    run = run_child([sys.executable, "-c", code], limit, os.path.join(args.out, "data.log"))
+    run = _in_child(args, limit, done, "benchmarks.gpu_stages", "prepare_data", f"{args.out!r}, {args.videos}",
+                    "data.log")
     if run["returncode"] is None:
         raise StageFailed(f"writing and indexing the benchmark videos ran past {limit:.0f} s", run, out_of_time=True)
     if run["returncode"] != 0 or not os.path.exists(done):
