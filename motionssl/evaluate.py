@@ -179,9 +179,9 @@ def results_stem(args, state: Optional[Dict], backbone: str) -> str:
         name += "-random-init" if args.random_init else ""
     else:
         name = f"random-init-{backbone}"
+        folder = args.out or os.path.join("runs", f"eval-{name}")
     if getattr(args, "labels", 1.0) < 1.0:  # results on a share of the labels never replace those on all of them
         name += f"-labels{args.labels:g}"
-        folder = args.out or os.path.join("runs", f"eval-{name}")
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise ValueError(f"--out {folder} is a file, not a folder")
     stem = os.path.join(folder, name)

@@ -198,3 +198,18 @@ def test_labels_keeps_a_fixed_share_of_every_class_per_seed(demo_root, tmp_path,
         with pytest.raises(SystemExit):
             evaluate.parse_args(["finetune", "--random-init", "--labels", bad])
         assert "--labels" in capsys.readouterr().err
+
+
+def test_results_folders_with_and_without_labels():
+    """--labels only adds to the results' name: the folder stays the run's (or the random network's)."""
+    from types import SimpleNamespace
+
+    def stem(state, **options):
+        args = SimpleNamespace(out=None, random_init=False, task="linear", show=0, **options)
+        return evaluate.results_stem(args, state, "tiny")
+
+    assert stem(None, labels=1.0).replace(os.sep, "/") == "runs/eval-random-init-tiny/random-init-tiny"
+    assert stem(None).replace(os.sep, "/") == "runs/eval-random-init-tiny/random-init-tiny"  # retrieval: no --labels
+    run = {"path": os.path.join("/data", "runs", "moquad-1", "checkpoints", "ckpt-00000010.pt")}
+    assert stem(run, labels=0.1).replace(os.sep, "/") == "runs/eval-moquad-1/ckpt-00000010-labels0.1"
+    assert stem(run, labels=1.0).replace(os.sep, "/") == "runs/eval-moquad-1/ckpt-00000010"
