@@ -140,9 +140,9 @@ def run_one(row: Row, seed: int, args, data: str) -> Dict:
         for c in cmds:
             print(" ".join(c))
         return {}
-    if row.pretrained and not os.path.isdir(os.path.join(pretrained_run(run, row), "checkpoints")):
-        print(f"  {row.name} seed {seed}: no {row.pretrained} run of seed {seed} in {args.out} to start from; "
-              f"run that row first (--rows {row.pretrained} {row.name})", flush=True)
+    if row.pretrained and finished(args.out, row.pretrained, seed) is None:  # a finished run, not a partial one
+        print(f"  {row.name} seed {seed}: no finished {row.pretrained} run of seed {seed} in {args.out} to start "
+              f"from; run that row first (--rows {row.pretrained} {row.name})", flush=True)
         return {"row": row.name, "seed": seed, "failed": f"no {row.pretrained} checkpoint"}
     seconds = _run_commands(row, seed, run, cmds)
     if isinstance(seconds, dict):  # a failure

@@ -51,7 +51,7 @@ import os
 import re
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -76,7 +76,9 @@ from motionssl.pipelines.sources import PipelineError
 from motionssl.pipelines.video_io import VideoError
 from motionssl.protocols import Views
 from motionssl.training import (
+    MOVED_TO_METHOD,
     CheckpointError,
+    TrainConfig,
     backbone_from_state,
     build_backbone,
     clip_settings,
@@ -97,7 +99,12 @@ FINETUNE_AUGMENT = {"size": [112, 112], "mean": list(KINETICS_MEAN), "std": list
 def own_clip_settings(path: str) -> Tuple[int, Dict]:
     """``(frames, augmentation dict)`` of the training config ``path`` (a file or a shipped name): its
     ``pipeline_config.clip``, which every method's pipeline reads alike (the file need not name its method)."""
-    section = read_config_file(path).get("pipeline_config") or {}
+    values = read_config_file(path)
+    unknown = sorted(set(values) - {f.name for f in fields(TrainConfig)} - set(MOVED_TO_METHOD))
+    if unknown:
+        raise ConfigError(f"unknown key {unknown[0]!r} in {path}; a training config's keys are those of "
+                          "TrainConfig (motionssl/training.py)")
+    section = values.get("pipeline_config") or {}
     if not isinstance(section, dict):
         raise ConfigError(f"pipeline_config must be a mapping, got {shown(section)} (from {path})")
     clip = build(ClipConfig, section.get("clip"), "pipeline_config.clip", origin=path)

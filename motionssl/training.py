@@ -193,6 +193,9 @@ def moved_to_method(values: Dict[str, Any], method: Any, where: Optional[str]) -
     taken = METHODS[method].options() if isinstance(method, str) and method in METHODS else None
     for key in found:
         value = values.pop(key)
+        if isinstance(values.get("method"), dict) and key in values["method"]:
+            raise ConfigError(f"{key} and method.{key} are both given{f' in {cut(where)}' if where else ''}; "
+                              f"keep method.{key}")
         kept = taken is None or key in taken  # an unknown method is refused where the config is built
         if where is not None:
             logger.warning("%s: %s is deprecated; write method.%s (an option of %s)%s", cut(where), key, key,

@@ -213,3 +213,14 @@ def test_results_folders_with_and_without_labels():
     run = {"path": os.path.join("/data", "runs", "moquad-1", "checkpoints", "ckpt-00000010.pt")}
     assert stem(run, labels=0.1).replace(os.sep, "/") == "runs/eval-moquad-1/ckpt-00000010-labels0.1"
     assert stem(run, labels=1.0).replace(os.sep, "/") == "runs/eval-moquad-1/ckpt-00000010"
+
+
+def test_a_config_with_a_mistyped_key_is_refused_by_name(tmp_path):
+    """eval.py --config reads only the clip section, but a key no training config has is still an error."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("pipline_config: {clip: {frames: 8}}\n")
+    with pytest.raises(Exception, match="unknown key 'pipline_config' in .*bad.yaml"):
+        evaluate.own_clip_settings(str(bad))
+    good = tmp_path / "good.yaml"
+    good.write_text("appearance_warmup: 0.2\npipeline_config: {clip: {frames: 8}}\n")  # an older MoQuad file
+    assert evaluate.own_clip_settings(str(good))[0] == 8

@@ -357,9 +357,10 @@ def test_finetuning_rows_start_from_the_same_seeds_checkpoint_or_say_it_is_missi
         if r.pretrained:
             assert r.base == f"finetune-scratch-{round(100 * r.labels)}" and r.paper == "better"
     args = fidelity.parse_args(["--rows", "finetuning", "--out", str(tmp_path), "--data", str(tmp_path)])
+    os.makedirs(tmp_path / "moquad" / "seed2" / "train" / "checkpoints")  # an interrupted run: no result.json
     result = fidelity.run_one(fidelity.ROWS["finetune-moquad-10"], 2, args, str(tmp_path))
     assert result["failed"] == "no moquad checkpoint"
-    assert "run that row first (--rows moquad finetune-moquad-10)" in capsys.readouterr().out
+    assert "no finished moquad run of seed 2" in capsys.readouterr().out
     assert not (tmp_path / "finetune-moquad-10").exists()
 
 

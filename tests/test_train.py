@@ -15,6 +15,7 @@ import yaml
 from motionssl import train
 from motionssl.models.methods import get_method
 from motionssl.pipelines import demo
+from motionssl.pipelines.config import ConfigError
 from motionssl.training import load_checkpoint, load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -200,6 +201,11 @@ def test_a_top_level_appearance_warmup_is_moquads_method_option_with_a_warning(t
     assert not (tmp_path / "run").exists()
     with pytest.raises(ValueError, match=r"unknown method key\(s\) \['appearance_warmup'\]; valid keys: .*'temperature'"):
         train.method_settings(get_method("simclr"), {"appearance_warmup": 0.2})
+    both = tmp_path / "both.yaml"  # the old and the new key in one file: which one was meant is not guessed
+    both.write_text("appearance_warmup: 0.3\nmethod: {appearance_warmup: 0.1}\n")
+    with pytest.raises(ConfigError, match=r"appearance_warmup and method\.appearance_warmup are both given in .*both\.yaml; "
+                                          r"keep method\.appearance_warmup"):
+        load_config([str(both)], pipeline="moquad")
 
 
 def test_an_older_runs_checkpoint_resumes_and_may_change_the_warm_up(small_demo, tmp_path):

@@ -335,7 +335,7 @@ def _residual_kernel(out, idx, window, roi, pack):
 # --- DALI entry points ---------------------------------------------------------------------------
 # Inputs of every operator: idx (int32, 1-D), window (uint8, F×H×W×3), roi (float32, 4), pack
 # (float32, PACK_LENGTH), size (uint8, H×W×0: carries the output size in its shape); RAD adds
-# the mosaic (uint8, 1×H×W×3). One float32 output (3, T, H, W).
+# the lender's frame (uint8, 1×h×w×3), of which the kernel builds the mosaic. One float32 output (3, T, H, W).
 RUN_SIG = nt.void(nt.uint64, nt.uint64, nt.uint64, nt.int32, nt.uint64, nt.uint64, nt.uint64, nt.int32)
 SETUP_SIG = nt.void(nt.uint64, nt.uint64, nt.int32, nt.uint64, nt.uint64, nt.int32, nt.int32)
 
