@@ -155,6 +155,8 @@ def directions_table(rows: Sequence[Row], summary: Dict[str, Dict]) -> str:
             continue
         cells = [r.name, r.base, r.paper or "not in the paper"]
         lin, ret = direction(r, summary, "linear_top1"), direction(r, summary, "retrieval_top1")
+        if r.method in ("supervised", "finetune"):  # a classifier's rows: no retrieval to compare
+            ret = dict(ret, verdict="no retrieval")
         cells.append(str(lin["n"]))
         for d in (lin, ret):
             cells += [_delta(d), d["verdict"]]
