@@ -35,6 +35,7 @@ class Row:
     steps: int = 0  # the row's own optimiser steps (0: the table's --steps)
     pretrained: str = ""  # a fine-tuning row: the main row whose checkpoint (same seed) it starts from; "": scratch
     labels: float = 1.0  # a fine-tuning row: the share of the training labels it trains on
+    same_steps: bool = False  # a fine-tuning row on a share of the labels: as many steps as on all of them
     evidence: str = ""  # what the row is evidence for, where its group's sentence (EVIDENCE) does not say it
 
     def evidence_for(self) -> str:
@@ -176,16 +177,19 @@ SWEEPS = (
 
 
 
-def _finetune(start: str, labels: float) -> Row:
-    share = f"{labels:.0%} of the labels"
-    name = f"finetune-{start or 'scratch'}-{round(100 * labels)}"
+def _finetune(start: str, labels: float, same_steps: bool = False) -> Row:
+    share = f"{labels:.0%} of the labels" + (", as many steps as with all of them" if same_steps else "")
+    name = f"finetune-{start or 'scratch'}-{round(100 * labels)}" + ("-steps" if same_steps else "")
     if not start:
-        return Row(name, "finetune", "finetuning", f"from scratch (the tiny network), {share}", labels=labels)
+        return Row(name, "finetune", "finetuning", f"from scratch (the tiny network), {share}", labels=labels,
+                   same_steps=same_steps)
     return Row(name, "finetune", "finetuning", f"from the {start} row's checkpoint of the same seed, {share}",
-               base=f"finetune-scratch-{round(100 * labels)}", paper="better", pretrained=start, labels=labels)
+               base=f"finetune-scratch-{round(100 * labels)}" + ("-steps" if same_steps else ""), paper="better",
+               pretrained=start, labels=labels, same_steps=same_steps)
 
 
-FINETUNING = tuple(_finetune(start, labels) for labels in (1.0, 0.1) for start in ("", "simclr", "moquad", "mcpnet"))
+FINETUNING = tuple(_finetune(start, labels, steps) for labels, steps in ((1.0, False), (0.1, False), (0.1, True))
+                   for start in ("", "simclr", "moquad", "mcpnet"))
 
 ROWS: Dict[str, Row] = {r.name: r for r in MAIN + MOQUAD_ABLATIONS + MCPNET_ABLATIONS + DIAGNOSTICS + SWEEPS
                         + FINETUNING}

@@ -171,7 +171,8 @@ def test_every_row_is_a_valid_command_and_config(name, tmp_path):
             scratch = row.method in ("random", "supervised") or (row.method == "finetune" and not row.pretrained)
             assert args.random_init == scratch
             if row.method in ("supervised", "finetune"):  # as many clips as a pre-training run: 10 steps x 8 / 40
-                assert args.task == "finetune" and args.epochs == 2 and args.labels == row.labels
+                assert args.task == "finetune" and args.labels == row.labels
+                assert args.epochs == (round(2 / row.labels) if row.same_steps else 2)
                 assert args.backbone == ("tiny" if scratch else None)
             if row.pretrained:  # the pre-training row's run of the same seed
                 assert args.checkpoint == str(tmp_path / row.pretrained / "seed1" / "train")
@@ -195,9 +196,8 @@ def _stats(values):
 
 def test_every_ablation_names_an_existing_base_and_a_direction():
     ablations = [r for r in fidelity.ROWS.values() if r.base]
-    groups = ["moquad_ablations", "mcpnet_ablations", "sweeps", "mcpnet-tau0.2", "finetune-simclr-100",
-              "finetune-moquad-100", "finetune-mcpnet-100", "finetune-simclr-10", "finetune-moquad-10",
-              "finetune-mcpnet-10"]
+    groups = ["moquad_ablations", "mcpnet_ablations", "sweeps", "mcpnet-tau0.2",
+              *[r.name for r in fidelity.select(["finetuning"]) if r.pretrained]]
     assert {r.name for r in ablations} == {r.name for r in fidelity.select(groups)}
     for r in ablations:
         assert r.base in fidelity.ROWS and fidelity.ROWS[r.base].method == r.method and r.paper in ("worse", "better", "")
@@ -352,10 +352,11 @@ def test_finetuning_rows_start_from_the_same_seeds_checkpoint_or_say_it_is_missi
     """Each method's fine-tuning row is judged against scratch at the same share of labels; without the
     pre-training run of its seed it fails in one line naming the row to run first, and runs nothing."""
     rows = fidelity.select(["finetuning"])
-    assert {r.labels for r in rows} == {1.0, 0.1} and len(rows) == 8
+    assert {r.labels for r in rows} == {1.0, 0.1} and len(rows) == 12
     for r in rows:
         if r.pretrained:
-            assert r.base == f"finetune-scratch-{round(100 * r.labels)}" and r.paper == "better"
+            assert r.base == f"finetune-scratch-{round(100 * r.labels)}" + ("-steps" if r.same_steps else "")
+            assert r.paper == "better"
     args = fidelity.parse_args(["--rows", "finetuning", "--out", str(tmp_path), "--data", str(tmp_path)])
     os.makedirs(tmp_path / "moquad" / "seed2" / "train" / "checkpoints")  # an interrupted run: no result.json
     result = fidelity.run_one(fidelity.ROWS["finetune-moquad-10"], 2, args, str(tmp_path))
