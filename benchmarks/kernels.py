@@ -40,6 +40,8 @@ def load(root: str = ""):
     pipelines = os.path.join(os.path.abspath(root), "pipelines")
     if not os.path.isfile(os.path.join(pipelines, "ops", "_kernels.py")):
         raise SystemExit(f"kernels: error: --against {root}: no pipelines/ops/_kernels.py there; give a checkout's root")
+    if "against_pipelines.ops._kernels" in sys.modules:  # loaded once per process
+        return sys.modules["against_pipelines.ops._kernels"]
     holder = tempfile.mkdtemp(prefix="kernels-against-")
     os.symlink(pipelines, os.path.join(holder, "against_pipelines"))
     sys.path.insert(0, holder)

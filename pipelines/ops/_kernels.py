@@ -288,19 +288,17 @@ def _rgb_kernel(out, idx, window, roi, pack, noise, mode):
 def _distinct(idx, count):
     """The distinct frames of ``idx`` (of a window of ``count``) in first-seen order, and each entry's place among them."""
     slot = np.full(count, -1, np.int64)
+    order = np.empty(idx.shape[0], np.int64)
     which = np.empty(idx.shape[0], np.int64)
     distinct = 0
     for i in range(idx.shape[0]):
         f = idx[i]
         if slot[f] < 0:
             slot[f] = distinct
+            order[distinct] = f
             distinct += 1
         which[i] = slot[f]
-    order = np.empty(distinct, np.int64)
-    for f in range(count):
-        if slot[f] >= 0:
-            order[slot[f]] = f
-    return order, which
+    return order[:distinct], which
 
 
 @jit
