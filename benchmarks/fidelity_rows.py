@@ -6,7 +6,8 @@ with the direction the paper found), ``diagnostics`` (what the investigation swi
 ``sweeps`` (the settings the small configs have not been tuned on, each against the main row
 it varies, to adopt what wins beyond the seed interval) and ``finetuning`` (the papers'
 headline claim: fine-tuning from a method's checkpoint of the same seed against fine-tuning
-from scratch, on all the labels and on a tenth of them).
+from scratch, on all the labels and on a tenth of them; first with the checkpoints' augmentation,
+then again with the papers' fine-tuning augmentation).
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ class Row:
     pretrained: str = ""  # a fine-tuning row: the main row whose checkpoint (same seed) it starts from; "": scratch
     labels: float = 1.0  # a fine-tuning row: the share of the training labels it trains on
     same_steps: bool = False  # a fine-tuning row on a share of the labels: as many steps as on all of them
+    augment: str = "checkpoint"  # a fine-tuning row's training augmentation (eval.py finetune --augment)
     evidence: str = ""  # what the row is evidence for, where its group's sentence (EVIDENCE) does not say it
 
     def evidence_for(self) -> str:
@@ -177,18 +179,25 @@ SWEEPS = (
 
 
 
-def _finetune(start: str, labels: float, same_steps: bool = False) -> Row:
+def _finetune(start: str, labels: float, same_steps: bool = False, augment: str = "checkpoint") -> Row:
     share = f"{labels:.0%} of the labels" + (", as many steps as with all of them" if same_steps else "")
-    name = f"finetune-{start or 'scratch'}-{round(100 * labels)}" + ("-steps" if same_steps else "")
+    suffix = f"-{round(100 * labels)}" + ("-steps" if same_steps else "")
+    if augment == "papers":  # eval.py names these results <name>-papersaug too
+        share += ("; the papers' fine-tuning augmentation (a crop of 30-100 % of the frame, no colour jitter or "
+                  "grayscale) at the same clip size and normalisation")
+        suffix += "-papersaug"
+    name = f"finetune-{start or 'scratch'}{suffix}"
     if not start:
         return Row(name, "finetune", "finetuning", f"from scratch (the tiny network), {share}", labels=labels,
-                   same_steps=same_steps)
+                   same_steps=same_steps, augment=augment)
     return Row(name, "finetune", "finetuning", f"from the {start} row's checkpoint of the same seed, {share}",
-               base=f"finetune-scratch-{round(100 * labels)}" + ("-steps" if same_steps else ""), paper="better",
-               pretrained=start, labels=labels, same_steps=same_steps)
+               base=f"finetune-scratch{suffix}", paper="better", pretrained=start, labels=labels,
+               same_steps=same_steps, augment=augment)
 
 
-FINETUNING = tuple(_finetune(start, labels, steps) for labels, steps in ((1.0, False), (0.1, False), (0.1, True))
+# Twice: with the checkpoints' augmentation (colour jitter and grayscale), then with the papers' fine-tuning one.
+FINETUNING = tuple(_finetune(start, labels, steps, augment) for augment in ("checkpoint", "papers")
+                   for labels, steps in ((1.0, False), (0.1, False), (0.1, True))
                    for start in ("", "simclr", "moquad", "mcpnet"))
 
 ROWS: Dict[str, Row] = {r.name: r for r in MAIN + MOQUAD_ABLATIONS + MCPNET_ABLATIONS + DIAGNOSTICS + SWEEPS

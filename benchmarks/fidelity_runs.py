@@ -47,12 +47,15 @@ def commands(row: Row, seed: int, data: str, run: str, steps: int, batch_size: i
         start = ["--random-init", "--backbone", "tiny"]
         if row.pretrained:
             start = ["--checkpoint", pretrained_run(run, row)]
-        elif row.method == "finetune":  # the checkpoints' augmentation (the small configs share it), from scratch
+        elif row.method == "finetune":  # the checkpoints' clips (the small configs share them), from scratch
             start += ["--config", BASE["simclr"]]
         labels = ["--labels", f"{row.labels:g}"] if row.labels < 1.0 else []
+        # --augment papers: the papers' fine-tuning augmentation instead of the checkpoint's (or --config's),
+        # at the same clip size and normalisation; all else stays.
+        augment = ["--augment", row.augment] if row.augment != "checkpoint" else []
         return [[py, "eval.py", "finetune", *start, "--frames", "8", "--size", "32", "--flip-prob", "0", *split,
                  "--out", run, "--epochs", str(epochs), "--batch-size", str(batch_size), "--optimizer", "adamw",
-                 "--lr", "1e-3", *labels, *views]]
+                 "--lr", "1e-3", *labels, *augment, *views]]
     steps = row.steps or steps
     configs = [a for c in (BASE[row.method], *row.configs) for a in ("--config", c)]
     # train.py writes its own run folder (it refuses one holding files it did not write, such as log.txt).

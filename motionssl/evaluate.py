@@ -22,7 +22,9 @@ normalisation unless ``--frames`` / ``--size`` say otherwise, and averages per v
   clip-consistently augmented clips (the ``clip`` pipeline, with the checkpoint's
   augmentation; without a checkpoint ``--config``'s, on the demo data the demo
   configuration's, else the papers' crop and flip without colour jitter), SGD or LARS with
-  a cosine schedule; test: 10 clips × 3 crops; top-1/5.
+  a cosine schedule; test: 10 clips × 3 crops; top-1/5. ``--augment papers`` trains with the
+  papers' crop and flip without colour jitter or grayscale instead, at the same clip size and
+  normalisation; its results are ``<name>-papersaug.finetune.json``.
 
 ``linear`` and ``finetune`` take ``--labels FRACTION``: the classifier trains on that share of
 the training videos — the same share of every class (at least one video each), a fixed subset
@@ -87,6 +89,7 @@ from motionssl.training import (
 )
 
 TASKS = ("retrieval", "linear", "finetune")
+AUGMENTS = ("checkpoint", "papers")  # finetune --augment
 # A network without a checkpoint or --config takes the clip settings of its data: the demo
 # configurations' for the demo data (they share them; a test checks), and otherwise the
 # fine-tuning augmentation of both papers — random crop and flip, no colour jitter — on
@@ -119,6 +122,18 @@ def data_clip_settings(choice: DataChoice) -> Tuple[int, Dict, str]:
     return 16, asdict(build(AugmentConfig, FINETUNE_AUGMENT, "augment")), "crop and flip, no colour jitter"
 
 
+# What fine-tuning's training clips take from the network's own augmentation under --augment papers: the clips'
+# shape and pixel values as the network was trained on them.
+NETWORK_CLIP_KEYS = ("size", "mean", "std", "residual_std", "antialias")
+
+
+def papers_augment(augment: Dict) -> Dict:
+    """The papers' fine-tuning augmentation (AugmentConfig's crop and flip, no colour jitter, no grayscale) with
+    ``augment``'s clip size, normalisation and resizing."""
+    papers = asdict(build(AugmentConfig, FINETUNE_AUGMENT, "augment"))
+    return {**papers, **{k: augment[k] for k in NETWORK_CLIP_KEYS if k in augment}}
+
+
 # --- sub-commands --------------------------------------------------------------------------------
 def cmd_retrieval(args, backbone, views: Views, data, out_stem: str, rt) -> Dict:
     train_index, test_index = data
@@ -140,6 +155,18 @@ def cmd_finetune(args, backbone, views: Views, data, augment: Dict, kind: str) -
     return protocols.finetune(backbone, *data, views, augment, kind, epochs=args.epochs, optimizer=args.optimizer,
                               lr=args.lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
                               hidden_dim=args.hidden_dim, test_crops=args.test_crops, seed=args.seed)
+
+
+def finetune_augment(args, augment: Dict, views: Views, demo_data: bool) -> Dict:
+    """The training clips' augmentation: ``augment`` (or the papers' with ``--augment papers``) at the evaluation
+    clips' size and normalisation, with ``--flip-prob``'s flip."""
+    chosen = papers_augment(augment) if args.augment == "papers" else augment
+    train_augment = {**chosen, "size": list(views.size), "mean": list(views.mean), "std": list(views.std)}
+    if args.flip_prob is not None:
+        train_augment["flip_prob"] = args.flip_prob
+    elif demo_data:
+        train_augment["flip_prob"] = 0.0  # demo classes include left vs right: a flip changes the class
+    return train_augment
 
 
 def with_labels(args, data: Tuple[VideoIndex, VideoIndex], described: Dict, main: bool):
@@ -189,6 +216,8 @@ def results_stem(args, state: Optional[Dict], backbone: str) -> str:
         folder = args.out or os.path.join("runs", f"eval-{name}")
     if getattr(args, "labels", 1.0) < 1.0:  # results on a share of the labels never replace those on all of them
         name += f"-labels{args.labels:g}"
+    if getattr(args, "augment", "checkpoint") != "checkpoint":  # nor do those of another training augmentation
+        name += f"-{args.augment}aug"
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise ValueError(f"--out {folder} is a file, not a folder")
     stem = os.path.join(folder, name)
@@ -314,7 +343,13 @@ def parse_args(argv=None):
     finetune.add_argument("--warmup-epochs", type=DECAY, default=0.0, help="at most --epochs")
     finetune.add_argument("--hidden-dim", type=COUNT, help="width of the head's hidden layer (default: feature_dim)")
     finetune.add_argument("--flip-prob", type=number(float, 0, 1),
-                          help="horizontal flip probability (default: the checkpoint's; 0 on the demo data)")
+                          help="horizontal flip probability (default: the checkpoint's, with --augment papers "
+                               "0.5; 0 on the demo data)")
+    finetune.add_argument("--augment", default="checkpoint", choices=AUGMENTS,
+                          help="the training clips' augmentation: 'checkpoint' (default) the checkpoint's (without "
+                               "a checkpoint: --config's, else the data's); 'papers' the papers' crop and flip "
+                               "without colour jitter or grayscale, at the same clip size and normalisation (results: "
+                               "<name>-papersaug.finetune.json)")
     finetune.add_argument("--test-crops", type=int, default=3, choices=NUM_CROPS)
     for task in (linear, finetune):
         task.add_argument("--labels", type=number(float, 0, 1, above=True), default=1.0, metavar="FRACTION",
@@ -390,7 +425,9 @@ def _run(args, rt, start: float) -> Dict:
         frames, augment = clip_settings(config, state["path"])
         clip_from = "the checkpoint"
     if rt.main:
-        print(f"clips: {args.frames or frames} frames, augmentation of {clip_from}", flush=True)
+        shown_from = (f"the papers' fine-tuning (crop and flip, no colour jitter or grayscale), size and "
+                      f"normalisation of {clip_from}" if getattr(args, "augment", None) == "papers" else clip_from)
+        print(f"clips: {args.frames or frames} frames, augmentation of {shown_from}", flush=True)
     size = args.size or augment["size"]
     size = (size[0], size[-1])
     views = Views(frames=args.frames or frames, size=tuple(size), mean=tuple(augment["mean"]),
@@ -408,13 +445,8 @@ def _run(args, rt, start: float) -> Dict:
     elif args.task == "linear":
         result = cmd_linear(args, backbone, views, data, rt.kind)
     else:
-        # The training clips: the augmentation chosen above, at the evaluation clip size.
-        train_augment = {**augment, "size": list(views.size), "mean": list(views.mean), "std": list(views.std)}
-        if args.flip_prob is not None:
-            train_augment["flip_prob"] = args.flip_prob
-        elif described["from"] == "the demo data":
-            train_augment["flip_prob"] = 0.0  # demo classes include left vs right: a flip changes the class
-        result = cmd_finetune(args, backbone, views, data, train_augment, rt.kind)
+        train_augment = finetune_augment(args, augment, views, demo_data=described["from"] == "the demo data")
+        result = {**cmd_finetune(args, backbone, views, data, train_augment, rt.kind), "train_augment": train_augment}
 
     record = {"task": args.task, "checkpoint": state["path"] if state else None, "random_init": args.random_init,
               "backbone": name, "backbone_kwargs": kwargs, "data": described, "views": asdict(views),

@@ -11,6 +11,7 @@ import torch
 from motionssl import evaluate
 from motionssl.models.methods import create_method
 from motionssl.pipelines import demo, load_index
+from motionssl.pipelines.ops.config import AugmentConfig
 from motionssl.protocols import run_retrieval
 from motionssl.training import CheckpointError, load_backbone
 
@@ -213,6 +214,47 @@ def test_results_folders_with_and_without_labels():
     run = {"path": os.path.join("/data", "runs", "moquad-1", "checkpoints", "ckpt-00000010.pt")}
     assert stem(run, labels=0.1).replace(os.sep, "/") == "runs/eval-moquad-1/ckpt-00000010-labels0.1"
     assert stem(run, labels=1.0).replace(os.sep, "/") == "runs/eval-moquad-1/ckpt-00000010"
+    assert stem(run, labels=1.0, augment="checkpoint").replace(os.sep, "/") == "runs/eval-moquad-1/ckpt-00000010"
+    assert stem(run, labels=0.1, augment="papers").replace(os.sep, "/") == \
+        "runs/eval-moquad-1/ckpt-00000010-labels0.1-papersaug"
+
+
+def test_finetune_augment_papers_drops_colour_jitter_but_keeps_the_networks_clips(demo_root, checkpoint, tmp_path,
+                                                                                 monkeypatch, capsys):
+    """--augment papers: the training clips lose the checkpoint's colour jitter and grayscale and take the
+    papers' crop and flip, at the checkpoint's clip size and normalisation; the choice is recorded and printed,
+    and its results never replace those of the checkpoint's augmentation."""
+    seen = []
+
+    def fake_finetune(backbone, train, test, views, augment, *args, **kwargs):
+        seen.append((views, augment))
+        return {"metrics": {"top1": 0.5, "top5": 1.0}, "counts": {"train_videos": len(train), "test_videos": len(test),
+                                                                 "test_clips": 2 * len(test)}}
+
+    monkeypatch.setattr(evaluate.protocols, "finetune", fake_finetune)
+    out = str(tmp_path / "out")
+    common = ["finetune", "--checkpoint", checkpoint[0], "--data", demo_root, "--split", "train", "--test-split",
+              "test", "--out", out, *SMALL]
+    default = evaluate.main(common)
+    assert "augmentation of the checkpoint" in capsys.readouterr().out
+    papers = evaluate.main(common + ["--augment", "papers"])
+    printed = capsys.readouterr().out
+    assert "augmentation of the checkpoint" not in printed and "papers" in printed
+    (views, own), (papers_views, theirs) = seen
+    assert views == papers_views  # the test clips are the same
+    effective = AugmentConfig(**own)  # the checkpoint's, with AugmentConfig's defaults for what it leaves out
+    assert (effective.jitter_prob, effective.grayscale_prob, effective.flip_prob) == (0.8, 0.2, 0.0)
+    assert theirs["jitter_prob"] == theirs["grayscale_prob"] == 0.0
+    assert (theirs["flip_prob"], tuple(theirs["crop_area"])) == (0.5, (0.3, 1.0))  # AugmentConfig's crop and flip
+    for key in ("size", "mean", "std"):  # the network's clips and normalisation
+        assert list(theirs[key]) == list(own[key]) == CLIP["augment"][key]
+    assert default["options"]["augment"] == "checkpoint" and papers["options"]["augment"] == "papers"
+    assert papers["train_augment"] == theirs and default["train_augment"] == own
+    assert papers["json"] != default["json"] and os.path.exists(default["json"]) and os.path.exists(papers["json"])
+    with open(default["json"]) as f:
+        assert json.load(f)["options"]["augment"] == "checkpoint"  # not overwritten by the papers' run
+    evaluate.main(common + ["--augment", "papers", "--flip-prob", "0"])
+    assert seen[-1][1]["flip_prob"] == 0.0 and seen[-1][1]["jitter_prob"] == 0.0
 
 
 def test_a_config_with_a_mistyped_key_is_refused_by_name(tmp_path):

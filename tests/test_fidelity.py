@@ -171,7 +171,7 @@ def test_every_row_is_a_valid_command_and_config(name, tmp_path):
             scratch = row.method in ("random", "supervised") or (row.method == "finetune" and not row.pretrained)
             assert args.random_init == scratch
             if row.method in ("supervised", "finetune"):  # as many clips as a pre-training run: 10 steps x 8 / 40
-                assert args.task == "finetune" and args.labels == row.labels
+                assert args.task == "finetune" and args.labels == row.labels and args.augment == row.augment
                 assert args.epochs == (round(2 / row.labels) if row.same_steps else 2)
                 assert args.backbone == ("tiny" if scratch else None)
             if row.pretrained:  # the pre-training row's run of the same seed
@@ -352,10 +352,11 @@ def test_finetuning_rows_start_from_the_same_seeds_checkpoint_or_say_it_is_missi
     """Each method's fine-tuning row is judged against scratch at the same share of labels; without the
     pre-training run of its seed it fails in one line naming the row to run first, and runs nothing."""
     rows = fidelity.select(["finetuning"])
-    assert {r.labels for r in rows} == {1.0, 0.1} and len(rows) == 12
+    assert {r.labels for r in rows} == {1.0, 0.1} and len(rows) == 24
     for r in rows:
         if r.pretrained:
-            assert r.base == f"finetune-scratch-{round(100 * r.labels)}" + ("-steps" if r.same_steps else "")
+            assert r.base == (f"finetune-scratch-{round(100 * r.labels)}" + ("-steps" if r.same_steps else "")
+                              + ("-papersaug" if r.augment == "papers" else ""))
             assert r.paper == "better"
     args = fidelity.parse_args(["--rows", "finetuning", "--out", str(tmp_path), "--data", str(tmp_path)])
     os.makedirs(tmp_path / "moquad" / "seed2" / "train" / "checkpoints")  # an interrupted run: no result.json
@@ -363,6 +364,31 @@ def test_finetuning_rows_start_from_the_same_seeds_checkpoint_or_say_it_is_missi
     assert result["failed"] == "no moquad checkpoint"
     assert "no finished moquad run of seed 2" in capsys.readouterr().out
     assert not (tmp_path / "finetune-moquad-10").exists()
+
+
+def test_papers_augmentation_rows_differ_from_their_twins_by_the_augmentation_only(tmp_path):
+    """Each fine-tuning row has a twin that trains with the papers' augmentation (eval.py --augment papers): the
+    same command line otherwise (scratch keeps the small config's clips and normalisation), after the
+    checkpoint-augmentation rows, judged against scratch of the same share and augmentation."""
+    rows = fidelity.select(["finetuning"])
+    papers = [r for r in rows if r.augment == "papers"]
+    assert len(papers) == 12 and rows[:12] == [r for r in rows if r.augment == "checkpoint"]
+    for row in papers:
+        twin = fidelity.ROWS[row.name[:-len("-papersaug")]]
+        assert row.name.endswith("-papersaug") and twin.augment == "checkpoint"
+        assert dataclasses.replace(twin, name=row.name, what=row.what, base=row.base, augment="papers") == row
+        assert "papers' fine-tuning augmentation" in row.what and twin.what in row.what
+        run = str(tmp_path / "seed1")  # the same folder for both: only the flags may differ
+        cmd, = fidelity.commands(row, 1, "DATA", run, 10, 8, 2, train_videos=40)
+        twin_cmd, = fidelity.commands(twin, 1, "DATA", run, 10, 8, 2, train_videos=40)
+        at = cmd.index("--augment")
+        assert cmd[at:at + 2] == ["--augment", "papers"] and cmd[:at] + cmd[at + 2:] == twin_cmd
+        assert "--augment" not in twin_cmd
+        if not row.pretrained:
+            assert twin_cmd[twin_cmd.index("--config") + 1] == fidelity_rows.BASE["simclr"]
+        else:
+            assert fidelity.ROWS[row.base].augment == "papers" and not fidelity.ROWS[row.base].pretrained
+            assert fidelity.ROWS[row.base].labels == row.labels and fidelity.ROWS[row.base].same_steps == row.same_steps
 
 
 def test_every_row_says_what_it_is_evidence_for():
