@@ -49,7 +49,8 @@ def windows(source: WindowSource, device: str = "cpu", num_workers: int = 2,
             prefetch: int = 2) -> Dict[str, object]:
     """Graph op: the external source plus the decoder; returns DataNodes by name.
 
-    ``"window"`` is ``(W, H, W, 3)`` uint8 ``FHWC`` on ``device``; ``"label"`` and
+    ``"window"`` is ``(F, H, W, 3)`` uint8 ``FHWC`` on ``device`` (``F = W`` frames, or only those the clips
+    read when the planner names them, ``Planner.window_keys``); ``"label"`` and
     ``"index"`` are int64 scalars; every planner key is a per-sample CPU array.
     ``num_workers=0`` runs the callback in the main process (debugging, tiny tests).
     """

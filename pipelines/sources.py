@@ -1,5 +1,10 @@
 """The window source: one decoded window of ``W`` consecutive frames per sample.
 
+Of that window, a frame decoder hands the graph only the frames the clips read, when the
+planner names their positions (:attr:`~.planners.base.Planner.window_keys`): every frame up to
+the last one read is decoded, only those read are converted to RGB and shipped, and the
+positions are renumbered (:meth:`WindowSource._decode`); the batch is the same.
+
 An epoch is one window per video, at a new random start every epoch. The order of the
 videos, the window starts and every random parameter of the sample (clip positions,
 speeds, crops, colour, RAD weights) are a pure function of ``(seed, epoch, video)`` —
@@ -121,15 +126,17 @@ class WindowSource:
         self._owner = os.getpid()  # the process that iterates; its workers watch it
 
     def _keep_videos(self, index: VideoIndex, decoder: str) -> None:
-        """What a sample needs of each video, as arrays: path, label, frame count, timestamps; frame size and
-        rotation for an in-graph decoder."""
+        """What a sample needs of each video, as arrays: path, label, frame count, timestamps, frame size (0 x 0
+        where the index has not read it: a frame decoder then decodes the whole window); rotation for an
+        in-graph decoder."""
         self.rotations = None  # per video, for an in-graph decoder that must turn some frames upright
         if DECODERS[decoder].in_graph:  # DALI's decoder needs each frame size up front; the index probes headers once
             index = index.with_media()
-            self.frame_hw = np.array([(m.height, m.width) for m in index.media], dtype=np.int64).reshape(-1, 2)
             turns = np.array([m.rotation for m in index.media], dtype=np.float32)
             if turns.any():  # no turning step in the graph of a dataset without rotated videos
                 self.rotations = turns
+        self.frame_hw = np.array([(m.height, m.width) if m is not None else (0, 0) for m in index.media],
+                                 dtype=np.int64).reshape(-1, 2)
         self.paths = list(index.paths)
         self.labels = np.asarray(index.labels, dtype=np.int64)
         self.num_frames = np.asarray(index.num_frames, dtype=np.int64)
@@ -215,6 +222,39 @@ class WindowSource:
                          "this and the following replacement videos all failed to decode",
                          "check the dataset with `motionssl-prepare`")
 
+    def _decode(self, video: int, start: int, valid: int, rng, batch_rng, slot: int) -> Tuple[np.ndarray, dict]:
+        """The sample's frames and draws (a frame decoder).
+
+        When the planner names its window positions (:attr:`~.planners.base.Planner.window_keys`)
+        and the index knows the frame size, the draws come first and only the frames they name
+        are converted and handed over (:func:`read_window`'s ``keep``), their positions
+        renumbered; the draws are those the whole window would have got (a clip's frame
+        positions do not depend on the frame size, and a size the file contradicts draws again).
+        """
+        path, n = self.paths[video], int(self.num_frames[video])
+        first, step, count = self.timing[video]
+        stamps = first + step * np.arange(count) if count else self._facts.get(path)
+        if len(stamps) < n:
+            raise VideoError(path, f"holds {len(stamps)} frames but the index says {n}",
+                             "the file changed or is truncated since indexing; re-encode it or rebuild the index")
+        keys, hw = self.planner.window_keys, tuple(int(v) for v in self.frame_hw[video])
+        keep, params, states = None, None, (rng.bit_generator.state, batch_rng.bit_generator.state)
+        if keys and hw[0] > 0:
+            params = self.planner.draw(rng, batch_rng, slot, self.batch_size, valid, hw)
+            positions = {k: params[k] for k in keys}
+            keep = np.unique(np.concatenate([np.ravel(p) for p in positions.values()]).astype(np.int64))
+        frames = read_window(path, start, self.window, timestamps=stamps, decoder=self.decoder, out=self._buffers,
+                             threads=self.codec_threads, facts=self._facts, keep=keep)
+        if params is None or tuple(frames.shape[1:3]) != hw:
+            rng.bit_generator.state, batch_rng.bit_generator.state = states
+            params = self.planner.draw(rng, batch_rng, slot, self.batch_size, valid, tuple(frames.shape[1:3]))
+            if keep is not None and not all(np.array_equal(params[k], positions[k]) for k in keys):
+                raise RuntimeError(f"planner {type(self.planner).__name__} drew other window positions for "
+                                   "another frame size; its window_keys must not depend on it")
+        for k in keys if keep is not None else ():
+            params[k] = np.searchsorted(keep, params[k]).astype(params[k].dtype)
+        return frames, params
+
     def _sample(self, sample_id: int, epoch: int, lap: int, slot: int, batch_rng) -> tuple:
         video = self._video_of(sample_id)
         path = self.paths[video]
@@ -230,17 +270,10 @@ class WindowSource:
             if self.rotations is not None:
                 head += (np.array(self.rotations[video], dtype=np.float32),)
             frame_hw = tuple(self.frame_hw[video])
+            params = self.planner.draw(rng, batch_rng, slot, self.batch_size, valid, frame_hw)
         else:
-            first, step, count = self.timing[video]
-            stamps = first + step * np.arange(count) if count else self._facts.get(path)
-            if len(stamps) < n:
-                raise VideoError(path, f"holds {len(stamps)} frames but the index says {n}",
-                                 "the file changed or is truncated since indexing; re-encode it or rebuild the index")
-            frames = read_window(path, start, self.window, timestamps=stamps, decoder=self.decoder,
-                                 out=self._buffers, threads=self.codec_threads, facts=self._facts)
+            frames, params = self._decode(video, start, valid, rng, batch_rng, slot)
             head = (frames,)
-            frame_hw = frames.shape[1:3]
-        params = self.planner.draw(rng, batch_rng, slot, self.batch_size, valid, frame_hw)
         missing = set(self.planner.keys) - set(params)
         if missing:
             raise KeyError(f"planner {type(self.planner).__name__} did not draw {sorted(missing)}")

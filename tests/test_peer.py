@@ -35,14 +35,15 @@ def levels(clip, mean=KINETICS_MEAN, std=KINETICS_STD):
 def source_params(it, iteration=0):
     """The planner's draws of every sample of batch ``iteration`` (what the peer was asked to build).
 
-    Clip indices are window positions; ``start`` is the video frame the window starts at,
-    read from the window's first frame.
+    Clip indices are window positions; ``start`` is the video frame the window starts at. Drawn by a source
+    that hands over the file (DALI's decoder): the same draws, positions in the whole window (a frame decoder's
+    source renumbers them among the frames the clips read).
     """
-    source = it.make_source(decoder="pyav")
+    source = it.make_source(decoder="dali")
     out = []
     for slot in range(it.batch_size):
         sample = dict(zip(source.keys, source.sample(0, iteration, slot)))
-        sample["start"] = int(np.rint(sample.pop("frames")[0].mean() / 4))
+        sample["start"] = int(sample.pop("window_start"))
         out.append(sample)
     return out
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -60,6 +60,7 @@ class Decoder:
     name: str = ""
     in_graph: bool = False
     doc: str = ""
+    keeps: bool = False  # :meth:`frames` takes ``keep`` (returns only those frames, converting no other)
 
     def unavailable(self) -> Optional[str]:
         """Why this decoder cannot be used here (one line, with how to install it), or ``None``."""
@@ -78,7 +79,12 @@ class Decoder:
         in order (a list, or yielded one by one: :func:`read_window` copies each as it comes), each
         ``(H, W, 3)`` uint8 RGB and upright (the display matrix's quarter turn applied,
         :func:`..video_io.display_rotation`); fewer when the file ends early. A :class:`VideoError`
-        naming the file (and ``where``: "frames 16..31") on any failure of the file."""
+        naming the file (and ``where``: "frames 16..31") on any failure of the file.
+
+        A decoder whose :attr:`keeps` is true also takes ``keep``: the positions in ``wanted``
+        (sorted, distinct) of the frames to return; the frames between them are decoded (the
+        codec needs them) but not converted. :func:`read_window` picks the kept frames itself
+        from a decoder that does not."""
         raise NotImplementedError(f"decoder {self.name!r} decodes inside the graph")
 
     def graph(self, encoded, start, length: int, device: str, rotation=None):
@@ -171,7 +177,7 @@ class WindowBuffers:
 
 def read_window(path: str, start: int, count: int, timestamps: Optional[np.ndarray] = None,
                 decoder: str = "pyav", out: Optional[Callable[[Tuple[int, ...], np.dtype], np.ndarray]] = None,
-                **options):
+                keep: Optional[Sequence[int]] = None, **options):
     """Frames ``start .. start+count-1`` of ``path`` as ``(count, H, W, 3)`` uint8 RGB, decoded by a frame decoder.
 
     ``start`` is clamped into the video; frames past its end repeat the last frame.
@@ -179,6 +185,10 @@ def read_window(path: str, start: int, count: int, timestamps: Optional[np.ndarr
     Each frame is copied into the window as it is decoded (so only one decoded frame is
     alive at a time); ``out(shape, dtype)`` gives that window, C-ordered (a :class:`WindowBuffers`
     reuses them), else it is a new array.
+    ``keep`` (sorted, distinct positions in the window, each below ``count``) returns only
+    those frames, ``(len(keep), H, W, 3)``, in that order: the frames from the first kept one
+    to the last are decoded, and a decoder whose :attr:`Decoder.keeps` is true converts only
+    the kept ones (a kept position past the end of the video is its last frame).
     ``options`` go to the decoder's :meth:`Decoder.frames` (``threads``, ``check_errors``
     for PyAV; ``threads``, ``facts``, ``device`` for torchcodec — whose ``device="cuda"``
     returns a torch tensor on the GPU instead of an array).
@@ -192,32 +202,50 @@ def read_window(path: str, start: int, count: int, timestamps: Optional[np.ndarr
     if n == 0:
         raise VideoError(path, "video stream has no frames", "re-encode it or remove it")
     start = int(min(max(start, 0), n - 1))
-    stop = min(start + count, n)
-    wanted = np.asarray(timestamps[start:stop], dtype=np.int64)
-    where = f"frames {start}..{stop - 1}"
+    keep = np.arange(count) if keep is None else np.asarray(keep, dtype=np.int64)
+    if keep.ndim != 1 or not len(keep) or keep[0] < 0 or keep[-1] >= count or (np.diff(keep) <= 0).any():
+        raise ValueError(f"keep must be sorted, distinct window positions below count={count}, got {keep.tolist()}")
+    return _read_kept(chosen, path, start, timestamps, out, keep, options)
+
+
+def _read_kept(chosen: Decoder, path: str, start: int, timestamps, out, keep: np.ndarray, options):
+    """:func:`read_window`'s frames at window positions ``keep`` (``start`` already clamped into the video)."""
+    last = len(timestamps) - 1 - start  # the video's last frame, as a window position
+    # Positions past the end are the last frame: decoded once, then repeated.
+    held = np.unique(np.minimum(keep, last))
+    first, stop = start + int(held[0]), start + int(held[-1]) + 1
+    wanted = np.asarray(timestamps[first:stop], dtype=np.int64)
+    where = f"frames {first}..{stop - 1}"
+    positions = held - held[0]
+    every = len(positions) == len(wanted)  # the whole stretch: nothing to leave out
+    if every or chosen.keeps:
+        decoded = chosen.frames(path, wanted, where=where, **({} if every else {"keep": positions}), **options)
+    else:
+        kept = set(positions.tolist())
+        decoded = (f for i, f in enumerate(chosen.frames(path, wanted, where=where, **options)) if i in kept)
     window, tensors, got = None, [], 0
-    for frame in chosen.frames(path, wanted, where=where, **options):
-        if got == len(wanted):
-            raise RuntimeError(f"decoder {decoder!r} returned more than the {len(wanted)} frames asked for")
-        if not isinstance(frame, np.ndarray):  # torch tensors (a CUDA decoder): stacked below
+    for frame in decoded:
+        if got == len(held):
+            raise RuntimeError(f"decoder {chosen.name!r} returned more than the {len(held)} frames asked for")
+        if not isinstance(frame, np.ndarray):
             tensors.append(frame)
         elif window is None:
-            window = (out or np.empty)((count, *frame.shape), frame.dtype)
-            window[0] = frame  # a turned frame is a transposed view: copied into C order
+            window = (out or np.empty)((len(keep), *frame.shape), frame.dtype)
+            window[0] = frame
         elif frame.shape != window.shape[1:]:
             raise VideoError(path, f"the frame size changes within {where} ({window.shape[2]}x{window.shape[1]} "
                                    f"to {frame.shape[1]}x{frame.shape[0]})", "re-encode it at one size")
         else:
             window[got] = frame
         got += 1
-    if got < len(wanted):
-        raise VideoError(path, f"decoded {got} of frames {start}..{stop - 1}",
+    if got < len(held):
+        raise VideoError(path, f"decoded {got} of {where}" + ("" if every else f" ({len(held)} asked for)"),
                          "the file is probably truncated; re-encode it or remove it")
     if tensors:
         import torch
 
-        return torch.stack(tensors + [tensors[-1]] * (count - got))
-    window[got:] = window[got - 1]  # past the end: the last frame again
+        return torch.stack(tensors + [tensors[-1]] * (len(keep) - got))
+    window[got:] = window[got - 1]  # kept positions past the end: the last frame again
     return window
 
 

@@ -9,7 +9,7 @@ decoder's error log and the frames' corrupt flags (:mod:`..video_io`, "Damaged f
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Iterator, Optional
 
 import numpy as np
 
@@ -52,10 +52,11 @@ class PyAVDecoder(Decoder):
     """Decodes windows in the source's workers with PyAV (see module doc)."""
 
     name = "pyav"
+    keeps = True
     doc = "PyAV in the decoding workers: any codec and size, DALI's colour conversion, damaged data named"
 
     def frames(self, path: str, wanted: np.ndarray, where: str = "", threads: int = 0, check_errors: bool = True,
-               **unused) -> Iterator[np.ndarray]:
+               keep: Optional[np.ndarray] = None, **unused) -> Iterator[np.ndarray]:
         """Yields the frames whose pts are ``wanted`` (sorted), as ``(H, W, 3)`` uint8 RGB arrays.
 
         Each is a view of its own converted frame; :func:`..read_window` copies it into the
@@ -72,11 +73,12 @@ class PyAVDecoder(Decoder):
         ``check_errors`` (default) collects the decoder's error log and the frames' corrupt
         flags and raises on damaged data; the decode is then single-threaded whatever
         ``threads`` says, since codec threads that log can deadlock against closing the
-        decoder (:func:`..video_io.decoder_errors`).
+        decoder (:func:`..video_io.decoder_errors`). ``keep`` (positions in ``wanted``, sorted):
+        only those frames are converted and yielded, and decoding stops after the last of them.
         """
         if threads < 0:
             raise ValueError(f"threads must be >= 0, got {threads}")
-        done, turn = 0, 0
+        done, turn = 0, None
         if check_errors:
             threads = 1
         with (decoder_errors() if check_errors else contextlib.nullcontext([])) as errors:
@@ -88,14 +90,17 @@ class PyAVDecoder(Decoder):
                 if threads:
                     stream.codec_context.thread_count = threads
                 container.seek(int(wanted[0]), stream=stream, backward=True, any_frame=False)
+                kept = None if keep is None else set(int(k) for k in keep)
+                needed = len(wanted) if keep is None else int(keep[-1]) + 1  # frames to decode from wanted[0]
                 for frame in checked_frames(container.decode(stream), errors):
                     if frame.pts is None or frame.pts < wanted[0]:
                         continue
-                    if not done:  # the stream's display matrix, on every frame
-                        turn = display_rotation(frame, path)
-                    yield upright(to_rgb(frame), turn)
+                    if kept is None or done in kept:  # a frame not kept is decoded, never converted
+                        if turn is None:  # the stream's display matrix, on every frame
+                            turn = display_rotation(frame, path)
+                        yield upright(to_rgb(frame), turn)
                     done += 1
-                    if done == len(wanted):
+                    if done == needed:
                         break
             except VideoError:
                 raise

@@ -149,13 +149,14 @@ class TorchcodecDecoder(Decoder):
     """Decodes windows in the source's workers with torchcodec (see module doc); optional."""
 
     name = "torchcodec"
+    keeps = True
     doc = "torchcodec in the decoding workers: less CPU per window, FFmpeg's colours, damage not detected (optional)"
 
     def unavailable(self) -> Optional[str]:
         return torchcodec_available()
 
     def frames(self, path: str, wanted: np.ndarray, where: str = "", threads: int = 1, facts=None,
-               stream_time_base=None, device: str = "cpu", **unused) -> list:
+               stream_time_base=None, device: str = "cpu", keep: Optional[np.ndarray] = None, **unused) -> list:
         """The frames whose pts are ``wanted`` (sorted): ``(H, W, 3)`` uint8 tensors (on the GPU for ``device="cuda"``).
 
         ``threads`` is torchcodec's ``num_ffmpeg_threads``: 1 when one process per core
@@ -166,7 +167,7 @@ class TorchcodecDecoder(Decoder):
         ``RuntimeError`` (not a :class:`VideoError`, which would skip every file under
         ``bad_files="skip"``) when torchcodec cannot be used. ``device="cuda"`` decodes with
         torchcodec's CUDA decoder (NVDEC); it must run in a process that may use CUDA, not in
-        a forked worker.
+        a forked worker. ``keep`` (positions in ``wanted``): only those frames, found by their pts.
         """
         if threads < 0:
             raise ValueError(f"threads must be >= 0, got {threads}")
@@ -177,6 +178,8 @@ class TorchcodecDecoder(Decoder):
         else:
             tick = facts.time_base(path) if facts is not None else time_base(path)
         wanted = np.asarray(wanted, dtype=np.int64)
+        if keep is not None:
+            wanted = wanted[np.asarray(keep, dtype=np.int64)]
         failure: Optional[BaseException] = None
         for mode in ("approximate", "exact"):
             try:

@@ -86,6 +86,10 @@ class Op:
         """One value per slot of :attr:`slots`: a list of floats or a DALI node, as long as the slot."""
         return ()
 
+    def window_params(self, clip: Clip) -> Tuple[str, ...]:
+        """The names of this op's parameters that are positions in the window (the frames the clip reads)."""
+        return ()
+
     def kernel_input(self, p: Dict, clip: Clip):
         """An extra input of the fused kernel this op needs (the RAD mosaic), or ``None``."""
         return None

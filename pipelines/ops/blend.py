@@ -164,6 +164,9 @@ class Blend(Op):
             noise = rad_noise_reference(frame, a.grid, clip.cfg.augment.size)
         return blend_reference(x, noise, p["lam"])
 
+    def window_params(self, clip):
+        return () if clip.appearance.op == "be" else ("frame",)  # BE's frame is a position in the clip
+
     def kernel_input(self, p, clip):
         return None if clip.appearance.op == "be" else self._lent(p, clip)
 

@@ -120,5 +120,8 @@ class Cut(Op):
     def reference(self, x, p, clip):
         return cut_reference(x, p["idx"])
 
+    def window_params(self, clip):
+        return ("idx",)
+
     def kernel_input(self, p, clip):
         return p["idx"]

@@ -39,7 +39,8 @@ from .normalise import Normalise
 from .residual import Residual
 
 __all__ = ["AppearanceConfig", "ClipConfig", "ParamKeys", "RECIPES", "draw_residual", "draw_rgb", "keys_of",
-           "op_names", "param_names", "residual_graph", "residual_reference", "rgb_graph", "rgb_reference", "scalar"]
+           "op_names", "param_names", "residual_graph", "residual_reference", "rgb_graph", "rgb_reference", "scalar",
+           "window_keys"]
 
 RECIPES: Dict[str, Tuple[Op, ...]] = {
     "rgb": (Cut(), Crop(), Colour(), Blend(), Normalise()),
@@ -61,6 +62,16 @@ def op_names(kind: str, appearance: Optional[AppearanceConfig] = None) -> Tuple[
 def param_names() -> FrozenSet[str]:
     """Every parameter name an op of a recipe declares (the attributes of :class:`ParamKeys`)."""
     return frozenset(q.name for ops in RECIPES.values() for op in ops for q in op.params)
+
+
+def window_keys(clip_specs: Dict[str, Tuple[str, Optional[AppearanceConfig]]]) -> Tuple[str, ...]:
+    """The parameter keys of a planner's clips (``Planner.clip_specs``) that are window positions (the frames
+    the clips read; :meth:`.base.Op.window_params`)."""
+    keys = []
+    for name, (kind, appearance) in clip_specs.items():
+        clip = Clip(name, ClipConfig(), appearance=appearance)
+        keys += [clip.key(q) for op in ops_of(kind, clip) for q in op.window_params(clip)]
+    return tuple(keys)
 
 
 def keys_of(name: str, appearance: Optional[AppearanceConfig] = None, kind: str = "rgb") -> Tuple[str, ...]:

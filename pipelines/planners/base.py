@@ -14,7 +14,7 @@ parameter is an ``AttributeError`` where it is written, not a ``KeyError`` in a 
 """
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -36,6 +36,11 @@ class Planner:
             :class:`~..ops.config.AppearanceConfig` whose op is not ``"none"``) or
             ``("residual", None)`` (a long-range residual clip). Loaders that build the
             clips without the graph (the benchmarks' peer loader) read it.
+        window_keys: the parameters (among :attr:`keys`) that are window positions, when
+            the clips read the window through them alone (``recipes.window_keys(clip_specs)``):
+            the source then decodes the frames from the first position to the last, converts
+            and hands over only the frames named, and renumbers the positions. ``None``
+            (default): the graph gets the whole window.
     """
 
     window: int = 1
@@ -43,6 +48,7 @@ class Planner:
     outputs: Tuple[str, ...] = ()
     values: Dict[str, str] = {}
     clip_specs: Dict[str, Tuple[str, object]] = {}
+    window_keys: Optional[Tuple[str, ...]] = None
 
     def draw(self, rng: np.random.Generator, batch_rng: np.random.Generator, slot: int, batch_size: int,
              valid: int, frame_hw) -> Dict[str, np.ndarray]:

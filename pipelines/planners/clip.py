@@ -31,6 +31,7 @@ class ClipOnlyPlanner(Planner):
         self.window = max(cut.clip_span(cfg.clip.frames, max(cfg.clip.speeds)), cfg.clip.window)
         self.keys = recipes.keys_of("clip")
         self.clip_specs = {"clip": ("rgb", None)}
+        self.window_keys = recipes.window_keys(self.clip_specs)
 
     def draw(self, rng, batch_rng, slot, batch_size, valid, frame_hw):
         speed = cut.draw_speed(rng, self.cfg.clip.speeds)

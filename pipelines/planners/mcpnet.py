@@ -99,6 +99,7 @@ class MCPNetPlanner(Planner):
         self.keys = ("speed_rgb", "speed_diff", "cip_same") + recipes.keys_of("rgb") + tuple(
             k for name in ("res_same", "res_diff") for k in recipes.keys_of(name, kind=residual))
         self.clip_specs = {"rgb": ("rgb", None), "res_same": (residual, None), "res_diff": (residual, None)}
+        self.window_keys = recipes.window_keys(self.clip_specs)
 
     def draw(self, rng, batch_rng, slot, batch_size, valid, frame_hw):
         c = self.cfg.clip

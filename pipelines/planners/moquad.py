@@ -92,6 +92,7 @@ class MoQuadPlanner(Planner):
                                                    for k in recipes.keys_of(name, a))
         self.outputs = tuple(self.members) + ("speed_n", "speed_m")
         self.clip_specs = {name: ("rgb", a) for name, a in self.members.items()}
+        self.window_keys = recipes.window_keys(self.clip_specs)
 
     def draw(self, rng, batch_rng, slot, batch_size, valid, frame_hw):
         c = self.cfg.clip

@@ -31,6 +31,7 @@ class SimCLRPlanner(Planner):
         self.window = max(cut.clip_span(cfg.clip.frames, max(cfg.clip.speeds)), cfg.clip.window)
         self.keys = recipes.keys_of("view1") + recipes.keys_of("view2")
         self.clip_specs = {name: ("rgb", None) for name in self.outputs}
+        self.window_keys = recipes.window_keys(self.clip_specs)
 
     def draw(self, rng, batch_rng, slot, batch_size, valid, frame_hw):
         params = {}

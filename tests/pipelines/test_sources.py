@@ -471,3 +471,115 @@ def test_a_subclass_serves_its_own_samples_for_as_long_as_it_says(id_list):
     source = CachedSource(index, ClipAndResidual(), 2, samples=["a", "b", "c", "d"], batches=2)
     assert len(source) == 10 ** 9 and source.shard_size == 8
     assert [source(SimpleNamespace(epoch_idx=0, iteration=i, idx_in_batch=1)) for i in (0, 5, 1000)] == ["b", "d", "b"]
+
+
+# --- only the frames the clips read: decoded up to the last, converted and handed over alone ---------------
+def test_read_window_keeps_the_frames_asked_for_and_converts_no_other(id_list, monkeypatch):
+    """``keep`` returns the window's frames at those positions (past the end: the last frame), and PyAV converts
+    exactly those frames to RGB; a decoder that cannot leave frames out is picked from by ``read_window``."""
+    from motionssl.pipelines.decoders import DECODERS, Decoder, pyav
+
+    index = load_index(id_list)
+    path, n = index.paths[2], int(index.num_frames[2])  # 24 frames
+    converted = []
+    to_rgb = pyav.to_rgb
+    monkeypatch.setattr(pyav, "to_rgb", lambda frame: converted.append(frame.pts) or to_rgb(frame))
+    for start, keep in ((3, [0, 4, 5, 11, 19]), (10, [1, 2, 13, 14, 15, 19]), (0, [7])):
+        converted.clear()
+        got = read_window(path, start, W, keep=keep)
+        want = np.minimum(start + np.asarray(keep), n - 1)
+        np.testing.assert_array_equal(decode_ids(got), want)
+        assert len(converted) == len(np.unique(want))  # not one frame more converted than handed over
+    full = read_window(path, 3, W)
+    np.testing.assert_array_equal(read_window(path, 3, W, keep=np.arange(W)), full)
+
+    class WholeStretch(Decoder):  # decodes every frame it is asked for, knows nothing of ``keep``
+        name = "whole-stretch-test"
+
+        def frames(self, path, wanted, where="", **options):
+            return DECODERS["pyav"].frames(path, wanted, where=where, **options)
+
+    monkeypatch.setitem(DECODERS, WholeStretch.name, WholeStretch())
+    picked = read_window(path, 10, W, decoder=WholeStretch.name, keep=[1, 2, 13, 19])
+    np.testing.assert_array_equal(picked, read_window(path, 10, W, keep=[1, 2, 13, 19]))
+    np.testing.assert_array_equal(decode_ids(picked), [11, 12, 23, 23])
+    for bad in ([3, 3], [5, 2], [-1], [W], []):
+        with pytest.raises(ValueError, match="keep must be sorted"):
+            read_window(path, 0, W, keep=bad)
+
+
+def _epoch_batches(it, n):
+    out = []
+    for i, batch in enumerate(it):
+        out.append({k: v.clone() for k, v in batch.items()})
+        if i + 1 == n:
+            break
+    return out
+
+
+@pytest.mark.parametrize("name,config", [
+    ("moquad", {"clip": {"frames": 4, "speeds": [1, 2], "window": 24, "augment": {"size": [24, 32]}},
+                "appearance": {"op": "rad_inter", "grid": 2}}),
+    ("moquad", {"clip": {"frames": 4, "speeds": [1, 3], "augment": {"size": [24, 32]}},
+                "appearance": {"op": "rad_intra"}, "motion": "shuffle"}),
+    ("mcpnet", {"clip": {"frames": 4, "speeds": [1, 2], "augment": {"size": [24, 32]}}, "gap": 3}),
+    ("simclr", {"clip": {"frames": 4, "speeds": [1, 2], "window": 20, "augment": {"size": [24, 32]}}}),
+])
+def test_the_source_hands_over_only_the_frames_the_clips_read(coloured_list, name, config, monkeypatch):
+    """A method's batch is the same bit for bit whether its source hands over the whole window or only the
+    frames its clips read (renumbered): on the fused CPU graph, with RAD frames lent across the batch, and when
+    the index's frame size is wrong (the draws are made again with the decoded one)."""
+    from motionssl.pipelines import make_iterator
+
+    index = load_index(coloured_list)
+    keep_videos, decode = WindowSource._keep_videos, WindowSource._decode
+
+    def run(sizes=None):
+        handed = []
+
+        def keep_videos_sized(self, *a):
+            keep_videos(self, *a)
+            if sizes is not None:
+                self.frame_hw[:] = sizes
+
+        monkeypatch.setattr(WindowSource, "_keep_videos", keep_videos_sized)
+        monkeypatch.setattr(WindowSource, "_decode", lambda self, *a: (lambda out: handed.append(out[0].shape[0])
+                                                                       or out)(decode(self, *a)))
+        it = make_iterator(name, index, 4, seed=5, config=config, num_workers=0)
+        return _epoch_batches(it, 2), handed, it.planner.window
+
+    whole, whole_frames, window = run(sizes=0)  # 0 x 0: size unknown, the whole window
+    kept, kept_frames, _ = run()
+    wrong, wrong_frames, _ = run(sizes=(7, 9))
+    assert set(whole_frames) == {window} and max(kept_frames) <= window and min(kept_frames) < window
+    assert wrong_frames == kept_frames
+    for a, b, c in zip(whole, kept, wrong):
+        assert set(a) == set(b) == set(c)
+        for key in a:
+            assert torch_equal(a[key], b[key]) and torch_equal(a[key], c[key]), key
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return a.dtype == b.dtype and a.shape == b.shape and bool(torch.equal(a, b))
+
+
+def test_window_positions_that_depend_on_the_frame_size_are_refused(id_list):
+    """A planner's window positions must be the same whatever the frame size (the source draws before it decodes
+    when the index knows the size, and again with the decoded size when the index was wrong)."""
+
+    class SizeDependent(ClipAndResidual):
+        window_keys = ("clip", "pairs")
+
+        def draw(self, rng, batch_rng, slot, batch_size, valid, frame_hw):
+            out = super().draw(rng, batch_rng, slot, batch_size, valid, frame_hw)
+            out["clip"] = np.minimum(out["clip"] + frame_hw[0] % 2, valid - 1).astype(np.int32)
+            return out
+
+    index = load_index(id_list).apply_window(W, "pad")
+    source = WindowSource(index, SizeDependent(), batch_size=2, seed=3)
+    source.frame_hw[:] = (33, 48)  # the files are 32 high
+    with pytest.raises(RuntimeError, match="must not depend on"):
+        for slot in range(2):
+            source.sample(0, 0, slot)
