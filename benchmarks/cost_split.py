@@ -52,10 +52,11 @@ class CachedSource(WindowSource):
 _WINDOWS = WindowBuffers(keep=2)
 
 
-def decode_window_one_thread(path: str, start: int, count: int, stamps: np.ndarray) -> np.ndarray:
+def decode_window_one_thread(path: str, start: int, count: int, stamps: np.ndarray, keep=None) -> np.ndarray:
     """The ceiling's unit: :func:`read_window` with one codec thread (open, seek, decode, RGB), into a
-    reused window as the decoding workers decode (a window still held is never overwritten)."""
-    return read_window(path, start, count, timestamps=stamps, threads=1, out=_WINDOWS)
+    reused window as the decoding workers decode (a window still held is never overwritten); ``keep``:
+    only those window positions converted and returned, as the workers do for a method's clips."""
+    return read_window(path, start, count, timestamps=stamps, threads=1, out=_WINDOWS, keep=keep)
 
 
 def per_sample(work: Callable[[], object], count: int, cpu: Dict[str, float] = None, key: str = "") -> float:

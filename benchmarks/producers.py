@@ -139,10 +139,12 @@ def measure_peer(args, name: str, index: VideoIndex, config: dict, decoder: str)
 
 def timed_windows(args, name: str, index: VideoIndex, config: dict, first: Optional[int] = None,
                   repeats: Optional[int] = None, per_repeat: Optional[int] = None) -> List[List[tuple]]:
-    """``(path, start)`` of every window the timed batches decode, one list per repeat.
+    """``(path, start, keep)`` of every window the timed batches decode, one list per repeat: ``keep`` the window
+    positions the clips read (the frames the pipeline's workers convert and hand over), ``None`` for a
+    planner that does not name them (every frame).
 
     A source with ``decoder="dali"`` draws exactly the pyav source's windows (the start is a
-    function of seed, epoch and video) but returns the file's bytes instead of decoding.
+    function of seed, epoch and video) and parameters, but returns the file's bytes instead of decoding.
     """
     first = args.warmup if first is None else first
     repeats = args.repeats if repeats is None else repeats
@@ -150,34 +152,41 @@ def timed_windows(args, name: str, index: VideoIndex, config: dict, first: Optio
     it = build_iterator(name, index, args.batch_size, args.device, args.seed, config, decoder="pyav",
                         num_workers=0)
     source = WindowSource(it.index, it.planner, args.batch_size, seed=args.seed, decoder="dali")
-    keys = source.keys
+    keys, read = source.keys, it.planner.window_keys
     out = []
     for r in range(repeats):
         batch_windows = []
         for i in range(first + r * per_repeat, first + (r + 1) * per_repeat):
             for slot in range(args.batch_size):
                 sample = dict(zip(keys, source.sample(0, i, slot)))
-                batch_windows.append((source.paths[int(sample["index"])], int(sample["window_start"])))
+                keep = np.unique(np.concatenate([np.ravel(sample[k]) for k in read])) if read else None
+                batch_windows.append((source.paths[int(sample["index"])], int(sample["window_start"]), keep))
         out.append(batch_windows)
     return out
 
 
 def one_thread_decoder(decoder: str):
-    """``(path, start, count, stamps) -> frames`` of ``decoder`` with one thread: the ceiling's unit."""
+    """``(path, start, count, stamps, keep) -> frames`` of ``decoder`` with one thread: the ceiling's unit."""
     if decoder != "pyav":
         from motionssl.pipelines.decoders import read_window
 
-        return lambda path, start, count, stamps: read_window(path, start, count, timestamps=stamps, decoder=decoder,
-                                                              threads=1)
+        return lambda path, start, count, stamps, keep=None: read_window(path, start, count, timestamps=stamps,
+                                                                         decoder=decoder, threads=1, keep=keep)
     return decode_window_one_thread
 
 
-def measure_ceiling(args, name: str, index: VideoIndex, config: dict, window: int, decoder: str = "pyav") -> dict:
-    """Single-thread ``decoder`` windows/s on the timed windows, times ``--cores``."""
+def measure_ceiling(args, name: str, index: VideoIndex, config: dict, window: int, decoder: str = "pyav",
+                    read: bool = False) -> Optional[dict]:
+    """Single-thread ``decoder`` windows/s on the timed windows, times ``--cores``: every frame of each window
+    decoded and converted (``ceiling[decoder]``), or with ``read`` (``ceiling[decoder; read]``) the frames up to
+    the last one the clips read decoded and those alone converted, as the pipeline's workers do."""
     plan = timed_windows(args, name, index, config)
-    stamps = {p: frame_timestamps(p) for p in {p for rep in plan for p, _ in rep}}  # cached by the pipeline too
+    if read and all(keep is None or len(keep) == window for rep in plan for _, _, keep in rep):
+        return None  # the clips read every frame of every window: no second ceiling
+    stamps = {p: frame_timestamps(p) for p in {p for rep in plan for p, _, _ in rep}}  # cached by the pipeline too
     decode = one_thread_decoder(decoder)
-    decode(*plan[0][0], window, stamps[plan[0][0][0]])  # warm the library and the page cache
+    path, first, keep = plan[0][0]
+    decode(path, first, window, stamps[path], keep if read else None)  # warm the library and the page cache
     seconds, cpu_seconds, other = [], [], []
     for rep in plan:
         with OtherLoad() as load:
@@ -185,12 +194,12 @@ def measure_ceiling(args, name: str, index: VideoIndex, config: dict, window: in
             # helper threads (PyAV's libswscale did, before it was held to one thread) must
             # not look cheaper than it is. Nothing else in this process runs meanwhile.
             start, cpu = time.perf_counter(), time.process_time()
-            for path, first in rep:
-                decode(path, first, window, stamps[path])
+            for path, first, keep in rep:
+                decode(path, first, window, stamps[path], keep if read else None)
             seconds.append(time.perf_counter() - start)
             cpu_seconds.append(time.process_time() - cpu)  # = seconds when nothing else wants the core
         other.append(load.fraction)
-    return {"producer": f"ceiling[{decoder}]", "decoder": f"{decoder}, 1 thread", "workers": None, "threads": 1, "cores": args.cores,
+    return {"producer": f"ceiling[{decoder}{'; read' if read else ''}]", "decoder": f"{decoder}, 1 thread", "workers": None, "threads": 1, "cores": args.cores,
             "window": window, "clips_per_sample": None, "seconds": seconds, "cpu_seconds": cpu_seconds,
             "other_load": other}
 

@@ -22,13 +22,14 @@ def table_rows(name: str, entry: dict) -> str:
         ref = f"{r['vs_reference']:6.2f}x" if r["vs_reference"] else f"{'-':>7}"
         peer = f"{r['vs_peer']:6.2f}x" if r.get("vs_peer") else f"{'-':>7}"
         ceil = f"{100 * r['vs_ceiling']:6.0f}%" if r["vs_ceiling"] else f"{'-':>7}"
+        win = f"{100 * r['vs_window_ceiling']:6.0f}%" if r.get("vs_window_ceiling") else f"{'-':>7}"
         who = r["producer"] + (f" x{r['cores']}" if r["producer"].startswith("ceiling") else "")
         loads = [v for v in r.get("other_load", []) if v is not None]
         other = f"{100 * max(loads):6.0f}%" if loads else f"{'-':>7}"
         nvdec = f"  NVDEC {r['nvdec_busy_percent']:.0f}%" if r.get("nvdec_busy_percent") is not None else ""
         cpu = f"{r['cpu_ms_per_window']:8.1f}" if r.get("cpu_ms_per_window") else f"{'-':>8}"
-        lines.append(f"{name:10s} {who:22s} {r['window']:4d} {r['windows_per_s']:10.1f} {clips} "
-                     f"{r['decoded_frames_per_s']:11.0f} {peer} {ref} {ceil} {cpu} {other}{nvdec}")
+        lines.append(f"{name:10s} {who:28s} {r['window']:4d} {r['windows_per_s']:10.1f} {clips} "
+                     f"{r['decoded_frames_per_s']:11.0f} {peer} {ref} {ceil} {win} {cpu} {other}{nvdec}")
     return "\n".join(lines)
 
 
@@ -41,8 +42,8 @@ def print_table(result: dict) -> None:
           f"{result['definition']}; 'cpu ms/w' = CPU time per window of the producer (all its processes "
           f"and threads); 'others' = the largest share of the machine's CPU time that other processes used "
           f"during a timed repeat")
-    print(f"{'pipeline':10s} {'producer':22s} {'W':>4s} {'windows/s':>10s} {'clips/s':>9s} {'frames/s':>11s} "
-          f"{'vs peer':>7s} {'vs ref':>7s} {'vs ceil':>7s} {'cpu ms/w':>8s} {'others':>7s}")
+    print(f"{'pipeline':10s} {'producer':28s} {'W':>4s} {'windows/s':>10s} {'clips/s':>9s} {'frames/s':>11s} "
+          f"{'vs peer':>7s} {'vs ref':>7s} {'vs ceil':>7s} {'vs win':>7s} {'cpu ms/w':>8s} {'others':>7s}")
     for name, entry in result["pipelines"].items():
         print(table_rows(name, entry))
         if "operators_per_batch" in entry:
@@ -76,7 +77,7 @@ def print_quick(result: dict) -> None:
           f"{result['codec']}, batch {result['batch_size']}, {result['workers']} workers, {result['cores']} cores; "
           f"median of {result['repeats']} x {result['batches']} batches; 'others' = the largest share of the CPU "
           "other processes took during a repeat")
-    print(f"{'method':10s} {'size':>7s} {'vs ceil':>7s} {'vs peer':>7s} {'cpu ms/w':>8s} {'others':>7s}")
+    print(f"{'method':10s} {'size':>7s} {'vs ceil':>7s} {'vs win':>7s} {'vs peer':>7s} {'cpu ms/w':>8s} {'others':>7s}")
     for label, entry in result["pipelines"].items():
         rows = [r for r in entry["results"] if r["producer"].startswith("pipeline")]
         if not rows:
@@ -84,8 +85,9 @@ def print_quick(result: dict) -> None:
         row = next((r for r in rows if r["producer"] == "pipeline[pyav]"), rows[0])
         size = f"{entry['size']}x{entry['size']}" if isinstance(entry["size"], int) else "window"
         ceil = f"{100 * row['vs_ceiling']:6.0f}%" if row.get("vs_ceiling") else f"{'-':>7}"
+        win = f"{100 * row['vs_window_ceiling']:6.0f}%" if row.get("vs_window_ceiling") else f"{'-':>7}"
         peer = f"{row['vs_peer']:6.2f}x" if row.get("vs_peer") else f"{'-':>7}"
         cpu = f"{row['cpu_ms_per_window']:8.1f}" if row.get("cpu_ms_per_window") else f"{'-':>8}"
         loads = [v for v in row.get("other_load", []) if v is not None]
         other = f"{100 * max(loads):6.0f}%" if loads else f"{'-':>7}"
-        print(f"{label:10s} {size:>7s} {ceil} {peer} {cpu} {other}")
+        print(f"{label:10s} {size:>7s} {ceil} {win} {peer} {cpu} {other}")

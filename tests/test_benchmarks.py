@@ -101,7 +101,14 @@ def test_throughput_end_to_end_writes_json(small, tmp_path):
     mcpnet = saved["pipelines"]["mcpnet"]
     assert mcpnet["frames_per_clip"] == 4 and mcpnet["window"] == 15 and mcpnet["size"] == 32
     producers = {r["producer"] for r in mcpnet["results"]}
-    assert producers == {"peer[pyav]", "pipeline[pyav]", "pipeline[dali]", "reference", "ceiling[pyav]"}
+    assert producers == {"peer[pyav]", "pipeline[pyav]", "pipeline[dali]", "reference", "ceiling[pyav]",
+                         "ceiling[pyav; read]"}  # the whole window's decode, and the frames the clips read
+    by = {r["producer"]: r for r in mcpnet["results"]}
+    for row in mcpnet["results"]:  # "vs ceil" against the frames read, "vs win" against the whole window
+        assert row["vs_ceiling"] == pytest.approx(row["windows_per_s"] / by["ceiling[pyav; read]"]["windows_per_s"])
+        assert row["vs_window_ceiling"] == pytest.approx(row["windows_per_s"] / by["ceiling[pyav]"]["windows_per_s"])
+    decode = {r["producer"] for r in saved["pipelines"]["decode"]["results"]}
+    assert "ceiling[pyav]" in decode and "ceiling[pyav; read]" not in decode  # decode-only reads every frame
     assert mcpnet["results"][0]["producer"] == "peer[pyav]"  # the table leads with what users would pick instead
     for row in mcpnet["results"]:
         assert len(row["seconds"]) == 2
@@ -289,14 +296,16 @@ def test_throughput_quick_prints_each_methods_ratios_and_the_commit(small, tmp_p
     result = throughput.main(["--quick", "--data", str(small / "vp9" / "list.txt"), "--out", str(out)] + TINY)
     saved = json.loads(out.read_text())
     assert saved["quick"] and set(saved["pipelines"]) == {"simclr", "mcpnet", "moquad"}
-    for entry in result["pipelines"].values():
-        assert {r["producer"] for r in entry["results"]} == {"peer[pyav]", "pipeline[pyav]", "ceiling[pyav]"}
+    for entry in result["pipelines"].values():  # a method whose clips skip frames is judged by their decode too
+        assert {r["producer"] for r in entry["results"]} - {"ceiling[pyav; read]"} == {"peer[pyav]", "pipeline[pyav]",
+                                                                                       "ceiling[pyav]"}
+    assert "ceiling[pyav; read]" in {r["producer"] for r in result["pipelines"]["moquad"]["results"]}
     env = saved["environment"]
     assert len(env["commit"]) == 40 and isinstance(env["dirty"], bool)  # the checkout the figures describe
     printed = capsys.readouterr().out
     assert f"commit {env['commit'][:12]}" in printed
     table = printed[printed.index("method "):printed.index("wrote ")].splitlines()
-    assert table[0].split() == ["method", "size", "vs", "ceil", "vs", "peer", "cpu", "ms/w", "others"]
+    assert table[0].split() == ["method", "size", "vs", "ceil", "vs", "win", "vs", "peer", "cpu", "ms/w", "others"]
     assert sorted(line.split()[0] for line in table[1:]) == ["mcpnet", "moquad", "simclr"]
     assert all("%" in line and "x" in line for line in table[1:])
 
