@@ -321,3 +321,18 @@ def test_kernel_benchmark_times_every_kernel_against_a_checkout(capsys):
     assert kernels.load(root) is not kernels.load() and "speed-up" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="no pipelines/ops/_kernels.py"):
         kernels.load(os.path.join(root, "docs"))
+
+
+def test_cpu_split_sums_the_workers_and_the_graph_threads(small, capsys):
+    """``benchmarks.cpu_split``: the decoding workers' CPU and each main-process thread's, per window, with the
+    ceiling's decode of the same frames; the graph runs on DALI's threads, not on the Python thread."""
+    from benchmarks import cpu_split
+
+    r = cpu_split.main(["--pipeline", "mcpnet", "--size", "32", "--frames", "4", "--batches", "2", "--warmup", "1",
+                        "--data", str(small / "vp9" / "list.txt")])
+    assert r["windows"] == 16 and r["workers_ms"] > 0 and r["ceiling_ms"] > 0
+    dali = sum(ms for thread, ms in r["threads_ms"].items() if "DALI" in thread)
+    assert dali > 0 and r["main_ms"] == pytest.approx(sum(r["threads_ms"].values()))
+    assert "decoding workers" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cpu_split.main(["--batches", "0"])
