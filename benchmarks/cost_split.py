@@ -1,6 +1,6 @@
 """Where a sample's time goes (``python -m benchmarks.throughput --profile``), each stage timed alone.
 
-* ``decode_1thread`` / ``decode_read_window``: PyAV window decode with one codec thread, and
+* ``decode_1thread`` / ``decode_read_window``: PyAV whole-window decode with one codec thread, and
   with :func:`pipelines.decoders.read_window` exactly as the pipeline's workers call it;
 * ``draw``: the planner's per-sample parameter draws;
 * ``graph_1thread`` / ``graph_nthreads``: the DALI graph (augmentation, RAD, residuals,
@@ -145,18 +145,19 @@ class GraphTimer:
 
 
 def profile(args, name: str, index: VideoIndex, config: dict, windows: List[tuple]) -> Dict[str, float]:
-    """Seconds per sample of each stage (module doc); ``windows`` are ``(path, start)`` to decode."""
+    """Seconds per sample of each stage (module doc); ``windows`` are ``(path, start, keep)`` to decode (``keep``:
+    the window positions the clips read, which the workers alone convert; ``None``: every frame)."""
     it = build_iterator(name, index, args.batch_size, args.device, args.seed, config, decoder="pyav",
                         num_workers=0)
     planner, B, W = it.planner, args.batch_size, it.planner.window
     n_batches = max(2, args.batches)
     samples = [it.source.sample(0, i, s) for i in range(n_batches) for s in range(B)]  # decoded once, reused
-    stamps = {path: frame_timestamps(path) for path, _ in windows}
+    stamps = {path: frame_timestamps(path) for path, _, _ in windows}
     cpu: Dict[str, float] = {}
-    out = {"decode_1thread": per_sample(lambda: [decode_window_one_thread(p, s, W, stamps[p]) for p, s in windows],
-                                        len(windows), cpu, "decode_1thread"),
-           "decode_read_window": per_sample(lambda: [read_window(p, s, W, timestamps=stamps[p], threads=0)
-                                                     for p, s in windows], len(windows))}
+    out = {"decode_1thread": per_sample(lambda: [decode_window_one_thread(p, s, W, stamps[p])
+                                                 for p, s, _ in windows], len(windows), cpu, "decode_1thread"),
+           "decode_read_window": per_sample(lambda: [read_window(p, s, W, timestamps=stamps[p], threads=0, keep=k)
+                                                     for p, s, k in windows], len(windows))}
     hw = samples[0][0].shape[1:3]
     rng, batch_rng = np.random.default_rng(0), np.random.default_rng(1)
     out["draw"] = per_sample(lambda: [planner.draw(rng, batch_rng, i % B, B, W, hw) for i in range(len(samples))],

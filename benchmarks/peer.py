@@ -89,7 +89,7 @@ def jitter(frames: torch.Tensor, color) -> torch.Tensor:
 
 
 def build_sample(window: torch.Tensor, params: Dict[str, np.ndarray], planner: Planner) -> Dict[str, torch.Tensor]:
-    """The uint8 pieces of one sample from its ``(W, C, H, W)`` uint8 window (any device).
+    """The uint8 pieces of one sample from its ``(F, C, H, W)`` uint8 window (any device; the frames its clips read).
 
     RGB clips are ``(T, C, h, w)``; residual clips ``(T, C, h, w)`` of ``|a − b|`` (exact
     in uint8); an appearance-disturbed clip adds ``name.tile`` (RAD: this sample's frame
@@ -185,7 +185,9 @@ class PeerSamples(Dataset):
             video = int(sample["index"])
             return {"label": sample.pop("label"), "index": sample.pop("index"), "params": sample,
                     "path": self.source.paths[video], "start": start}
-        window = torch.from_numpy(sample.pop("frames"))  # (W, H, W, 3) uint8
+        # (F, H, W, 3) uint8: the frames the clips read, renumbered, as the pipeline's workers hand them over
+        # (the same source: this peer converts no more frames than the pipeline does)
+        window = torch.from_numpy(sample.pop("frames"))
         item = {"label": sample.pop("label"), "index": sample.pop("index"), "params": sample}
         if self.build and self.planner.clip_specs:
             item["pieces"] = build_sample(window.permute(0, 3, 1, 2), sample, self.planner)

@@ -200,7 +200,7 @@ def measure_method(args, label: str, name: str, size, index, media) -> dict:
     if args.profile:
         wait_for_idle(args.wait_idle)
         plan = timed_windows(args, name, index, config, first=0, repeats=1, per_repeat=max(2, args.batches))
-        entry["profile"] = p = profile(args, name, index, config, [(path, start) for path, start, _ in plan[0]])
+        entry["profile"] = p = profile(args, name, index, config, plan[0])
         ceiling = next((r for r in rows if r["producer"] == "ceiling[pyav; read]"), None) or next(
             (r for r in rows if r["producer"] == "ceiling[pyav]"), None)
         if ceiling and ceiling.get("cpu_ms_per_window"):

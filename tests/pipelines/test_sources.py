@@ -522,8 +522,15 @@ def _epoch_batches(it, n):
                 "appearance": {"op": "rad_inter", "grid": 2}}),
     ("moquad", {"clip": {"frames": 4, "speeds": [1, 3], "augment": {"size": [24, 32]}},
                 "appearance": {"op": "rad_intra"}, "motion": "shuffle"}),
+    ("moquad", {"clip": {"frames": 4, "speeds": [1, 2], "window": 20, "augment": {"size": [24, 32]}},
+                "appearance": {"op": "be"}}),  # BE's frame is a position in the clip: never renumbered
+    ("moquad", {"clip": {"frames": 4, "speeds": [1, 2], "window": 20, "augment": {"size": [24, 32]}},
+                "mode": "warmup"}),
     ("mcpnet", {"clip": {"frames": 4, "speeds": [1, 2], "augment": {"size": [24, 32]}}, "gap": 3}),
+    ("mcpnet", {"clip": {"frames": 4, "speeds": [1, 2], "window": 20, "augment": {"size": [24, 32]}},
+                "residual_view": "rgb"}),
     ("simclr", {"clip": {"frames": 4, "speeds": [1, 2], "window": 20, "augment": {"size": [24, 32]}}}),
+    ("clip", {"clip": {"frames": 4, "speeds": [2], "window": 20, "augment": {"size": [24, 32]}}}),
 ])
 def test_the_source_hands_over_only_the_frames_the_clips_read(coloured_list, name, config, monkeypatch):
     """A method's batch is the same bit for bit whether its source hands over the whole window or only the
