@@ -17,8 +17,12 @@ labels (:mod:`benchmarks.controls`).
 
 Every run lives in ``--out/<row>/seed<k>/`` with its log (``train/`` is train.py's run folder); a run whose ``result.json``
 exists is not run again, so an interrupted benchmark continues where it stopped and
-rows can be added later. The table (mean ± sample standard deviation over seeds) is
-printed and written to ``--out/fidelity.json`` and ``fidelity.md`` (and ``--markdown``).
+rows can be added later. Such a run counts only while its row still runs what made it
+(the training config train.py recorded, the command lines: :func:`benchmarks.fidelity_runs.stale`):
+after a config file or a row changed, ``--cached`` leaves those seeds out of the table and
+names them, and a run refuses to go on in that ``--out`` — run the row into a new one.
+The table (mean ± sample standard deviation over seeds) is printed and written to
+``--out/fidelity.json`` and ``fidelity.md`` (and ``--markdown``).
 
 The rows are :mod:`benchmarks.fidelity_rows`, the runs and their cache :mod:`benchmarks.fidelity_runs`,
 the table and the report :mod:`benchmarks.fidelity_report`; this module is the command.
@@ -39,7 +43,7 @@ if __package__ in (None, ""):  # run as a file: the repository root is the path
 from benchmarks.fidelity_report import (KEEP, direction, directions_table, paired, report, summarise,  # noqa: E402,F401
                                         table, write_report)
 from benchmarks.fidelity_rows import GROUPS, ROWS, Row, select  # noqa: E402,F401
-from benchmarks.fidelity_runs import CONTROLS, commands, run_one  # noqa: E402,F401
+from benchmarks.fidelity_runs import CONTROLS, commands, refuse_stale, run_one, stale_line  # noqa: E402,F401
 
 
 def parse_args(argv=None):
@@ -85,18 +89,26 @@ def main(argv=None) -> Dict:
     args.out = os.path.abspath(args.out)
     start = time.time()
     results: Dict[str, List[Dict]] = {}
+    if not args.cached:
+        refuse_stale(rows, args, data)  # before anything runs
     for r in rows:
         results[r.name] = []
+        stale = {}
         for seed in args.seeds:
             if not args.cached:
                 print(f"{r.name} seed {seed} ...", flush=True)
             res = run_one(r, seed, args, data)
+            if "stale" in res:  # --cached: made with another setting than the row's now
+                stale[seed] = res["stale"]
+                continue
             if res or not args.cached:
                 results[r.name].append(res)
             if res and "failed" not in res:
                 got = (f"retrieval {res['retrieval_top1']:.1f}/{res['retrieval_top5']:.1f}  "
                        if res.get("retrieval_top1") is not None else "")
                 print(f"  {got}linear {res['linear_top1']:.1f}  ({res['train_seconds']:.0f} s training)", flush=True)
+        if stale:
+            print(stale_line(r.name, stale), flush=True)
     if args.dry_run:
         return {}
     summary = {name: summarise(rs) for name, rs in results.items()}

@@ -13,8 +13,8 @@ import platform
 import statistics
 from typing import Dict, List, Sequence
 
-from benchmarks.fidelity_rows import GROUPS, Row
-from benchmarks.fidelity_runs import finished, split_size
+from benchmarks.fidelity_rows import GROUPS, ROWS, Row
+from benchmarks.fidelity_runs import cell, split_size, stale_line
 
 METRICS = (("retrieval_top1", "retrieval top-1"), ("retrieval_top5", "top-5"), ("linear_top1", "linear top-1"))
 
@@ -71,16 +71,22 @@ def table(rows: Sequence[Row], summary: Dict[str, Dict], markdown: bool = False)
     fmt = lambda cols: "  ".join(c.ljust(w) for c, w in zip(cols, widths)) + "  " + cols[-1]  # noqa: E731
     return "\n".join([fmt(head)] + [fmt(line) for line in lines])
 
-def _cached_base_results(args, rows: Sequence[Row], results: Dict[str, List[Dict]]) -> Dict[str, List[Dict]]:
-    """The finished runs of the ablations' base rows not selected this time, so that their directions show."""
+def _cached_base_results(args, rows: Sequence[Row], results: Dict[str, List[Dict]],
+                         data: str) -> Dict[str, List[Dict]]:
+    """The finished runs of the ablations' base rows not selected this time, so that their directions show; those
+    made with another setting than the base row's now are left out, and named."""
     out: Dict[str, List[Dict]] = {}
-    for base in {r.base for r in rows if r.base and r.base not in results}:
-        out[base] = [r for seed in args.seeds if (r := finished(args.out, base, seed)) is not None]
+    for base in sorted({r.base for r in rows if r.base and r.base not in results}):
+        cells = {seed: cell(ROWS[base], seed, args, data) for seed in args.seeds}
+        out[base] = [done for done, why in cells.values() if done is not None and why is None]
+        stale = {seed: why for seed, (_, why) in cells.items() if why is not None}
+        if stale:
+            print(stale_line(base, stale), flush=True)
     return out
 
 
 def report(args, rows: Sequence[Row], results: Dict[str, List[Dict]], data: str, seconds: float) -> str:
-    results = {**_cached_base_results(args, rows, results), **results}
+    results = {**_cached_base_results(args, rows, results, data), **results}
     summary = {name: summarise(rs) for name, rs in results.items()}
     import torch
     lines = [

@@ -279,8 +279,17 @@ def write_run_folder(out: str, saved, rt, state, own, elsewhere: bool, step: int
             logger.warning("resuming from step %d: the later checkpoint %s is kept as %s.superseded", step, later,
                            later)
         if rt.main:
-            files.write_text(os.path.join(out, "config.yaml"), yaml.safe_dump(to_dict(saved), sort_keys=False))
+            write_config(out, saved)
     return lock, checkpoints
+
+
+CONFIG_FILE = "config.yaml"  # in a run folder: the config the run trains with, resolved
+
+
+def write_config(out: str, saved) -> None:
+    """``<out>/config.yaml``: the run's config as it resolved it — every key, the method's options with their
+    defaults, the data's path absolute."""
+    files.write_text(os.path.join(out, CONFIG_FILE), yaml.safe_dump(to_dict(saved), sort_keys=False))
 
 
 def first_line(cfg, rt, data, loop, phases, lr: float, out: str) -> str:
@@ -441,7 +450,7 @@ def phase_boundaries(phases, total: int, steps_per_epoch: int, epochs=None) -> l
 
 
 # What a run folder holds; a fresh run refuses a folder with anything else in it.
-RUN_FOLDER_ENTRIES = {"config.yaml", "metrics.jsonl", "metrics-superseded.jsonl", "tb", "checkpoints",
+RUN_FOLDER_ENTRIES = {CONFIG_FILE, "metrics.jsonl", "metrics-superseded.jsonl", "tb", "checkpoints",
                       "retrieval.json", files.LOCK_FILE}
 
 

@@ -232,18 +232,22 @@ def test_directions_pair_runs_by_seed_not_by_position():
     assert d["n"] == 2 and d["mean"] == pytest.approx(-1.0) and d["half"] == pytest.approx(0.0)
 
 
-def test_report_reads_an_unselected_base_from_its_finished_runs(tmp_path):
-    """`--rows moquad-be` alone still shows its direction against moquad's finished runs in --out."""
+def test_report_reads_an_unselected_base_from_its_finished_runs(tmp_path, capsys):
+    """`--rows moquad-be` alone still shows its direction against moquad's finished runs in --out, those that are
+    moquad's setting now."""
+    data = _fake_data(tmp_path / "data")
     for seed, value in enumerate((60.0, 62.0, 64.0)):
-        os.makedirs(tmp_path / "moquad" / f"seed{seed}")
-        (tmp_path / "moquad" / f"seed{seed}" / "result.json").write_text(
-            json.dumps({"row": "moquad", "seed": seed, "linear_top1": value, "retrieval_top1": value}))
-    args = fidelity.parse_args(["--rows", "moquad-be", "--out", str(tmp_path), "--data", str(tmp_path)])
+        _fake_cell(tmp_path, fidelity.ROWS["moquad"], seed, data, value=value)
+    args = fidelity.parse_args(["--rows", "moquad-be", "--out", str(tmp_path), "--data", data])
     results = {"moquad-be": [{"linear_top1": v, "retrieval_top1": v + 30} for v in (40.0, 41.0, 42.0)]}
-    text = fidelity.report(args, [fidelity.ROWS["moquad-be"]], results, str(tmp_path), 0.0)
+    text = fidelity.report(args, [fidelity.ROWS["moquad-be"]], results, data, 0.0)
     line = next(x for x in text.splitlines() if x.startswith("| moquad-be | moquad |"))
     assert "| -21.0 ± 2.5 | reproduced |" in line and "| +9.0 ± 2.5 | not reproduced |" in line
     assert "| moquad |" not in text.split("## The papers' directions")[0]  # the base is not tabulated itself
+    os.remove(tmp_path / "moquad" / "seed2" / "train" / "config.yaml")  # no record of what it trained with
+    text = fidelity.report(args, [fidelity.ROWS["moquad-be"]], results, data, 0.0)
+    assert "| moquad-be | moquad | worse | 2 |" in text
+    assert "moquad: seed 2 has no record of its config: not tabulated" in capsys.readouterr().out
 
 
 @pytest.mark.slow
@@ -263,7 +267,7 @@ def test_random_row_end_to_end_writes_the_tables(tiny_data, tmp_path, capsys):
                            "--num-clips", "1"])
     assert again["runs"]["random"][0] == run
     fidelity.main(["--rows", "random", "--seeds", "0", "--data", tiny_data, "--out", str(out), "--cached",
-                   "--markdown", str(md)])
+                   "--num-clips", "1", "--markdown", str(md)])
     text = md.read_text()
     assert text.count("| random | 1 |") == 1 and text.endswith(fidelity.KEEP + "\nnotes by hand\n")
 
@@ -326,6 +330,10 @@ def test_a_trained_row_end_to_end(tiny_data, tmp_path):
     run = record["runs"]["simclr"][0]
     assert "failed" not in run, run
     assert 0 <= run["retrieval_top1"] <= 100 and run["train_seconds"] > 0 and "loss" in run["final"]
+    # The config train.py recorded is the one the row resolves to: the cell is served, not run again.
+    again = fidelity.main(["--rows", "simclr", "--seeds", "0", "--data", tiny_data, "--out", str(tmp_path / "out"),
+                           "--num-clips", "1", "--steps", "10", "--batch-size", "4", "--cached"])
+    assert again["runs"]["simclr"] == [run]
 
 
 def test_one_speed_variant_changes_only_the_speed():
@@ -398,3 +406,128 @@ def test_every_row_says_what_it_is_evidence_for():
     text = fidelity.table([fidelity.ROWS["random"], fidelity.ROWS["moquad-be"]], {}, markdown=True)
     assert "| evidence for |" in text.splitlines()[0]
     assert "the floor a method must clear" in text and fidelity_rows.EVIDENCE["moquad_ablations"] in text
+
+
+# --- a cached cell is served only while its row still runs what made it ------------------------------------------
+def _fake_data(folder):
+    """A dataset folder as far as the runner reads it: its split lists."""
+    os.makedirs(folder, exist_ok=True)
+    for split, n in (("train", 6), ("test", 2)):
+        with open(os.path.join(folder, f"{split}.txt"), "w") as f:
+            f.write("".join(f"v{i}.mp4 {i % 2}\n" for i in range(n)))
+    return str(folder)
+
+
+def _fake_cell(out, row, seed, data, old=(), num_clips=5, value=None):
+    """A finished cell of ``row`` as the runner leaves it, without training: made by the row's commands of now with
+    the train.py overrides ``old`` added; train.py's config.yaml (written by train.py's writer) and result.json
+    (``value``: its top-1 accuracies)."""
+    from benchmarks import fidelity_runs
+    from motionssl.models.methods import get_method
+
+    run = os.path.join(str(out), row.name, f"seed{seed}")
+    cmds = fidelity.commands(row, seed, data, run, 1200, 32, num_clips,
+                             train_videos=fidelity_runs.split_size(data, "train"))
+    if cmds[0][1] == "train.py":  # train.py's resolved config, as it saves it into its run folder
+        args = train_cli.parse_args(cmds[0][2:] + list(old))
+        args.config = [os.path.join(ROOT, c) for c in args.config]
+        cfg, _, _ = train_cli.run_config(args, get_method(args.pipeline))
+        saved = dataclasses.replace(cfg, method=train_cli.method_settings(get_method(cfg.pipeline), cfg.method),
+                                    data=os.path.abspath(cfg.data))
+        os.makedirs(os.path.join(run, "train"))
+        train_cli.write_config(os.path.join(run, "train"), saved)
+    os.makedirs(run, exist_ok=True)
+    value = 60.0 + seed if value is None else value
+    result = {"row": row.name, "seed": seed, "retrieval_top1": value, "retrieval_top5": 90.0,
+              "linear_top1": value, "linear_top5": 95.0, "train_seconds": 1.0, "eval_seconds": 1.0, "final": {},
+              "commands": [" ".join(c[1:]) for c in cmds]}
+    with open(os.path.join(run, "result.json"), "w") as f:
+        json.dump(result, f)
+    return result
+
+
+def _files(folder):
+    return {str(p): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_cached_cell_is_tabulated_only_while_its_row_trains_with_the_same_config(tmp_path, monkeypatch, capsys):
+    """A config file of the row changes after its seeds ran: --cached leaves them out of the table with one line
+    naming the row, the seeds and the key (old → new); a run refuses in one line and touches nothing."""
+    data = _fake_data(tmp_path / "data")
+    extra = tmp_path / "tau.yaml"
+    extra.write_text("method: {temperature: 0.07}\n")
+    row = fidelity.Row("mcpnet-tau-test", "mcpnet", "sweeps", "a row whose config file changes", configs=(str(extra),))
+    monkeypatch.setitem(fidelity.ROWS, row.name, row)
+    out = tmp_path / "out"
+    for seed in (0, 1):
+        _fake_cell(out, row, seed, data)
+    argv = ["--rows", row.name, "--seeds", "0", "1", "--data", data, "--out", str(out)]
+    record = fidelity.main(argv + ["--cached"])
+    assert record["summary"][row.name]["linear_top1"]["n"] == 2
+    assert "not tabulated" not in capsys.readouterr().out
+
+    extra.write_text("method: {temperature: 0.1}\n")  # the row now trains at another temperature
+    record = fidelity.main(argv + ["--cached"])
+    assert record["runs"][row.name] == [] and record["summary"][row.name] == {}
+    said = [line for line in capsys.readouterr().out.splitlines() if "not tabulated" in line]
+    assert said == [f"{row.name}: seeds 0 1 were trained with method.temperature=0.07, the row now has 0.1: not "
+                    "tabulated; run them again into a new --out"]
+
+    before = _files(out)
+    with pytest.raises(SystemExit) as refused:
+        fidelity.main(argv)
+    message = str(refused.value)
+    assert "\n" not in message and f"{row.name}: seeds 0 1" in message
+    assert "method.temperature=0.07, the row now has 0.1" in message and "new --out" in message
+    args = fidelity.parse_args(argv)
+    with pytest.raises(SystemExit, match="seed 1 .*was trained with method.temperature=0.07"):
+        fidelity.run_one(row, 1, args, data)
+    assert _files(out) == before  # nothing run, overwritten or deleted
+
+
+def test_a_cell_is_current_wherever_its_out_folder_and_data_lie(tmp_path):
+    """The same settings in a moved --out (every recorded path elsewhere) and a dataset copied elsewhere: served, by
+    a run as by --cached, for a trained row, a fine-tuning row from its checkpoint and a row without training."""
+    import shutil
+
+    first = tmp_path / "first"
+    names = ("mcpnet", "random", "finetune-mcpnet-10", "supervised")
+    made = {name: _fake_cell(first, fidelity.ROWS[name], 2, _fake_data(tmp_path / "a")) for name in names}
+    shutil.copytree(first, tmp_path / "moved")
+    data = _fake_data(tmp_path / "b")
+    for cached in ([], ["--cached"]):
+        args = fidelity.parse_args(["--seeds", "2", "--out", str(tmp_path / "moved"), "--data", data, *cached])
+        for name in names:
+            assert fidelity.run_one(fidelity.ROWS[name], 2, args, data) == made[name], name
+    saved = (tmp_path / "moved" / "mcpnet" / "seed2" / "train" / "config.yaml").read_text()
+    assert str(first) in saved and str(tmp_path / "a") in saved  # the record names the old folders
+
+
+def test_stale_cells_name_what_differs(tmp_path):
+    """An evaluation run with other options, a checkpoint trained with another config, a run without its
+    config.yaml: each is stale, and says why."""
+    from benchmarks import fidelity_runs
+
+    data = _fake_data(tmp_path / "data")
+    out = tmp_path / "out"
+    _fake_cell(out, fidelity.ROWS["random"], 0, data, num_clips=5)
+    _fake_cell(out, fidelity.ROWS["mcpnet"], 0, data, old=("method.temperature=0.0123",))
+    _fake_cell(out, fidelity.ROWS["finetune-mcpnet-10"], 0, data)
+    _fake_cell(out, fidelity.ROWS["simclr"], 0, data)
+    os.remove(out / "simclr" / "seed0" / "train" / "config.yaml")  # a run from before train.py recorded it
+    now = _train_config("mcpnet", tmp_path).method["temperature"]
+
+    def why(name, *options):
+        args = fidelity.parse_args(["--seeds", "0", "--out", str(out), "--data", data, "--cached", *options])
+        return fidelity.run_one(fidelity.ROWS[name], 0, args, data).get("stale")
+
+    assert why("random") is None
+    assert why("random", "--num-clips", "3") == "was run with --num-clips 5, the row now has --num-clips 3"
+    assert why("mcpnet") == f"was trained with method.temperature=0.0123, the row now has {now}"
+    assert why("finetune-mcpnet-10") == (f"started from mcpnet's checkpoint, which was trained with "
+                                         f"method.temperature=0.0123, mcpnet now has {now}")
+    assert why("simclr") == "has no record of its config"
+    line = fidelity_runs.stale_line("x", {0: "has no record of its config", 1: "has no record of its config",
+                                          2: "was run with --seed 2, the row now has --seed 3"})
+    assert line == ("x: seeds 0 1 have no record of their config, seed 2 was run with --seed 2, the row now has "
+                    "--seed 3: not tabulated; run them again into a new --out")
