@@ -43,7 +43,6 @@ from motionssl.pipelines.config import build, coerce_kwargs, cut, shown
 from motionssl.pipelines.errors import MotionSSLError, UnlabelledError
 from motionssl.pipelines.files import FolderError
 from motionssl.pipelines.index import VideoIndex, load_pair
-from motionssl.pipelines.iterators import VideoIterator
 from motionssl.pipelines.sources import PipelineError
 from motionssl.pipelines.video_io import VideoError
 from motionssl.training import (
@@ -178,7 +177,7 @@ def run_config(args, spec):
 
 def checked_settings(spec, cfg) -> SimpleNamespace:
     """What the run is built from, checked before anything is built: the method's options, its phases and the
-    pipeline settings of each, the backbone's options, the learning-rate rule and the loader's options."""
+    pipeline settings of each, the backbone's options and the learning-rate rule (the config checked the rest)."""
     method_options = method_settings(spec, cfg.method)
     phases = spec.phases(**{k: method_options[k] for k in spec.phase_options()})
     pipeline_configs = [phase_settings(cfg.pipeline_config, phase) for phase in phases]
@@ -189,7 +188,7 @@ def checked_settings(spec, cfg) -> SimpleNamespace:
         raise ValueError(f"optim.lr is needed with optim.name={cfg.optim.name} for {spec.name}: the papers' "
                          "learning-rate rules are for SGD and LARS (e.g. optim.lr=1e-3 for Adam)")
     return SimpleNamespace(method=method_options, phases=phases, pipeline_configs=pipeline_configs,
-                           backbone=backbone_options, loader=coerce_loader_options(cfg.loader))
+                           backbone=backbone_options)
 
 
 def phase_settings(config, phase):
@@ -230,7 +229,7 @@ def run_loaders(spec, cfg, settings, index, rt) -> SimpleNamespace:
     """One loader per phase (no decoding starts before the first batch), the batches per epoch they share, the
     run's length and learning-rate warm-up in steps and the step at which each phase ends."""
     loaders = [make_iterator(spec.pipeline, index, cfg.batch_size, device=rt.kind, seed=cfg.seed, shard_id=rt.rank,
-                             num_shards=rt.world, config=config, device_id=rt.local_rank, **settings.loader)
+                             num_shards=rt.world, config=config, device_id=rt.local_rank, **cfg.loader)
                for config in settings.pipeline_configs]
     steps_per_epoch = len(loaders[-1])
     if any(len(it) != steps_per_epoch for it in loaders):
@@ -488,28 +487,6 @@ def open_run_folder(out: str, main: bool):
         return lock.acquire()
     except OSError as exc:
         raise FolderError(f"cannot write the run folder {out} ({exc.strerror or exc}); choose another --out") from None
-
-
-def coerce_loader_options(options) -> dict:
-    """The ``loader`` section as keyword arguments of the iterator; the options train.py sets itself are refused."""
-    own = {"batch_size": "batch_size", "device": "device", "seed": "seed", "shard_id": "(the rank)",
-           "num_shards": "(the world size)", "config": "pipeline_config", "device_id": "(the local rank)",
-           "name": "--pipeline", "index": "--data"}
-    taken = sorted(set(options or {}) & set(own))
-    if taken:
-        raise ValueError(f"loader.{taken[0]} is set by train.py from {own[taken[0]]}"
-                         + (f"; write {taken[0]}=... instead" if own[taken[0]] == taken[0] else "")
-                         + f" (the loader section takes {sorted(set(loader_keys()) - set(own))})")
-    options = coerce_kwargs(VideoIterator, options, "loader")
-    if options.get("prefetch", 1) < 1:
-        raise ValueError(f"loader.prefetch={shown(options['prefetch'])}: the batches prepared ahead must be >= 1")
-    return options
-
-
-def loader_keys():
-    import inspect
-
-    return [k for k in inspect.signature(VideoIterator).parameters if k != "self"]
 
 
 def describe_data(data, split, stats) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import inspect
 import io
 import json
 import logging
@@ -35,7 +36,7 @@ import torch
 
 from motionssl import configs as shipped_configs
 from motionssl.pipelines import files
-from motionssl.pipelines.config import ConfigError, build, cut, read_yaml, shown
+from motionssl.pipelines.config import ConfigError, build, coerce_kwargs, cut, read_yaml, shown
 
 CHECKPOINT_FORMAT = "motionssl/1"
 logger = logging.getLogger("train")
@@ -76,7 +77,7 @@ class TrainConfig:
     method: Dict[str, Any] = field(default_factory=dict)  # the method's options: its model's and its phases'
     # The method's pipeline settings, given as a mapping and built into its dataclass (MoQuadConfig, ...) here.
     pipeline_config: Any = None
-    loader: Dict[str, Any] = field(default_factory=dict)  # options of pipelines.make_iterator
+    loader: Dict[str, Any] = field(default_factory=dict)  # options of pipelines.make_iterator (loader_options)
     epochs: int = 20
     steps: int = 0  # size the run in steps instead of epochs, learning-rate schedule included (0: use epochs)
     max_steps: int = 0  # stop early after this many steps; the schedule keeps its size (0: never)
@@ -102,6 +103,8 @@ class TrainConfig:
         for name in ("steps", "max_steps", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 (0: off), got {shown(getattr(self, name))}")
+        if not 0 <= self.seed < 2 ** 64:  # the width of torch's and numpy's seeds
+            raise ValueError(f"seed must be >= 0 and < 2**64, got {shown(self.seed)}")
         if self.device not in DEVICES:
             raise ValueError(f"device={shown(self.device)}; choose one of {list(DEVICES)}")
         if self.precision not in PRECISIONS:
@@ -109,7 +112,38 @@ class TrainConfig:
         if not self.steps and self.optim.warmup_epochs > self.epochs:  # a run sized in steps: train.py checks it
             raise ValueError(f"optim.warmup_epochs={shown(self.optim.warmup_epochs)} is longer than the run "
                              f"(epochs={self.epochs}); the warm-up must end within it")
+        self.loader = loader_options(self.loader)
         self.pipeline_config = pipeline_settings(self.pipeline, self.pipeline_config)
+
+
+# The iterator's options that train.py sets itself, and from what: the loader section may not give them.
+SET_BY_TRAIN = {"batch_size": "batch_size", "device": "device", "seed": "seed", "shard_id": "(the rank)",
+                "num_shards": "(the world size)", "config": "pipeline_config", "device_id": "(the local rank)",
+                "name": "--pipeline", "index": "--data"}
+# The loader section's counts: the least each may be, and what it counts (or what null means).
+LOADER_COUNTS = {"num_workers": (0, " (0: decoding in the training process)"),
+                 "num_threads": (1, ", or null (the default for the device)"),
+                 "prefetch": (1, " (batches prepared ahead)")}
+
+
+def loader_options(section: Dict[str, Any]) -> Dict[str, Any]:
+    """The ``loader`` section as keyword arguments of the training iterator (``pipelines.VideoIterator``): each value
+    converted to its option's type, the counts checked (:data:`LOADER_COUNTS`), the options that train.py sets itself
+    refused; errors name ``loader.<key>``."""
+    from motionssl.pipelines.iterators import VideoIterator
+
+    taken = sorted(set(section) & set(SET_BY_TRAIN))
+    if taken:
+        key, source = taken[0], SET_BY_TRAIN[taken[0]]
+        allowed = sorted(set(inspect.signature(VideoIterator).parameters) - set(SET_BY_TRAIN))
+        raise ConfigError(f"loader.{key} is set by train.py from {source}"
+                          + (f"; write {key}=... instead" if source == key else "") + f" (the loader section takes "
+                          f"{allowed})")
+    options = coerce_kwargs(VideoIterator, section, "loader")
+    for key, (least, meaning) in LOADER_COUNTS.items():
+        if options.get(key) is not None and options[key] < least:
+            raise ConfigError(f"loader.{key}={shown(options[key])}: expected a whole number >= {least}{meaning}")
+    return options
 
 
 def pipeline_settings(method: str, section: Any):

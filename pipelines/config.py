@@ -189,7 +189,8 @@ def _build(cls, values, where: str, base: Any):
 
 
 def coerce_kwargs(fn, values: Optional[Mapping[str, Any]], where: str) -> dict:
-    """Keyword arguments for ``fn`` from a mapping, each converted to its parameter's annotated type.
+    """Keyword arguments for ``fn`` (a function, or a class: its ``__init__``'s) from a mapping, each converted to its
+    parameter's annotated type.
 
     For the config entries that are passed on to a constructor as they are (``method``,
     ``backbone_kwargs``, ``loader``): an unknown name lists the valid ones, a value of the
@@ -205,7 +206,7 @@ def coerce_kwargs(fn, values: Optional[Mapping[str, Any]], where: str) -> dict:
     if unknown and not open_ended:
         raise ConfigError(f"unknown {where} key(s) {shown(unknown)}; valid keys: {sorted(params)}")
     try:
-        hints = typing.get_type_hints(fn)
+        hints = typing.get_type_hints(fn.__init__ if inspect.isclass(fn) else fn)  # a class's: its attributes' types
     except (NameError, TypeError):  # annotations that cannot be evaluated: leave the values as they are
         hints = {}
     return {name: coerce(value, hints.get(name, Any), f"{where}.{name}") for name, value in values.items()}

@@ -655,6 +655,62 @@ def test_a_full_disk_while_logging_names_the_log_and_the_last_checkpoint(trained
     one_line(got.message, re.escape(str(run / "metrics.jsonl")), r"File too large", r"ckpt-00000002\.pt")
 
 
+# --- the loader section and the run's counts: refused by load_config, naming key, value and what is allowed ------
+COUNT_CASES = {  # key=value: what the one line must name
+    "loader.num_workers=-1": r"loader\.num_workers=-1: expected a whole number >= 0 \(0: .*in the training process\)",
+    "loader.num_workers=2.5": r"loader\.num_workers=2\.5: expected a whole number",
+    "loader.num_workers=true": r"loader\.num_workers=True: expected a number, got a boolean",
+    "loader.num_workers=many": r"loader\.num_workers='many': expected a number",
+    "loader.num_threads=0": r"loader\.num_threads=0: expected a whole number >= 1, or null \(.*\)",
+    "loader.num_threads=-1": r"loader\.num_threads=-1: expected a whole number >= 1, or null \(.*\)",
+    "loader.num_threads=1.5": r"loader\.num_threads=1\.5: expected a whole number",
+    "loader.prefetch=0": r"loader\.prefetch=0: expected a whole number >= 1",
+    "loader.prefetch=true": r"loader\.prefetch=True: expected a number, got a boolean",
+    "loader.decoder=3": r"loader\.decoder=3: expected a string",
+    "loader.batch_size=4": r"loader\.batch_size is set by train\.py from batch_size; write batch_size=\.\.\. instead",
+    "batch_size=0": r"batch_size must be >= 1, got 0",
+    "batch_size=2.5": r"batch_size=2\.5: expected a whole number",
+    "batch_size=true": r"batch_size=True: expected a number, got a boolean",
+    "steps=-5": r"steps must be >= 0 \(0: off\), got -5",
+    "epochs=0": r"epochs must be >= 1, got 0",
+    "log_every=0": r"log_every must be >= 1, got 0",
+    "checkpoint_every=-1": r"checkpoint_every must be >= 0 \(0: off\), got -1",
+    "keep_checkpoints=0": r"keep_checkpoints must be >= 1, got 0",
+    "seed=-1": r"seed must be >= 0 and < 2\*\*64, got -1",
+    "seed=18446744073709551616": r"seed must be >= 0 and < 2\*\*64, got 18446744073709551616",
+}
+
+
+@pytest.mark.parametrize("given", sorted(COUNT_CASES))
+def test_a_count_or_loader_value_that_cannot_be_used_is_refused_at_config_load(given):
+    from motionssl.pipelines.config import ConfigError
+    from motionssl.training import load_config
+
+    with pytest.raises(ConfigError) as error:
+        load_config([], [given], pipeline="moquad")
+    one_line(str(error.value), "^" + COUNT_CASES[given])
+
+
+def test_the_edges_of_the_counts_and_loader_values_are_kept():
+    from motionssl.training import load_config
+
+    cfg = load_config([], ["loader.num_workers=0", "loader.num_threads=null", "loader.prefetch=1", "steps=0",
+                           "max_steps=0", "checkpoint_every=0", "seed=0"], pipeline="moquad")
+    assert cfg.loader == {"num_workers": 0, "num_threads": None, "prefetch": 1}  # 0 workers: decode in-process
+    cfg = load_config([], ["loader.num_workers='3'", "loader.num_threads=1", "seed=18446744073709551615"])
+    assert cfg.loader == {"num_workers": 3, "num_threads": 1} and cfg.seed == 2 ** 64 - 1
+
+
+def test_train_py_refuses_negative_workers_in_one_line_before_reading_data(media, tmp_path):
+    env = dict(os.environ, MOTIONSSL_CACHE=str(tmp_path / "cache"))  # the index cache: written once data is read
+    run = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), "--pipeline", "simclr", "--data",
+                          str(media / "good.txt"), "--out", str(tmp_path / "run"), *FAST, "loader.num_workers=-1"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1 and run.stdout == "", (run.returncode, run.stdout, run.stderr[-2000:])
+    one_line(run.stderr, r"^train\.py: error: loader\.num_workers=-1: expected a whole number >= 0")
+    assert os.listdir(tmp_path) == []  # no run folder, no runs/, no index cache
+
+
 # --- training: a full disk, a signal after training -----------------------------------------------
 @pytest.mark.slow
 def test_a_full_disk_at_the_checkpoint_is_one_line_and_no_temporary(media, tmp_path):

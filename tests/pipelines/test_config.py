@@ -68,3 +68,15 @@ def test_constructor_options_are_converted_too():
         coerce_kwargs(make, {"proj_dim": True}, "method")
     with pytest.raises(ConfigError, match=r"unknown method key\(s\) \['tau'\]"):
         coerce_kwargs(make, {"tau": 1}, "method")
+
+
+def test_the_options_of_a_class_are_converted_by_its_constructors_annotations():
+    class Loader:
+        workers: str = "class attribute"  # not a constructor option: its annotation must not be read
+
+        def __init__(self, workers: int = 2, threads: Optional[int] = None):
+            self.workers, self.threads = workers, threads
+
+    assert coerce_kwargs(Loader, {"workers": "3", "threads": None}, "loader") == {"workers": 3, "threads": None}
+    with pytest.raises(ConfigError, match=r"^loader\.workers=2\.5: expected a whole number$"):
+        coerce_kwargs(Loader, {"workers": 2.5}, "loader")
