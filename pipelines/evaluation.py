@@ -55,7 +55,7 @@ from .index import Data, VideoIndex, load_index
 from .iterators import DaliBatches, dali_device
 from .ops import crop, cut, normalise
 from .ops.config import ClipConfig
-from .pipeline import output_names, worker_codec_threads
+from .pipeline import check_counts, output_names, worker_codec_threads
 from .planners.base import Planner
 from .reference_loader import reference_batch as assemble_reference_batch
 from .sources import WindowSource
@@ -216,6 +216,7 @@ class EvalIterator:
                  decoder: Optional[str] = None, num_workers: int = 2, num_threads: Optional[int] = None,
                  device_id: int = 0, prefetch: int = 2):
         device, device_id = dali_device(device, device_id)
+        check_counts(num_workers, num_threads, prefetch)
         self.clip = view_clip(config)
         augment = self.clip.augment
         self.planner = EvalPlanner(self.clip.frames, augment.size, augment.mean, augment.std, num_crops,

@@ -25,7 +25,7 @@ from .decoders import DEVICES, choose_decoder
 from .deprecation import renamed_value
 from .errors import OptionError, ours
 from .index import Data, VideoIndex, load_index
-from .pipeline import build_pipeline, output_names, worker_codec_threads
+from .pipeline import build_pipeline, check_counts, output_names, worker_codec_threads
 from .planners import PIPELINES, PipelineSpec, pipeline_spec  # noqa: F401  (the registry, re-exported)
 from .planners.base import Planner
 from .sources import WindowSource
@@ -220,6 +220,7 @@ class VideoIterator:
                  short_videos: str = "pad", bad_files: str = "error", last_batch: Any = "DROP", prefetch: int = 2,
                  device_id: int = 0, output_map: Any = None):
         device, device_id = dali_device(device, device_id)
+        check_counts(num_workers, num_threads, prefetch)
         bad_files = renamed_value("make_iterator", "bad_files", bad_files, "raise", "error")
         if bad_files not in BAD_FILES:
             raise configs.ConfigError(f"bad_files={configs.shown(bad_files)}; choose one of {BAD_FILES}")

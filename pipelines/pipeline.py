@@ -131,6 +131,7 @@ def build_pipeline(source: WindowSource, planner: Planner, *, device: str = "cpu
     """
     if device not in DEVICES:
         raise ValueError(f"device={device!r}; choose one of {DEVICES}")
+    check_counts(num_workers, num_threads, prefetch)
     if device == "cpu":
         announce_compilation()
     threads = num_threads or DEFAULT_THREADS[device]
@@ -138,6 +139,17 @@ def build_pipeline(source: WindowSource, planner: Planner, *, device: str = "cpu
                             num_threads=threads, device_id=device_id if device == "gpu" else None,
                             py_num_workers=max(1, num_workers), py_start_method=start_method(device),
                             prefetch_queue_depth=prefetch, seed=seed)
+
+
+def check_counts(num_workers: int, num_threads: Optional[int], prefetch: int) -> None:
+    """A ``ValueError`` naming ``num_workers`` (>= 0), ``num_threads`` (>= 1 or None) or ``prefetch`` (>= 1) when
+    the pipeline cannot use it (checked where an iterator is made, before anything is read)."""
+    for name, value, least in (("num_workers", num_workers, 0), ("num_threads", num_threads, 1),
+                               ("prefetch", prefetch, 1)):
+        if not (value is None and name == "num_threads") and (
+                isinstance(value, bool) or not isinstance(value, int) or value < least):
+            raise ValueError(f"{name}={value!r}; expected a whole number >= {least}"
+                             + (" or None (the default)" if name == "num_threads" else ""))
 
 
 def start_method(device: str) -> str:

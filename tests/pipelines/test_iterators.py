@@ -268,3 +268,13 @@ def test_compiling_the_cpu_operators_is_said_once_and_only_when_the_cache_is_col
     caplog.clear()
     pipeline.announce_compilation()
     assert "compiling" not in caplog.text
+
+
+@pytest.mark.parametrize("option,value", [("num_workers", -1), ("num_workers", 1.5), ("num_workers", True),
+                                          ("num_threads", 0), ("num_threads", "2"), ("prefetch", 0)])
+def test_worker_thread_and_prefetch_counts_are_checked_by_the_library(folder, option, value):
+    """From Python, as from train.py's config: a count the pipeline cannot use is a ValueError naming it, not a
+    silent fallback (num_workers=-1 used to decode in-process) or a DALI traceback at the first batch."""
+    for make in (make_iterator, make_eval_iterator):
+        with pytest.raises(ValueError, match=f"{option}={value!r}; expected a whole number"):
+            make(*(("simclr",) if make is make_iterator else ()), folder, 2, **{"num_workers": 0, option: value})
