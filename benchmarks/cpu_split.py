@@ -23,9 +23,8 @@ if __package__ in (None, ""):
 
 from benchmarks.common import default_data, methods, pipeline_config, replicate  # noqa: E402
 from benchmarks.decode_only import build_iterator  # noqa: E402
-from benchmarks.producers import one_thread_decoder, timed_windows  # noqa: E402
+from benchmarks.producers import measure_ceiling  # noqa: E402
 from motionssl.pipelines.index import load_index  # noqa: E402
-from motionssl.pipelines.video_io import frame_timestamps  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -97,15 +96,11 @@ def split(name: str, size: int, batches: int, warmup: int, batch_size: int = 8, 
 
 def ceiling_ms(name, index, config, window, batch_size, warmup, batches) -> float:
     """One thread's CPU ms per window decoding the same windows as the workers do (the frames read)."""
-    args = argparse.Namespace(warmup=warmup, repeats=1, batches=batches, batch_size=batch_size, device="cpu", seed=0)
-    plan = timed_windows(args, name, index, config)[0]
-    stamps = {p: frame_timestamps(p) for p, _, _ in plan}
-    decode = one_thread_decoder("pyav")
-    decode(plan[0][0], plan[0][1], window, stamps[plan[0][0]], plan[0][2])
-    start = time.process_time()
-    for path, first, keep in plan:
-        decode(path, first, window, stamps[path], keep)
-    return 1e3 * (time.process_time() - start) / len(plan)
+    args = argparse.Namespace(warmup=warmup, repeats=1, batches=batches, batch_size=batch_size, device="cpu", seed=0,
+                              cores=1)
+    row = measure_ceiling(args, name, index, config, window, read=True) or measure_ceiling(args, name, index, config,
+                                                                                        window)
+    return 1e3 * row["cpu_seconds"][0] / (batch_size * batches)
 
 
 def main(argv=None) -> dict:

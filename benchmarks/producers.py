@@ -152,15 +152,15 @@ def timed_windows(args, name: str, index: VideoIndex, config: dict, first: Optio
     it = build_iterator(name, index, args.batch_size, args.device, args.seed, config, decoder="pyav",
                         num_workers=0)
     source = WindowSource(it.index, it.planner, args.batch_size, seed=args.seed, decoder="dali")
-    keys, read = source.keys, it.planner.window_keys
+    keys = source.keys
     out = []
     for r in range(repeats):
         batch_windows = []
         for i in range(first + r * per_repeat, first + (r + 1) * per_repeat):
             for slot in range(args.batch_size):
                 sample = dict(zip(keys, source.sample(0, i, slot)))
-                keep = np.unique(np.concatenate([np.ravel(sample[k]) for k in read])) if read else None
-                batch_windows.append((source.paths[int(sample["index"])], int(sample["window_start"]), keep))
+                batch_windows.append((source.paths[int(sample["index"])], int(sample["window_start"]),
+                                      it.planner.frames_read(sample)))
         out.append(batch_windows)
     return out
 

@@ -237,12 +237,12 @@ class WindowSource:
         if len(stamps) < n:
             raise VideoError(path, f"holds {len(stamps)} frames but the index says {n}",
                              "the file changed or is truncated since indexing; re-encode it or rebuild the index")
-        keys, hw = self.planner.window_keys, tuple(int(v) for v in self.frame_hw[video])
+        keys, hw = self.planner.window_keys or (), tuple(int(v) for v in self.frame_hw[video])
         keep, params, states = None, None, (rng.bit_generator.state, batch_rng.bit_generator.state)
         if keys and hw[0] > 0:
             params = self.planner.draw(rng, batch_rng, slot, self.batch_size, valid, hw)
             positions = {k: params[k] for k in keys}
-            keep = np.unique(np.concatenate([np.ravel(p) for p in positions.values()]).astype(np.int64))
+            keep = self.planner.frames_read(params)
         frames = read_window(path, start, self.window, timestamps=stamps, decoder=self.decoder, out=self._buffers,
                              threads=self.codec_threads, facts=self._facts, keep=keep)
         if params is None or tuple(frames.shape[1:3]) != hw:
@@ -251,8 +251,9 @@ class WindowSource:
             if keep is not None and not all(np.array_equal(params[k], positions[k]) for k in keys):
                 raise RuntimeError(f"planner {type(self.planner).__name__} drew other window positions for "
                                    "another frame size; its window_keys must not depend on it")
-        for k in keys if keep is not None else ():
-            params[k] = np.searchsorted(keep, params[k]).astype(params[k].dtype)
+        if keep is not None:
+            for k in keys:
+                params[k] = np.searchsorted(keep, params[k]).astype(params[k].dtype)
         return frames, params
 
     def _sample(self, sample_id: int, epoch: int, lap: int, slot: int, batch_rng) -> tuple:

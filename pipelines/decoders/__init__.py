@@ -227,11 +227,11 @@ def _read_kept(chosen: Decoder, path: str, start: int, timestamps, out, keep: np
     for frame in decoded:
         if got == len(held):
             raise RuntimeError(f"decoder {chosen.name!r} returned more than the {len(held)} frames asked for")
-        if not isinstance(frame, np.ndarray):
+        if not isinstance(frame, np.ndarray):  # torch tensors (a CUDA decoder): stacked below
             tensors.append(frame)
         elif window is None:
             window = (out or np.empty)((len(keep), *frame.shape), frame.dtype)
-            window[0] = frame
+            window[0] = frame  # a turned frame is a transposed view: copied into C order
         elif frame.shape != window.shape[1:]:
             raise VideoError(path, f"the frame size changes within {where} ({window.shape[2]}x{window.shape[1]} "
                                    f"to {frame.shape[1]}x{frame.shape[0]})", "re-encode it at one size")

@@ -69,6 +69,13 @@ class Planner:
         """NumPy twin of :meth:`graph` for sample ``slot``, given the batch's windows and parameter dicts."""
         raise NotImplementedError
 
+    def frames_read(self, params: Dict) -> Optional[np.ndarray]:
+        """The window positions a sample's clips read (sorted, distinct), from its parameters; ``None`` when the
+        planner does not name them (:attr:`window_keys`): the clips may read any frame."""
+        if not self.window_keys:
+            return None
+        return np.unique(np.concatenate([np.ravel(params[k]) for k in self.window_keys]).astype(np.int64))
+
     @property
     def clip_outputs(self) -> Tuple[str, ...]:
         """The outputs that are clips."""
