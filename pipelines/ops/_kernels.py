@@ -162,27 +162,32 @@ def _vertical(top, bottom, w, row):
 
 
 @jit
+def _slot(ids, r):
+    """The slot of ``cache`` that holds input row ``r``'s x-pass, or -1."""
+    return 0 if ids[0] == r else (1 if ids[1] == r else -1)
+
+
+@jit
 def _resized_row(frame, oy, ya, yb, wy, xa, xb, wx, cache, ids, row):
     """``row`` (3, W) ← output row ``oy`` of the crop of ``frame``, rounded to uint8 levels like ``fn.resize``.
 
     Bilinear in the reference's order (along x, then y). ``cache`` (2, 3, W) holds the x-pass
-    of the two input rows ``ids`` last used, so consecutive output rows that share input rows
-    (an enlarged crop) resample each input row once; set ``ids`` to -1 for a new frame.
+    of the input rows ``ids`` (one per slot), so consecutive output rows that share input rows
+    (an enlarged crop) resample each input row once; a new row goes to the slot the other
+    tap does not use, so nothing is copied between slots. Set ``ids`` to -1 for a new frame.
     """
     ra, rb = ya[oy], yb[oy]
-    if ids[0] != ra:
-        if ids[1] == ra:
-            cache[0, :, :] = cache[1]
-        else:
-            _horizontal(frame[ra], xa, xb, wx, cache[0])
-        ids[0] = ra
-    if ids[1] != rb:
-        if rb == ra:
-            cache[1, :, :] = cache[0]
-        else:
-            _horizontal(frame[rb], xa, xb, wx, cache[1])
-        ids[1] = rb
-    _vertical(cache[0], cache[1], wy[oy], row)
+    sa = _slot(ids, ra)
+    if sa < 0:
+        sa = 1 if ids[0] == rb else 0
+        _horizontal(frame[ra], xa, xb, wx, cache[sa])
+        ids[sa] = ra
+    sb = _slot(ids, rb)  # ra's slot when rb == ra (the image's last row)
+    if sb < 0:
+        sb = 1 - sa
+        _horizontal(frame[rb], xa, xb, wx, cache[sb])
+        ids[sb] = rb
+    _vertical(cache[sa], cache[sb], wy[oy], row)
 
 
 # --- blend, normalise --------------------------------------------------------------------------

@@ -87,3 +87,51 @@ def test_residual_clips_resize_each_shared_frame_once():
     clamped = np.minimum(idx, 20)  # a short video: indices clamp to its last frame
     order, which = _kernels._distinct(clamped, 64)
     assert len(order) == len(set(clamped.tolist())) and np.array_equal(order[which], clamped)
+
+
+@pytest.mark.parametrize("roi, out", [((3.0, 2.0, 13.0, 30.0), (40, 24)),   # enlarged: rows shared by output rows
+                                      ((0.0, 0.0, 48.0, 32.0), (12, 16)),   # reduced: every output row new
+                                      ((30.0, 0.0, 48.0, 32.0), (25, 8))])  # down to the last row (both taps clamp)
+def test_each_input_row_is_resampled_once_per_frame_and_never_copied(roi, out):
+    """The x-pass cache: one ``_horizontal`` per input row a frame's output rows read, into the slot it stays in.
+
+    ``_resized_row`` runs as plain Python around the compiled passes: every x-pass is recorded
+    with the slot it wrote, and after each output row both slots must hold the rows that were
+    resampled into them (a row moved between slots would be a copy of 3·W floats per row).
+    """
+    import numpy as np
+
+    from motionssl.pipelines.ops import _kernels as k
+
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (48, 32, 3), dtype=np.uint8)
+    window = frame[None]
+    oh, ow = out
+    ya, yb, wy, xa, xb, wx = k._geometry(window, np.array(roi, np.float32), oh, ow)
+    cache, ids = np.empty((2, 3, ow), np.float32), np.full(2, -1, np.int64)
+    passes, holds = [], {}
+    real = k._horizontal
+
+    def counted(src, xa_, xb_, wx_, dst):
+        slot = [s for s in (0, 1) if dst.ctypes.data == cache[s].ctypes.data]
+        assert len(slot) == 1, "an x-pass wrote outside the cache's two slots"
+        row = [r for r in range(frame.shape[0]) if src.ctypes.data == frame[r].ctypes.data][0]
+        passes.append(row)
+        holds[slot[0]] = row
+        real(src, xa_, xb_, wx_, dst)
+
+    rows, expected = np.empty((oh, 3, ow), np.float32), np.empty((oh, 3, ow), np.float32)
+    plain_ids = np.full(2, -1, np.int64)
+    plain_cache = np.empty((2, 3, ow), np.float32)
+    original = k._horizontal
+    k._horizontal = counted
+    try:
+        for oy in range(oh):
+            k._resized_row.py_func(frame, oy, ya, yb, wy, xa, xb, wx, cache, ids, rows[oy])
+            assert all(holds.get(s) == ids[s] for s in (0, 1) if ids[s] >= 0), f"row {oy}: slots {ids}, wrote {holds}"
+    finally:
+        k._horizontal = original
+    for oy in range(oh):
+        k._resized_row(frame, oy, ya, yb, wy, xa, xb, wx, plain_cache, plain_ids, expected[oy])
+    assert sorted(passes) == sorted(set(ya.tolist()) | set(yb.tolist()))
+    assert np.array_equal(rows, expected)
