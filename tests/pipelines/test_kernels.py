@@ -92,7 +92,7 @@ def test_residual_clips_resize_each_shared_frame_once():
 @pytest.mark.parametrize("roi, out", [((3.0, 2.0, 13.0, 30.0), (40, 24)),   # enlarged: rows shared by output rows
                                       ((0.0, 0.0, 48.0, 32.0), (12, 16)),   # reduced: every output row new
                                       ((30.0, 0.0, 48.0, 32.0), (25, 8))])  # down to the last row (both taps clamp)
-def test_each_input_row_is_resampled_once_per_frame_and_never_copied(roi, out):
+def test_each_input_row_is_resampled_once_per_frame_and_never_copied(roi, out, monkeypatch):
     """The x-pass cache: one ``_horizontal`` per input row a frame's output rows read, into the slot it stays in.
 
     ``_resized_row`` runs as plain Python around the compiled passes: every x-pass is recorded
@@ -123,14 +123,11 @@ def test_each_input_row_is_resampled_once_per_frame_and_never_copied(roi, out):
     rows, expected = np.empty((oh, 3, ow), np.float32), np.empty((oh, 3, ow), np.float32)
     plain_ids = np.full(2, -1, np.int64)
     plain_cache = np.empty((2, 3, ow), np.float32)
-    original = k._horizontal
-    k._horizontal = counted
-    try:
+    with monkeypatch.context() as patched:
+        patched.setattr(k, "_horizontal", counted)  # the plain-Python _resized_row looks it up at call time
         for oy in range(oh):
             k._resized_row.py_func(frame, oy, ya, yb, wy, xa, xb, wx, cache, ids, rows[oy])
             assert all(holds.get(s) == ids[s] for s in (0, 1) if ids[s] >= 0), f"row {oy}: slots {ids}, wrote {holds}"
-    finally:
-        k._horizontal = original
     for oy in range(oh):
         k._resized_row(frame, oy, ya, yb, wy, xa, xb, wx, plain_cache, plain_ids, expected[oy])
     assert sorted(passes) == sorted(set(ya.tolist()) | set(yb.tolist()))
