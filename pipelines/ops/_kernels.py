@@ -9,7 +9,17 @@ Written so that LLVM vectorises the pixel loops (``tests/pipelines/test_kernels.
 the vector operations of the compiled kernels): a row is planar, ``(3, W)`` float32, and
 every step is a loop of its own over contiguous pixels (resample, jitter, blend,
 normalise); the jitter takes and returns scalars, its matrices are tuples of float32
-scalars, nothing is allocated per row and no float64 enters a pixel loop.
+scalars, nothing is allocated per row and no float64 enters a pixel loop. Byte loads
+use unsigned offsets (a signed index wraps negative values per load, which keeps LLVM
+from treating the loads as contiguous).
+
+And so that little runs per row outside those loops: rows are resized a band of
+``BAND`` at a time, buffers are passed whole with an index rather than as views, and no
+per-row call takes a tuple of arrays — each view or array argument costs reference
+counting, which at 112² had cost as much as the row's arithmetic. The resize picks its
+order per crop (:func:`_geometry`): along x first for a crop no taller than the output
+(each input row read is resampled once), rows first for a taller one (one blend and one
+resampling per output row).
 
 The DALI entry points are C callbacks with the signatures of DALI's ``NumbaFunc``
 operator (``nvidia.dali.plugin.numba``): one run per sample, one setup per batch. They
@@ -109,11 +119,11 @@ def _jitter(r, g, b, br, ct, pivot, sat, hue):
 
 
 @jit
-def _jitter_row(row, br, ct, pivot, sat, hue):
-    """The jitter of a planar ``(3, W)`` row, in place."""
-    r, g, b = row[0], row[1], row[2]
-    for x in range(row.shape[1]):
-        r[x], g[x], b[x] = _jitter(r[x], g[x], b[x], br, ct, pivot, sat, hue)
+def _jitter_row(rows, d, br, ct, pivot, sat, hue):
+    """The jitter of row ``d`` of ``rows`` (n, 3, W), in place."""
+    for x in range(rows.shape[2]):
+        rows[d, 0, x], rows[d, 1, x], rows[d, 2, x] = _jitter(rows[d, 0, x], rows[d, 1, x], rows[d, 2, x], br, ct,
+                                                              pivot, sat, hue)
 
 
 # --- resize ------------------------------------------------------------------------------------
@@ -131,87 +141,158 @@ def _taps(lo, hi, out, limit, first, second, frac):
 
 @jit
 def _geometry(window, roi, oh, ow):
+    """The taps of the crop ``roi`` of ``window``'s frames resized to ``oh × ow``, and the order of the two passes.
+
+    ``(ya, yb, wy, ia, ib, wx, lo, span, rows_first)``: the input rows of each output row and
+    the weight of the second; for each output column the offsets of its two taps in a row's
+    interleaved pixels from column ``lo`` (the first read) on, and the weight of the
+    second; ``span``, a buffer for the columns read of one row as float32; and the order.
+    Along x first every input row that an output row reads is resampled once
+    (:func:`_horizontal`); rows first, every output row blends its two input rows, which
+    is contiguous and vectorises, and resamples that blend once (:func:`_blended_row`).
+    Rows first wins when the crop is taller than the output (more input rows are read
+    than there are output rows).
+    """
     h, w = window.shape[1], window.shape[2]
     ya, yb, yf = np.empty(oh, np.int64), np.empty(oh, np.int64), np.empty(oh, np.float64)
     xa, xb, xf = np.empty(ow, np.int64), np.empty(ow, np.int64), np.empty(ow, np.float64)
     _taps(float(roi[0]), float(roi[2]), oh, h, ya, yb, yf)
     _taps(float(roi[1]), float(roi[3]), ow, w, xa, xb, xf)
-    return ya, yb, yf.astype(np.float32), xa, xb, xf.astype(np.float32)
+    read = np.zeros(h, np.bool_)
+    for o in range(oh):
+        read[ya[o]] = True
+        read[yb[o]] = True
+    lo, hi = min(xa.min(), xb.min()), max(xa.max(), xb.max()) + 1
+    ia, ib = (3 * (xa - lo)).astype(np.uint64), (3 * (xb - lo)).astype(np.uint64)
+    return (ya, yb, yf.astype(np.float32), ia, ib, xf.astype(np.float32), lo, np.empty(3 * (hi - lo), np.float32),
+            read.sum() > oh)
 
 
 @jit
-def _horizontal(src, xa, xb, wx, dst):
-    """``dst`` (3, W) float32 ← one input row resampled along x (the first pass of the bilinear resize)."""
-    r, g, b = dst[0], dst[1], dst[2]
-    for ox in range(dst.shape[1]):
-        i, j, u = xa[ox], xb[ox], wx[ox]
-        v = f32(1.0) - u
-        r[ox] = f32(src[i, 0]) * v + f32(src[j, 0]) * u
-        g[ox] = f32(src[i, 1]) * v + f32(src[j, 1]) * u
-        b[ox] = f32(src[i, 2]) * v + f32(src[j, 2]) * u
+def _resample(span, ia, ib, wx, dst, d):
+    """``dst[d]`` (3, W) ← the interleaved row ``span`` resampled along x (taps at offsets ``ia``, ``ib``).
+
+    Unsigned offsets: no negative-index wrap-around per load; float32 taps: the row's bytes
+    were converted once each, in a vectorised loop, not once per tap that reads them."""
+    for ox in range(dst.shape[2]):
+        i, j, t = ia[ox], ib[ox], wx[ox]
+        v = f32(1.0) - t
+        dst[d, 0, ox] = span[i] * v + span[j] * t
+        dst[d, 1, ox] = span[i + np.uint64(1)] * v + span[j + np.uint64(1)] * t
+        dst[d, 2, ox] = span[i + np.uint64(2)] * v + span[j + np.uint64(2)] * t
 
 
 @jit
-def _vertical(top, bottom, w, row):
-    """``row`` (3, W) ← ``top``·(1 − w) + ``bottom``·w rounded to uint8 levels (values ≥ 0: floor of x + ½)."""
+def _horizontal(flat, start, span, ia, ib, wx, cache, s):
+    """``cache[s]`` (3, W) ← the input row whose columns read begin at byte ``start`` of ``flat`` (the frame's
+    bytes), resampled along x (the first pass of the bilinear resize)."""
+    for k in range(span.shape[0]):  # unsigned offsets: the loads stay contiguous and vectorise
+        span[k] = f32(flat[start + np.uint64(k)])
+    _resample(span, ia, ib, wx, cache, s)
+
+
+@jit
+def _vertical(cache, sa, sb, w, rows, d):
+    """``rows[d]`` (3, W) ← ``cache[sa]``·(1 − w) + ``cache[sb]``·w rounded to uint8 levels (floor of x + ½)."""
     v = f32(1.0) - w
     for c in range(3):
-        t, b, o = top[c], bottom[c], row[c]
-        for ox in range(o.shape[0]):
-            o[ox] = np.floor(t[ox] * v + b[ox] * w + f32(0.5))
+        for ox in range(rows.shape[2]):
+            rows[d, c, ox] = np.floor(cache[sa, c, ox] * v + cache[sb, c, ox] * w + f32(0.5))
 
 
 @jit
-def _slot(ids, r):
-    """The slot of ``cache`` that holds input row ``r``'s x-pass, or -1."""
-    return 0 if ids[0] == r else (1 if ids[1] == r else -1)
+def _blended_row(flat, top, bottom, w, span, ia, ib, wx, rows, d):
+    """``rows[d]`` (3, W) ← the input rows whose columns read begin at bytes ``top`` and ``bottom`` of ``flat``
+    blended along y (weight ``w`` on the second) into ``span``, then resampled along x and
+    rounded to uint8 levels."""
+    v = f32(1.0) - w
+    for k in range(span.shape[0]):
+        q = np.uint64(k)
+        span[k] = f32(flat[top + q]) * v + f32(flat[bottom + q]) * w
+    _resample(span, ia, ib, wx, rows, d)
+    for c in range(3):
+        for ox in range(rows.shape[2]):
+            rows[d, c, ox] = np.floor(rows[d, c, ox] + f32(0.5))
 
 
 @jit
-def _resized_row(frame, oy, ya, yb, wy, xa, xb, wx, cache, ids, row):
-    """``row`` (3, W) ← output row ``oy`` of the crop of ``frame``, rounded to uint8 levels like ``fn.resize``.
+def _slots(ids, ra, rb):
+    """The cache slots of input rows ``ra`` and ``rb``, and whether each must be resampled; ``ids`` updated.
 
-    Bilinear in the reference's order (along x, then y). ``cache`` (2, 3, W) holds the x-pass
-    of the input rows ``ids`` (one per slot), so consecutive output rows that share input rows
-    (an enlarged crop) resample each input row once; a new row goes to the slot the other
-    tap does not use, so nothing is copied between slots. Set ``ids`` to -1 for a new frame.
-    """
-    ra, rb = ya[oy], yb[oy]
-    sa = _slot(ids, ra)
-    if sa < 0:
+    A new row goes to the slot the other tap does not use, so nothing is copied between
+    slots (``rb``'s slot is ``ra``'s when the two are one row: the image's last row)."""
+    sa = 0 if ids[0] == ra else (1 if ids[1] == ra else -1)
+    new_a = sa < 0
+    if new_a:
         sa = 1 if ids[0] == rb else 0
-        _horizontal(frame[ra], xa, xb, wx, cache[sa])
         ids[sa] = ra
-    sb = _slot(ids, rb)  # ra's slot when rb == ra (the image's last row)
-    if sb < 0:
+    sb = 0 if ids[0] == rb else (1 if ids[1] == rb else -1)
+    new_b = sb < 0
+    if new_b:
         sb = 1 - sa
-        _horizontal(frame[rb], xa, xb, wx, cache[sb])
         ids[sb] = rb
-    _vertical(cache[sa], cache[sb], wy[oy], row)
+    return sa, sb, new_a, new_b
+
+
+@jit
+def _resized_rows(frame, oy0, ya, yb, wy, ia, ib, wx, lo, span, rows_first, cache, ids, rows):
+    """``rows`` (n, 3, W) ← output rows ``oy0 … oy0 + n − 1`` of the crop of ``frame``, rounded to uint8 levels
+    like ``fn.resize``.
+
+    Bilinear, in the order :func:`_geometry` chose. Along x first (the reference's order),
+    ``cache`` (2, 3, W) holds the x-pass of the input rows ``ids`` (one per slot) from one
+    call to the next, so consecutive output rows that share input rows (an enlarged crop)
+    resample each input row once (:func:`_slots`); set ``ids`` to -1 for a new frame. Both
+    orders compute the same bilinear sum; float32 rounding can move a value on a rounding
+    tie by one level.
+
+    A band of rows per call, and the buffers passed whole with an index: a call or a view
+    per output row, with the arrays it takes, cost as much reference counting and argument
+    passing as a 112² row's arithmetic.
+    """
+    flat = frame.reshape(frame.size)
+    pitch, first = 3 * frame.shape[1], 3 * lo
+    for d in range(rows.shape[0]):
+        oy = oy0 + d
+        ra, rb = ya[oy], yb[oy]
+        top, bottom = np.uint64(ra * pitch + first), np.uint64(rb * pitch + first)
+        if rows_first:
+            _blended_row(flat, top, bottom, wy[oy], span, ia, ib, wx, rows, d)
+            continue
+        sa, sb, new_a, new_b = _slots(ids, ra, rb)
+        if new_a:
+            _horizontal(flat, top, span, ia, ib, wx, cache, sa)
+        if new_b:
+            _horizontal(flat, bottom, span, ia, ib, wx, cache, sb)
+        _vertical(cache, sa, sb, wy[oy], rows, d)
 
 
 # --- blend, normalise --------------------------------------------------------------------------
 @jit
-def _blend(row, noise, lam):
-    """``row`` (3, W) ← ``row + λ·(noise − row)``, in place."""
+def _blend(rows, d, noise, e, lam):
+    """``rows[d]`` (3, W) ← ``rows[d] + λ·(noise[e] − rows[d])``, in place."""
     for c in range(3):
-        x, n = row[c], noise[c]
-        for ox in range(x.shape[0]):
-            x[ox] = x[ox] + lam * (n[ox] - x[ox])
+        for ox in range(rows.shape[2]):
+            x = rows[d, c, ox]
+            rows[d, c, ox] = x + lam * (noise[e, c, ox] - x)
 
 
 @jit
-def _normalise(src, dst, mean, inv_std):
-    """One channel: ``dst ← (src − mean)·inv_std``."""
-    for ox in range(dst.shape[0]):
-        dst[ox] = (src[ox] - mean) * inv_std
+def _normalise(rows, d, out, t, oy, mean, inv_std):
+    """Output row ``oy`` of frame ``t`` of ``out`` (3, T, H, W) ← ``(rows[d] − mean)·inv_std``, per channel."""
+    for c in range(3):
+        m, s = mean[c], inv_std[c]
+        for ox in range(out.shape[3]):
+            out[c, t, oy, ox] = (rows[d, c, ox] - m) * s
 
 
 @jit
-def _difference(a, b, dst, inv_std):
-    """One channel: ``dst ← |a − b|·inv_std``."""
-    for ox in range(dst.shape[0]):
-        dst[ox] = abs(a[ox] - b[ox]) * inv_std
+def _difference(rows, a, b, d, out, t, oy, inv_std):
+    """Output row ``oy`` of frame ``t`` of ``out`` ← ``|rows[a, d] − rows[b, d]|·inv_std``, per channel."""
+    for c in range(3):
+        s = inv_std[c]
+        for ox in range(out.shape[3]):
+            out[c, t, oy, ox] = abs(rows[a, d, c, ox] - rows[b, d, c, ox]) * s
 
 
 @jit
@@ -223,6 +304,9 @@ def _scales(pack):
 
 
 # --- kernels -----------------------------------------------------------------------------------
+BAND = 8  # output rows resized per call: a band (8 × 3 × W floats) stays in the first-level cache
+
+
 @jit
 def _mosaic(noise, k, oh, ow):
     """The RAD noise ``(th, 3, W)`` float32: the rows of one period of the ``k × k`` mosaic of ``noise``.
@@ -234,16 +318,15 @@ def _mosaic(noise, k, oh, ow):
     th, tw = (oh + k - 1) // k, (ow + k - 1) // k
     frame = noise[0]
     whole = np.array([0.0, 0.0, frame.shape[0], frame.shape[1]], np.float32)
-    ya, yb, wy, xa, xb, wx = _geometry(noise, whole, th, tw)
-    cache = np.empty((2, 3, tw), np.float32)
-    ids = np.full(2, -1, np.int64)
-    tile = np.empty((3, tw), np.float32)
+    ya, yb, wy, ia, ib, wx, lo, span, rows_first = _geometry(noise, whole, th, tw)
+    tile = np.empty((th, 3, tw), np.float32)
+    _resized_rows(frame, 0, ya, yb, wy, ia, ib, wx, lo, span, rows_first, np.empty((2, 3, tw), np.float32),
+                  np.full(2, -1, np.int64), tile)
     rows = np.empty((th, 3, ow), np.float32)
     for ty in range(th):
-        _resized_row(frame, ty, ya, yb, wy, xa, xb, wx, cache, ids, tile)
         for c in range(3):
             for x in range(ow):
-                rows[ty, c, x] = tile[c, x % tw]
+                rows[ty, c, x] = tile[ty, c, x % tw]
     return rows
 
 
@@ -253,12 +336,13 @@ def _rgb_kernel(out, idx, window, roi, pack, noise, mode):
 
     PLAIN: nothing; MOSAIC: the ``pack[grid]²`` mosaic of ``noise``, a (1, h, w, 3) uint8
     frame (RAD); OWN_FRAME: frame ``pack[frame]`` of the clip itself, after colour (BE).
+    Frame by frame, a band of output rows at a time: resized, jittered, blended, normalised.
     """
     oh, ow = out.shape[2], out.shape[3]
     br, ct, pivot, sat, hue = _colour(pack)
     mean, inv = _scales(pack)
-    ya, yb, wy, xa, xb, wx = _geometry(window, roi, oh, ow)
-    row = np.empty((3, ow), np.float32)
+    ya, yb, wy, ia, ib, wx, lo, span, rows_first = _geometry(window, roi, oh, ow)
+    rows = np.empty((BAND, 3, ow), np.float32)
     cache = np.empty((2, 3, ow), np.float32)
     ids = np.empty(2, np.int64)
     lam = pack[_LAM]
@@ -268,25 +352,24 @@ def _rgb_kernel(out, idx, window, roi, pack, noise, mode):
     else:  # per output row, planar
         blend = np.empty((oh if mode == OWN_FRAME else 1, 3, ow), np.float32)
     if mode == OWN_FRAME:
-        f = idx[int(pack[_FRAME])]
         ids[:] = -1
-        for oy in range(oh):
-            _resized_row(window[f], oy, ya, yb, wy, xa, xb, wx, cache, ids, blend[oy])
-            if jitter:
-                _jitter_row(blend[oy], br, ct, pivot, sat, hue)
+        _resized_rows(window[idx[int(pack[_FRAME])]], 0, ya, yb, wy, ia, ib, wx, lo, span, rows_first, cache, ids, blend)
+        if jitter:
+            for oy in range(oh):
+                _jitter_row(blend, oy, br, ct, pivot, sat, hue)
     period = blend.shape[0]
     for t in range(out.shape[1]):
         frame = window[idx[t]]
         ids[:] = -1
-        for oy in range(oh):
-            _resized_row(frame, oy, ya, yb, wy, xa, xb, wx, cache, ids, row)
-            if jitter:
-                _jitter_row(row, br, ct, pivot, sat, hue)
-            if mode != PLAIN:
-                _blend(row, blend[oy % period], lam)
-            _normalise(row[0], out[0, t, oy], mean[0], inv[0])
-            _normalise(row[1], out[1, t, oy], mean[1], inv[1])
-            _normalise(row[2], out[2, t, oy], mean[2], inv[2])
+        for oy0 in range(0, oh, BAND):
+            band = rows[:min(BAND, oh - oy0)]
+            _resized_rows(frame, oy0, ya, yb, wy, ia, ib, wx, lo, span, rows_first, cache, ids, band)
+            for d in range(band.shape[0]):
+                if jitter:
+                    _jitter_row(rows, d, br, ct, pivot, sat, hue)
+                if mode != PLAIN:
+                    _blend(rows, d, blend, (oy0 + d) % period, lam)
+                _normalise(rows, d, out, t, oy0 + d, mean, inv)
 
 
 @jit
@@ -311,28 +394,29 @@ def _residual_kernel(out, idx, window, roi, pack):
     """``|J(a) − J(b)| / std`` of the clip's frames ``idx[:T]`` and their partners ``idx[T:]`` (J: the jitter).
 
     A frame that is both a clip frame and a partner (the gap is shorter than the clip) is
-    resized and jittered once: output row by output row, every distinct frame's row first.
+    resized and jittered once: a band of output rows at a time, every distinct frame's band first.
     """
     oh, ow, frames = out.shape[2], out.shape[3], out.shape[1]
     br, ct, pivot, sat, hue = _colour(pack)
     _, inv = _scales(pack)
-    ya, yb, wy, xa, xb, wx = _geometry(window, roi, oh, ow)
+    ya, yb, wy, ia, ib, wx, lo, span, rows_first = _geometry(window, roi, oh, ow)
     jitter = not _is_identity(pack)
     order, which = _distinct(idx, window.shape[0])
     distinct = order.shape[0]
-    rows = np.empty((distinct, 3, ow), np.float32)
+    rows = np.empty((distinct, BAND, 3, ow), np.float32)
     cache = np.empty((distinct, 2, 3, ow), np.float32)
     ids = np.full((distinct, 2), -1, np.int64)
-    for oy in range(oh):
+    for oy0 in range(0, oh, BAND):
+        n = min(BAND, oh - oy0)
         for u in range(distinct):
-            _resized_row(window[order[u]], oy, ya, yb, wy, xa, xb, wx, cache[u], ids[u], rows[u])
+            band = rows[u, :n]
+            _resized_rows(window[order[u]], oy0, ya, yb, wy, ia, ib, wx, lo, span, rows_first, cache[u], ids[u], band)
             if jitter:
-                _jitter_row(rows[u], br, ct, pivot, sat, hue)
+                for d in range(n):
+                    _jitter_row(band, d, br, ct, pivot, sat, hue)
         for t in range(frames):
-            a, b = rows[which[t]], rows[which[frames + t]]
-            _difference(a[0], b[0], out[0, t, oy], inv[0])
-            _difference(a[1], b[1], out[1, t, oy], inv[1])
-            _difference(a[2], b[2], out[2, t, oy], inv[2])
+            for d in range(n):
+                _difference(rows, which[t], which[frames + t], d, out, t, oy0 + d, inv)
 
 
 # --- DALI entry points ---------------------------------------------------------------------------

@@ -24,6 +24,17 @@ CFG = ClipConfig(frames=5, speeds=(1, 2), augment=AugmentConfig(size=(20, 28), j
 ONE_LEVEL = 1.0 / (255 * min(CFG.augment.std)) + 1e-4
 
 
+def jitter_gain(color) -> float:
+    """The most the colour jitter ``[brightness, contrast, saturation, hue]`` can scale a one-level difference (∞-norm)."""
+    from motionssl.pipelines.ops.colour import RGB_TO_YIQ, YIQ_TO_RGB
+
+    b, c, s, h = (float(v) for v in color)
+    rad = np.deg2rad(h)
+    hue = np.array([[1, 0, 0], [0, np.cos(rad), np.sin(rad)], [0, -np.sin(rad), np.cos(rad)]])
+    norm = lambda m: np.abs(YIQ_TO_RGB @ m @ RGB_TO_YIQ).sum(axis=1).max()  # noqa: E731
+    return max(1.0, b * c * norm(np.diag([1.0, s, s])) * norm(hue))
+
+
 def windows_and_params(rng, name, kind, appearance=None, batch=4, frames=12):
     windows = [rng.integers(0, 256, (frames, *SHAPES[i % len(SHAPES)], 3), dtype=np.uint8) for i in range(batch)]
     batch_rng_seed = int(rng.integers(1 << 30))
@@ -79,13 +90,15 @@ def test_fused_and_unfused_graphs_match_the_reference(kind, appearance, monkeypa
     want = reference_clips(windows, params, "clip", kind, appearance)
     got_fused = run_graph(windows, params, "clip", kind, appearance, True, monkeypatch)
     got_ops = run_graph(windows, params, "clip", kind, appearance, False, monkeypatch)
-    for f, o, w in zip(got_fused, got_ops, want):
+    for f, o, w, p in zip(got_fused, got_ops, want, params):
         assert f.shape == o.shape == w.shape == (3, CFG.frames, *CFG.augment.size)
         assert f.dtype == np.float32
         # the fused operator computes the reference's arithmetic: float32 rounding only,
-        # but a resized value on a rounding tie may land one level apart
+        # but a resized value on a rounding tie may land one level apart, which the colour
+        # jitter then scales by its gain; such values are rare
         assert np.mean(np.abs(f - w)) < 1e-3
-        assert np.abs(f - w).max() <= ONE_LEVEL * 1.5
+        assert np.mean(np.abs(f - w) > 1e-4) < 0.02
+        assert np.abs(f - w).max() <= ONE_LEVEL * jitter_gain(p["clip.color"]) + 1e-4
         assert np.abs(o - w).max() <= ONE_LEVEL * 1.5 + 2e-3 * 255 / (255 * min(CFG.augment.std))
 
 

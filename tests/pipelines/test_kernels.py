@@ -90,14 +90,15 @@ def test_residual_clips_resize_each_shared_frame_once():
 
 
 @pytest.mark.parametrize("roi, out", [((3.0, 2.0, 13.0, 30.0), (40, 24)),   # enlarged: rows shared by output rows
-                                      ((0.0, 0.0, 48.0, 32.0), (12, 16)),   # reduced: every output row new
+                                      ((0.0, 0.0, 24.0, 32.0), (25, 16)),   # 24 rows for 25: nearly every row new
                                       ((30.0, 0.0, 48.0, 32.0), (25, 8))])  # down to the last row (both taps clamp)
 def test_each_input_row_is_resampled_once_per_frame_and_never_copied(roi, out, monkeypatch):
     """The x-pass cache: one ``_horizontal`` per input row a frame's output rows read, into the slot it stays in.
 
-    ``_resized_row`` runs as plain Python around the compiled passes: every x-pass is recorded
-    with the slot it wrote, and after each output row both slots must hold the rows that were
-    resampled into them (a row moved between slots would be a copy of 3·W floats per row).
+    ``_resized_rows`` runs as plain Python around the compiled passes, in bands of 5 rows as
+    the kernels call it (the cache carries over from band to band): every x-pass is recorded
+    with the slot it wrote, and every output row must blend the two slots that hold its
+    input rows' x-passes (a row moved between slots would be a copy of 3·W floats per row).
     """
     import numpy as np
 
@@ -105,30 +106,106 @@ def test_each_input_row_is_resampled_once_per_frame_and_never_copied(roi, out, m
 
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, (48, 32, 3), dtype=np.uint8)
-    window = frame[None]
     oh, ow = out
-    ya, yb, wy, xa, xb, wx = k._geometry(window, np.array(roi, np.float32), oh, ow)
-    cache, ids = np.empty((2, 3, ow), np.float32), np.full(2, -1, np.int64)
-    passes, holds = [], {}
-    real = k._horizontal
+    ya, yb, wy, ia, ib, wx, lo, span, rows_first = k._geometry(frame[None], np.array(roi, np.float32), oh, ow)
+    assert not rows_first, "x first: the crop has no more rows read than output rows"
+    pitch = 3 * frame.shape[1]
+    passes, holds, blended = [], {}, []
+    real_h, real_v = k._horizontal, k._vertical
 
-    def counted(src, xa_, xb_, wx_, dst):
-        slot = [s for s in (0, 1) if dst.ctypes.data == cache[s].ctypes.data]
-        assert len(slot) == 1, "an x-pass wrote outside the cache's two slots"
-        row = [r for r in range(frame.shape[0]) if src.ctypes.data == frame[r].ctypes.data][0]
+    def counted(flat, start, span_, ia_, ib_, wx_, cache_, s):
+        row, rest = divmod(int(start), pitch)
+        assert rest == 3 * lo
         passes.append(row)
-        holds[slot[0]] = row
-        real(src, xa_, xb_, wx_, dst)
+        holds[s] = row
+        real_h(flat, start, span_, ia_, ib_, wx_, cache_, s)
+
+    def checked(cache_, sa, sb, w, rows_, d):
+        oy = len(blended)
+        assert (holds.get(sa), holds.get(sb)) == (ya[oy], yb[oy]), f"row {oy}: slots {sa, sb} hold {holds}"
+        blended.append(oy)
+        real_v(cache_, sa, sb, w, rows_, d)
 
     rows, expected = np.empty((oh, 3, ow), np.float32), np.empty((oh, 3, ow), np.float32)
-    plain_ids = np.full(2, -1, np.int64)
-    plain_cache = np.empty((2, 3, ow), np.float32)
+    cache, ids = np.empty((2, 3, ow), np.float32), np.full(2, -1, np.int64)
+    geometry = (ya, yb, wy, ia, ib, wx, lo, span, rows_first)
     with monkeypatch.context() as patched:
-        patched.setattr(k, "_horizontal", counted)  # the plain-Python _resized_row looks it up at call time
-        for oy in range(oh):
-            k._resized_row.py_func(frame, oy, ya, yb, wy, xa, xb, wx, cache, ids, rows[oy])
-            assert all(holds.get(s) == ids[s] for s in (0, 1) if ids[s] >= 0), f"row {oy}: slots {ids}, wrote {holds}"
-    for oy in range(oh):
-        k._resized_row(frame, oy, ya, yb, wy, xa, xb, wx, plain_cache, plain_ids, expected[oy])
+        patched.setattr(k, "_horizontal", counted)  # the plain-Python _resized_rows looks them up at call time
+        patched.setattr(k, "_vertical", checked)
+        for oy0 in range(0, oh, 5):
+            k._resized_rows.py_func(frame, oy0, *geometry, cache, ids, rows[oy0:oy0 + 5])
+    k._resized_rows(frame, 0, *geometry, np.empty((2, 3, ow), np.float32), np.full(2, -1, np.int64), expected)
     assert sorted(passes) == sorted(set(ya.tolist()) | set(yb.tolist()))
+    assert blended == list(range(oh))
     assert np.array_equal(rows, expected)
+
+
+@pytest.mark.parametrize("roi, out", [((0.0, 0.0, 48.0, 32.0), (12, 16)),    # reduced: each output row reads 2 rows
+                                      ((2.0, 30.0, 47.0, 3.0), (30, 20)),     # 45 rows read for 30, flipped along x
+                                      ((10.0, 5.0, 48.0, 32.0), (37, 40))])   # 38 rows for 37 rows, enlarged along x
+def test_a_crop_taller_than_the_output_blends_rows_first_and_matches_x_first(roi, out, monkeypatch):
+    """Rows first when more input rows are read than there are output rows: one blend and one x-pass per output row.
+
+    The same bilinear sum as along x first: the two orders may differ by float32 rounding,
+    which moves a value on a rounding tie by one level, never more.
+    """
+    import numpy as np
+
+    from motionssl.pipelines.ops import _kernels as k
+
+    rng = np.random.default_rng(1)
+    frame = rng.integers(0, 256, (48, 32, 3), dtype=np.uint8)
+    oh, ow = out
+    ya, yb, wy, ia, ib, wx, lo, span, rows_first = k._geometry(frame[None], np.array(roi, np.float32), oh, ow)
+    assert rows_first and len(set(ya.tolist()) | set(yb.tolist())) > oh
+    assert span.size == 3 * (max(ia.max(), ib.max()) // 3 + 1) and min(ia.min(), ib.min()) == 0
+    cache, ids = np.empty((2, 3, ow), np.float32), np.full(2, -1, np.int64)
+    geometry = (ya, yb, wy, ia, ib, wx, lo, span)
+    rows_first, x_first = np.empty((oh, 3, ow), np.float32), np.empty((oh, 3, ow), np.float32)
+    with monkeypatch.context() as patched:
+        patched.setattr(k, "_horizontal", lambda *a: pytest.fail("an x-pass of an input row with rows first"))
+        k._resized_rows.py_func(frame, 0, *geometry, True, cache, ids, rows_first)
+    k._resized_rows(frame, 0, *geometry, False, cache, ids, x_first)
+    assert np.array_equal(rows_first, np.floor(rows_first)) and rows_first.min() >= 0 and rows_first.max() <= 255
+    assert np.abs(rows_first - x_first).max() <= 1
+    assert np.mean(rows_first != x_first) < 0.01
+
+
+@pytest.mark.parametrize("kernel", ["rgb", "residual"])
+def test_rows_are_resized_in_bands_not_one_call_per_row(kernel, monkeypatch):
+    """A kernel resizes a frame's output rows a band at a time: one ``_resized_rows`` call per ``BAND`` rows.
+
+    A call (or a view) per output row, with the arrays it takes, cost as much as a 112² row's
+    arithmetic; the kernels run as plain Python around the compiled passes and the calls are counted.
+    """
+    import numpy as np
+
+    from motionssl.pipelines.ops import _kernels as k
+
+    assert k.BAND >= 8
+    rng = np.random.default_rng(2)
+    window = rng.integers(0, 256, (6, 30, 40, 3), dtype=np.uint8)
+    pack = np.zeros(k.PACK_LENGTH, np.float32)
+    pack[k.OFFSETS["colour"]:k.OFFSETS["colour"] + 4] = (1.1, 0.9, 1.2, 10.0)
+    pack[k.OFFSETS["std"]:k.OFFSETS["std"] + 3] = 60.0
+    roi, oh, ow = np.array([2.0, 3.0, 28.0, 37.0], np.float32), 20, 12
+    calls, real = [], k._resized_rows
+
+    def counted(frame, oy0, *rest):
+        calls.append((oy0, rest[-1].shape[0]))
+        real(frame, oy0, *rest)
+
+    idx = np.array([0, 2, 4] if kernel == "rgb" else [0, 1, 2, 1, 2, 3], np.int32)  # residual: 4 distinct frames
+    out = np.empty((3, 3, oh, ow), np.float32)
+    expected = np.empty_like(out)
+    run = (lambda f, o: f(o, idx, window, roi, pack, window[:1], k.PLAIN)) if kernel == "rgb" else \
+        (lambda f, o: f(o, idx, window, roi, pack))
+    compiled = k._rgb_kernel if kernel == "rgb" else k._residual_kernel
+    with monkeypatch.context() as patched:
+        patched.setattr(k, "_resized_rows", counted)
+        run(compiled.py_func, out)
+    run(compiled, expected)
+    frames = 3 if kernel == "rgb" else 4
+    bands = [(oy0, min(k.BAND, oh - oy0)) for oy0 in range(0, oh, k.BAND)]
+    assert sorted(calls) == sorted(bands * frames)
+    assert np.allclose(out, expected, atol=1e-5)
