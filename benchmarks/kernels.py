@@ -45,7 +45,16 @@ def load(root: str = ""):
     holder = tempfile.mkdtemp(prefix="kernels-against-")
     os.symlink(pipelines, os.path.join(holder, "against_pipelines"))
     sys.path.insert(0, holder)
-    return importlib.import_module("against_pipelines.ops._kernels")
+    # A Numba cache of its own: the checkout's cache, written when its kernels ran under their
+    # own module name, would rebuild them against that module (this checkout's, when the name
+    # is the same) and crash. Compiled afresh here (about 10 s).
+    from numba.core import config
+
+    saved, config.CACHE_DIR = config.CACHE_DIR, os.path.join(holder, "numba-cache")
+    try:
+        return importlib.import_module("against_pipelines.ops._kernels")
+    finally:
+        config.CACHE_DIR = saved
 
 
 def inputs(k, size: int, rng: np.random.Generator) -> dict:

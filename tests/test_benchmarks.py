@@ -319,6 +319,10 @@ def test_kernel_benchmark_times_every_kernel_against_a_checkout(capsys):
     assert set(result) == {("rgb", 16), ("rad", 16), ("residual", 16)}
     assert all(set(best) == {"this", "against"} and min(best.values()) >= 0 for best in result.values())
     assert kernels.load(root) is not kernels.load() and "speed-up" in capsys.readouterr().out
+    # the other checkout's kernels compile into a cache of their own: the checkout's own cache,
+    # written under its module name, rebuilt them against that module and crashed the run
+    other, own = kernels.load(root)._rgb_kernel._cache._cache_path, kernels.load()._rgb_kernel._cache._cache_path
+    assert "kernels-against-" in other and not other.startswith(os.path.dirname(own))
     with pytest.raises(SystemExit, match="no pipelines/ops/_kernels.py"):
         kernels.load(os.path.join(root, "docs"))
 
