@@ -58,6 +58,8 @@ def parse_args(argv=None):
     p.add_argument("--scenes", type=int, default=16, help="scenes when generating (default 16)")
     p.add_argument("--one-speed", action="store_true", help="when generating: every video of a class at one speed "
                    "(benchmarks/fidelity_data.py); keep its runs apart with --out")
+    p.add_argument("--unpaired", action="store_true", help="when generating: eight classes of which none is "
+                   "another's motion reversed (benchmarks/fidelity_data.py); keep its runs apart with --out")
     p.add_argument("--per-class", type=int, default=4,
                    help="videos per scene and class when generating, three in four of them train (default 4)")
     p.add_argument("--out", default=os.path.join("runs", "fidelity"), help="folder of the runs and the table")
@@ -82,7 +84,8 @@ def main(argv=None) -> Dict:
             print(f"{r.name:26s} {r.group:17s} {r.what}")
         return {}
     from benchmarks import fidelity_data
-    data = args.data or fidelity_data.generate(scenes=args.scenes, per_class=args.per_class, one_speed=args.one_speed)
+    data = args.data or fidelity_data.generate(scenes=args.scenes, per_class=args.per_class, one_speed=args.one_speed,
+                                               unpaired=args.unpaired)
     data = os.path.abspath(data)
     if not os.path.exists(os.path.join(data, "train.txt")):
         raise SystemExit(f"fidelity: {data} has no train.txt; give a folder written by benchmarks.fidelity_data")

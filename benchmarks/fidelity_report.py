@@ -188,15 +188,19 @@ def write_report(path: str, text: str) -> None:
 def _origin(args, data: str) -> str:
     if args.data:
         return f"`{args.data}`"
-    one = " --one-speed" if getattr(args, "one_speed", False) else ""
-    return (f"`python -m benchmarks.fidelity_data --scenes {args.scenes} --per-class {args.per_class}{one}` "
+    variant = "".join(f" {flag}" for flag in _variant(args))
+    return (f"`python -m benchmarks.fidelity_data --scenes {args.scenes} --per-class {args.per_class}{variant}` "
             "(48×48 VP9, 32 frames, seed 0)")
 
 
+def _variant(args) -> List[str]:
+    """The data variant's flags, as the commands take them."""
+    flags = (("--one-speed", "one_speed"), ("--unpaired", "unpaired"))
+    return [flag for flag, key in flags if getattr(args, key, False)]
+
+
 def _argv_of(args) -> List[str]:
-    out = ["--rows", *args.rows, "--seeds", *map(str, args.seeds), "--steps", str(args.steps)]
-    if getattr(args, "one_speed", False):
-        out.append("--one-speed")
+    out = ["--rows", *args.rows, "--seeds", *map(str, args.seeds), "--steps", str(args.steps), *_variant(args)]
     if args.batch_size != 32:
         out += ["--batch-size", str(args.batch_size)]
     if args.set:

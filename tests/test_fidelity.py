@@ -356,6 +356,104 @@ def test_one_speed_variant_changes_only_the_speed():
     assert a.uniform() == b.uniform()  # the later draws of a video are the same in both variants
 
 
+# --- the --unpaired variant: no class is another's motion reversed ------------------------------------------------
+def _reversal_gap(a, b):
+    """How far class ``a`` played backwards is from class ``b``'s motion: ``None`` where they differ in what moves
+    (a turn or zoom of its own sign, a translation or not), else the angle in degrees between the translations
+    (0 where neither translates)."""
+    step_a, turn_a, zoom_a = fidelity_data.MOTIONS[a]
+    step_b, turn_b, zoom_b = fidelity_data.MOTIONS[b]
+    if (-turn_a, -zoom_a) != (turn_b, zoom_b) or (step_a is None) != (step_b is None):
+        return None
+    if step_a is None:
+        return 0.0
+    cos = -np.dot(step_a, step_b) / (np.linalg.norm(step_a) * np.linalg.norm(step_b))
+    return float(np.degrees(np.arccos(np.clip(cos, -1, 1))))
+
+
+def test_unpaired_classes_are_no_class_played_backwards():
+    """In the standard data every class reversed is its partner; in --unpaired no class reversed is any class
+    (itself included: no oscillation) nor within 90° of a class's translation with the same turn and zoom."""
+    assert len(fidelity_data.UNPAIRED) == len(set(fidelity_data.UNPAIRED)) == len(CLASSES)
+    for a, b in zip(CLASSES[0::2], CLASSES[1::2]):
+        assert _reversal_gap(a, b) == _reversal_gap(b, a) == 0.0
+    for a in fidelity_data.UNPAIRED:
+        for b in fidelity_data.UNPAIRED:
+            gap = _reversal_gap(a, b)
+            assert gap is None or gap >= 90 - 1e-6, (a, b, gap)
+    assert fidelity_data.classes() == CLASSES and fidelity_data.classes(unpaired=True) == fidelity_data.UNPAIRED
+
+
+def test_unpaired_classes_move_as_designed_and_scenes_are_drawn_as_in_the_standard_data():
+    """--unpaired: each class's trajectory translates, turns and zooms as its entry says, the turn the way the
+    standard data's clockwise class turns; in rendered videos the translations go their way (motion descriptor,
+    median over scenes) and the zooming objects grow; a class that moves as a standard one gives that class's very
+    frames (the scene, position, size and noise draws are the standard data's)."""
+    from benchmarks.controls import MotionDescriptor
+
+    size, descriptor = 48, MotionDescriptor()
+    clockwise = np.sign(np.diff(fidelity_data.trajectory("rotate_clockwise", np.random.default_rng(0), size, 8)[1]))
+    assert set(clockwise) == {1.0}
+    for label, name in enumerate(fidelity_data.UNPAIRED):
+        step, turn, zoom = fidelity_data.MOTIONS[name]
+        position, angle, scale = fidelity_data.trajectory(name, np.random.default_rng(label), size, 8)
+        moved = np.diff(position, axis=0)
+        if step is None:
+            assert np.all(moved == 0), name
+        else:
+            np.testing.assert_allclose(moved / np.linalg.norm(moved, axis=1, keepdims=True),
+                                       np.broadcast_to(step, moved.shape), atol=1e-6, err_msg=name)
+        assert set(np.sign(np.diff(angle))) == {float(turn)}, name
+        assert set(np.sign(np.diff(scale))) == {float(zoom)}, name
+        videos = [(scene_spec(0, scene, size), render(scene_spec(0, scene, size), label,
+                                                      np.random.default_rng([scene, label, copy]), size, 8,
+                                                      unpaired=True)) for scene in range(4) for copy in range(2)]
+        if step is not None:  # the descriptor's (x, y) against the class's (row, column) step
+            x, y = np.median([descriptor.features(_clip(v))[0].numpy()[:2] for _, v in videos], axis=0)
+            seen = np.degrees(np.arctan2(y, x) - np.arctan2(step[0], step[1]))
+            assert abs((seen + 180) % 360 - 180) < 15, (name, seen)
+        if zoom:  # the object's area, first frame against last
+            for spec, v in videos:
+                area = _object_mask(spec, v[[0, -1]]).sum(axis=(1, 2))
+                assert area[1] > area[0], name
+    spec = scene_spec(0, 3, 32)
+    for standard, unpaired in ((4, 4), (6, 5)):  # rotate_clockwise, zoom_in
+        assert CLASSES[standard] == fidelity_data.UNPAIRED[unpaired]
+        assert np.array_equal(render(spec, standard, np.random.default_rng([0, 3, 1]), 32, 8),
+                              render(spec, unpaired, np.random.default_rng([0, 3, 1]), 32, 8, unpaired=True))
+
+
+def test_unpaired_flag_names_its_data_and_the_standard_record_stays(tmp_path, monkeypatch):
+    """--unpaired reaches the data's folder name, its record and classes, the runner's generate call and the
+    report's command lines; without it the cache name and the record are the standard data's as before."""
+    from benchmarks import fidelity_report
+
+    assert fidelity_data.default_root(unpaired=True).endswith("-unpaired")
+    assert os.path.basename(fidelity_data.default_root()) == "fidelity-v4-seed0-16x4-48px-32f"
+    assert os.path.basename(fidelity_data.default_root(one_speed=True, unpaired=True)).endswith("-onespeed-unpaired")
+    root = fidelity_data.generate(str(tmp_path / "unpaired"), seed=0, scenes=1, per_class=3, size=32, num_frames=8,
+                                  workers=1, unpaired=True)
+    assert load_index(root, split="train").classes == list(fidelity_data.UNPAIRED)
+    with open(os.path.join(root, fidelity_data.MARKER)) as f:
+        assert json.load(f)["unpaired"] is True
+    standard = fidelity_data.generate(str(tmp_path / "standard"), seed=0, scenes=1, per_class=3, size=32,
+                                      num_frames=8, workers=1)
+    with open(os.path.join(standard, fidelity_data.MARKER)) as f:
+        record = json.load(f)
+    assert {k: v for k, v in record.items() if k in ("dataset", "version", "seed", "scenes", "per_class", "size",
+                                                      "frames", "one_speed", "unpaired")} == {
+        "dataset": "motionssl fidelity", "version": 4, "seed": 0, "scenes": 1, "per_class": 3, "size": 32,
+        "frames": 8}
+    calls = []
+    monkeypatch.setattr(fidelity_data, "generate", lambda **kw: calls.append(kw) or _fake_data(tmp_path / "fake"))
+    argv = ["--unpaired", "--rows", "random", "--seeds", "0", "--out", str(tmp_path / "out"), "--dry-run"]
+    fidelity.main(argv)
+    assert calls and calls[0]["unpaired"] is True and calls[0]["one_speed"] is False
+    args = fidelity.parse_args(argv)
+    assert "--unpaired" in fidelity_report._argv_of(args)
+    assert "--unpaired" in fidelity_report._origin(args, root)
+
+
 def test_finetuning_rows_start_from_the_same_seeds_checkpoint_or_say_it_is_missing(tmp_path, capsys):
     """Each method's fine-tuning row is judged against scratch at the same share of labels; without the
     pre-training run of its seed it fails in one line naming the row to run first, and runs nothing."""
