@@ -25,14 +25,11 @@ ONE_LEVEL = 1.0 / (255 * min(CFG.augment.std)) + 1e-4
 
 
 def jitter_gain(color) -> float:
-    """The most the colour jitter ``[brightness, contrast, saturation, hue]`` can scale a one-level difference (∞-norm)."""
-    from motionssl.pipelines.ops.colour import RGB_TO_YIQ, YIQ_TO_RGB
+    """The most the colour jitter ``[brightness, contrast, saturation, hue]`` can scale a one-level difference:
+    the product of its steps' ∞-norms (the clamps between them only shrink differences)."""
+    from motionssl.pipelines.ops.colour import colour_steps
 
-    b, c, s, h = (float(v) for v in color)
-    rad = np.deg2rad(h)
-    hue = np.array([[1, 0, 0], [0, np.cos(rad), np.sin(rad)], [0, -np.sin(rad), np.cos(rad)]])
-    norm = lambda m: np.abs(YIQ_TO_RGB @ m @ RGB_TO_YIQ).sum(axis=1).max()  # noqa: E731
-    return max(1.0, b * c * norm(np.diag([1.0, s, s])) * norm(hue))
+    return max(1.0, float(np.prod([np.abs(m).sum(axis=1).max() for m, _ in colour_steps(color)])))
 
 
 def windows_and_params(rng, name, kind, appearance=None, batch=4, frames=12):
