@@ -21,6 +21,9 @@ rows can be added later. Such a run counts only while its row still runs what ma
 (the training config train.py recorded, the command lines: :func:`benchmarks.fidelity_runs.stale`):
 after a config file or a row changed, ``--cached`` leaves those seeds out of the table and
 names them, and a run refuses to go on in that ``--out`` — run the row into a new one.
+One run at a time writes an ``--out`` (a lock in it, held while the run lasts): a second would run the
+same cells and take a cell the first is writing for an interrupted one. Trainings elsewhere on the
+machine are named before anything runs: on a few cores two at once each run many times slower.
 The table (mean ± sample standard deviation over seeds) is printed and written to
 ``--out/fidelity.json`` and ``fidelity.md`` (and ``--markdown``).
 
@@ -44,6 +47,7 @@ from benchmarks.fidelity_report import (KEEP, direction, directions_table, paire
                                         table, write_report)
 from benchmarks.fidelity_rows import GROUPS, ROWS, Row, select  # noqa: E402,F401
 from benchmarks.fidelity_runs import CONTROLS, commands, refuse_stale, run_one, stale_line  # noqa: E402,F401
+from motionssl.pipelines.files import FolderError, FolderLock  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -90,10 +94,51 @@ def main(argv=None) -> Dict:
     if not os.path.exists(os.path.join(data, "train.txt")):
         raise SystemExit(f"fidelity: {data} has no train.txt; give a folder written by benchmarks.fidelity_data")
     args.out = os.path.abspath(args.out)
+    if not args.cached:
+        refuse_stale(rows, args, data)  # before anything runs (and before the lock: a refused run writes nothing)
+    if args.cached or args.dry_run:  # nothing is run: no lock, so a running benchmark's table can be read meanwhile
+        return _main(args, rows, data)
+    try:  # released when the run ends, however it ends
+        lock = FolderLock(args.out, "python -m benchmarks.fidelity").acquire()
+    except FolderError as exc:
+        raise SystemExit(f"fidelity: {exc} (one fidelity run per --out)") from None
+    for line in other_trainings():
+        print(f"warning: {line}", flush=True)
+    try:
+        return _main(args, rows, data)
+    finally:
+        lock.release()
+
+
+TRAINING = ("train.py", "eval.py", "benchmarks.fidelity", "benchmarks.throughput")  # what fills the cores
+
+
+def other_trainings() -> List[str]:
+    """One line per process outside this one's family that trains, evaluates or benchmarks (its pid and command).
+
+    On a machine of a few cores a second training makes both many times slower (their
+    thread pools wait on each other), so the timing column and the run's length suffer.
+    """
+    try:
+        import psutil
+    except ImportError:  # an optional check
+        return []
+    me = psutil.Process()
+    family = {me.pid, *(p.pid for p in me.parents())}
+    lines = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        cmd = p.info.get("cmdline") or []
+        if p.info["pid"] in family or not any(any(t in part for t in TRAINING) for part in cmd[1:3]):
+            continue
+        lines.append(f"process {p.info['pid']} ({' '.join(cmd)[:120]}) is running too: the cores are shared "
+                     "and both runs will be slower; the train s column will not be comparable")
+    return lines
+
+
+def _main(args, rows, data: str) -> Dict:
+    """The rows' runs (or the cached ones) and the table; :func:`main` has checked the data and the folder."""
     start = time.time()
     results: Dict[str, List[Dict]] = {}
-    if not args.cached:
-        refuse_stale(rows, args, data)  # before anything runs
     for r in rows:
         results[r.name] = []
         stale = {}

@@ -629,3 +629,60 @@ def test_stale_cells_name_what_differs(tmp_path):
                                           2: "was run with --seed 2, the row now has --seed 3"})
     assert line == ("x: seeds 0 1 have no record of their config, seed 2 was run with --seed 2, the row now has "
                     "--seed 3: not tabulated; run them again into a new --out")
+
+
+def test_one_run_per_out_folder_and_the_lock_ends_with_the_run(tmp_path, monkeypatch, capsys):
+    """A second run into an --out that another run holds stops at once, in one line naming the holder, and writes
+    nothing; --cached and --dry-run read the folder meanwhile; a run that fails lets the next one in."""
+    from motionssl.pipelines.files import FolderLock
+
+    data = _fake_data(tmp_path / "data")
+    out = tmp_path / "out"
+    made = _fake_cell(out, fidelity.ROWS["random"], 0, data)
+    argv = ["--rows", "random", "--seeds", "0", "1", "--data", data, "--out", str(out)]
+    holder = FolderLock(str(out), "python -m benchmarks.fidelity --rows moquad").acquire()
+    try:
+        before = _files(out)
+        with pytest.raises(SystemExit) as refused:
+            fidelity.main(argv)
+        message = str(refused.value)
+        assert "\n" not in message and f"process {os.getpid()}" in message and "--rows moquad" in message
+        assert "one fidelity run per --out" in message
+        assert _files(out) == before  # seed 1 was not started
+        capsys.readouterr()
+        assert fidelity.main(argv + ["--cached"])["runs"]["random"] == [made]
+        fidelity.main(argv + ["--dry-run"])
+        assert "eval.py retrieval" in capsys.readouterr().out  # seed 1's commands
+    finally:
+        holder.release()
+
+    def fails(*args):
+        raise RuntimeError("a run that stops")
+
+    monkeypatch.setattr(fidelity, "_main", fails)
+    with pytest.raises(RuntimeError):
+        fidelity.main(argv)
+    FolderLock(str(out)).acquire().release()  # free again
+
+
+def test_trainings_elsewhere_on_the_machine_are_named(tmp_path):
+    """Another training process (here a script called train.py) is named with its pid; once it is gone, no more."""
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "train.py"
+    script.write_text("import time\ntime.sleep(60)\n")
+    other = subprocess.Popen([sys.executable, str(script)])
+    try:
+        for _ in range(100):  # until its command line can be read
+            if any(f"process {other.pid} " in line for line in fidelity.other_trainings()):
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the other training was not named")
+    finally:
+        other.kill()
+        other.wait()
+    assert not any(f"process {other.pid} " in line for line in fidelity.other_trainings())
+    assert not any(f"process {os.getpid()} " in line for line in fidelity.other_trainings())
