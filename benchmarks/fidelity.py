@@ -99,7 +99,7 @@ def main(argv=None) -> Dict:
     if args.cached or args.dry_run:  # nothing is run: no lock, so a running benchmark's table can be read meanwhile
         return _main(args, rows, data)
     try:  # released when the run ends, however it ends
-        lock = FolderLock(args.out, "python -m benchmarks.fidelity").acquire()
+        lock = FolderLock(args.out).acquire()  # names this run by its command line, rows and seeds included
     except FolderError as exc:
         raise SystemExit(f"fidelity: {exc} (one fidelity run per --out)") from None
     for line in other_trainings():
