@@ -6,12 +6,18 @@ them (about 10 s) and writes the machine code next to this file (or to
 folder is read-only); later processes load it in well under a second.
 
 Written so that LLVM vectorises the pixel loops (``tests/pipelines/test_kernels.py`` counts
-the vector operations of the compiled kernels): a row is planar, ``(3, W)`` float32, and
-every step is a loop of its own over contiguous pixels (resample, jitter, blend,
-normalise); the jitter takes and returns scalars, its matrices are tuples of float32
-scalars, nothing is allocated per row and no float64 enters a pixel loop. Byte loads
-use unsigned offsets (a signed index wraps negative values per load, which keeps LLVM
-from treating the loads as contiguous).
+the vector operations of the compiled kernels): rows are planar, ``(3, W)`` float32; an
+output row is finished in one loop over its pixels (:func:`_finish_row`: the vertical
+blend, rounding, the jitter, the blend, the normalisation, each pixel's channels in
+registers from the two input rows to the clip); the jitter takes and returns scalars, its
+matrices are tuples of float32 scalars, nothing is allocated per row and no float64
+enters a pixel loop. Byte loads use unsigned offsets (a signed index wraps negative values
+per load, which keeps LLVM from treating the loads as contiguous).
+
+On x86-64 with AVX-512 (:data:`PERMUTE`) two things more: the pixel loops ask LLVM for
+512-bit vectors (:func:`_wide_vectors`; it prefers 256 on these CPUs), and the x-pass
+picks each output column's taps with a table permute from a planar row (:func:`_permute_block`)
+instead of two scalar loads per channel. Elsewhere the same kernels compile without them.
 
 And so that little runs per row outside those loops: rows are resized a band of
 ``BAND`` at a time, buffers are passed whole with an index rather than as views, and no
@@ -30,10 +36,12 @@ operator object (seconds per clip size per process).
 from __future__ import annotations
 
 import math
+import platform
 
 import numpy as np
 from numba import carray, cfunc, njit
 from numba import types as nt
+from numba.extending import intrinsic
 from nvidia.dali.plugin.numba import address_as_void_pointer as _ptr
 
 from .colour import RGB_TO_YIQ, YIQ_TO_RGB
@@ -55,6 +63,115 @@ _MEAN, _STD, _LAM, _FRAME, _GRID = (OFFSETS["mean"], OFFSETS["std"], OFFSETS["la
                                    OFFSETS["grid"])
 # What an RGB kernel blends: nothing, a RAD mosaic of the frame it is given, or a frame of the clip itself (BE).
 PLAIN, MOSAIC, OWN_FRAME = 0, 1, 2
+
+
+# --- the x-pass's table permute ---------------------------------------------------------------
+LANES, TABLE = 8, 32  # output columns per permute; input columns one permute picks from (two 16-float vectors)
+# The planar row and its permute when the columns read are at most this many times the output's: the
+# conversion to planar costs per input column, the permute saves per output column.
+PLANAR_READ = 1.5
+
+
+def _target_features() -> str:
+    """The CPU features Numba compiles for, as its code generator picks them: NUMBA_CPU_FEATURES, else the host's."""
+    from numba.core import config
+
+    if config.CPU_FEATURES is not None:
+        return config.CPU_FEATURES
+    import llvmlite.binding as llvm
+
+    return llvm.get_host_cpu_features().flatten()
+
+
+def _permute_usable() -> bool:
+    """Whether the x-pass compiles its AVX-512 table permute: x86-64 code for a target with AVX-512F."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    try:
+        return "+avx512f" in _target_features().split(",")
+    except Exception:  # no feature list: the portable path
+        return False
+
+
+PERMUTE = _permute_usable()
+
+
+@intrinsic
+def _permute_block(typingctx, buf, first, xt, wx, dst, d, c, o):
+    """``dst[d, c, o:o+LANES]`` ← ``buf[first + xt[2]]·(1 − wx) + buf[first + xt[3]]·wx`` over the block.
+
+    The ``TABLE`` floats of ``buf`` from ``first`` (a channel's columns, planar) are loaded
+    as two vectors and AVX-512's two-table permute (``vpermi2ps``) picks each output
+    column's tap from them: two permutes per block where one column at a time takes two
+    scalar loads per output column. Compiled only where :data:`PERMUTE` is true (LLVM cannot
+    lower the permute for another target). The arrays are C-contiguous float32/int32, as
+    the kernels make them.
+    """
+    arrays = (buf, xt, wx, dst)
+    if not all(isinstance(a, nt.Array) and a.layout == "C" for a in arrays) or (
+            buf.dtype, xt.dtype, wx.dtype, dst.dtype) != (nt.float32, nt.int32, nt.float32, nt.float32):
+        return None
+    sig = nt.void(buf, first, xt, wx, dst, d, c, o)
+
+    def codegen(context, builder, signature, args):
+        from llvmlite import ir
+        from numba.core import cgutils
+
+        tys = signature.args
+        i64, i32 = ir.IntType(64), ir.IntType(32)
+
+        def index(k):
+            return context.cast(builder, args[k], tys[k], nt.int64)
+
+        def at(k, indices):
+            ary = context.make_array(tys[k])(context, builder, args[k])
+            return cgutils.get_item_pointer(context, builder, tys[k], ary, indices, wraparound=False)
+
+        def load(ptr, vec):
+            return builder.load(builder.bitcast(ptr, vec.as_pointer()), align=4)
+
+        f16, i16 = ir.VectorType(ir.FloatType(), 16), ir.VectorType(i32, 16)
+        fl, il = ir.VectorType(ir.FloatType(), LANES), ir.VectorType(i32, LANES)
+        widen = ir.Constant(ir.VectorType(i32, 16), [k % LANES for k in range(16)])
+        narrow = ir.Constant(ir.VectorType(i32, LANES), list(range(LANES)))
+        permute = builder.module.declare_intrinsic("llvm.x86.avx512.vpermi2var.ps.512",
+                                                   fnty=ir.FunctionType(f16, [f16, i16, f16]))
+        o64 = index(7)
+        table = at(0, [index(1)])
+        low, high = load(table, f16), load(builder.gep(table, [ir.Constant(i64, 16)]), f16)
+
+        def picked(row):  # the block's taps in row ``row`` of xt, as the 16 lanes the permute takes
+            tap = load(at(2, [ir.Constant(i64, row), o64]), il)
+            v = builder.call(permute, [low, tap if LANES == 16 else builder.shuffle_vector(tap, tap, widen), high])
+            return v if LANES == 16 else builder.shuffle_vector(v, v, narrow)
+
+        a, b = picked(2), picked(3)
+        weight = load(at(3, [o64]), fl)
+        one = ir.Constant(fl, [1.0] * LANES)
+        value = builder.fadd(builder.fmul(a, builder.fsub(one, weight)), builder.fmul(b, weight))
+        out = at(4, [index(5), index(6), o64])
+        builder.store(value, builder.bitcast(out, fl.as_pointer()), align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _wide_vectors(typingctx):
+    """Let LLVM vectorise the calling function's loops with 512-bit vectors (AVX-512), not the 256 it prefers.
+
+    LLVM's tuning for Intel CPUs with AVX-512 prefers 256-bit vectors, for the clock drop
+    that 512-bit work once cost. The clip kernels' pixel loops are compute-bound (the
+    jitter's four clamped steps): on the development machine the one-pass row loop took
+    about a third less CPU with 512-bit vectors. Emits nothing; a no-op where there is
+    no permute (:data:`PERMUTE`: no AVX-512F).
+    """
+    def codegen(context, builder, signature, args):
+        if PERMUTE:  # a function attribute (llvmlite's set checks names against a list without it)
+            set.add(builder.function.attributes, '"prefer-vector-width"="512"')
+        return context.get_dummy_value()
+
+    return nt.void(), codegen
 
 
 # --- colour ------------------------------------------------------------------------------------
@@ -121,6 +238,7 @@ def _jitter(r, g, b, br, ct, pivot, sat, hue):
 @jit
 def _jitter_row(rows, d, br, ct, pivot, sat, hue):
     """The jitter of row ``d`` of ``rows`` (n, 3, W), in place."""
+    _wide_vectors()
     for x in range(rows.shape[2]):
         rows[d, 0, x], rows[d, 1, x], rows[d, 2, x] = _jitter(rows[d, 0, x], rows[d, 1, x], rows[d, 2, x], br, ct,
                                                               pivot, sat, hue)
@@ -143,15 +261,17 @@ def _taps(lo, hi, out, limit, first, second, frac):
 def _geometry(window, roi, oh, ow):
     """The taps of the crop ``roi`` of ``window``'s frames resized to ``oh × ow``, and the order of the two passes.
 
-    ``(ya, yb, wy, ia, ib, wx, lo, span, rows_first)``: the input rows of each output row and
-    the weight of the second; for each output column the offsets of its two taps in a row's
-    interleaved pixels from column ``lo`` (the first read) on, and the weight of the
-    second; ``span``, a buffer for the columns read of one row as float32; and the order.
-    Along x first every input row that an output row reads is resampled once
-    (:func:`_horizontal`); rows first, every output row blends its two input rows, which
-    is contiguous and vectorises, and resamples that blend once (:func:`_blended_row`).
-    Rows first wins when the crop is taller than the output (more input rows are read
-    than there are output rows).
+    ``(ya, yb, wy, xt, wx, blocks, lo, buf, rows_first)``: the input rows of each output row
+    and the weight of the second; the x-pass's taps ``xt`` and the number of its permute
+    blocks (:func:`_x_taps`), the weight of each output column's second tap; ``lo``, the
+    first input column read; ``buf``, float32 room for one row's columns read (``n``) as
+    ``3·(n + TABLE)`` values: interleaved, or planar with a channel every ``n + TABLE``
+    values when the x-pass permutes (the padding lets a block read a whole table); and the
+    order. Along x first every input row that an output row reads is resampled once
+    (:func:`_horizontal`); rows first, every output row blends its two input rows, which is
+    contiguous and vectorises, and resamples that blend once (:func:`_blended_row`). Rows
+    first wins when the crop is taller than the output (more input rows are read than
+    there are output rows).
     """
     h, w = window.shape[1], window.shape[2]
     ya, yb, yf = np.empty(oh, np.int64), np.empty(oh, np.int64), np.empty(oh, np.float64)
@@ -163,37 +283,117 @@ def _geometry(window, roi, oh, ow):
         read[ya[o]] = True
         read[yb[o]] = True
     lo, hi = min(xa.min(), xb.min()), max(xa.max(), xb.max()) + 1
-    ia, ib = (3 * (xa - lo)).astype(np.uint64), (3 * (xb - lo)).astype(np.uint64)
-    return (ya, yb, yf.astype(np.float32), ia, ib, xf.astype(np.float32), lo, np.empty(3 * (hi - lo), np.float32),
-            read.sum() > oh)
+    xt, blocks = _x_taps(xa - lo, xb - lo, hi - lo <= PLANAR_READ * ow)
+    return (ya, yb, yf.astype(np.float32), xt, xf.astype(np.float32), blocks, lo,
+            np.zeros(3 * (hi - lo + TABLE), np.float32), read.sum() > oh)
 
 
 @jit
-def _resample(span, ia, ib, wx, dst, d):
-    """``dst[d]`` (3, W) ← the interleaved row ``span`` resampled along x (taps at offsets ``ia``, ``ib``).
+def _x_taps(a, b, planar):
+    """The x-pass's taps from each output column's two input columns ``a``, ``b`` (counted from the first read).
 
-    Unsigned offsets: no negative-index wrap-around per load; float32 taps: the row's bytes
-    were converted once each, in a vectorised loop, not once per tap that reads them."""
+    ``(xt, blocks)``: ``xt`` (5, W) int32 holds ``a`` and ``b``, then per block of
+    ``LANES`` output columns the two taps counted from the block's first input column
+    (rows 2 and 3) and that column (row 4, at the block's first output column); ``blocks``
+    is how many leading blocks the permute computes: every one whose taps lie within
+    ``TABLE`` columns of its first (a crop up to about four times the output's width,
+    flipped or not), and none when the row is not ``planar`` or there is no permute
+    (:data:`PERMUTE`): the x-pass then reads the interleaved row one column at a time.
+    """
+    ow = a.shape[0]
+    xt = np.zeros((5, ow), np.int32)
+    xt[0], xt[1] = a, b
+    blocks = 0
+    if PERMUTE and planar:
+        while (blocks + 1) * LANES <= ow:
+            o = blocks * LANES
+            first = min(a[o:o + LANES].min(), b[o:o + LANES].min())
+            if max(a[o:o + LANES].max(), b[o:o + LANES].max()) - first >= TABLE:
+                break
+            xt[2, o:o + LANES] = a[o:o + LANES] - first
+            xt[3, o:o + LANES] = b[o:o + LANES] - first
+            xt[4, o] = first
+            blocks += 1
+    return xt, blocks
+
+
+@jit
+def _interleaved_columns(buf, xt, wx, dst, d):
+    """``dst[d]`` (3, W) ← the interleaved row ``buf`` resampled along x, one output column at a time.
+
+    Unsigned offsets: no negative-index wrap-around test per load; float32 taps: the row's
+    bytes were converted once each, in a vectorised loop, not once per tap that reads them."""
     for ox in range(dst.shape[2]):
-        i, j, t = ia[ox], ib[ox], wx[ox]
+        i, j, t = np.uint64(3 * xt[0, ox]), np.uint64(3 * xt[1, ox]), wx[ox]
         v = f32(1.0) - t
-        dst[d, 0, ox] = span[i] * v + span[j] * t
-        dst[d, 1, ox] = span[i + np.uint64(1)] * v + span[j + np.uint64(1)] * t
-        dst[d, 2, ox] = span[i + np.uint64(2)] * v + span[j + np.uint64(2)] * t
+        dst[d, 0, ox] = buf[i] * v + buf[j] * t
+        dst[d, 1, ox] = buf[i + np.uint64(1)] * v + buf[j + np.uint64(1)] * t
+        dst[d, 2, ox] = buf[i + np.uint64(2)] * v + buf[j + np.uint64(2)] * t
 
 
 @jit
-def _horizontal(flat, start, span, ia, ib, wx, cache, s):
+def _planar_columns(buf, xt, wx, dst, d, first):
+    """``dst[d]`` (3, W) from output column ``first`` on ← the planar row ``buf`` resampled along x, one column
+    at a time (the columns after the permute's last block)."""
+    pitch = np.uint64(buf.shape[0] // 3)
+    for ox in range(first, dst.shape[2]):
+        i, j, t = np.uint64(xt[0, ox]), np.uint64(xt[1, ox]), wx[ox]
+        v = f32(1.0) - t
+        dst[d, 0, ox] = buf[i] * v + buf[j] * t
+        dst[d, 1, ox] = buf[pitch + i] * v + buf[pitch + j] * t
+        dst[d, 2, ox] = buf[pitch + pitch + i] * v + buf[pitch + pitch + j] * t
+
+
+if PERMUTE:
+    @jit
+    def _resample(buf, xt, wx, blocks, dst, d):
+        """``dst[d]`` (3, W) ← the row ``buf`` resampled along x (taps ``xt``, weights ``wx``).
+
+        With ``blocks``, ``buf`` is planar and its first blocks of ``LANES`` output columns
+        take two table permutes per channel (:func:`_permute_block`) where one column at a
+        time takes two scalar loads per channel and column (LLVM emits no gathers for them).
+        """
+        if blocks == 0:
+            _interleaved_columns(buf, xt, wx, dst, d)
+            return
+        pitch = buf.shape[0] // 3
+        for c in range(3):
+            for k in range(blocks):
+                o = k * LANES
+                _permute_block(buf, c * pitch + xt[4, o], xt, wx, dst, d, c, o)
+        _planar_columns(buf, xt, wx, dst, d, blocks * LANES)
+else:
+    @jit
+    def _resample(buf, xt, wx, blocks, dst, d):
+        """``dst[d]`` (3, W) ← the interleaved row ``buf`` resampled along x (no permute here: ``blocks`` is 0)."""
+        _interleaved_columns(buf, xt, wx, dst, d)
+
+
+@jit
+def _horizontal(flat, start, buf, xt, wx, blocks, cache, s):
     """``cache[s]`` (3, W) ← the input row whose columns read begin at byte ``start`` of ``flat`` (the frame's
-    bytes), resampled along x (the first pass of the bilinear resize)."""
-    for k in range(span.shape[0]):  # unsigned offsets: the loads stay contiguous and vectorise
-        span[k] = f32(flat[start + np.uint64(k)])
-    _resample(span, ia, ib, wx, cache, s)
+    bytes), resampled along x (the first pass of the bilinear resize).
+
+    The row's bytes are converted to float32 once each, in a vectorised loop (unsigned
+    offsets keep the loads contiguous): as they are, or planar for the permute."""
+    _wide_vectors()
+    pitch = buf.shape[0] // 3
+    if blocks == 0:
+        for k in range(3 * (pitch - TABLE)):
+            buf[k] = f32(flat[start + np.uint64(k)])
+    else:
+        for k in range(pitch - TABLE):
+            q = start + np.uint64(3 * k)
+            buf[k] = f32(flat[q])
+            buf[pitch + k] = f32(flat[q + np.uint64(1)])
+            buf[2 * pitch + k] = f32(flat[q + np.uint64(2)])
+    _resample(buf, xt, wx, blocks, cache, s)
 
 
 @jit
 def _vertical(cache, sa, sb, w, rows, d):
     """``rows[d]`` (3, W) ← ``cache[sa]``·(1 − w) + ``cache[sb]``·w rounded to uint8 levels (floor of x + ½)."""
+    _wide_vectors()
     v = f32(1.0) - w
     for c in range(3):
         for ox in range(rows.shape[2]):
@@ -201,18 +401,28 @@ def _vertical(cache, sa, sb, w, rows, d):
 
 
 @jit
-def _blended_row(flat, top, bottom, w, span, ia, ib, wx, rows, d):
+def _blended_row(flat, top, bottom, w, buf, xt, wx, blocks, rows, d, rounded=True):
     """``rows[d]`` (3, W) ← the input rows whose columns read begin at bytes ``top`` and ``bottom`` of ``flat``
-    blended along y (weight ``w`` on the second) into ``span``, then resampled along x and
-    rounded to uint8 levels."""
+    blended along y (weight ``w`` on the second) into ``buf`` (as :func:`_horizontal` lays it
+    out), then resampled along x and, if ``rounded``, rounded to uint8 levels."""
+    _wide_vectors()
     v = f32(1.0) - w
-    for k in range(span.shape[0]):
-        q = np.uint64(k)
-        span[k] = f32(flat[top + q]) * v + f32(flat[bottom + q]) * w
-    _resample(span, ia, ib, wx, rows, d)
-    for c in range(3):
-        for ox in range(rows.shape[2]):
-            rows[d, c, ox] = np.floor(rows[d, c, ox] + f32(0.5))
+    pitch = buf.shape[0] // 3
+    if blocks == 0:
+        for k in range(3 * (pitch - TABLE)):
+            q = np.uint64(k)
+            buf[k] = f32(flat[top + q]) * v + f32(flat[bottom + q]) * w
+    else:
+        for k in range(pitch - TABLE):
+            a, b = top + np.uint64(3 * k), bottom + np.uint64(3 * k)
+            buf[k] = f32(flat[a]) * v + f32(flat[b]) * w
+            buf[pitch + k] = f32(flat[a + np.uint64(1)]) * v + f32(flat[b + np.uint64(1)]) * w
+            buf[2 * pitch + k] = f32(flat[a + np.uint64(2)]) * v + f32(flat[b + np.uint64(2)]) * w
+    _resample(buf, xt, wx, blocks, rows, d)
+    if rounded:
+        for c in range(3):
+            for ox in range(rows.shape[2]):
+                rows[d, c, ox] = np.floor(rows[d, c, ox] + f32(0.5))
 
 
 @jit
@@ -235,9 +445,9 @@ def _slots(ids, ra, rb):
 
 
 @jit
-def _resized_rows(frame, oy0, ya, yb, wy, ia, ib, wx, lo, span, rows_first, cache, ids, rows):
+def _resized_rows(frame, oy0, ya, yb, wy, xt, wx, blocks, lo, buf, rows_first, cache, ids, rows, to=None):
     """``rows`` (n, 3, W) ← output rows ``oy0 … oy0 + n − 1`` of the crop of ``frame``, rounded to uint8 levels
-    like ``fn.resize``.
+    like ``fn.resize``; with ``to``, those rows finished into a clip instead (:func:`_finish_row`).
 
     Bilinear, in the order :func:`_geometry` chose. Along x first (the reference's order),
     ``cache`` (2, 3, W) holds the x-pass of the input rows ``ids`` (one per slot) from one
@@ -257,38 +467,80 @@ def _resized_rows(frame, oy0, ya, yb, wy, ia, ib, wx, lo, span, rows_first, cach
         ra, rb = ya[oy], yb[oy]
         top, bottom = np.uint64(ra * pitch + first), np.uint64(rb * pitch + first)
         if rows_first:
-            _blended_row(flat, top, bottom, wy[oy], span, ia, ib, wx, rows, d)
+            if to is None:
+                _blended_row(flat, top, bottom, wy[oy], buf, xt, wx, blocks, rows, d)
+            else:  # into the cache's first slot (unused rows first), rounded as it is finished (x·1 + x·0)
+                _blended_row(flat, top, bottom, wy[oy], buf, xt, wx, blocks, cache, 0, False)
+                _finish_row(cache, 0, 0, f32(0.0), oy, to)
             continue
         sa, sb, new_a, new_b = _slots(ids, ra, rb)
         if new_a:
-            _horizontal(flat, top, span, ia, ib, wx, cache, sa)
+            _horizontal(flat, top, buf, xt, wx, blocks, cache, sa)
         if new_b:
-            _horizontal(flat, bottom, span, ia, ib, wx, cache, sb)
-        _vertical(cache, sa, sb, wy[oy], rows, d)
-
-
-# --- blend, normalise --------------------------------------------------------------------------
-@jit
-def _blend(rows, d, noise, e, lam):
-    """``rows[d]`` (3, W) ← ``rows[d] + λ·(noise[e] − rows[d])``, in place."""
-    for c in range(3):
-        for ox in range(rows.shape[2]):
-            x = rows[d, c, ox]
-            rows[d, c, ox] = x + lam * (noise[e, c, ox] - x)
+            _horizontal(flat, bottom, buf, xt, wx, blocks, cache, sb)
+        if to is None:
+            _vertical(cache, sa, sb, wy[oy], rows, d)
+        else:
+            _finish_row(cache, sa, sb, wy[oy], oy, to)
 
 
 @jit
-def _normalise(rows, d, out, t, oy, mean, inv_std):
-    """Output row ``oy`` of frame ``t`` of ``out`` (3, T, H, W) ← ``(rows[d] − mean)·inv_std``, per channel."""
-    for c in range(3):
-        m, s = mean[c], inv_std[c]
+def _level(src, sa, sb, v, w, c, ox):
+    """Channel ``c`` of column ``ox``: ``src[sa]·v + src[sb]·w`` rounded to a uint8 level (floor of x + ½)."""
+    return np.floor(src[sa, c, ox] * v + src[sb, c, ox] * w + f32(0.5))
+
+
+@jit
+def _store(out, t, oy, ox, r, g, b, mean, inv):
+    """``out[:, t, oy, ox]`` ← ``(r, g, b)`` normalised: ``(x − mean)·inv_std`` per channel."""
+    out[0, t, oy, ox] = (r - mean[0]) * inv[0]
+    out[1, t, oy, ox] = (g - mean[1]) * inv[1]
+    out[2, t, oy, ox] = (b - mean[2]) * inv[2]
+
+
+@jit
+def _finish_row(src, sa, sb, w, oy, to):
+    """Output row ``oy`` of a clip, in one pass over its pixels: the vertical blend ``src[sa]·(1 − w) + src[sb]·w``
+    rounded to uint8 levels, jittered, blended, normalised.
+
+    ``to`` = ``(out, t, jitter, br, ct, pivot, sat, hue, blend, period, lam, blended, mean, inv)``:
+    the clip (3, T, H, W) and its frame ``t``; whether to jitter and the jitter's terms
+    (:func:`_colour`); the rows to blend (row ``oy mod period``) with ``λ``, if ``blended``;
+    the normalisation. One loop per combination, so no pixel loop branches; each step
+    reads and writes registers, not a row buffer in between.
+    """
+    _wide_vectors()
+    out, t, jitter, br, ct, pivot, sat, hue, blend, period, lam, blended, mean, inv = to
+    v = f32(1.0) - w
+    e = oy % period
+    if jitter and blended:
         for ox in range(out.shape[3]):
-            out[c, t, oy, ox] = (rows[d, c, ox] - m) * s
+            r, g, b = _jitter(_level(src, sa, sb, v, w, 0, ox), _level(src, sa, sb, v, w, 1, ox),
+                              _level(src, sa, sb, v, w, 2, ox), br, ct, pivot, sat, hue)
+            _store(out, t, oy, ox, r + lam * (blend[e, 0, ox] - r), g + lam * (blend[e, 1, ox] - g),
+                   b + lam * (blend[e, 2, ox] - b), mean, inv)
+    elif jitter:
+        for ox in range(out.shape[3]):
+            r, g, b = _jitter(_level(src, sa, sb, v, w, 0, ox), _level(src, sa, sb, v, w, 1, ox),
+                              _level(src, sa, sb, v, w, 2, ox), br, ct, pivot, sat, hue)
+            _store(out, t, oy, ox, r, g, b, mean, inv)
+    elif blended:
+        for ox in range(out.shape[3]):
+            r, g, b = (_level(src, sa, sb, v, w, 0, ox), _level(src, sa, sb, v, w, 1, ox),
+                       _level(src, sa, sb, v, w, 2, ox))
+            _store(out, t, oy, ox, r + lam * (blend[e, 0, ox] - r), g + lam * (blend[e, 1, ox] - g),
+                   b + lam * (blend[e, 2, ox] - b), mean, inv)
+    else:
+        for ox in range(out.shape[3]):
+            _store(out, t, oy, ox, _level(src, sa, sb, v, w, 0, ox), _level(src, sa, sb, v, w, 1, ox),
+                   _level(src, sa, sb, v, w, 2, ox), mean, inv)
 
 
+# --- residual, normalisation scales --------------------------------------------------------------------------
 @jit
 def _difference(rows, a, b, d, out, t, oy, inv_std):
     """Output row ``oy`` of frame ``t`` of ``out`` ← ``|rows[a, d] − rows[b, d]|·inv_std``, per channel."""
+    _wide_vectors()
     for c in range(3):
         s = inv_std[c]
         for ox in range(out.shape[3]):
@@ -318,9 +570,9 @@ def _mosaic(noise, k, oh, ow):
     th, tw = (oh + k - 1) // k, (ow + k - 1) // k
     frame = noise[0]
     whole = np.array([0.0, 0.0, frame.shape[0], frame.shape[1]], np.float32)
-    ya, yb, wy, ia, ib, wx, lo, span, rows_first = _geometry(noise, whole, th, tw)
+    ya, yb, wy, xt, wx, blocks, lo, buf, rows_first = _geometry(noise, whole, th, tw)
     tile = np.empty((th, 3, tw), np.float32)
-    _resized_rows(frame, 0, ya, yb, wy, ia, ib, wx, lo, span, rows_first, np.empty((2, 3, tw), np.float32),
+    _resized_rows(frame, 0, ya, yb, wy, xt, wx, blocks, lo, buf, rows_first, np.empty((2, 3, tw), np.float32),
                   np.full(2, -1, np.int64), tile)
     rows = np.empty((th, 3, ow), np.float32)
     for ty in range(th):
@@ -341,7 +593,7 @@ def _rgb_kernel(out, idx, window, roi, pack, noise, mode):
     oh, ow = out.shape[2], out.shape[3]
     br, ct, pivot, sat, hue = _colour(pack)
     mean, inv = _scales(pack)
-    ya, yb, wy, ia, ib, wx, lo, span, rows_first = _geometry(window, roi, oh, ow)
+    ya, yb, wy, xt, wx, blocks, lo, buf, rows_first = _geometry(window, roi, oh, ow)
     rows = np.empty((BAND, 3, ow), np.float32)
     cache = np.empty((2, 3, ow), np.float32)
     ids = np.empty(2, np.int64)
@@ -353,23 +605,18 @@ def _rgb_kernel(out, idx, window, roi, pack, noise, mode):
         blend = np.empty((oh if mode == OWN_FRAME else 1, 3, ow), np.float32)
     if mode == OWN_FRAME:
         ids[:] = -1
-        _resized_rows(window[idx[int(pack[_FRAME])]], 0, ya, yb, wy, ia, ib, wx, lo, span, rows_first, cache, ids, blend)
+        _resized_rows(window[idx[int(pack[_FRAME])]], 0, ya, yb, wy, xt, wx, blocks, lo, buf, rows_first, cache, ids,
+                      blend)
         if jitter:
             for oy in range(oh):
                 _jitter_row(blend, oy, br, ct, pivot, sat, hue)
-    period = blend.shape[0]
     for t in range(out.shape[1]):
         frame = window[idx[t]]
         ids[:] = -1
+        to = (out, t, jitter, br, ct, pivot, sat, hue, blend, blend.shape[0], lam, mode != PLAIN, mean, inv)
         for oy0 in range(0, oh, BAND):
-            band = rows[:min(BAND, oh - oy0)]
-            _resized_rows(frame, oy0, ya, yb, wy, ia, ib, wx, lo, span, rows_first, cache, ids, band)
-            for d in range(band.shape[0]):
-                if jitter:
-                    _jitter_row(rows, d, br, ct, pivot, sat, hue)
-                if mode != PLAIN:
-                    _blend(rows, d, blend, (oy0 + d) % period, lam)
-                _normalise(rows, d, out, t, oy0 + d, mean, inv)
+            _resized_rows(frame, oy0, ya, yb, wy, xt, wx, blocks, lo, buf, rows_first, cache, ids,
+                          rows[:min(BAND, oh - oy0)], to)
 
 
 @jit
@@ -399,7 +646,7 @@ def _residual_kernel(out, idx, window, roi, pack):
     oh, ow, frames = out.shape[2], out.shape[3], out.shape[1]
     br, ct, pivot, sat, hue = _colour(pack)
     _, inv = _scales(pack)
-    ya, yb, wy, ia, ib, wx, lo, span, rows_first = _geometry(window, roi, oh, ow)
+    ya, yb, wy, xt, wx, blocks, lo, buf, rows_first = _geometry(window, roi, oh, ow)
     jitter = not _is_identity(pack)
     order, which = _distinct(idx, window.shape[0])
     distinct = order.shape[0]
@@ -410,7 +657,8 @@ def _residual_kernel(out, idx, window, roi, pack):
         n = min(BAND, oh - oy0)
         for u in range(distinct):
             band = rows[u, :n]
-            _resized_rows(window[order[u]], oy0, ya, yb, wy, ia, ib, wx, lo, span, rows_first, cache[u], ids[u], band)
+            _resized_rows(window[order[u]], oy0, ya, yb, wy, xt, wx, blocks, lo, buf, rows_first, cache[u], ids[u],
+                          band)
             if jitter:
                 for d in range(n):
                     _jitter_row(band, d, br, ct, pivot, sat, hue)

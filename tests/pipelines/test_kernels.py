@@ -25,10 +25,12 @@ pytestmark = [pytest.mark.skipif(fused.available() is not None, reason=f"fused o
                                  reason="vector-operation floors are set for x86-64 code generation")]
 
 # Vector float operations of each entry point's IR on the development machine (x86-64 with
-# AVX-512, Numba 0.68, LLVM 22): 153 (rgb, residual), 198 (rad, be); the kernels before they
-# were written to vectorise had 0. A floor of about two thirds leaves room for other targets
-# and LLVM versions, and still fails when one pixel loop (the jitter alone is ~70) goes scalar.
+# AVX-512, Numba 0.68, LLVM 22): 879 (rgb), 987 (rad), 1113 (be), 291 (residual), of which
+# 512-bit: 452, 476, 532, 141; before the one-pass rows and 512-bit vectors, 153 to 198, and
+# the kernels before they were written to vectorise had 0. The floor fails when the pixel
+# loops go scalar (the jitter alone is ~70) and leaves room for other targets and LLVM versions.
 FLOOR = 100
+WIDE_FLOOR = 60  # 512-bit vector operations, where the target has AVX-512 (the kernels ask LLVM for them)
 ENTRY_POINTS = ("run_rgb", "run_rad", "run_be", "run_residual")
 
 PROBE = r"""
@@ -36,30 +38,59 @@ import importlib, json, re, sys
 kernels = importlib.import_module(sys.argv[1])
 vector = re.compile(r"^\s*%\S+ = (?:fadd|fsub|fmul|fdiv|fneg|fcmp \w+|call [^@]*@llvm\.\w+\.v\d+f32)\b[^\n]*<\d+ x float>",
                     re.M)
-print(json.dumps({name: len(vector.findall(getattr(kernels, name).inspect_llvm()))
-                  for name in sys.argv[2:] if hasattr(kernels, name)}))
+ir = {name: getattr(kernels, name).inspect_llvm() for name in sys.argv[2:] if hasattr(kernels, name)}
+print(json.dumps({"vector": {name: len(vector.findall(text)) for name, text in ir.items()},
+                  "wide": {name: sum("<16 x float>" in op for op in vector.findall(text)) for name, text in ir.items()},
+                  "permute": {name: text.count("@llvm.x86.avx512.vpermi2var.ps.512(") for name, text in ir.items()},
+                  "PERMUTE": bool(getattr(kernels, "PERMUTE", False))}))
 """
 
 
-def vector_ops(module: str, cache_dir, path=None):
-    """``{entry point: vector float operations in its LLVM IR}`` of the kernel module ``module``, compiled afresh.
+def probe(module: str, cache_dir, path=None, env=None):
+    """What the kernel module ``module``'s entry points compiled to, compiled afresh in a subprocess.
 
-    ``path``: a folder put first on ``sys.path`` (to probe a copy of the module kept elsewhere).
+    ``{"vector": {entry point: vector float operations in its LLVM IR}, "wide": {…: of them on
+    512-bit vectors}, "permute": {…: calls of the x-pass's permute}, "PERMUTE": the module's flag}``;
+    ``path``: a folder put first on ``sys.path`` (to probe a copy of the module kept elsewhere);
+    ``env``: more environment (another CPU target for Numba).
     """
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir), PYTHONPATH=os.pathsep.join(
-        p for p in (path, os.environ.get("PYTHONPATH")) if p))
+        p for p in (path, os.environ.get("PYTHONPATH")) if p), **(env or {}))
     done = subprocess.run([sys.executable, "-c", PROBE, module, *ENTRY_POINTS], env=env, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_every_fused_kernel_compiles_to_vector_code(tmp_path):
-    counts = vector_ops("motionssl.pipelines.ops._kernels", tmp_path)
+def vector_ops(module: str, cache_dir, path=None):
+    """``{entry point: vector float operations in its LLVM IR}`` of the kernel module ``module``, compiled afresh."""
+    return probe(module, cache_dir, path)["vector"]
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    return probe("motionssl.pipelines.ops._kernels", tmp_path_factory.mktemp("numba-cache"))
+
+
+def test_every_fused_kernel_compiles_to_vector_code(compiled):
+    counts = compiled["vector"]
     assert set(counts) == set(ENTRY_POINTS)
     scalar = {name: n for name, n in counts.items() if n < FLOOR}
     assert not scalar, (f"fused kernels no longer vectorise: {scalar} vector float operations (floor {FLOOR}; all: "
                         f"{counts}) — see pipelines/ops/_kernels.py's docstring for what keeps them vectorised")
+
+
+def test_with_avx512_the_kernels_use_512_bit_vectors_and_the_permute(compiled):
+    """Where the target has AVX-512F the pixel loops are 512 bits wide and the x-pass permutes (a guard, no clock).
+
+    LLVM prefers 256-bit vectors on these CPUs unless a function asks otherwise
+    (``_wide_vectors``); losing that costs a quarter of a 224² clip's CPU and no output changes.
+    """
+    if not compiled["PERMUTE"]:
+        pytest.skip("the compile target has no AVX-512F: the kernels use the vector width LLVM prefers, no permute")
+    narrow = {name: n for name, n in compiled["wide"].items() if n < WIDE_FLOOR}
+    assert not narrow, f"pixel loops no longer 512 bits wide: {narrow} (floor {WIDE_FLOOR}; all {compiled['wide']})"
+    assert all(compiled["permute"][name] > 0 for name in ENTRY_POINTS), compiled["permute"]
 
 
 def test_the_vector_count_reads_the_kernels_ir():
@@ -107,18 +138,18 @@ def test_each_input_row_is_resampled_once_per_frame_and_never_copied(roi, out, m
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, (48, 32, 3), dtype=np.uint8)
     oh, ow = out
-    ya, yb, wy, ia, ib, wx, lo, span, rows_first = k._geometry(frame[None], np.array(roi, np.float32), oh, ow)
+    ya, yb, wy, xt, wx, blocks, lo, buf, rows_first = k._geometry(frame[None], np.array(roi, np.float32), oh, ow)
     assert not rows_first, "x first: the crop has no more rows read than output rows"
     pitch = 3 * frame.shape[1]
     passes, holds, blended = [], {}, []
     real_h, real_v = k._horizontal, k._vertical
 
-    def counted(flat, start, span_, ia_, ib_, wx_, cache_, s):
+    def counted(flat, start, buf_, xt_, wx_, blocks_, cache_, s):
         row, rest = divmod(int(start), pitch)
         assert rest == 3 * lo
         passes.append(row)
         holds[s] = row
-        real_h(flat, start, span_, ia_, ib_, wx_, cache_, s)
+        real_h(flat, start, buf_, xt_, wx_, blocks_, cache_, s)
 
     def checked(cache_, sa, sb, w, rows_, d):
         oy = len(blended)
@@ -128,7 +159,7 @@ def test_each_input_row_is_resampled_once_per_frame_and_never_copied(roi, out, m
 
     rows, expected = np.empty((oh, 3, ow), np.float32), np.empty((oh, 3, ow), np.float32)
     cache, ids = np.empty((2, 3, ow), np.float32), np.full(2, -1, np.int64)
-    geometry = (ya, yb, wy, ia, ib, wx, lo, span, rows_first)
+    geometry = (ya, yb, wy, xt, wx, blocks, lo, buf, rows_first)
     with monkeypatch.context() as patched:
         patched.setattr(k, "_horizontal", counted)  # the plain-Python _resized_rows looks them up at call time
         patched.setattr(k, "_vertical", checked)
@@ -156,11 +187,11 @@ def test_a_crop_taller_than_the_output_blends_rows_first_and_matches_x_first(roi
     rng = np.random.default_rng(1)
     frame = rng.integers(0, 256, (48, 32, 3), dtype=np.uint8)
     oh, ow = out
-    ya, yb, wy, ia, ib, wx, lo, span, rows_first = k._geometry(frame[None], np.array(roi, np.float32), oh, ow)
+    ya, yb, wy, xt, wx, blocks, lo, buf, rows_first = k._geometry(frame[None], np.array(roi, np.float32), oh, ow)
     assert rows_first and len(set(ya.tolist()) | set(yb.tolist())) > oh
-    assert span.size == 3 * (max(ia.max(), ib.max()) // 3 + 1) and min(ia.min(), ib.min()) == 0
+    assert buf.size == 3 * (max(xt[0].max(), xt[1].max()) + 1 + k.TABLE) and min(xt[0].min(), xt[1].min()) == 0
     cache, ids = np.empty((2, 3, ow), np.float32), np.full(2, -1, np.int64)
-    geometry = (ya, yb, wy, ia, ib, wx, lo, span)
+    geometry = (ya, yb, wy, xt, wx, blocks, lo, buf)
     rows_first, x_first = np.empty((oh, 3, ow), np.float32), np.empty((oh, 3, ow), np.float32)
     with monkeypatch.context() as patched:
         patched.setattr(k, "_horizontal", lambda *a: pytest.fail("an x-pass of an input row with rows first"))
@@ -192,7 +223,7 @@ def test_rows_are_resized_in_bands_not_one_call_per_row(kernel, monkeypatch):
     calls, real = [], k._resized_rows
 
     def counted(frame, oy0, *rest):
-        calls.append((oy0, rest[-1].shape[0]))
+        calls.append((oy0, rest[11].shape[0]))  # the band's rows (the rgb kernel also passes what finishes them)
         real(frame, oy0, *rest)
 
     idx = np.array([0, 2, 4] if kernel == "rgb" else [0, 1, 2, 1, 2, 3], np.int32)  # residual: 4 distinct frames
@@ -209,3 +240,101 @@ def test_rows_are_resized_in_bands_not_one_call_per_row(kernel, monkeypatch):
     bands = [(oy0, min(k.BAND, oh - oy0)) for oy0 in range(0, oh, k.BAND)]
     assert sorted(calls) == sorted(bands * frames)
     assert np.allclose(out, expected, atol=1e-5)
+
+
+def _row_passes(k, frame, roi, oh, ow, planar):
+    """Every output row's x-pass (``_horizontal`` of its first input row) and rows-first blend, with the permute
+    (``planar``, as ``_geometry`` lays it out) or column by column (the interleaved row, as without AVX-512)."""
+    import numpy as np
+
+    ya, yb, wy, xt, wx, blocks, lo, buf, _ = k._geometry(frame[None], np.asarray(roi, np.float32), oh, ow)
+    if not planar:
+        xt, blocks = k._x_taps(xt[0].astype(np.int64), xt[1].astype(np.int64), False)
+    flat, pitch = frame.reshape(-1), 3 * frame.shape[1]
+    x_first, blended = np.empty((oh, 3, ow), np.float32), np.empty((oh, 3, ow), np.float32)
+    for oy in range(oh):
+        top, bottom = np.uint64(ya[oy] * pitch + 3 * lo), np.uint64(yb[oy] * pitch + 3 * lo)
+        k._horizontal(flat, top, buf, xt, wx, blocks, x_first, oy)
+        k._blended_row(flat, top, bottom, wy[oy], buf, xt, wx, blocks, blended, oy, False)
+    return x_first, blended, blocks
+
+
+@pytest.mark.skipif("not __import__('motionssl.pipelines.ops._kernels', fromlist=['PERMUTE']).PERMUTE",
+                    reason="no AVX-512F here: the x-pass has no permute")
+@pytest.mark.parametrize("roi, out", [((10.0, 20.0, 200.0, 250.0), (224, 224)),   # enlarged along x
+                                      ((10.0, 60.0, 200.0, 160.0), (112, 112)),   # 100 columns for 112
+                                      ((5.0, 300.0, 235.0, 90.0), (224, 160)),    # flipped, 210 for 160
+                                      ((0.0, 0.0, 240.0, 320.0), (60, 250)),      # a width not a multiple of LANES
+                                      ((0.0, 0.0, 240.0, 320.0), (100, 100))])    # 320 for 100: column by column
+def test_the_permute_x_pass_matches_the_column_by_column_one(roi, out):
+    """The x-pass's table permute (AVX-512) computes each output column's two taps as the scalar loop does.
+
+    Textured frame, crops enlarged, reduced, flipped, and widths that leave a tail after
+    the last block; where the columns read exceed ``PLANAR_READ`` times the output's the
+    geometry picks the column-by-column pass itself (no blocks).
+    """
+    import numpy as np
+
+    from motionssl.pipelines.ops import _kernels as k
+
+    frame = np.random.default_rng(5).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    permuted, blended_p, blocks = _row_passes(k, frame, roi, *out, True)
+    columns, blended_c, none = _row_passes(k, frame, roi, *out, False)
+    read = abs(roi[3] - roi[1])
+    assert none == 0 and (blocks == out[1] // k.LANES if read <= k.PLANAR_READ * out[1] else blocks == 0)
+    assert np.allclose(permuted, columns, atol=2e-4) and np.allclose(blended_p, blended_c, atol=2e-4)
+    assert 0 <= columns.min() and columns.max() <= 255 and columns.std() > 50  # textured: taps that differ
+
+
+def portable_clips(k):
+    """RGB and residual clips of a textured window, two crops (one flipped), a drawn jitter: what both targets build."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    window = rng.integers(0, 256, (6, 120, 160, 3), dtype=np.uint8)
+    pack = np.zeros(k.PACK_LENGTH, np.float32)
+    pack[k.OFFSETS["colour"]:k.OFFSETS["colour"] + 4] = (1.2, 0.8, 1.3, 12.0)
+    pack[k.OFFSETS["std"]:k.OFFSETS["std"] + 3] = 1.0
+    out = []
+    for roi, size in (((4.0, 10.0, 100.0, 120.0), 112), ((2.0, 150.0, 118.0, 5.0), 64)):
+        rgb = np.empty((3, 3, size, size), np.float32)
+        k._rgb_kernel(rgb, np.array([0, 2, 4], np.int32), window, np.array(roi, np.float32), pack, window[:1],
+                      k.PLAIN)
+        res = np.empty((3, 3, size, size), np.float32)
+        k._residual_kernel(res, np.array([0, 1, 2, 1, 2, 3], np.int32), window, np.array(roi, np.float32), pack)
+        out += [rgb, res]
+    return out
+
+
+PORTABLE = r"""
+import sys, numpy as np
+from motionssl.pipelines.ops import _kernels as k
+from tests.pipelines.test_kernels import portable_clips
+assert not k.PERMUTE, "an AVX2 target must not compile the AVX-512 permute"
+np.savez(sys.argv[1], *portable_clips(k))
+"""
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="an x86-64 target (AVX2) is named")
+def test_the_kernels_compile_and_agree_without_avx512(tmp_path):
+    """For a CPU without AVX-512 (Numba told to compile for an AVX2 target) the kernels build without the permute
+    and their clips equal this machine's within one resize level times the jitter's gain."""
+    import numpy as np
+
+    from motionssl.pipelines.ops import _kernels as k
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), NUMBA_CPU_NAME="haswell",
+               NUMBA_CPU_FEATURES="+avx,+avx2,+fma,+f16c,+popcnt,+sse4.2,+bmi,+bmi2,+lzcnt,+movbe,+cx16",
+               PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
+    done = subprocess.run([sys.executable, "-c", PORTABLE, str(tmp_path / "avx2.npz")], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    from tests.pipelines.test_fused import jitter_gain
+
+    avx2 = np.load(tmp_path / "avx2.npz")
+    gain = jitter_gain([1.2, 0.8, 1.3, 12.0])  # the jitter's pack in portable_clips; std 1: one level is 1
+    for name, native in zip(avx2.files, portable_clips(k)):
+        a = avx2[name]
+        assert a.shape == native.shape
+        assert np.abs(a - native).max() <= gain + 1e-3 and np.mean(np.abs(a - native) > 1e-3) < 0.01, name
