@@ -47,7 +47,7 @@ def load(root: str = ""):
     sys.path.insert(0, holder)
     # A Numba cache of its own: the checkout's cache, written when its kernels ran under their
     # own module name, would rebuild them against that module (this checkout's, when the name
-    # is the same) and crash. Compiled afresh here (about 10 s).
+    # is the same) and crash. Compiled afresh here (10–25 s).
     from numba.core import config
 
     saved, config.CACHE_DIR = config.CACHE_DIR, os.path.join(holder, "numba-cache")

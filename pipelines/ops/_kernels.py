@@ -1,7 +1,7 @@
 """The Numba kernels of :mod:`.fused` and their DALI entry points (imported only when Numba is).
 
 Every function is compiled with ``cache=True``: the first process on a machine compiles
-them (about 10 s) and writes the machine code next to this file (or to
+them (about 25 s) and writes the machine code next to this file (or to
 ``NUMBA_CACHE_DIR``; Numba falls back to a cache folder in the user's home when this
 folder is read-only); later processes load it in well under a second.
 

@@ -21,7 +21,7 @@ DALI's operators. :func:`available` says whether Numba is usable; the graph fall
 to the unfused operators, with one logged line, when it is not.
 
 The kernels live in :mod:`._kernels`, compiled by Numba with its on-disk cache: the
-first process on a machine compiles them (about 10 s), later ones load them.
+first process on a machine compiles them (about 25 s on the development machine), later ones load them.
 """
 from __future__ import annotations
 
