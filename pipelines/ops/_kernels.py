@@ -292,17 +292,17 @@ def _geometry(window, roi, oh, ow):
 def _x_taps(a, b, planar):
     """The x-pass's taps from each output column's two input columns ``a``, ``b`` (counted from the first read).
 
-    ``(xt, blocks)``: ``xt`` (5, W) int32 holds ``a`` and ``b``, then per block of
-    ``LANES`` output columns the two taps counted from the block's first input column
-    (rows 2 and 3) and that column (row 4, at the block's first output column); ``blocks``
-    is how many leading blocks the permute computes: every one whose taps lie within
-    ``TABLE`` columns of its first (a crop up to about four times the output's width,
-    flipped or not), and none when the row is not ``planar`` or there is no permute
-    (:data:`PERMUTE`): the x-pass then reads the interleaved row one column at a time.
+    ``(xt, blocks)``: ``xt`` (5, W) int32 holds ``a`` and ``b`` (their offsets ``3a`` and
+    ``3b`` in an interleaved row when ``blocks`` is 0), then per block of ``LANES`` output
+    columns the two taps counted from the block's first input column (rows 2 and 3) and
+    that column (row 4, at the block's first output column); ``blocks`` is how many leading
+    blocks the permute computes: every one whose taps lie within ``TABLE`` columns of its
+    first (a crop up to about four times the output's width, flipped or not), and none when
+    the row is not ``planar`` or there is no permute (:data:`PERMUTE`): the x-pass then reads
+    the interleaved row one column at a time.
     """
     ow = a.shape[0]
     xt = np.zeros((5, ow), np.int32)
-    xt[0], xt[1] = a, b
     blocks = 0
     if PERMUTE and planar:
         while (blocks + 1) * LANES <= ow:
@@ -314,6 +314,8 @@ def _x_taps(a, b, planar):
             xt[3, o:o + LANES] = b[o:o + LANES] - first
             xt[4, o] = first
             blocks += 1
+    scale = 1 if blocks else 3
+    xt[0], xt[1] = scale * a, scale * b
     return xt, blocks
 
 
@@ -324,7 +326,7 @@ def _interleaved_columns(buf, xt, wx, dst, d):
     Unsigned offsets: no negative-index wrap-around test per load; float32 taps: the row's
     bytes were converted once each, in a vectorised loop, not once per tap that reads them."""
     for ox in range(dst.shape[2]):
-        i, j, t = np.uint64(3 * xt[0, ox]), np.uint64(3 * xt[1, ox]), wx[ox]
+        i, j, t = np.uint64(xt[0, ox]), np.uint64(xt[1, ox]), wx[ox]  # offsets 3a, 3b (:func:`_x_taps`)
         v = f32(1.0) - t
         dst[d, 0, ox] = buf[i] * v + buf[j] * t
         dst[d, 1, ox] = buf[i + np.uint64(1)] * v + buf[j + np.uint64(1)] * t

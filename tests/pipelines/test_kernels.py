@@ -189,7 +189,8 @@ def test_a_crop_taller_than_the_output_blends_rows_first_and_matches_x_first(roi
     oh, ow = out
     ya, yb, wy, xt, wx, blocks, lo, buf, rows_first = k._geometry(frame[None], np.array(roi, np.float32), oh, ow)
     assert rows_first and len(set(ya.tolist()) | set(yb.tolist())) > oh
-    assert buf.size == 3 * (max(xt[0].max(), xt[1].max()) + 1 + k.TABLE) and min(xt[0].min(), xt[1].min()) == 0
+    columns = max(xt[0].max(), xt[1].max()) // (1 if blocks else 3) + 1  # offsets 3a, 3b without blocks
+    assert buf.size == 3 * (columns + k.TABLE) and min(xt[0].min(), xt[1].min()) == 0
     cache, ids = np.empty((2, 3, ow), np.float32), np.full(2, -1, np.int64)
     geometry = (ya, yb, wy, xt, wx, blocks, lo, buf)
     rows_first, x_first = np.empty((oh, 3, ow), np.float32), np.empty((oh, 3, ow), np.float32)
@@ -248,8 +249,9 @@ def _row_passes(k, frame, roi, oh, ow, planar):
     import numpy as np
 
     ya, yb, wy, xt, wx, blocks, lo, buf, _ = k._geometry(frame[None], np.asarray(roi, np.float32), oh, ow)
-    if not planar:
-        xt, blocks = k._x_taps(xt[0].astype(np.int64), xt[1].astype(np.int64), False)
+    if not planar:  # the same taps, counted in columns (offsets 3a, 3b when the geometry chose no blocks)
+        a, b = (xt[0], xt[1]) if blocks else (xt[0] // 3, xt[1] // 3)
+        xt, blocks = k._x_taps(a.astype(np.int64), b.astype(np.int64), False)
     flat, pitch = frame.reshape(-1), 3 * frame.shape[1]
     x_first, blended = np.empty((oh, 3, ow), np.float32), np.empty((oh, 3, ow), np.float32)
     for oy in range(oh):
