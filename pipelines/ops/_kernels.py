@@ -140,10 +140,10 @@ def _permute_block(typingctx, buf, first, xt, wx, dst, d, c, o):
         table = at(0, [index(1)])
         low, high = load(table, f16), load(builder.gep(table, [ir.Constant(i64, 16)]), f16)
 
-        def picked(row):  # the block's taps in row ``row`` of xt, as the 16 lanes the permute takes
+        def picked(row):  # the block's taps in row ``row`` of xt, widened to the 16 lanes the permute takes
             tap = load(at(2, [ir.Constant(i64, row), o64]), il)
-            v = builder.call(permute, [low, tap if LANES == 16 else builder.shuffle_vector(tap, tap, widen), high])
-            return v if LANES == 16 else builder.shuffle_vector(v, v, narrow)
+            v = builder.call(permute, [low, builder.shuffle_vector(tap, tap, widen), high])
+            return builder.shuffle_vector(v, v, narrow)
 
         a, b = picked(2), picked(3)
         weight = load(at(3, [o64]), fl)
@@ -320,30 +320,21 @@ def _x_taps(a, b, planar):
 
 
 @jit
-def _interleaved_columns(buf, xt, wx, dst, d):
-    """``dst[d]`` (3, W) ← the interleaved row ``buf`` resampled along x, one output column at a time.
+def _columns(buf, xt, wx, dst, d, first, step):
+    """``dst[d]`` (3, W) from output column ``first`` on ← the row ``buf`` resampled along x, one column at a time.
 
-    Unsigned offsets: no negative-index wrap-around test per load; float32 taps: the row's
-    bytes were converted once each, in a vectorised loop, not once per tap that reads them."""
-    for ox in range(dst.shape[2]):
-        i, j, t = np.uint64(xt[0, ox]), np.uint64(xt[1, ox]), wx[ox]  # offsets 3a, 3b (:func:`_x_taps`)
-        v = f32(1.0) - t
-        dst[d, 0, ox] = buf[i] * v + buf[j] * t
-        dst[d, 1, ox] = buf[i + np.uint64(1)] * v + buf[j + np.uint64(1)] * t
-        dst[d, 2, ox] = buf[i + np.uint64(2)] * v + buf[j + np.uint64(2)] * t
-
-
-@jit
-def _planar_columns(buf, xt, wx, dst, d, first):
-    """``dst[d]`` (3, W) from output column ``first`` on ← the planar row ``buf`` resampled along x, one column
-    at a time (the columns after the permute's last block)."""
-    pitch = np.uint64(buf.shape[0] // 3)
+    ``xt[0]``, ``xt[1]`` hold each column's two taps as offsets of their first channel in
+    ``buf`` and ``step`` is the distance between channels: 1 in an interleaved row, the
+    channel's length in a planar one (the columns after the permute's last block). Unsigned
+    offsets: no negative-index wrap-around test per load; float32 taps: the row's bytes were
+    converted once each, in a vectorised loop, not once per tap that reads them."""
+    one, two = np.uint64(step), np.uint64(2 * step)
     for ox in range(first, dst.shape[2]):
         i, j, t = np.uint64(xt[0, ox]), np.uint64(xt[1, ox]), wx[ox]
         v = f32(1.0) - t
         dst[d, 0, ox] = buf[i] * v + buf[j] * t
-        dst[d, 1, ox] = buf[pitch + i] * v + buf[pitch + j] * t
-        dst[d, 2, ox] = buf[pitch + pitch + i] * v + buf[pitch + pitch + j] * t
+        dst[d, 1, ox] = buf[i + one] * v + buf[j + one] * t
+        dst[d, 2, ox] = buf[i + two] * v + buf[j + two] * t
 
 
 if PERMUTE:
@@ -356,19 +347,19 @@ if PERMUTE:
         time takes two scalar loads per channel and column (LLVM emits no gathers for them).
         """
         if blocks == 0:
-            _interleaved_columns(buf, xt, wx, dst, d)
+            _columns(buf, xt, wx, dst, d, 0, 1)
             return
         pitch = buf.shape[0] // 3
         for c in range(3):
             for k in range(blocks):
                 o = k * LANES
                 _permute_block(buf, c * pitch + xt[4, o], xt, wx, dst, d, c, o)
-        _planar_columns(buf, xt, wx, dst, d, blocks * LANES)
+        _columns(buf, xt, wx, dst, d, blocks * LANES, pitch)
 else:
     @jit
     def _resample(buf, xt, wx, blocks, dst, d):
         """``dst[d]`` (3, W) ← the interleaved row ``buf`` resampled along x (no permute here: ``blocks`` is 0)."""
-        _interleaved_columns(buf, xt, wx, dst, d)
+        _columns(buf, xt, wx, dst, d, 0, 1)
 
 
 @jit
@@ -501,6 +492,12 @@ def _store(out, t, oy, ox, r, g, b, mean, inv):
 
 
 @jit
+def _mixed(r, g, b, blend, e, ox, lam):
+    """``(r, g, b) + λ·(blend[e, :, ox] − (r, g, b))``: a pixel blended with row ``e`` of ``blend``."""
+    return r + lam * (blend[e, 0, ox] - r), g + lam * (blend[e, 1, ox] - g), b + lam * (blend[e, 2, ox] - b)
+
+
+@jit
 def _finish_row(src, sa, sb, w, oy, to):
     """Output row ``oy`` of a clip, in one pass over its pixels: the vertical blend ``src[sa]·(1 − w) + src[sb]·w``
     rounded to uint8 levels, jittered, blended, normalised.
@@ -519,8 +516,8 @@ def _finish_row(src, sa, sb, w, oy, to):
         for ox in range(out.shape[3]):
             r, g, b = _jitter(_level(src, sa, sb, v, w, 0, ox), _level(src, sa, sb, v, w, 1, ox),
                               _level(src, sa, sb, v, w, 2, ox), br, ct, pivot, sat, hue)
-            _store(out, t, oy, ox, r + lam * (blend[e, 0, ox] - r), g + lam * (blend[e, 1, ox] - g),
-                   b + lam * (blend[e, 2, ox] - b), mean, inv)
+            r, g, b = _mixed(r, g, b, blend, e, ox, lam)
+            _store(out, t, oy, ox, r, g, b, mean, inv)
     elif jitter:
         for ox in range(out.shape[3]):
             r, g, b = _jitter(_level(src, sa, sb, v, w, 0, ox), _level(src, sa, sb, v, w, 1, ox),
@@ -528,10 +525,9 @@ def _finish_row(src, sa, sb, w, oy, to):
             _store(out, t, oy, ox, r, g, b, mean, inv)
     elif blended:
         for ox in range(out.shape[3]):
-            r, g, b = (_level(src, sa, sb, v, w, 0, ox), _level(src, sa, sb, v, w, 1, ox),
-                       _level(src, sa, sb, v, w, 2, ox))
-            _store(out, t, oy, ox, r + lam * (blend[e, 0, ox] - r), g + lam * (blend[e, 1, ox] - g),
-                   b + lam * (blend[e, 2, ox] - b), mean, inv)
+            r, g, b = _mixed(_level(src, sa, sb, v, w, 0, ox), _level(src, sa, sb, v, w, 1, ox),
+                             _level(src, sa, sb, v, w, 2, ox), blend, e, ox, lam)
+            _store(out, t, oy, ox, r, g, b, mean, inv)
     else:
         for ox in range(out.shape[3]):
             _store(out, t, oy, ox, _level(src, sa, sb, v, w, 0, ox), _level(src, sa, sb, v, w, 1, ox),
