@@ -178,6 +178,12 @@ SWEEPS = (
       for m in ("moquad", "mcpnet") for lr in ("3e-4", "3e-3")],
     *[Row(f"{m}-steps3600", m, "sweeps", "3600 steps instead of 1200 (is it still improving?)", base=m, steps=3600)
       for m in ("moquad", "mcpnet")],
+    # Is the labelled reference still improving too? Its epochs follow the steps (supervised_epochs).
+    *[Row(f"supervised-steps{n}", "supervised", "sweeps", f"the labelled reference with as many training clips as "
+          f"{n} steps instead of 1200 (is the methods' target still rising?)", base="supervised", steps=n)
+      for n in (3600, 6000)],
+    Row("moquad-steps6000", "moquad", "sweeps", "6000 steps instead of 1200 (does it stop improving?)",
+        base="moquad", steps=6000),
 )
 
 

@@ -44,7 +44,7 @@ def commands(row: Row, seed: int, data: str, run: str, steps: int, batch_size: i
         # The small configs' clip shape and optimiser, trained on the labels with the fine-tuning augmentation
         # (crop, no flip — it swaps left and right — and no colour jitter); as many epochs over the labelled
         # videos as a pre-training run sees clips of every video.
-        epochs = supervised_epochs(steps, batch_size, train_videos)
+        epochs = supervised_epochs(row.steps or steps, batch_size, train_videos)
         if row.same_steps:  # the share's epochs are that much shorter: as many optimiser steps as with every label
             epochs = max(1, round(epochs / row.labels))
         start = ["--random-init", "--backbone", "tiny"]

@@ -170,9 +170,11 @@ def test_every_row_is_a_valid_command_and_config(name, tmp_path):
             assert args.seed == 1 and args.num_clips == 2
             scratch = row.method in ("random", "supervised") or (row.method == "finetune" and not row.pretrained)
             assert args.random_init == scratch
-            if row.method in ("supervised", "finetune"):  # as many clips as a pre-training run: 10 steps x 8 / 40
+            if row.method in ("supervised", "finetune"):  # as many clips as a pre-training run: 10 steps x 8 / 40,
+                # or as the row's own steps (supervised-steps3600: 3600 x 8 / 40)
+                epochs = round((row.steps or 10) * 8 / 40)
                 assert args.task == "finetune" and args.labels == row.labels and args.augment == row.augment
-                assert args.epochs == (round(2 / row.labels) if row.same_steps else 2)
+                assert args.epochs == (round(epochs / row.labels) if row.same_steps else epochs)
                 assert args.backbone == ("tiny" if scratch else None)
             if row.pretrained:  # the pre-training row's run of the same seed
                 assert args.checkpoint == str(tmp_path / row.pretrained / "seed1" / "train")
