@@ -29,6 +29,16 @@ from motionssl.pipelines.pipeline import usable_cores
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+# Untimed batches before a producer's timed ones (the throughput benchmark and the CPU split). The first batches
+# after a loader is built run apart from its steady state both ways: the queues its workers filled while the
+# first batch was awaited serve the next ones faster, while the process's buffers are still growing and every
+# fresh page costs a first-touch fault (about 4.7 us of CPU on the development machine's VM). With 1-2
+# warm-up batches a pipeline's ratio to the ceiling depended on what had run before it in the process (MoQuad
+# 224: 58-60 % measured first, 71-73 % after the peer loader) and the peer loader looked up to 1.6x faster
+# than later on; with 8 or 12 both orders gave 78-86 % for every method (benchmarks/RESULTS.md).
+WARMUP_BATCHES = 8
+
+
 def methods() -> tuple:
     """The registered methods, baselines first (the benchmarks' rows), by name."""
     from motionssl.models.methods import METHODS

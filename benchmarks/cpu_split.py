@@ -8,7 +8,7 @@ CPU per window on the same windows (the frames the clips read, as the workers de
 Figures come from ``/proc`` (CPU time, so other processes change them little).
 
     python -m benchmarks.cpu_split --pipeline mcpnet --size 112
-    python -m benchmarks.cpu_split --pipeline moquad --size 224 --warmup 40   # past the first touches
+    python -m benchmarks.cpu_split --pipeline moquad --size 224 --warmup 40   # further past the first touches
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import time
 if __package__ in (None, ""):
     sys.exit("run it as a module: python -m benchmarks.cpu_split")
 
-from benchmarks.common import default_data, methods, pipeline_config, replicate  # noqa: E402
+from benchmarks.common import WARMUP_BATCHES, default_data, methods, pipeline_config, replicate  # noqa: E402
 from benchmarks.decode_only import build_iterator  # noqa: E402
 from benchmarks.producers import measure_ceiling  # noqa: E402
 from motionssl.pipelines.index import load_index  # noqa: E402
@@ -108,7 +108,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--pipeline", choices=methods(), default="mcpnet")
     parser.add_argument("--size", type=int, default=112, help="clip size (default 112)")
     parser.add_argument("--batches", type=int, default=16, help="batches measured (default 16)")
-    parser.add_argument("--warmup", type=int, default=3, help="batches run first (default 3)")
+    parser.add_argument("--warmup", type=int, default=WARMUP_BATCHES,
+                        help=f"batches run first (default {WARMUP_BATCHES}, as the throughput benchmark's)")
     parser.add_argument("--data", default="", help="a `path label` list (default: the throughput benchmark's)")
     parser.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
     args = parser.parse_args(argv)

@@ -39,8 +39,10 @@ ratios of decoded frames/s, as W is shared). ``vs peer`` divides by the peer loa
 the same decoder (PyAV's for DALI's decoder), ``vs ceil`` by the ceiling of the same
 decoder (PyAV's for DALI's decoder; ``; read`` where the method names the frames it reads),
 ``vs win`` by its whole-window ceiling. Every figure is the median over ``--repeats`` runs
-of ``--batches`` batches after ``--warmup`` batches (pipeline build, worker start and first
-prefetch excluded). On GPU every timed interval starts and ends with
+of ``--batches`` batches after ``--warmup`` batches (8: the build, the workers' start, the
+batches served from the queues filled meanwhile and the process's first-touch growth
+excluded; with 1–2 a pipeline's figure depended on what had run before it in the process,
+:data:`benchmarks.common.WARMUP_BATCHES`). On GPU every timed interval starts and ends with
 ``torch.cuda.synchronize()``.
 
     python -m benchmarks.make_data                   # once: benchmarks/data/{vp9,h264}
@@ -53,8 +55,8 @@ MCPNet 112²) and SimCLR also at 112² (:func:`benchmarks.common.clip_sizes`; ``
 measures one size for all), printed in the header. ``--quick`` is the check to run before
 and after a change to ``pipelines/ops``, ``pipelines/decoders``, ``pipelines/sources.py``
 or the decoding workers: PyAV workers only, the PyAV peer loader, no reference loader,
-3 repeats of 3 batches, and one short table of each method's ratio to the decode ceiling
-and to the peer (compare two runs by their ``cpu ms/w`` too on a busy machine).
+3 repeats of 3 batches after the same warm-up, and one short table of each method's ratio to
+the decode ceiling and to the peer (compare two runs by their ``cpu ms/w`` too on a busy machine).
 
 ``--profile`` adds a cost split per sample (decode, planner draws, DALI graph, iterator
 hand-off) measured in isolation (:mod:`benchmarks.cost_split`); ``--operators`` counts the
@@ -74,6 +76,7 @@ if __package__ in (None, ""):  # run as a file (python benchmarks/throughput.py)
 
 from benchmarks.common import (  # noqa: E402
     HERE,
+    WARMUP_BATCHES,
     clip_sizes,
     default_data,
     describe,
@@ -231,7 +234,7 @@ def compare(rows: List[dict]) -> None:
     rows.sort(key=lambda r: ORDER.index(r["producer"].split("[")[0]))
 
 
-QUICK = {"decoders": ["pyav"], "peer_decoders": ["pyav"], "batches": 3, "repeats": 3, "warmup": 1}
+QUICK = {"decoders": ["pyav"], "peer_decoders": ["pyav"], "batches": 3, "repeats": 3}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -264,8 +267,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--frames", type=int, default=16, help="frames per clip (the decode-only window)")
     parser.add_argument("--size", type=int, default=None,
                         help="clip size (default: each method's paper configuration's)")
-    parser.add_argument("--warmup", type=int, default=None, help="untimed batches first (at least 1; default 2, "
-                                                                  "with --quick 1)")
+    parser.add_argument("--warmup", type=int, default=WARMUP_BATCHES,
+                        help="untimed batches first, past the loaders' start (at least 1)")
     parser.add_argument("--batches", type=int, default=None,
                         help="timed batches per repeat (default 4, with --quick 3)")
     parser.add_argument("--repeats", type=int, default=3)
@@ -291,7 +294,6 @@ def parse_args(argv=None):
                 setattr(args, key, value)
         args.no_reference = True
     args.pipelines = args.pipelines or list(methods() if args.quick else ALL_PIPELINES)
-    args.warmup = 2 if args.warmup is None else args.warmup
     args.batches = 4 if args.batches is None else args.batches
     cores = usable_cores()
     args.batch_size = args.batch_size or (32 if args.device == "gpu" else 8)
