@@ -180,7 +180,9 @@ SWEEPS = (
       for m in ("moquad", "mcpnet")],
     # Is the labelled reference still improving too? Its epochs follow the steps (supervised_epochs).
     *[Row(f"supervised-steps{n}", "supervised", "sweeps", f"the labelled reference with as many training clips as "
-          f"{n} steps instead of 1200 (is the methods' target still rising?)", base="supervised", steps=n)
+          f"{n} steps instead of 1200 (is the methods' target still rising?)", base="supervised", steps=n,
+          evidence="what the methods' target is at their longer budgets: compare a method with the labelled "
+                   "reference trained on as many clips")
       for n in (3600, 6000)],
     Row("moquad-steps6000", "moquad", "sweeps", "6000 steps instead of 1200 (does it stop improving?)",
         base="moquad", steps=6000),
