@@ -33,6 +33,7 @@ def commands(row: Row, seed: int, data: str, run: str, steps: int, batch_size: i
              extra: Sequence[str] = (), train_videos: int = 0) -> List[List[str]]:
     """The train.py / eval.py command lines of one (row, seed), in order."""
     py = sys.executable
+    steps = row.steps or steps  # a row's own budget (the -stepsN rows), else the table's
     split = ["--data", data, "--split", "train", "--test-split", "test"]
     views = ["--num-clips", str(num_clips), "--seed", str(seed)]
     if row.method in ("random", *CONTROLS):
@@ -44,7 +45,7 @@ def commands(row: Row, seed: int, data: str, run: str, steps: int, batch_size: i
         # The small configs' clip shape and optimiser, trained on the labels with the fine-tuning augmentation
         # (crop, no flip — it swaps left and right — and no colour jitter); as many epochs over the labelled
         # videos as a pre-training run sees clips of every video.
-        epochs = supervised_epochs(row.steps or steps, batch_size, train_videos)
+        epochs = supervised_epochs(steps, batch_size, train_videos)
         if row.same_steps:  # the share's epochs are that much shorter: as many optimiser steps as with every label
             epochs = max(1, round(epochs / row.labels))
         start = ["--random-init", "--backbone", "tiny"]
@@ -59,7 +60,6 @@ def commands(row: Row, seed: int, data: str, run: str, steps: int, batch_size: i
         return [[py, "eval.py", "finetune", *start, "--frames", "8", "--size", "32", "--flip-prob", "0", *split,
                  "--out", run, "--epochs", str(epochs), "--batch-size", str(batch_size), "--optimizer", "adamw",
                  "--lr", "1e-3", *labels, *augment, *views]]
-    steps = row.steps or steps
     configs = [a for c in (BASE[row.method], *row.configs) for a in ("--config", c)]
     # train.py writes its own run folder (it refuses one holding files it did not write, such as log.txt).
     train = [py, "train.py", "--pipeline", row.method, *configs, *split, "--out", os.path.join(run, TRAIN),

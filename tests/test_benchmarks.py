@@ -337,6 +337,7 @@ def test_every_timed_benchmark_starts_past_the_loaders_start_up(monkeypatch):
     for argv in ([], ["--quick"]):
         assert throughput.parse_args(argv + ["--no-peer"]).warmup == common.WARMUP_BATCHES
     assert throughput.parse_args(["--quick", "--warmup", "3", "--no-peer"]).warmup == 3  # still the user's choice
+
     class Reached(Exception):
         pass
 
